@@ -1,0 +1,180 @@
+"""The provider contract: config every provider shares and the `AIProvider` ABC."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import ClassVar, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from providers.errors import ProviderError
+from providers.models import (
+    AITask,
+    CostEstimate,
+    ExecutionContext,
+    HealthStatus,
+    Price,
+    ProviderCapabilities,
+    ProviderHealth,
+    ProviderResponse,
+    QuotaSignal,
+)
+
+
+class Limits(BaseModel):
+    """Client-side limits a provider or subscription must stay under."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    requests_per_minute: int | None = Field(default=None, gt=0)
+    requests_per_hour: int | None = Field(default=None, gt=0)
+    requests_per_day: int | None = Field(default=None, gt=0)
+    tokens_per_minute: int | None = Field(default=None, gt=0)
+    tokens_per_hour: int | None = Field(default=None, gt=0)
+    tokens_per_day: int | None = Field(default=None, gt=0)
+    cost_usd_per_day: float | None = Field(default=None, gt=0)
+
+
+class ProviderConfig(BaseModel):
+    """Keys every provider type accepts; each type extends it with its own."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    type: str
+    priority: int = 5
+    # None means the provider serves every task type.
+    capabilities: list[str] | None = None
+    limits: Limits = Limits()
+    model: str | None = None
+    base_url: str | None = None
+    api_key_env: str | None = None
+    timeout_s: float = Field(default=120.0, gt=0)
+    max_concurrency: int = Field(default=4, gt=0)
+    # Price per million tokens by model name; "*" applies to any model not listed.
+    prices: dict[str, Price] = Field(default_factory=dict)
+    health_ttl_s: float = Field(default=30.0, ge=0)
+    enabled: bool = True
+
+
+class SecretResolver(Protocol):
+    def __call__(self, name: str) -> str | None: ...
+
+
+def env_secrets(name: str) -> str | None:
+    """Default secret resolver: the value of an environment variable."""
+    return os.environ.get(name)
+
+
+QuotaListener = Callable[[QuotaSignal], None]
+
+# Rough tokens-per-character ratio for estimating prompts before a call; good enough for budgets.
+CHARS_PER_TOKEN = 4
+
+
+class AIProvider(ABC):
+    """One configured provider. Subclasses set `type_name` and `config_model` and implement the abstract methods."""
+
+    type_name: ClassVar[str]
+    config_model: ClassVar[type[ProviderConfig]] = ProviderConfig
+    default_prices: ClassVar[dict[str, Price]] = {}
+
+    def __init__(
+        self,
+        provider_id: str,
+        config: ProviderConfig,
+        *,
+        secrets: SecretResolver = env_secrets,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.provider_id = provider_id
+        self.config = config
+        self._secrets = secrets
+        self._clock = clock
+        self._quota_listeners: list[QuotaListener] = []
+        self._health_cache: tuple[float, ProviderHealth] | None = None
+
+    # --- the contract -------------------------------------------------------------------------
+
+    @abstractmethod
+    async def execute_task(self, task: AITask, context: ExecutionContext) -> ProviderResponse:
+        """Run one task; raise a `ProviderError` subclass on failure."""
+
+    @abstractmethod
+    def capabilities(self) -> ProviderCapabilities: ...
+
+    @abstractmethod
+    async def _probe(self) -> ProviderHealth:
+        """A cheap live health check; `health()` caches it."""
+
+    async def health(self, use_cache: bool = True) -> ProviderHealth:
+        now = self._clock()
+        if use_cache and self._health_cache and now - self._health_cache[0] < self.config.health_ttl_s:
+            return self._health_cache[1]
+        try:
+            result = await self._probe()
+        except ProviderError as exc:
+            result = ProviderHealth(status=HealthStatus.UNHEALTHY, checked_at=utc_now(), detail=str(exc))
+        self._health_cache = (now, result)
+        return result
+
+    async def execute_batch(
+        self, tasks: Sequence[AITask], context: ExecutionContext
+    ) -> list[ProviderResponse | ProviderError]:
+        """Run several tasks with at most `max_concurrency` in flight; failures are returned, not raised."""
+        gate = asyncio.Semaphore(self.capabilities().max_concurrency)
+
+        async def one(task: AITask) -> ProviderResponse | ProviderError:
+            async with gate:
+                try:
+                    return await self.execute_task(task, context)
+                except ProviderError as exc:
+                    return exc
+
+        return list(await asyncio.gather(*(one(t) for t in tasks)))
+
+    def estimate_cost(self, task: AITask) -> CostEstimate:
+        tokens_in = estimate_prompt_tokens(task)
+        price = self.price_for(self.config.model or "")
+        cost = (tokens_in * price.input + task.max_output_tokens * price.output) / 1_000_000
+        return CostEstimate(cost_usd=cost, tokens_input=tokens_in, tokens_output=task.max_output_tokens)
+
+    async def aclose(self) -> None:
+        """Release clients and child processes; the registry calls it on shutdown."""
+
+    # --- helpers for subclasses ---------------------------------------------------------------
+
+    def price_for(self, model: str) -> Price:
+        for table in (self.config.prices, self.default_prices):
+            if model in table:
+                return table[model]
+            if "*" in table:
+                return table["*"]
+        return Price()
+
+    def secret(self, env_name: str | None) -> str | None:
+        return self._secrets(env_name) if env_name else None
+
+    def add_quota_listener(self, listener: QuotaListener) -> None:
+        self._quota_listeners.append(listener)
+
+    def report_quota(self, signal: QuotaSignal) -> None:
+        for listener in self._quota_listeners:
+            listener(signal)
+
+    def task_types(self) -> frozenset[str] | None:
+        caps = self.config.capabilities
+        return None if caps is None else frozenset(caps)
+
+
+def estimate_prompt_tokens(task: AITask) -> int:
+    chars = len(task.prompt) + sum(len(k) + len(v) for k, v in task.context.items())
+    return max(1, chars // CHARS_PER_TOKEN)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,129 @@
+"""The one error hierarchy every provider raises and every layer above understands.
+
+    ProviderError                 outcome          retry same provider?      fail over?
+    ├── RateLimited               rate_limited     if retry_after is short   yes
+    ├── QuotaExhausted            quota_exhausted  no (carries reset_at)     yes
+    ├── Overloaded                overloaded       yes (with backoff)        yes
+    ├── Unavailable               unavailable      no                        yes
+    ├── ProviderTimeout           timeout          no                        yes
+    ├── AuthenticationFailed      authentication   no                        yes
+    ├── BadRequest                bad_request      no                        no
+    ├── MalformedResponse         malformed_response no                      yes
+    ├── BudgetExceeded            budget_exceeded  no                        no
+    └── Cancelled                 cancelled        no                        no
+
+`outcome` is the shared vocabulary of DESIGN.md: the mock's `fail_with`, the ledger's `outcome` column and
+the CLI's JSON all use it. `error_type` carries the finer detail (`insufficient_quota`, `usage_limit`,
+an HTTP status, ...). Each provider maps its vendor's failures to these classes once, at its edge.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import ClassVar
+
+# A rate limit that clears within this many seconds is worth waiting for on the same provider;
+# a longer one is better spent on another provider.
+SHORT_RETRY_AFTER_S = 5.0
+
+
+class ProviderError(Exception):
+    """Base class: a provider call that did not produce an answer."""
+
+    outcome: ClassVar[str] = "unavailable"
+    failover_helps: ClassVar[bool] = True
+    _retry_helps: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider_id: str | None = None,
+        error_type: str | None = None,
+        retry_after_s: float | None = None,
+        reset_at: datetime | None = None,
+        subscription: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.provider_id = provider_id
+        self.error_type = error_type
+        self.retry_after_s = retry_after_s
+        self.reset_at = reset_at
+        self.subscription = subscription
+
+    @property
+    def retry_helps(self) -> bool:
+        """Whether calling the same provider again (after `retry_after_s`) may succeed."""
+        return self._retry_helps
+
+    def __str__(self) -> str:
+        where = f"[{self.provider_id}] " if self.provider_id else ""
+        detail = f" ({self.error_type})" if self.error_type else ""
+        return f"{where}{self.outcome}{detail}: {self.message}"
+
+
+class RateLimited(ProviderError):
+    outcome = "rate_limited"
+
+    @property
+    def retry_helps(self) -> bool:
+        return self.retry_after_s is not None and self.retry_after_s <= SHORT_RETRY_AFTER_S
+
+
+class QuotaExhausted(ProviderError):
+    outcome = "quota_exhausted"
+
+
+class Overloaded(ProviderError):
+    outcome = "overloaded"
+    _retry_helps = True
+
+
+class Unavailable(ProviderError):
+    outcome = "unavailable"
+
+
+class ProviderTimeout(ProviderError):
+    outcome = "timeout"
+
+
+class AuthenticationFailed(ProviderError):
+    outcome = "authentication"
+
+
+class BadRequest(ProviderError):
+    outcome = "bad_request"
+    failover_helps = False
+
+
+class MalformedResponse(ProviderError):
+    outcome = "malformed_response"
+
+
+class BudgetExceeded(ProviderError):
+    outcome = "budget_exceeded"
+    failover_helps = False
+
+
+class Cancelled(ProviderError):
+    outcome = "cancelled"
+    failover_helps = False
+
+
+ERRORS_BY_OUTCOME: dict[str, type[ProviderError]] = {
+    cls.outcome: cls
+    for cls in (
+        RateLimited,
+        QuotaExhausted,
+        Overloaded,
+        Unavailable,
+        ProviderTimeout,
+        AuthenticationFailed,
+        BadRequest,
+        MalformedResponse,
+        BudgetExceeded,
+        Cancelled,
+    )
+}
+OUTCOMES: frozenset[str] = frozenset({"success", *ERRORS_BY_OUTCOME})
