@@ -1,0 +1,194 @@
+"""Batch specs (DESIGN.md "Batch spec"): loading, validation and the DAG's shape. Nothing here needs Prefect."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from providers import AITask, Priority
+from routing.config import check_strategy
+from routing.documents import load_document
+from routing.errors import InputError, describe_validation_error
+
+
+class SpecError(InputError):
+    """The batch spec is invalid."""
+
+
+class TaskDefaults(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    priority: Priority = Priority.NORMAL
+    max_attempts: int = Field(default=3, ge=1, le=50)
+    max_output_tokens: int = Field(default=1024, ge=1)
+
+
+class TaskSpec(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
+    type: str = Field(min_length=1)
+    prompt: str
+    depends_on: list[str] = Field(default_factory=list)
+    priority: Priority | None = None
+    max_attempts: int | None = Field(default=None, ge=1, le=50)
+    max_output_tokens: int | None = Field(default=None, ge=1)
+    affinity: str | None = None
+    team: str | None = None
+    workdir: str | None = None
+    strategy: str | None = None
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value
+
+    @field_validator("strategy")
+    @classmethod
+    def _known_strategy(cls, value: str | None) -> str | None:
+        return None if value is None else check_strategy(value)
+
+
+class BatchSpec(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(min_length=1)
+    team: str | None = None
+    workdir: str | None = None
+    defaults: TaskDefaults = TaskDefaults()
+    tasks: list[TaskSpec] = Field(min_length=1)
+
+    def task(self, task_id: str) -> TaskSpec:
+        return self._by_id()[task_id]
+
+    def _by_id(self) -> dict[str, TaskSpec]:
+        return {t.id: t for t in self.tasks}
+
+    def content_hash(self) -> str:
+        """Identifies the spec's content, so re-running the same spec resumes its unfinished run."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    def to_ai_task(self, spec: TaskSpec, context: dict[str, str] | None = None) -> AITask:
+        """The provider-facing task, with batch defaults applied and upstream outputs as context."""
+        return AITask(
+            id=spec.id,
+            type=spec.type,
+            prompt=spec.prompt,
+            priority=spec.priority or self.defaults.priority,
+            max_attempts=spec.max_attempts or self.defaults.max_attempts,
+            max_output_tokens=spec.max_output_tokens or self.defaults.max_output_tokens,
+            affinity=spec.affinity,
+            team=spec.team or self.team,
+            workdir=spec.workdir or self.workdir,
+            context=context or {},
+            metadata={"strategy": spec.strategy} if spec.strategy else {},
+        )
+
+    def layers(self) -> list[list[TaskSpec]]:
+        """Tasks grouped so every task comes after all of its dependencies (Kahn's algorithm, spec order kept)."""
+        done: set[str] = set()
+        remaining = list(self.tasks)
+        layers: list[list[TaskSpec]] = []
+        while remaining:
+            ready = [t for t in remaining if all(d in done for d in t.depends_on)]
+            if not ready:  # validate() rules this out; guard against use on an unvalidated spec
+                raise SpecError(self.name, [f"dependency cycle among {', '.join(t.id for t in remaining)}"])
+            layers.append(ready)
+            done.update(t.id for t in ready)
+            remaining = [t for t in remaining if t.id not in done]
+        return layers
+
+    def dependents(self) -> dict[str, list[str]]:
+        result: dict[str, list[str]] = {t.id: [] for t in self.tasks}
+        for t in self.tasks:
+            for dep in t.depends_on:
+                result[dep].append(t.id)
+        return result
+
+
+def load_spec(path: str | Path) -> BatchSpec:
+    file = Path(path).expanduser()
+    return parse_spec(load_document(file, SpecError), str(file))
+
+
+def parse_spec(doc: dict[str, Any], source: str) -> BatchSpec:
+    try:
+        spec = BatchSpec.model_validate(doc)
+    except ValidationError as exc:
+        raise SpecError(source, _name_tasks(describe_validation_error(exc), doc)) from None
+    problems = graph_problems(spec)
+    if problems:
+        raise SpecError(source, problems)
+    return spec
+
+
+def _name_tasks(problems: list[str], doc: dict[str, Any]) -> list[str]:
+    """Turn `tasks.3.prompt` into `tasks[3] (id 'review-2').prompt` so the user finds the task."""
+    tasks = doc.get("tasks") if isinstance(doc.get("tasks"), list) else []
+    named = []
+    for line in problems:
+        parts = line.split(".", 2)
+        if len(parts) >= 2 and parts[0] == "tasks" and parts[1].split(":")[0].isdigit():
+            index = int(parts[1].split(":")[0])
+            task_id = tasks[index].get("id") if index < len(tasks) and isinstance(tasks[index], dict) else None
+            label = f"tasks[{index}]" + (f" (id {task_id!r})" if task_id else "")
+            rest = line[len(f"tasks.{index}") :]
+            line = label + rest
+        named.append(line)
+    return named
+
+
+def graph_problems(spec: BatchSpec) -> list[str]:
+    """Duplicate ids, unknown dependencies and cycles (each cycle named as a path)."""
+    problems: list[str] = []
+    seen: set[str] = set()
+    for t in spec.tasks:
+        if t.id in seen:
+            problems.append(f"tasks: duplicate id {t.id!r}")
+        seen.add(t.id)
+    for t in spec.tasks:
+        for dep in t.depends_on:
+            if dep not in seen:
+                problems.append(f"tasks.{t.id}.depends_on: unknown task {dep!r}")
+            elif dep == t.id:
+                problems.append(f"tasks.{t.id}.depends_on: a task cannot depend on itself")
+    if problems:
+        return problems
+    cycle = find_cycle({t.id: t.depends_on for t in spec.tasks})
+    if cycle:
+        problems.append(f"tasks: dependency cycle {' -> '.join(cycle)}")
+    return problems
+
+
+def find_cycle(graph: dict[str, list[str]]) -> list[str] | None:
+    """A cycle as a closed path (first node repeated at the end), or None; iterative DFS."""
+    white, grey, black = 0, 1, 2
+    color = dict.fromkeys(graph, white)
+    for root in graph:
+        if color[root] != white:
+            continue
+        stack: list[tuple[str, Iterator[str]]] = [(root, iter(graph[root]))]
+        path = [root]
+        color[root] = grey
+        while stack:
+            node, children = stack[-1]
+            child = next(children, None)
+            if child is None:
+                color[node] = black
+                stack.pop()
+                path.pop()
+            elif color.get(child) == grey:
+                return [*path[path.index(child) :], child]
+            elif color.get(child) == white:
+                color[child] = grey
+                stack.append((child, iter(graph[child])))
+                path.append(child)
+    return None

@@ -1,0 +1,75 @@
+"""Plain records that cross the ledger's boundary (routing writes them, flows and analytics read them)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from providers import TokenUsage
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class AttemptRecord(_Record):
+    """One provider call attempt, as stored in `provider_usage`."""
+
+    run_id: str
+    task_id: str
+    provider_id: str
+    task_type: str
+    attempt: int
+    outcome: str
+    started_at: datetime
+    finished_at: datetime
+    subscription: str | None = None
+    model: str | None = None
+    team: str | None = None
+    strategy: str | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    usage: TokenUsage = TokenUsage()
+    cost_usd: float = 0.0
+    latency_ms: float = 0.0
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"{self.run_id}:{self.task_id}:{self.attempt}"
+
+
+class TaskState(_Record):
+    run_id: str
+    task_id: str
+    task_type: str
+    priority: str
+    team: str | None
+    status: str
+    provider_id: str | None
+    output: str | None
+    error: str | None
+    decision: dict[str, Any] | None
+    position: int
+
+
+class RunRecord(_Record):
+    run_id: str
+    batch_name: str
+    batch_hash: str
+    team: str | None
+    status: str
+    flow_run_id: str | None
+    strategy: str | None
+    started_at: datetime
+    finished_at: datetime | None
+
+
+class NewTask(_Record):
+    """A task to register when a run starts."""
+
+    task_id: str
+    task_type: str
+    priority: str
+    team: str | None = None

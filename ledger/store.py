@@ -1,0 +1,317 @@
+"""Recording and reading runs, tasks and attempts: the source of truth for what was done and what it cost."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, func, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from ledger.db import create_ledger_engine
+from ledger.models import ProviderEvent, ProviderRow, ProviderUsage, Run, TaskRow
+from ledger.records import AttemptRecord, NewTask, RunRecord, TaskState
+from providers import TokenUsage
+
+TERMINAL_TASK_STATUSES = frozenset({"completed", "failed", "skipped", "cancelled"})
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    now = now or utc_now()
+    return f"r{now:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+
+
+class Ledger:
+    """Thread-safe: each call opens its own short session on a shared engine."""
+
+    def __init__(self, engine: Engine | None = None, *, url: str | None = None) -> None:
+        self.engine = engine or create_ledger_engine(url)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # --- runs -------------------------------------------------------------------------------------
+
+    def start_or_resume_run(
+        self,
+        *,
+        batch_name: str,
+        batch_hash: str,
+        team: str | None,
+        strategy: str | None,
+        tasks: Sequence[NewTask],
+        fresh: bool = False,
+    ) -> tuple[str, bool]:
+        """Resume the newest unfinished run of this exact spec, else start one; returns (run_id, resumed).
+
+        A run is unfinished until every task completed. Resuming puts its non-completed tasks back to
+        `pending`; completed tasks keep their outputs and are never executed again.
+        """
+        with self._sessions.begin() as session:
+            previous = None
+            if not fresh:
+                previous = session.scalars(
+                    select(Run)
+                    .where(Run.batch_name == batch_name, Run.batch_hash == batch_hash)
+                    .order_by(Run.started_at.desc())
+                    .limit(1)
+                ).first()
+            if previous is not None and previous.status != "completed":
+                previous.status = "running"
+                previous.finished_at = None
+                if strategy:
+                    previous.strategy = strategy
+                session.execute(
+                    update(TaskRow)
+                    .where(TaskRow.run_id == previous.run_id, TaskRow.status != "completed")
+                    .values(status="pending", error=None, provider_id=None, updated_at=utc_now())
+                )
+                return previous.run_id, True
+            now = utc_now()
+            run_id = new_run_id(now)
+            session.add(
+                Run(
+                    run_id=run_id,
+                    batch_name=batch_name,
+                    batch_hash=batch_hash,
+                    team=team,
+                    status="running",
+                    strategy=strategy,
+                    started_at=now,
+                )
+            )
+            session.flush()
+            session.add_all(
+                TaskRow(
+                    run_id=run_id,
+                    task_id=t.task_id,
+                    task_type=t.task_type,
+                    priority=t.priority,
+                    team=t.team,
+                    status="pending",
+                    position=i,
+                    updated_at=now,
+                )
+                for i, t in enumerate(tasks)
+            )
+            return run_id, False
+
+    def set_flow_run_id(self, run_id: str, flow_run_id: str | None) -> None:
+        with self._sessions.begin() as session:
+            session.execute(update(Run).where(Run.run_id == run_id).values(flow_run_id=flow_run_id))
+
+    def finish_run(self, run_id: str, status: str) -> None:
+        with self._sessions.begin() as session:
+            session.execute(update(Run).where(Run.run_id == run_id).values(status=status, finished_at=utc_now()))
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        with self._sessions() as session:
+            row = session.get(Run, run_id)
+            return None if row is None else _run_record(row)
+
+    def find_run(self, prefix: str) -> RunRecord | None:
+        """A run by its full id or a unique prefix of it."""
+        exact = self.get_run(prefix)
+        if exact is not None:
+            return exact
+        with self._sessions() as session:
+            rows = session.scalars(select(Run).where(Run.run_id.startswith(prefix, autoescape=True)).limit(2)).all()
+            return _run_record(rows[0]) if len(rows) == 1 else None
+
+    def list_runs(self, limit: int = 20) -> list[RunRecord]:
+        with self._sessions() as session:
+            rows = session.scalars(select(Run).order_by(Run.started_at.desc()).limit(limit)).all()
+            return [_run_record(r) for r in rows]
+
+    # --- tasks ------------------------------------------------------------------------------------
+
+    def task_states(self, run_id: str) -> dict[str, TaskState]:
+        with self._sessions() as session:
+            rows = session.scalars(select(TaskRow).where(TaskRow.run_id == run_id).order_by(TaskRow.position)).all()
+            return {r.task_id: _task_state(r) for r in rows}
+
+    def task_state(self, run_id: str, task_id: str) -> TaskState | None:
+        with self._sessions() as session:
+            row = session.get(TaskRow, (run_id, task_id))
+            return None if row is None else _task_state(row)
+
+    def finish_task(
+        self,
+        run_id: str,
+        task_id: str,
+        *,
+        status: str,
+        provider_id: str | None = None,
+        output: str | None = None,
+        error: str | None = None,
+        decision: dict[str, Any] | None = None,
+        attempts: Iterable[AttemptRecord] = (),
+    ) -> None:
+        """Set a task's final state, committing any attempts not yet recorded in the same transaction."""
+        if status not in TERMINAL_TASK_STATUSES:
+            raise ValueError(f"not a final task status: {status!r}")
+        with self._sessions.begin() as session:
+            _add_attempts(session, attempts)
+            session.execute(
+                update(TaskRow)
+                .where(TaskRow.run_id == run_id, TaskRow.task_id == task_id)
+                .values(
+                    status=status,
+                    provider_id=provider_id,
+                    output=output,
+                    error=error,
+                    decision=decision,
+                    updated_at=utc_now(),
+                )
+            )
+
+    # --- attempts ---------------------------------------------------------------------------------
+
+    def record_attempts(self, attempts: Iterable[AttemptRecord]) -> None:
+        """Commit attempt rows; a row whose idempotency key is already stored is skipped."""
+        with self._sessions.begin() as session:
+            _add_attempts(session, attempts)
+
+    def attempts(self, run_id: str, task_id: str | None = None) -> list[AttemptRecord]:
+        query = select(ProviderUsage).where(ProviderUsage.run_id == run_id)
+        if task_id is not None:
+            query = query.where(ProviderUsage.task_id == task_id)
+        with self._sessions() as session:
+            rows = session.scalars(query.order_by(ProviderUsage.task_id, ProviderUsage.attempt)).all()
+            return [_attempt_record(r) for r in rows]
+
+    def last_attempt_number(self, run_id: str, task_id: str) -> int:
+        with self._sessions() as session:
+            value = session.scalar(
+                select(func.max(ProviderUsage.attempt)).where(
+                    ProviderUsage.run_id == run_id, ProviderUsage.task_id == task_id
+                )
+            )
+            return int(value or 0)
+
+    def cost_since(self, since: datetime) -> float:
+        with self._sessions() as session:
+            value = session.scalar(select(func.sum(ProviderUsage.cost_usd)).where(ProviderUsage.started_at >= since))
+            return float(value or 0.0)
+
+    # --- providers --------------------------------------------------------------------------------
+
+    def upsert_provider(
+        self, provider_id: str, *, type_name: str, priority: int, config: dict[str, Any], capabilities: dict[str, Any]
+    ) -> None:
+        with self._sessions.begin() as session:
+            row = session.get(ProviderRow, provider_id)
+            if row is None:
+                row = ProviderRow(provider_id=provider_id, status="unknown")
+                session.add(row)
+            row.type, row.priority, row.config, row.capabilities = type_name, priority, config, capabilities
+            row.updated_at = utc_now()
+
+    def record_provider_event(
+        self, provider_id: str, kind: str, detail: dict[str, Any] | None = None, subscription: str | None = None
+    ) -> None:
+        with self._sessions.begin() as session:
+            session.add(
+                ProviderEvent(provider_id=provider_id, subscription=subscription, kind=kind, detail=detail, at=utc_now())
+            )
+
+
+def _add_attempts(session: Session, attempts: Iterable[AttemptRecord]) -> None:
+    records = list(attempts)
+    if not records:
+        return
+    keys = [a.idempotency_key for a in records]
+    stored = set(session.scalars(select(ProviderUsage.idempotency_key).where(ProviderUsage.idempotency_key.in_(keys))))
+    session.add_all(_usage_row(a) for a in records if a.idempotency_key not in stored)
+
+
+def _usage_row(a: AttemptRecord) -> ProviderUsage:
+    return ProviderUsage(
+        run_id=a.run_id,
+        task_id=a.task_id,
+        provider_id=a.provider_id,
+        subscription=a.subscription,
+        model=a.model,
+        task_type=a.task_type,
+        team=a.team,
+        strategy=a.strategy,
+        attempt=a.attempt,
+        outcome=a.outcome,
+        error_type=a.error_type,
+        error_message=a.error_message,
+        tokens_input=a.usage.input,
+        tokens_output=a.usage.output,
+        tokens_cache_read=a.usage.cache_read,
+        tokens_cache_write=a.usage.cache_write,
+        tokens_reasoning=a.usage.reasoning,
+        cost_usd=a.cost_usd,
+        latency_ms=a.latency_ms,
+        started_at=a.started_at,
+        finished_at=a.finished_at,
+        idempotency_key=a.idempotency_key,
+    )
+
+
+def _attempt_record(r: ProviderUsage) -> AttemptRecord:
+    return AttemptRecord(
+        run_id=r.run_id,
+        task_id=r.task_id,
+        provider_id=r.provider_id,
+        task_type=r.task_type,
+        attempt=r.attempt,
+        outcome=r.outcome,
+        started_at=r.started_at,
+        finished_at=r.finished_at,
+        subscription=r.subscription,
+        model=r.model,
+        team=r.team,
+        strategy=r.strategy,
+        error_type=r.error_type,
+        error_message=r.error_message,
+        usage=TokenUsage(
+            input=r.tokens_input,
+            output=r.tokens_output,
+            cache_read=r.tokens_cache_read,
+            cache_write=r.tokens_cache_write,
+            reasoning=r.tokens_reasoning,
+        ),
+        cost_usd=r.cost_usd,
+        latency_ms=r.latency_ms,
+    )
+
+
+def _task_state(r: TaskRow) -> TaskState:
+    return TaskState(
+        run_id=r.run_id,
+        task_id=r.task_id,
+        task_type=r.task_type,
+        priority=r.priority,
+        team=r.team,
+        status=r.status,
+        provider_id=r.provider_id,
+        output=r.output,
+        error=r.error,
+        decision=r.decision,
+        position=r.position,
+    )
+
+
+def _run_record(r: Run) -> RunRecord:
+    return RunRecord(
+        run_id=r.run_id,
+        batch_name=r.batch_name,
+        batch_hash=r.batch_hash,
+        team=r.team,
+        status=r.status,
+        flow_run_id=r.flow_run_id,
+        strategy=r.strategy,
+        started_at=r.started_at,
+        finished_at=r.finished_at,
+    )

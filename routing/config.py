@@ -1,0 +1,133 @@
+"""The providers file: which providers exist and how routing treats them (DESIGN.md "Providers config")."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator
+
+from providers import ProviderConfig
+from routing.circuit import CircuitSettings
+from routing.documents import load_document
+from routing.errors import ConfigError, describe_validation_error
+from routing.registry import provider_class
+
+PROVIDERS_ENV = "SWITCHBOARD_PROVIDERS"
+STRATEGY_NAMES = (
+    "round_robin",
+    "least_loaded",
+    "fastest_response",
+    "priority_based",
+    "capability_based",
+    "cost_based",
+    "adaptive",
+)
+BUILTIN_SOURCE = "<built-in default providers>"
+
+
+class Budget(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_cost_usd_per_run: float | None = Field(default=None, gt=0)
+    max_cost_usd_per_day: float | None = Field(default=None, gt=0)
+
+
+class RunnerSettings(BaseModel):
+    """How the batch flow executes its tasks."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # Prefect's thread pool is unbounded by default; provider calls are I/O bound, so a modest cap suffices.
+    max_workers: int = Field(default=16, gt=0)
+
+
+class SwitchboardConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    version: Literal[1] = 1
+    strategy: str = "priority_based"
+    budget: Budget = Budget()
+    switch_threshold: float = Field(default=0.9, gt=0, le=1)
+    reserve_for_critical: float = Field(default=0.1, ge=0, lt=1)
+    circuit: CircuitSettings = CircuitSettings()
+    runner: RunnerSettings = RunnerSettings()
+    providers: dict[str, SerializeAsAny[ProviderConfig]] = Field(min_length=1)
+    # Where this config came from, for messages; not part of the file.
+    source: str = Field(default=BUILTIN_SOURCE, exclude=True)
+
+    @field_validator("strategy")
+    @classmethod
+    def _known_strategy(cls, value: str) -> str:
+        return check_strategy(value)
+
+
+def check_strategy(name: str) -> str:
+    if name not in STRATEGY_NAMES:
+        raise ValueError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGY_NAMES)}")
+    return name
+
+
+DEFAULT_CONFIG_DOC: dict[str, Any] = {
+    "version": 1,
+    "strategy": "priority_based",
+    "providers": {
+        "mock_primary": {"type": "local_mock", "priority": 1, "latency_ms": 40, "failure_rate": 0.1},
+        "mock_backup": {"type": "local_mock", "priority": 2, "latency_ms": 80},
+    },
+}
+
+
+def load_config(path: str | Path | None = None) -> SwitchboardConfig:
+    """The providers file at `path`, else at $SWITCHBOARD_PROVIDERS, else two built-in mock providers."""
+    chosen = path or os.environ.get(PROVIDERS_ENV)
+    if not chosen:
+        return parse_config(DEFAULT_CONFIG_DOC, BUILTIN_SOURCE)
+    file = Path(chosen).expanduser()
+    return parse_config(load_document(file, ConfigError), str(file))
+
+
+def parse_config(doc: dict[str, Any], source: str) -> SwitchboardConfig:
+    """Validate a providers document; every problem is reported, each naming its provider and field."""
+    problems: list[str] = []
+    raw_providers = doc.get("providers")
+    providers: dict[str, ProviderConfig] = {}
+    if isinstance(raw_providers, dict):
+        for provider_id, raw in raw_providers.items():
+            parsed = _parse_provider(str(provider_id), raw, problems)
+            if parsed is not None:
+                providers[str(provider_id)] = parsed
+    elif raw_providers is not None:
+        problems.append("providers: must be a mapping of provider name to its settings")
+    try:
+        config = SwitchboardConfig.model_validate({**doc, "providers": providers or raw_providers, "source": source})
+    except ValidationError as exc:
+        problems += [p for p in describe_validation_error(exc) if not p.startswith("providers.")]
+        if not problems:
+            problems = describe_validation_error(exc)
+        config = None
+    if problems or config is None:
+        raise ConfigError(source, problems)
+    return config
+
+
+def _parse_provider(provider_id: str, raw: Any, problems: list[str]) -> ProviderConfig | None:
+    where = f"providers.{provider_id}"
+    if not isinstance(raw, dict):
+        problems.append(f"{where}: must be a mapping of settings")
+        return None
+    type_name = raw.get("type")
+    if not type_name:
+        problems.append(f"{where}.type: missing (one of the provider types, e.g. local_mock)")
+        return None
+    try:
+        model = provider_class(str(type_name)).config_model
+    except (KeyError, TypeError, ImportError) as exc:
+        problems.append(f"{where}.type: {exc.args[0] if exc.args else exc}")
+        return None
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        problems.extend(describe_validation_error(exc, prefix=where))
+        return None
