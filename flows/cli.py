@@ -1,0 +1,131 @@
+"""The `switchboard` command (DESIGN.md "CLI contract")."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+from cyclopts import App, CycloptsError, Parameter
+from rich.console import Console
+
+from routing.errors import InputError
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+app = App(name="switchboard", help="Run batches of AI tasks across many providers, with failover and a usage ledger.")
+err_console = Console(stderr=True)
+out_console = Console()
+
+
+def _quiet_prefect(verbose: bool) -> None:
+    """Keep Prefect's own chatter off the terminal unless asked; must run before prefect is imported."""
+    if not verbose:
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    # The ephemeral server's shutdown prints flush/CancelledError tracebacks that are noise for our users.
+    os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "CRITICAL")
+
+
+@app.command
+def run(
+    spec: Path,
+    *,
+    providers: Annotated[Path | None, Parameter(help="Providers file (default: $SWITCHBOARD_PROVIDERS or built-in mocks).")] = None,
+    strategy: Annotated[str | None, Parameter(help="Routing strategy for this run.")] = None,
+    as_json: Annotated[bool, Parameter(name="--json", negative="", help="Print one JSON object on stdout.")] = False,
+    explain: Annotated[bool, Parameter(negative="", help="Include each task's routing decision.")] = False,
+    fresh: Annotated[bool, Parameter(negative="", help="Start a new run even if an unfinished one exists.")] = False,
+    verbose: Annotated[bool, Parameter(negative="", help="Show Prefect's logs.")] = False,
+) -> int:
+    """Run a batch spec (YAML or JSON). Exit 0 all completed, 1 some failed/skipped, 2 invalid input, 130 interrupted."""
+    from flows.runtime import default_ledger, resolve_inputs, start_run
+
+    try:
+        batch, config, chosen = resolve_inputs(spec, providers, strategy)
+    except InputError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        return EXIT_INVALID
+    except ValueError as exc:  # a bad --strategy value
+        err_console.print(f"[bold red]error:[/] --strategy: {exc}", highlight=False)
+        return EXIT_INVALID
+
+    _quiet_prefect(verbose)
+    from flows.progress import LedgerProgress
+    from flows.run_control import execute_run
+
+    ledger = default_ledger()
+    run_id, resumed = start_run(ledger, batch, chosen, fresh=fresh)
+    if resumed:
+        err_console.print(f"resuming unfinished run [bold]{run_id}[/] of {batch.name!r}", highlight=False)
+    with LedgerProgress(ledger, run_id, total=len(batch.tasks), console=err_console):
+        providers_file = str(providers.expanduser()) if providers else None
+        status = execute_run(batch, config, providers_file, chosen, run_id=run_id, ledger=ledger)
+
+    from flows.summary import run_summary
+
+    summary = run_summary(ledger, run_id, explain=explain)
+    if as_json:
+        sys.stdout.write(json.dumps(summary, default=str) + "\n")
+    else:
+        from flows.render import render_run
+
+        render_run(out_console, summary, explain=explain)
+    if status == "interrupted":
+        return EXIT_INTERRUPTED
+    return EXIT_OK if summary["run"]["status"] == "completed" else EXIT_FAILED
+
+
+@app.command
+def runs(
+    *,
+    limit: int = 20,
+    as_json: Annotated[bool, Parameter(name="--json", negative="")] = False,
+) -> int:
+    """List recent runs, newest first."""
+    from flows.render import render_runs
+    from flows.runtime import default_ledger
+    from flows.summary import run_summary
+
+    ledger = default_ledger()
+    summaries = [run_summary(ledger, r.run_id) for r in ledger.list_runs(limit)]
+    if as_json:
+        sys.stdout.write(json.dumps([{"run": s["run"], "totals": s["totals"]} for s in summaries], default=str) + "\n")
+    else:
+        render_runs(out_console, summaries)
+    return EXIT_OK
+
+
+@app.command
+def show(
+    run_id: str,
+    *,
+    as_json: Annotated[bool, Parameter(name="--json", negative="")] = False,
+) -> int:
+    """Show a run's tasks, routing decisions and outputs (a unique prefix of the id is enough)."""
+    from flows.render import render_run
+    from flows.runtime import default_ledger
+    from flows.summary import run_summary
+
+    ledger = default_ledger()
+    found = ledger.find_run(run_id)
+    if found is None:
+        err_console.print(f"[bold red]error:[/] no run {run_id!r} in the ledger (see `switchboard runs`)")
+        return EXIT_FAILED
+    summary = run_summary(ledger, found.run_id, explain=True)
+    if as_json:
+        sys.stdout.write(json.dumps(summary, default=str) + "\n")
+    else:
+        render_run(out_console, summary, explain=True, outputs=True)
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        code = app(argv if argv is not None else sys.argv[1:], exit_on_error=False, print_error=True)
+    except CycloptsError:
+        code = EXIT_INVALID
+    except KeyboardInterrupt:
+        code = EXIT_INTERRUPTED
+    sys.exit(code if isinstance(code, int) else EXIT_OK)

@@ -1,0 +1,46 @@
+"""Running a batch flow in this process, with Ctrl-C stopping provider calls and recording them as cancelled."""
+
+from __future__ import annotations
+
+import time
+
+from flows.spec import BatchSpec
+from ledger import Ledger
+from routing.config import SwitchboardConfig
+from routing.loop import engine_loop
+
+# How long in-flight calls get to record their cancellation after Ctrl-C before we mark the rest ourselves.
+CANCEL_GRACE_S = 5.0
+
+
+def execute_run(
+    batch: BatchSpec, config: SwitchboardConfig, providers: str | None, strategy: str, *, run_id: str, ledger: Ledger
+) -> str:
+    """Run the flow for an already started run; returns the run's final status."""
+    from flows.batch import batch_flow
+
+    try:
+        batch_flow(config.runner.max_workers)(spec=batch, providers=providers, strategy=strategy, run_id=run_id)
+    except KeyboardInterrupt:
+        interrupt_run(ledger, run_id)
+        return "interrupted"
+    run = ledger.get_run(run_id)
+    if run is not None and run.status == "running":
+        # The flow itself crashed before finishing: the tasks it did not reach stay pending for a resume.
+        ledger.finish_run(run_id, "failed")
+        return "failed"
+    return run.status if run else "failed"
+
+
+def interrupt_run(ledger: Ledger, run_id: str) -> None:
+    """Cancel in-flight provider calls, wait briefly for them to record, and mark the unfinished tasks cancelled."""
+    loop = engine_loop()
+    loop.cancel_all()
+    deadline = time.monotonic() + CANCEL_GRACE_S
+    while time.monotonic() < deadline and loop.in_flight() > 0:
+        time.sleep(0.05)
+    for state in ledger.task_states(run_id).values():
+        if state.status == "pending":
+            ledger.finish_task(run_id, state.task_id, status="cancelled", error="cancelled (interrupted)")
+    ledger.finish_run(run_id, "interrupted")
+

@@ -1,0 +1,55 @@
+"""One long-lived event loop per process for the engine's async work.
+
+Prefect's thread-pool runner calls tasks on several threads; an httpx client made on one loop fails on
+another, so every provider call runs on this loop and threads hand their coroutines to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine
+from functools import cache
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class EngineLoop:
+    def __init__(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="switchboard-engine", daemon=True)
+        self._thread.start()
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return self._loop
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run `coro` on the engine loop and wait for it from the calling (non-loop) thread."""
+        if threading.current_thread() is self._thread:
+            raise RuntimeError("EngineLoop.run called from the engine loop itself; await the coroutine instead")
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    def in_flight(self) -> int:
+        """Coroutines currently running on the loop."""
+
+        async def count() -> int:
+            return len(asyncio.all_tasks(self._loop)) - 1  # minus this one
+
+        return asyncio.run_coroutine_threadsafe(count(), self._loop).result(1.0)
+
+    def cancel_all(self) -> None:
+        """Cancel every coroutine in flight (Ctrl-C): providers stop their calls and child processes."""
+
+        def cancel() -> None:
+            for task in asyncio.all_tasks(self._loop):
+                task.cancel()
+
+        self._loop.call_soon_threadsafe(cancel)
+
+
+@cache
+def engine_loop() -> EngineLoop:
+    """The process's engine loop, started on first use."""
+    return EngineLoop()
