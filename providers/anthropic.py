@@ -1,0 +1,174 @@
+"""`anthropic`: the Anthropic Messages API (`POST /v1/messages`) over httpx."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Literal
+
+import httpx
+from pydantic import Field
+
+from providers._http import (
+    HttpProvider,
+    HttpProviderConfig,
+    error_class_for_status,
+    header_float,
+    json_or_none,
+    parse_retry_after,
+    retry_after_from_resets,
+    token_count,
+)
+from providers.base import ProviderConfig, utc_now
+from providers.errors import MalformedResponse, Overloaded, ProviderError, RateLimited, Unavailable
+from providers.models import AITask, ExecutionContext, Price, ProviderResponse, QuotaSignal, TokenUsage
+from providers.prompt import render_prompt
+
+# The `anthropic-ratelimit-<kind>-{limit,remaining,reset}` header families.
+_LIMIT_KINDS = ("requests", "tokens", "input-tokens", "output-tokens")
+SPEND_LIMIT_CODE = "enforced_spend_limit_reached"
+
+
+class AnthropicConfig(HttpProviderConfig):
+    type: Literal["anthropic"] = "anthropic"
+    model: str = "claude-sonnet-4-5"
+    base_url: str = "https://api.anthropic.com"
+    # None sends no key, for a gateway that adds its own.
+    api_key_env: str | None = "ANTHROPIC_API_KEY"
+    anthropic_version: str = "2023-06-01"
+    # Upper bound on `max_tokens`; a task's `max_output_tokens` is capped by it.
+    max_tokens: int = Field(default=8192, gt=0)
+    system: str | None = None
+
+
+class AnthropicProvider(HttpProvider):
+    type_name: ClassVar[str] = "anthropic"
+    config_model: ClassVar[type[ProviderConfig]] = AnthropicConfig
+    # USD per million tokens (anthropic.com/pricing); cache_write is the 5-minute cache write rate.
+    default_prices: ClassVar[dict[str, Price]] = {
+        "claude-opus-4-5": Price(input=5.0, output=25.0, cache_read=0.5, cache_write=6.25),
+        "claude-opus-4-1": Price(input=15.0, output=75.0, cache_read=1.5, cache_write=18.75),
+        "claude-sonnet-4-5": Price(input=3.0, output=15.0, cache_read=0.3, cache_write=3.75),
+        "claude-sonnet-4-0": Price(input=3.0, output=15.0, cache_read=0.3, cache_write=3.75),
+        "claude-haiku-4-5": Price(input=1.0, output=5.0, cache_read=0.1, cache_write=1.25),
+    }
+
+    config: AnthropicConfig
+
+    def _headers(self, context: ExecutionContext | None) -> dict[str, str]:
+        headers = {"anthropic-version": self.config.anthropic_version, "content-type": "application/json"}
+        key = self._api_key(context)
+        if key is not None:
+            headers["x-api-key"] = key
+        return headers
+
+    def _probe_url(self) -> str:
+        return self._url("/v1/models")
+
+    async def execute_task(self, task: AITask, context: ExecutionContext) -> ProviderResponse:
+        cfg = self.config
+        body: dict[str, Any] = {
+            "model": cfg.model,
+            "max_tokens": min(task.max_output_tokens, cfg.max_tokens),
+            "messages": [{"role": "user", "content": render_prompt(task)}],
+        }
+        if cfg.system:
+            body["system"] = cfg.system
+        started = self._clock()
+        response = await self._send("POST", self._url("/v1/messages"), context, json=body)
+        latency_ms = (self._clock() - started) * 1000
+        data = self._checked_json(response, context)
+
+        content = data.get("content")
+        if not isinstance(content, list):
+            raise self._error(MalformedResponse, "response has no content list", context, error_type="no_content")
+        # Only text blocks are the answer; tool_use and thinking blocks are not.
+        text = "".join(
+            block["text"]
+            for block in content
+            if isinstance(block, dict) and block.get("type") == "text" and isinstance(block.get("text"), str)
+        )
+        raw_usage = data.get("usage")
+        # Anthropic's input_tokens exclude cache reads and writes already, which is TokenUsage's convention.
+        usage = TokenUsage(
+            input=token_count(raw_usage, "input_tokens"),
+            output=token_count(raw_usage, "output_tokens"),
+            cache_read=token_count(raw_usage, "cache_read_input_tokens"),
+            cache_write=token_count(raw_usage, "cache_creation_input_tokens"),
+        )
+        model = data["model"] if isinstance(data.get("model"), str) else cfg.model
+        metadata = {"request_id": response.headers.get("request-id"), "message_id": data.get("id")}
+        return ProviderResponse(
+            text=text,
+            model=model,
+            usage=usage,
+            cost_usd=self._cost(model, usage),
+            latency_ms=latency_ms,
+            subscription=context.subscription,
+            finish_reason=data.get("stop_reason") if isinstance(data.get("stop_reason"), str) else None,
+            metadata={k: v for k, v in metadata.items() if isinstance(v, str)},
+        )
+
+    def _quota_signals(self, headers: httpx.Headers, context: ExecutionContext) -> list[QuotaSignal]:
+        signals = []
+        for kind in _LIMIT_KINDS:
+            prefix = f"anthropic-ratelimit-{kind}-"
+            signal = self._quota_signal(
+                context,
+                kind.replace("-", "_"),
+                limit=header_float(headers, prefix + "limit"),
+                remaining=header_float(headers, prefix + "remaining"),
+                reset_at=parse_rfc3339(headers.get(prefix + "reset")),
+            )
+            if signal is not None:
+                signals.append(signal)
+        return signals
+
+    def _status_error(
+        self, response: httpx.Response, signals: Sequence[QuotaSignal], context: ExecutionContext
+    ) -> ProviderError:
+        status = response.status_code
+        body = json_or_none(response)
+        error = body.get("error") if isinstance(body, dict) else None
+        error = error if isinstance(error, dict) else {}
+        vendor_type = error.get("type") if isinstance(error.get("type"), str) else None
+        message = error.get("message") if isinstance(error.get("message"), str) else None
+        message = message or response.text or response.reason_phrase or f"HTTP {status}"
+        details = error.get("details")
+        retry_after = parse_retry_after(response.headers)
+
+        if status == 429 and isinstance(details, dict) and details.get("error_code") == SPEND_LIMIT_CODE:
+            # The monthly spend cap: retrying cannot help before it clears at the start of next month.
+            return self._spend_exhausted(message, context, SPEND_LIMIT_CODE, reset_at=first_of_next_month(utc_now()))
+        if status == 402:
+            return self._spend_exhausted(message, context, vendor_type or "402")
+        if status == 429:
+            if retry_after is None:
+                retry_after = retry_after_from_resets(signals)
+            return self._error(
+                RateLimited, message, context, error_type=vendor_type or "429", retry_after_s=retry_after
+            )
+        if status == 529:
+            cls, error_type = Overloaded, vendor_type or "529"
+        elif status >= 500:
+            cls, error_type = Unavailable, str(status)
+        else:
+            cls, error_type = error_class_for_status(status), vendor_type or str(status)
+        return self._error(cls, message, context, error_type=error_type, retry_after_s=retry_after)
+
+
+def parse_rfc3339(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def first_of_next_month(now: datetime) -> datetime:
+    """00:00 UTC on the 1st of the month after `now`, when Anthropic's monthly spend cap clears."""
+    now = now.astimezone(UTC)
+    year, month = (now.year + 1, 1) if now.month == 12 else (now.year, now.month + 1)
+    return datetime(year, month, 1, tzinfo=UTC)

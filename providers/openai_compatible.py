@@ -1,0 +1,219 @@
+"""`openai_compatible`: `POST {base_url}/chat/completions` (OpenAI, Azure OpenAI, vLLM, Ollama, OpenRouter, ...)."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any, ClassVar, Literal
+
+import httpx
+from pydantic import Field
+
+from providers._http import (
+    HttpProvider,
+    HttpProviderConfig,
+    error_class_for_status,
+    header_float,
+    json_or_none,
+    parse_retry_after,
+    retry_after_from_resets,
+    token_count,
+)
+from providers.base import ProviderConfig, utc_now
+from providers.errors import MalformedResponse, Overloaded, ProviderError, RateLimited, Unavailable
+from providers.models import AITask, ExecutionContext, Price, ProviderResponse, QuotaSignal, TokenUsage
+from providers.prompt import render_prompt
+
+# A 429 whose error type or code is one of these is an empty balance or a spend cap, not a rate limit.
+QUOTA_CODES = frozenset(
+    {
+        "insufficient_quota",
+        "credit_balance_exhausted",
+        "organization_spend_limit_exceeded",
+        "project_spend_limit_exceeded",
+        "organization_usage_limit_exceeded",
+    }
+)
+_LIMIT_KINDS = ("requests", "tokens")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s|us|µs|ns)")
+_UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
+
+
+class OpenAICompatibleConfig(HttpProviderConfig):
+    type: Literal["openai_compatible"] = "openai_compatible"
+    # e.g. https://api.openai.com/v1, http://localhost:11434/v1 (Ollama); for Azure, the deployment URL.
+    base_url: str
+    model: str
+    # Local servers need no key; then no auth header is sent.
+    api_key_env: str | None = None
+    # When set: Azure OpenAI, with an `api-key` header and `?api-version=` on every request.
+    azure_api_version: str | None = None
+    extra_headers: dict[str, str] = Field(default_factory=dict)
+    # Merged into the request body last (e.g. vLLM's `guided_choice`), so it can override our fields.
+    extra_body: dict[str, Any] = Field(default_factory=dict)
+    # OpenAI's reasoning models take `max_completion_tokens` and reject `max_tokens`.
+    max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
+
+
+class OpenAICompatibleProvider(HttpProvider):
+    """Maps 503 to Overloaded (OpenAI's "engine overloaded", vLLM/Ollama busy or loading) and other 5xx to
+    Unavailable, so a retry with backoff is tried only where the server says it is merely busy."""
+
+    type_name: ClassVar[str] = "openai_compatible"
+    config_model: ClassVar[type[ProviderConfig]] = OpenAICompatibleConfig
+    # USD per million tokens (openai.com/api/pricing). No "*": unknown (local) models cost nothing.
+    default_prices: ClassVar[dict[str, Price]] = {
+        "gpt-5": Price(input=1.25, output=10.0, cache_read=0.125),
+        "gpt-5-mini": Price(input=0.25, output=2.0, cache_read=0.025),
+        "gpt-4.1": Price(input=2.0, output=8.0, cache_read=0.5),
+        "gpt-4.1-mini": Price(input=0.4, output=1.6, cache_read=0.1),
+        "gpt-4o": Price(input=2.5, output=10.0, cache_read=1.25),
+        "gpt-4o-mini": Price(input=0.15, output=0.6, cache_read=0.075),
+    }
+
+    config: OpenAICompatibleConfig
+
+    def _headers(self, context: ExecutionContext | None) -> dict[str, str]:
+        # Ours come last so extra_headers cannot replace the auth header by accident.
+        headers = {**self.config.extra_headers, "content-type": "application/json"}
+        key = self._api_key(context)
+        if key is not None:
+            if self.config.azure_api_version:
+                headers["api-key"] = key
+            else:
+                headers["authorization"] = f"Bearer {key}"
+        return headers
+
+    def _params(self) -> dict[str, str]:
+        version = self.config.azure_api_version
+        return {"api-version": version} if version else {}
+
+    def _probe_url(self) -> str:
+        if self.config.azure_api_version and "/deployments/" in self.config.base_url:
+            # A deployment URL has no /models; the resource lists them at {endpoint}/openai/models.
+            return self.config.base_url.split("/deployments/", 1)[0] + "/models"
+        return self._url("/models")
+
+    async def execute_task(self, task: AITask, context: ExecutionContext) -> ProviderResponse:
+        cfg = self.config
+        body: dict[str, Any] = {
+            "model": cfg.model,
+            "messages": [{"role": "user", "content": render_prompt(task)}],
+            cfg.max_tokens_field: task.max_output_tokens,
+            **cfg.extra_body,
+        }
+        started = self._clock()
+        response = await self._send("POST", self._url("/chat/completions"), context, json=body)
+        latency_ms = (self._clock() - started) * 1000
+        data = self._checked_json(response, context)
+
+        choices = data.get("choices")
+        choice = choices[0] if isinstance(choices, list) and choices else None
+        message = choice.get("message") if isinstance(choice, dict) else None
+        if not isinstance(message, dict):
+            raise self._error(MalformedResponse, "response has no choices[0].message", context, error_type="no_choices")
+        content = message.get("content")
+        if content is None and isinstance(message.get("refusal"), str):
+            # A refusal is the model's answer, not a transport failure.
+            content = message["refusal"]
+        if not isinstance(content, str):
+            raise self._error(
+                MalformedResponse, "choices[0].message has no text content", context, error_type="no_content"
+            )
+
+        raw = data.get("usage")
+        usage_data = raw if isinstance(raw, dict) else {}
+        cached = token_count(usage_data.get("prompt_tokens_details"), "cached_tokens")
+        # prompt_tokens include cached tokens (unlike Anthropic's input_tokens); TokenUsage.input excludes them.
+        usage = TokenUsage(
+            input=max(0, token_count(usage_data, "prompt_tokens") - cached),
+            cache_read=cached,
+            output=token_count(usage_data, "completion_tokens"),
+            reasoning=token_count(usage_data.get("completion_tokens_details"), "reasoning_tokens"),
+        )
+        model = data["model"] if isinstance(data.get("model"), str) and data["model"] else cfg.model
+        finish = choice.get("finish_reason") if isinstance(choice, dict) else None
+        metadata = {"request_id": response.headers.get("x-request-id"), "completion_id": data.get("id")}
+        return ProviderResponse(
+            text=content,
+            model=model,
+            usage=usage,
+            cost_usd=self._cost(model, usage),
+            latency_ms=latency_ms,
+            subscription=context.subscription,
+            finish_reason=finish if isinstance(finish, str) else None,
+            metadata={k: v for k, v in metadata.items() if isinstance(v, str)},
+        )
+
+    def _quota_signals(self, headers: httpx.Headers, context: ExecutionContext) -> list[QuotaSignal]:
+        signals = []
+        for kind in _LIMIT_KINDS:
+            reset_in = parse_duration(headers.get(f"x-ratelimit-reset-{kind}"))
+            signal = self._quota_signal(
+                context,
+                kind,
+                limit=header_float(headers, f"x-ratelimit-limit-{kind}"),
+                remaining=header_float(headers, f"x-ratelimit-remaining-{kind}"),
+                reset_at=None if reset_in is None else utc_now() + timedelta(seconds=reset_in),
+            )
+            if signal is not None:
+                signals.append(signal)
+        return signals
+
+    def _status_error(
+        self, response: httpx.Response, signals: Sequence[QuotaSignal], context: ExecutionContext
+    ) -> ProviderError:
+        status = response.status_code
+        message, vendor_type, code = parse_error_body(json_or_none(response))
+        message = message or response.text or response.reason_phrase or f"HTTP {status}"
+        retry_after = parse_retry_after(response.headers)
+
+        if status == 429 and (vendor_type in QUOTA_CODES or code in QUOTA_CODES):
+            return self._spend_exhausted(message, context, code if code in QUOTA_CODES else "insufficient_quota")
+        if status == 429:
+            if retry_after is None:
+                retry_after = retry_after_from_resets(signals)
+            return self._error(
+                RateLimited, message, context, error_type=code or vendor_type or "429", retry_after_s=retry_after
+            )
+        if status == 503:
+            cls, error_type = Overloaded, code or vendor_type or "503"
+        elif status >= 500:
+            cls, error_type = Unavailable, str(status)
+        else:
+            cls, error_type = error_class_for_status(status), code or vendor_type or str(status)
+        return self._error(cls, message, context, error_type=error_type, retry_after_s=retry_after)
+
+
+def parse_error_body(body: object) -> tuple[str | None, str | None, str | None]:
+    """(message, type, code) from OpenAI's `{"error": {...}}`, vLLM's `{"object": "error", ...}` or `{"error": str}`."""
+    if not isinstance(body, dict):
+        return None, None, None
+    error = body.get("error")
+    if isinstance(error, str):
+        return error, None, None
+    fields = error if isinstance(error, dict) else body if body.get("object") == "error" else {}
+
+    def text(key: str) -> str | None:
+        # vLLM sends the HTTP status as an integer `code`; only a string code says something new.
+        value = fields.get(key)
+        return value if isinstance(value, str) and value else None
+
+    return text("message"), text("type"), text("code")
+
+
+def parse_duration(value: str | None) -> float | None:
+    """Seconds from a Go-style duration (`1s`, `6m0s`, `20ms`, `1h2m3.5s`) or a bare number of seconds."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        parts = _DURATION_PART.findall(value)
+        if not parts or "".join(n + unit for n, unit in parts) != value:
+            return None
+        seconds = sum(float(n) * _UNIT_SECONDS[unit] for n, unit in parts)
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
