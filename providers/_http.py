@@ -14,6 +14,7 @@ import math
 import re
 import threading
 import time
+from abc import abstractmethod
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -139,26 +140,27 @@ class HttpProvider(AIProvider):
 
     # --- what subclasses provide ----------------------------------------------------------------
 
+    @abstractmethod
     def _headers(self, context: ExecutionContext | None) -> dict[str, str]:
         """Request headers including auth; raises AuthenticationFailed when the key is missing."""
-        return {}
 
     def _params(self) -> dict[str, str]:
         """Query parameters sent with every request."""
         return {}
 
+    @abstractmethod
     def _probe_url(self) -> str:
-        raise NotImplementedError
+        """A cheap authenticated GET that proves the endpoint and the key work."""
 
     def _quota_signals(self, headers: httpx.Headers, context: ExecutionContext) -> list[QuotaSignal]:
         """What the response headers say about rate limits; read on every response."""
         return []
 
+    @abstractmethod
     def _status_error(
-        self, response: httpx.Response, signals: Sequence[QuotaSignal], context: ExecutionContext
+        self, response: httpx.Response, retry_after_s: float | None, context: ExecutionContext
     ) -> ProviderError:
         """The error for a non-2xx response, from its status and the vendor's error body."""
-        raise NotImplementedError
 
     # --- shared behaviour -----------------------------------------------------------------------
 
@@ -239,7 +241,11 @@ class HttpProvider(AIProvider):
         for signal in signals:
             self.report_quota(signal)
         if not response.is_success:
-            raise self._status_error(response, signals, context)
+            retry_after = parse_retry_after(response.headers)
+            if retry_after is None and response.status_code == 429:
+                # No header says how long: wait for the limits the headers report (anthropic-sdk-typescript#357).
+                retry_after = retry_after_from_resets(signals)
+            raise self._status_error(response, retry_after, context)
         data = json_or_none(response)
         if not isinstance(data, dict):
             raise self._error(
@@ -330,11 +336,9 @@ class HttpProvider(AIProvider):
 
 
 def error_class_for_status(status: int) -> type[ProviderError]:
-    """The usual meaning of an HTTP status; providers handle their vendor's special cases first."""
+    """The usual meaning of an HTTP status; providers handle their vendor's special cases (and 402) first."""
     if status in (401, 403):
         return AuthenticationFailed
-    if status == 402:
-        return QuotaExhausted
     if status == 408:
         return ProviderTimeout
     if status == 429:
@@ -374,13 +378,12 @@ def parse_retry_after(headers: httpx.Headers, now: datetime | None = None) -> fl
     millis = header_float(headers, "retry-after-ms")
     if millis is not None and millis >= 0:
         return millis / 1000
+    seconds = header_float(headers, "retry-after")
+    if seconds is not None:
+        return max(0.0, seconds)
     value = headers.get("retry-after")
     if not value:
         return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 
@@ -15,12 +14,10 @@ from providers._http import (
     error_class_for_status,
     header_float,
     json_or_none,
-    parse_retry_after,
-    retry_after_from_resets,
     token_count,
 )
 from providers.base import ProviderConfig, utc_now
-from providers.errors import MalformedResponse, Overloaded, ProviderError, RateLimited, Unavailable
+from providers.errors import MalformedResponse, Overloaded, ProviderError, Unavailable
 from providers.models import AITask, ExecutionContext, Price, ProviderResponse, QuotaSignal, TokenUsage
 from providers.prompt import render_prompt
 
@@ -125,7 +122,7 @@ class AnthropicProvider(HttpProvider):
         return signals
 
     def _status_error(
-        self, response: httpx.Response, signals: Sequence[QuotaSignal], context: ExecutionContext
+        self, response: httpx.Response, retry_after_s: float | None, context: ExecutionContext
     ) -> ProviderError:
         status = response.status_code
         body = json_or_none(response)
@@ -135,26 +132,19 @@ class AnthropicProvider(HttpProvider):
         message = error.get("message") if isinstance(error.get("message"), str) else None
         message = message or response.text or response.reason_phrase or f"HTTP {status}"
         details = error.get("details")
-        retry_after = parse_retry_after(response.headers)
 
         if status == 429 and isinstance(details, dict) and details.get("error_code") == SPEND_LIMIT_CODE:
             # The monthly spend cap: retrying cannot help before it clears at the start of next month.
             return self._spend_exhausted(message, context, SPEND_LIMIT_CODE, reset_at=first_of_next_month(utc_now()))
         if status == 402:
             return self._spend_exhausted(message, context, vendor_type or "402")
-        if status == 429:
-            if retry_after is None:
-                retry_after = retry_after_from_resets(signals)
-            return self._error(
-                RateLimited, message, context, error_type=vendor_type or "429", retry_after_s=retry_after
-            )
         if status == 529:
             cls, error_type = Overloaded, vendor_type or "529"
         elif status >= 500:
             cls, error_type = Unavailable, str(status)
         else:
             cls, error_type = error_class_for_status(status), vendor_type or str(status)
-        return self._error(cls, message, context, error_type=error_type, retry_after_s=retry_after)
+        return self._error(cls, message, context, error_type=error_type, retry_after_s=retry_after_s)
 
 
 def parse_rfc3339(value: str | None) -> datetime | None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any, ClassVar, Literal
 
@@ -17,12 +16,10 @@ from providers._http import (
     error_class_for_status,
     header_float,
     json_or_none,
-    parse_retry_after,
-    retry_after_from_resets,
     token_count,
 )
 from providers.base import ProviderConfig, utc_now
-from providers.errors import MalformedResponse, Overloaded, ProviderError, RateLimited, Unavailable
+from providers.errors import MalformedResponse, Overloaded, ProviderError, Unavailable
 from providers.models import AITask, ExecutionContext, Price, ProviderResponse, QuotaSignal, TokenUsage
 from providers.prompt import render_prompt
 
@@ -163,28 +160,24 @@ class OpenAICompatibleProvider(HttpProvider):
         return signals
 
     def _status_error(
-        self, response: httpx.Response, signals: Sequence[QuotaSignal], context: ExecutionContext
+        self, response: httpx.Response, retry_after_s: float | None, context: ExecutionContext
     ) -> ProviderError:
         status = response.status_code
         message, vendor_type, code = parse_error_body(json_or_none(response))
         message = message or response.text or response.reason_phrase or f"HTTP {status}"
-        retry_after = parse_retry_after(response.headers)
 
+        if status == 402:
+            # OpenRouter and others answer 402 when the credit balance is empty.
+            return self._spend_exhausted(message, context, code or vendor_type or "402")
         if status == 429 and (vendor_type in QUOTA_CODES or code in QUOTA_CODES):
             return self._spend_exhausted(message, context, code if code in QUOTA_CODES else "insufficient_quota")
-        if status == 429:
-            if retry_after is None:
-                retry_after = retry_after_from_resets(signals)
-            return self._error(
-                RateLimited, message, context, error_type=code or vendor_type or "429", retry_after_s=retry_after
-            )
         if status == 503:
             cls, error_type = Overloaded, code or vendor_type or "503"
         elif status >= 500:
             cls, error_type = Unavailable, str(status)
         else:
             cls, error_type = error_class_for_status(status), code or vendor_type or str(status)
-        return self._error(cls, message, context, error_type=error_type, retry_after_s=retry_after)
+        return self._error(cls, message, context, error_type=error_type, retry_after_s=retry_after_s)
 
 
 def parse_error_body(body: object) -> tuple[str | None, str | None, str | None]:

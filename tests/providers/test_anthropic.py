@@ -8,6 +8,7 @@ import threading
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 
 from providers import (
@@ -368,6 +369,21 @@ def test_concurrent_loops_on_two_threads(server: FakeAnthropic) -> None:
         t.join()
     asyncio.run(p.aclose())
     assert errors == [] and len(results) == 6
+
+
+async def test_an_injected_transport_carries_the_requests() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json=anthropic_message("from the mock transport"))
+
+    config = AnthropicConfig(base_url="http://127.0.0.1:9", api_key_env=KEY_ENV)
+    p = AnthropicProvider("claude-api", config, secrets={KEY_ENV: KEY}.get, transport=httpx.MockTransport(handler))
+    response = await p.execute_task(TASK, CTX)
+    await p.aclose()
+    assert response.text == "from the mock transport"
+    assert str(seen[0].url) == "http://127.0.0.1:9/v1/messages"
 
 
 def test_capabilities_and_estimate() -> None:

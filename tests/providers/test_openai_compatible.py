@@ -238,6 +238,7 @@ def test_parse_duration(text: str, seconds: float | None) -> None:
          BadRequest, "model_not_found"),
         (vllm_error(400, "[{'type': 'extra_forbidden', 'loc': ('body', 'user')}]"), BadRequest, "BadRequestError"),
         (Scripted(422, {"detail": [{"msg": "field required"}]}), BadRequest, "422"),
+        (Scripted(402, {"error": {"code": 402, "message": "Insufficient credits"}}), QuotaExhausted, "402"),
         (Scripted(404, {"error": 'model "llama9" not found, try pulling it first'}), BadRequest, "404"),
     ],
 )  # fmt: skip
