@@ -17,7 +17,7 @@ from pydantic import ValidationError
 # pytest puts only this folder on sys.path and `tests` is not installed; make `tests.fakes` importable.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from providers import (  # noqa: E402
+from providers import (
     AITask,
     AuthenticationFailed,
     BadRequest,
@@ -32,9 +32,9 @@ from providers import (  # noqa: E402
     TokenUsage,
     Unavailable,
 )
-from providers.claude_cli import ClaudeCliConfig, ClaudeCliProvider  # noqa: E402
-from providers.prompt import render_prompt  # noqa: E402
-from tests.fakes.claude_harness import (  # noqa: E402
+from providers.claude_cli import ClaudeCliConfig, ClaudeCliProvider
+from providers.prompt import render_prompt
+from tests.fakes.claude_harness import (
     PARENT_KEY,
     SECRETS,
     FakeCli,
@@ -317,7 +317,7 @@ async def test_timeout_kills_the_cli_and_the_tools_it_started(cli: FakeCli, make
 
 async def test_the_context_timeout_overrides_the_config(cli: FakeCli, make: Make) -> None:
     cli.scenario({"default": {"kind": "sleep", "sleep_s": 60}})
-    with pytest.raises(ProviderTimeout, match="1.5s"):
+    with pytest.raises(ProviderTimeout, match=r"1\.5s"):
         await make(timeout_s=300).execute_task(task(), ExecutionContext(timeout_s=1.5))
     assert wait_dead(cli.calls()[0]["pid"])
 
