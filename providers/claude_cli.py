@@ -36,6 +36,7 @@ from providers.claude_cli_pool import Subscription, SubscriptionPool, Subscripti
 from providers.errors import (
     AuthenticationFailed,
     BadRequest,
+    Cancelled,
     MalformedResponse,
     ProviderError,
     ProviderTimeout,
@@ -136,6 +137,9 @@ class ClaudeCliProvider(AIProvider):
         super().__init__(provider_id, config, secrets=secrets, clock=clock)
         self._wall_clock = wall_clock
         self._children: set[asyncio.subprocess.Process] = set()
+        self._closing = False
+        # Key values handed to children, so error text quoting them can be scrubbed without asking the resolver again.
+        self._known_secrets: set[str] = set()
         self._pool = SubscriptionPool(provider_id, self._subscriptions(), clock=clock, wall_clock=wall_clock)
 
     def _subscriptions(self) -> list[Subscription]:
@@ -202,6 +206,9 @@ class ClaudeCliProvider(AIProvider):
             raise Unavailable(
                 f"executable {self.config.executable!r} not found", provider_id=self.provider_id, error_type="not_found"
             )
+        cwd = os.path.expanduser(task.workdir) if task.workdir else None
+        if cwd is not None and not os.path.isdir(cwd):
+            raise BadRequest(f"workdir {cwd!r} is not a directory", provider_id=self.provider_id, error_type="workdir")
         estimate = self.estimate_cost(task)
         affinity = task.affinity or _str_or_none(task.metadata.get("session_id"))
         sub = self._pool.acquire(
@@ -211,7 +218,7 @@ class ClaudeCliProvider(AIProvider):
             cost=estimate.cost_usd,
         )
         try:
-            response = await self._execute_on(sub, exe, task, context)
+            response = await self._execute_on(sub, exe, task, cwd, context)
         except ProviderError as exc:
             self._pool.failed(sub, exc)
             raise
@@ -222,6 +229,7 @@ class ClaudeCliProvider(AIProvider):
         return response
 
     async def aclose(self) -> None:
+        self._closing = True
         await asyncio.gather(*(_kill_group(p) for p in list(self._children)), return_exceptions=True)
 
     def subscription_status(self) -> list[SubscriptionStatus]:
@@ -231,21 +239,23 @@ class ClaudeCliProvider(AIProvider):
     # --- one call -----------------------------------------------------------------------------
 
     async def _execute_on(
-        self, sub: Subscription, exe: str, task: AITask, context: ExecutionContext
+        self, sub: Subscription, exe: str, task: AITask, cwd: str | None, context: ExecutionContext
     ) -> ProviderResponse:
         env = self._child_env(sub)
         prompt = render_prompt(task)
         via_stdin = len(prompt.encode()) > _MAX_PROMPT_ARG_BYTES
         argv = self._argv(exe, None if via_stdin else prompt)
-        cwd = os.path.expanduser(task.workdir) if task.workdir else None
-        if cwd is not None and not os.path.isdir(cwd):
-            raise BadRequest(f"workdir {cwd!r} is not a directory", provider_id=self.provider_id, error_type="workdir")
         timeout = context.timeout_s or self.config.timeout_s
         started = time.perf_counter()
         code, stdout, stderr = await self._run(
             argv, cwd, env, timeout, stdin=prompt if via_stdin else None, subscription=sub.name
         )
         latency_ms = (time.perf_counter() - started) * 1000
+        if self._closing:
+            # aclose() killed it: an interruption, not a provider failure.
+            raise Cancelled(
+                "the provider was closed while the CLI ran", provider_id=self.provider_id, subscription=sub.name
+            )
         return self._response(sub, code, stdout, stderr, latency_ms)
 
     def _argv(self, exe: str, prompt: str | None) -> list[str]:
@@ -287,6 +297,7 @@ class ClaudeCliProvider(AIProvider):
                 )
             env.pop("ANTHROPIC_AUTH_TOKEN", None)  # it would win over the key we pass
             env["ANTHROPIC_API_KEY"] = key
+            self._known_secrets.add(key)
         return env
 
     async def _run(
@@ -419,9 +430,8 @@ class ClaudeCliProvider(AIProvider):
 
     def _redact(self, text: str) -> str:
         """Remove any credential value we know of, and anything shaped like an Anthropic key."""
-        names = {s.api_key_env for s in self._pool.subscriptions if s.api_key_env}
-        values = {self.secret(n) for n in names} | {os.environ.get(n) for n in _CREDENTIAL_VARS}
-        for value in values:
+        values = self._known_secrets | {os.environ.get(n) or "" for n in _CREDENTIAL_VARS}
+        for value in sorted(values, key=len, reverse=True):  # longest first, so a key containing another goes whole
             if value and len(value) >= _MIN_SECRET_LEN:
                 text = text.replace(value, "***")
         return _KEY_SHAPED.sub("sk-ant-***", text)

@@ -8,6 +8,7 @@ it back in rotation, failure puts it out again. Client-side limits come from `us
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import OrderedDict
 from collections.abc import Callable
@@ -26,6 +27,8 @@ from providers.errors import (
     RateLimited,
 )
 from providers.usage_window import LimitTracker
+
+log = logging.getLogger(__name__)
 
 # How long a subscription sits out after errors that carry no reset time of their own.
 _RATE_LIMITED_COOLDOWN_S = 60.0
@@ -264,8 +267,10 @@ class SubscriptionPool:
         # Keep the later deadline: a rejection for the weekly limit outlasts a five-hour one seen in the same run.
         if sub.out_until is None or until > sub.out_until or self._clock() >= sub.out_until:
             sub.out_until, sub.reset_at, sub.out_reason = until, reset_at, reason
+            log.info("%s: subscription %s out until %s (%s)", self.provider_id, sub.name, reset_at.isoformat(), reason)
 
     def _restore(self, sub: Subscription) -> None:
+        log.info("%s: subscription %s is back in rotation", self.provider_id, sub.name)
         sub.out_until = sub.reset_at = sub.out_reason = None
         sub.probing = False
 

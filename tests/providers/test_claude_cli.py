@@ -21,6 +21,7 @@ from providers import (
     AITask,
     AuthenticationFailed,
     BadRequest,
+    Cancelled,
     ExecutionContext,
     HealthStatus,
     MalformedResponse,
@@ -221,6 +222,24 @@ def test_a_subscription_needs_exactly_one_credential_source(sub: dict[str, str])
         ClaudeCliConfig(subscriptions=[sub])
 
 
+def test_the_design_example_config_validates() -> None:
+    config = ClaudeCliConfig.model_validate(
+        {
+            "type": "claude_cli",
+            "priority": 1,
+            "capabilities": ["code_review", "bug_fix"],
+            "subscriptions": [
+                {"name": "team-a", "config_dir": "~/.claude-team-a", "limits": {"requests_per_hour": 1000}},
+                {"name": "team-b", "api_key_env": "ANTHROPIC_API_KEY_B", "limits": {"requests_per_hour": 500}},
+            ],
+        }
+    )
+    assert [s.limits.requests_per_hour for s in config.subscriptions] == [1000, 500]
+    provider = ClaudeCliProvider("claude", config)
+    [a, _] = provider.subscription_status()
+    assert a.config_dir == os.path.expanduser("~/.claude-team-a")
+
+
 def test_subscription_names_are_unique() -> None:
     with pytest.raises(ValidationError, match="unique"):
         ClaudeCliConfig(subscriptions=[{"name": "a", "config_dir": "/a"}, {"name": "a", "config_dir": "/b"}])
@@ -349,7 +368,7 @@ async def test_aclose_kills_live_children(cli: FakeCli, make: Make) -> None:
     pending = asyncio.create_task(provider.execute_task(task(), CTX))
     await _started(cli, pending)
     await provider.aclose()
-    with pytest.raises(ProviderError):
+    with pytest.raises(Cancelled):
         await pending
     assert wait_dead(cli.calls()[0]["pid"])
     assert wait_dead(cli.grandchildren()[0])
