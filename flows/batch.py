@@ -70,7 +70,9 @@ def process_batch(
         run_id, resumed = start_run(ledger, batch, chosen, fresh=fresh)
     ledger.set_flow_run_id(run_id, flow_run.get_id())
     logger = get_run_logger()
-    logger.info("run %s (%s) of batch %r: %d tasks", run_id, "resumed" if resumed else "new", batch.name, len(batch.tasks))
+    logger.info(
+        "run %s (%s) of batch %r: %d tasks", run_id, "resumed" if resumed else "new", batch.name, len(batch.tasks)
+    )
     open_runtime(batch, config, chosen, run_id=run_id, resumed=resumed, ledger=ledger)
     try:
         futures: dict[str, PrefectFuture[str | None]] = {}

@@ -26,20 +26,27 @@ def _quiet_prefect(verbose: bool) -> None:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     # The ephemeral server's shutdown prints flush/CancelledError tracebacks that are noise for our users.
     os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "CRITICAL")
+    # No telemetry from the embedded server: it would try to reach the internet.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
 @app.command
 def run(
     spec: Path,
     *,
-    providers: Annotated[Path | None, Parameter(help="Providers file (default: $SWITCHBOARD_PROVIDERS or built-in mocks).")] = None,
+    providers: Annotated[
+        Path | None, Parameter(help="Providers file (default: $SWITCHBOARD_PROVIDERS or built-in mocks).")
+    ] = None,
     strategy: Annotated[str | None, Parameter(help="Routing strategy for this run.")] = None,
     as_json: Annotated[bool, Parameter(name="--json", negative="", help="Print one JSON object on stdout.")] = False,
     explain: Annotated[bool, Parameter(negative="", help="Include each task's routing decision.")] = False,
     fresh: Annotated[bool, Parameter(negative="", help="Start a new run even if an unfinished one exists.")] = False,
     verbose: Annotated[bool, Parameter(negative="", help="Show Prefect's logs.")] = False,
 ) -> int:
-    """Run a batch spec (YAML or JSON). Exit 0 all completed, 1 some failed/skipped, 2 invalid input, 130 interrupted."""
+    """Run a batch spec (YAML or JSON).
+
+    Exit 0 when all tasks completed, 1 when any failed or was skipped, 2 on invalid input, 130 when interrupted.
+    """
     from flows.runtime import default_ledger, resolve_inputs, start_run
 
     try:
@@ -73,6 +80,11 @@ def run(
 
         render_run(out_console, summary, explain=explain)
     if status == "interrupted":
+        err_console.print(
+            "interrupted: in-flight calls were stopped and recorded as cancelled; "
+            f"run the same spec again to resume {run_id}",
+            highlight=False,
+        )
         return EXIT_INTERRUPTED
     return EXIT_OK if summary["run"]["status"] == "completed" else EXIT_FAILED
 

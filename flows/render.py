@@ -54,7 +54,11 @@ def render_run(console: Console, summary: dict[str, Any], *, explain: bool = Fal
                 highlight=False,
             )
         if outputs and (t["output"] or t.get("error")):
-            console.print(f"[bold]{t['id']}[/] output: {t['output'] or ''}" + (f"\n  error: {t['error']}" if t.get("error") else ""), highlight=False)
+            console.print(
+                f"[bold]{t['id']}[/] output: {t['output'] or ''}"
+                + (f"\n  error: {t['error']}" if t.get("error") else ""),
+                highlight=False,
+            )
 
 
 def render_runs(console: Console, summaries: list[dict[str, Any]]) -> None:

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import logging
+import os
+import signal
 import time
+from collections.abc import Callable
+from types import FrameType
 
 from flows.spec import BatchSpec
 from ledger import Ledger
@@ -19,9 +25,15 @@ def execute_run(
     """Run the flow for an already started run; returns the run's final status."""
     from flows.batch import batch_flow
 
+    previous_handler = signal.signal(signal.SIGINT, _interrupt_handler())
     try:
         batch_flow(config.runner.max_workers)(spec=batch, providers=providers, strategy=strategy, run_id=run_id)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, concurrent.futures.CancelledError):
+        if not engine_loop().stopping:
+            raise
+    finally:
+        signal.signal(signal.SIGINT, previous_handler)
+    if engine_loop().stopping:
         interrupt_run(ledger, run_id)
         return "interrupted"
     run = ledger.get_run(run_id)
@@ -30,6 +42,24 @@ def execute_run(
         ledger.finish_run(run_id, "failed")
         return "failed"
     return run.status if run else "failed"
+
+
+def _interrupt_handler() -> Callable[[int, FrameType | None], None]:
+    """First Ctrl-C: stop provider calls at once (Prefect would otherwise wait for them), then unwind.
+    A second Ctrl-C exits immediately."""
+    interrupted = False
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        nonlocal interrupted
+        if interrupted:
+            os._exit(130)
+        interrupted = True
+        engine_loop().cancel_all()
+        # Prefect would now log every cancelled task run as a crash; the ledger and our summary say it better.
+        logging.getLogger("prefect").setLevel(logging.CRITICAL)
+        raise KeyboardInterrupt
+
+    return handler
 
 
 def interrupt_run(ledger: Ledger, run_id: str) -> None:
@@ -43,4 +73,3 @@ def interrupt_run(ledger: Ledger, run_id: str) -> None:
         if state.status == "pending":
             ledger.finish_task(run_id, state.task_id, status="cancelled", error="cancelled (interrupted)")
     ledger.finish_run(run_id, "interrupted")
-

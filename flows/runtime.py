@@ -37,7 +37,7 @@ class BatchRuntime:
     resumed: bool
 
     def close(self) -> None:
-        engine_loop().run(self.registry.aclose())
+        engine_loop().run(self.registry.aclose(), cleanup=True)
 
 
 def resolve_inputs(

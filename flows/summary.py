@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from itertools import pairwise
 from typing import Any
 
 from ledger import AttemptRecord, Ledger
@@ -12,7 +13,7 @@ def count_failovers(attempts: list[AttemptRecord]) -> int:
     """Moves to another provider after a failed attempt."""
     return sum(
         1
-        for before, after in zip(attempts, attempts[1:], strict=False)
+        for before, after in pairwise(attempts)
         if before.outcome != "success" and after.provider_id != before.provider_id
     )
 

@@ -143,7 +143,7 @@ class AIProvider(ABC):
         cost = (tokens_in * price.input + task.max_output_tokens * price.output) / 1_000_000
         return CostEstimate(cost_usd=cost, tokens_input=tokens_in, tokens_output=task.max_output_tokens)
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 - optional hook; most providers hold nothing to release
         """Release clients and child processes; the registry calls it on shutdown."""
 
     # --- helpers for subclasses ---------------------------------------------------------------

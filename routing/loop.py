@@ -7,6 +7,7 @@ another, so every provider call runs on this loop and threads hand their corouti
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 from collections.abc import Coroutine
 from functools import cache
@@ -20,15 +21,26 @@ class EngineLoop:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="switchboard-engine", daemon=True)
         self._thread.start()
+        self._stopping = threading.Event()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
         return self._loop
 
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-        """Run `coro` on the engine loop and wait for it from the calling (non-loop) thread."""
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None, *, cleanup: bool = False) -> T:
+        """Run `coro` on the engine loop and wait for it from the calling (non-loop) thread.
+
+        While stopping, only `cleanup` work (closing clients and processes) is accepted.
+        """
         if threading.current_thread() is self._thread:
             raise RuntimeError("EngineLoop.run called from the engine loop itself; await the coroutine instead")
+        if self._stopping.is_set() and not cleanup:
+            coro.close()
+            raise concurrent.futures.CancelledError("the engine is stopping (interrupted)")
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
     def in_flight(self) -> int:
@@ -39,8 +51,13 @@ class EngineLoop:
 
         return asyncio.run_coroutine_threadsafe(count(), self._loop).result(1.0)
 
+    def resume(self) -> None:
+        """Accept work again after `cancel_all` (tests, or a long-lived process that handled an interrupt)."""
+        self._stopping.clear()
+
     def cancel_all(self) -> None:
-        """Cancel every coroutine in flight (Ctrl-C): providers stop their calls and child processes."""
+        """Cancel every coroutine in flight and refuse new ones (Ctrl-C): providers stop calls and child processes."""
+        self._stopping.set()
 
         def cancel() -> None:
             for task in asyncio.all_tasks(self._loop):

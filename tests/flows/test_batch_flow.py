@@ -1,0 +1,102 @@
+"""process_batch end to end under Prefect's test harness, with mock providers and a SQLite ledger."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from flows.spec import parse_spec
+from flows.summary import run_summary
+from ledger import Ledger
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+DAG = {
+    "name": "dag",
+    "team": "qa",
+    "tasks": [
+        {"id": "plan", "type": "code_analysis", "prompt": "plan"},
+        {"id": "left", "type": "code_review", "prompt": "left", "depends_on": ["plan"]},
+        {"id": "right", "type": "bug_fix", "prompt": "right", "depends_on": ["plan"]},
+        {"id": "merge", "type": "summarization", "prompt": "merge", "depends_on": ["left", "right"]},
+        {"id": "after", "type": "summarization", "prompt": "after", "depends_on": ["merge"]},
+    ],
+}
+
+
+def _providers(tmp_path: Path, body: str) -> str:
+    path = tmp_path / "providers.yaml"
+    path.write_text(body)
+    return str(path)
+
+
+def test_dag_runs_with_failover_and_passes_upstream_outputs(tmp_path: Path, ledger_url: str) -> None:
+    from flows.batch import process_batch
+
+    providers = _providers(
+        tmp_path,
+        "providers:\n  flaky: {type: local_mock, priority: 1, latency_ms: 0, failure_rate: 1.0}\n"
+        "  steady: {type: local_mock, priority: 2, latency_ms: 0}\n",
+    )
+    result = process_batch(spec=parse_spec(DAG, "dag"), providers=providers)
+    assert result["status"] == "completed"
+    ledger = Ledger(url=ledger_url)
+    summary = run_summary(ledger, result["run_id"])
+    assert summary["run"]["flow_run_id"]
+    assert [t["provider"] for t in summary["tasks"]] == ["steady"] * 5
+    assert summary["totals"]["failovers"] == 5
+    merge = next(t for t in summary["tasks"] if t["id"] == "merge")
+    assert "Builds on left, right" in merge["output"]
+    # exactly one ledger row per attempt: two per task (flaky, then steady)
+    assert len(ledger.attempts(result["run_id"])) == 10
+
+
+def test_failed_task_skips_its_dependents_only(tmp_path: Path, ledger_url: str) -> None:
+    from flows.batch import process_batch
+
+    providers = _providers(
+        tmp_path,
+        "providers:\n  reviewer: {type: local_mock, latency_ms: 0, "
+        "capabilities: [code_analysis, code_review, summarization]}\n"
+        "  broken: {type: local_mock, latency_ms: 0, capabilities: [bug_fix], failure_rate: 1.0}\n",
+    )
+    result = process_batch(spec=parse_spec(DAG, "dag"), providers=providers)
+    ledger = Ledger(url=ledger_url)
+    states = {t: s.status for t, s in ledger.task_states(result["run_id"]).items()}
+    assert states == {
+        "plan": "completed",
+        "left": "completed",
+        "right": "failed",
+        "merge": "skipped",
+        "after": "skipped",
+    }
+    assert result["status"] == "failed"
+    # skipped tasks were never sent to a provider
+    assert {a.task_id for a in ledger.attempts(result["run_id"])} == {"plan", "left", "right"}
+    assert "upstream not completed (right failed)" in (ledger.task_state(result["run_id"], "merge").error or "")
+
+
+def test_rerun_of_a_failed_spec_resumes_and_only_runs_unfinished_tasks(tmp_path: Path, ledger_url: str) -> None:
+    from flows.batch import process_batch
+
+    spec_path = tmp_path / "dag.yaml"
+    import yaml
+
+    spec_path.write_text(yaml.safe_dump(DAG))
+    broken = _providers(
+        tmp_path, "providers:\n  m: {type: local_mock, latency_ms: 0, capabilities: [code_analysis, code_review]}\n"
+    )
+    first = process_batch(spec=str(spec_path), providers=broken)
+    assert first["status"] == "failed"
+    ledger = Ledger(url=ledger_url)
+    done_before = {a.task_id: a.attempt for a in ledger.attempts(first["run_id"])}
+
+    healthy = tmp_path / "healthy.yaml"
+    healthy.write_text("providers:\n  m: {type: local_mock, latency_ms: 0}\n")
+    second = process_batch(spec=str(spec_path), providers=str(healthy))
+    assert second["run_id"] == first["run_id"] and second["status"] == "completed"
+    attempts = ledger.attempts(first["run_id"])
+    # plan and left were not executed again: still exactly one (successful) attempt each
+    assert sorted(a.task_id for a in attempts if a.task_id in done_before) == ["left", "plan"]
+    assert all(a.outcome == "success" for a in attempts)

@@ -1,0 +1,145 @@
+"""`switchboard` as a user runs it: real subprocesses, a temporary ledger and Prefect home."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def prefect_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("prefect-home")
+
+
+@pytest.fixture
+def env(tmp_path: Path, prefect_home: Path) -> dict[str, str]:
+    return dict(
+        os.environ,
+        SWITCHBOARD_HOME=str(tmp_path / "home"),
+        SWITCHBOARD_DATABASE_URL=f"sqlite:///{tmp_path / 'ledger.db'}",
+        PREFECT_HOME=str(prefect_home),
+    )
+
+
+def switchboard(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "flows", *args], capture_output=True, text=True, env=env, timeout=timeout, cwd=ROOT
+    )
+
+
+def _db(tmp_path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(tmp_path / "ledger.db")
+
+
+def test_failing_top_provider_fails_over_for_every_task(env: dict[str, str], tmp_path: Path) -> None:
+    result = switchboard(
+        "run",
+        str(EXAMPLES / "pr-review.yaml"),
+        "--providers",
+        str(EXAMPLES / "providers-failover.yaml"),
+        "--json",
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = json.loads(result.stdout)  # exactly one JSON object, nothing else on stdout
+    assert len(out["tasks"]) == 12
+    for task in out["tasks"]:
+        assert task["status"] == "completed" and task["provider"] == "steady"
+        assert [(a["provider"], a["outcome"]) for a in task["attempts"]] == [
+            ("flaky", "unavailable"),
+            ("steady", "success"),
+        ]
+        assert task["cost_usd"] == pytest.approx(sum(a["cost_usd"] for a in task["attempts"]))
+    assert out["totals"]["failovers"] == 12 and out["totals"]["completed"] == 12
+    rows = (
+        _db(tmp_path)
+        .execute(
+            "select provider_id, outcome, team from provider_usage where run_id = ? order by task_id, attempt",
+            (out["run"]["id"],),
+        )
+        .fetchall()
+    )
+    assert len(rows) == 24
+    assert {r[0] for r in rows if r[1] == "unavailable"} == {"flaky"} and {r[2] for r in rows} == {"platform"}
+
+    shown = switchboard("show", out["run"]["id"], env=env)
+    assert shown.returncode == 0 and "summary" in shown.stdout and "chosen steady" in shown.stdout
+    listing = switchboard("runs", env=env)
+    assert out["run"]["id"] in listing.stdout
+
+
+def test_invalid_spec_exits_2_and_writes_nothing(env: dict[str, str], tmp_path: Path) -> None:
+    spec = tmp_path / "cycle.yaml"
+    spec.write_text(
+        "name: c\ntasks:\n  - {id: a, type: t, prompt: a, depends_on: [b]}\n"
+        "  - {id: b, type: t, prompt: b, depends_on: [a]}\n"
+    )
+    result = switchboard("run", str(spec), "--json", env=env, timeout=60)
+    assert result.returncode == 2
+    assert str(spec) in result.stderr and "cycle a -> b -> a" in result.stderr
+    assert result.stdout == "" and "Traceback" not in result.stderr
+    assert not (tmp_path / "ledger.db").exists()
+
+
+def test_invalid_providers_file_names_provider_and_field(env: dict[str, str], tmp_path: Path) -> None:
+    providers = tmp_path / "providers.yaml"
+    providers.write_text("providers:\n  fast: {type: local_mock, failure_rate: 3}\n")
+    result = switchboard("run", str(EXAMPLES / "pr-review.yaml"), "--providers", str(providers), env=env, timeout=60)
+    assert result.returncode == 2
+    assert "providers.fast.failure_rate" in result.stderr and str(providers) in result.stderr
+    assert not (tmp_path / "ledger.db").exists()
+
+
+def test_ctrl_c_cancels_in_flight_calls_then_the_rerun_resumes(env: dict[str, str], tmp_path: Path) -> None:
+    slow = tmp_path / "slow.yaml"
+    slow.write_text("providers:\n  slow: {type: local_mock, latency_ms: 60000}\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flows", "run", str(EXAMPLES / "pr-review.yaml"), "--providers", str(slow), "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # wait until the flow has started and the first call is in flight
+        time.sleep(0.5)
+        if (tmp_path / "ledger.db").exists():
+            try:
+                if _db(tmp_path).execute("select count(*) from runs where flow_run_id is not null").fetchone()[0]:
+                    break
+            except sqlite3.OperationalError:
+                pass
+    time.sleep(1.5)
+    started = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr[-2000:]
+    assert time.monotonic() - started < 30  # did not wait for the 60 s call
+    out = json.loads(stdout)
+    assert out["run"]["status"] == "interrupted"
+    assert {t["status"] for t in out["tasks"]} == {"cancelled"}
+    db = _db(tmp_path)
+    assert db.execute("select task_id, outcome from provider_usage").fetchall() == [("analyze", "cancelled")]
+
+    fast = tmp_path / "fast.yaml"
+    fast.write_text("providers:\n  fast: {type: local_mock, latency_ms: 0}\n")
+    again = switchboard("run", str(EXAMPLES / "pr-review.yaml"), "--providers", str(fast), "--json", env=env)
+    assert again.returncode == 0, again.stderr[-2000:]
+    resumed = json.loads(again.stdout)
+    assert resumed["run"]["id"] == out["run"]["id"] and resumed["totals"]["completed"] == 12
+    analyze = next(t for t in resumed["tasks"] if t["id"] == "analyze")
+    assert [a["outcome"] for a in analyze["attempts"]] == ["cancelled", "success"]
+    assert [a["attempt"] for a in analyze["attempts"]] == [1, 2]

@@ -1,0 +1,102 @@
+"""Batch spec validation: every bad input is rejected before anything runs, naming the file and field."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from flows.spec import SpecError, find_cycle, load_spec, parse_spec
+from providers import Priority
+
+
+def _spec(*tasks: dict, **extra: object) -> dict:
+    return {"name": "demo", "tasks": list(tasks), **extra}
+
+
+def test_valid_spec_applies_defaults_and_orders_layers() -> None:
+    spec = parse_spec(
+        _spec(
+            {"id": "a", "type": "code_analysis", "prompt": "map"},
+            {"id": "b", "type": "pr_review", "prompt": "review", "depends_on": ["a"], "priority": "high"},
+            {"id": "c", "type": "summarization", "prompt": "sum", "depends_on": ["a", "b"]},
+            defaults={"priority": "low", "max_attempts": 5},
+            team="platform",
+        ),
+        "spec.yaml",
+    )
+    assert [[t.id for t in layer] for layer in spec.layers()] == [["a"], ["b"], ["c"]]
+    task = spec.to_ai_task(spec.task("a"), {})
+    assert task.priority is Priority.LOW and task.max_attempts == 5 and task.team == "platform"
+    assert spec.to_ai_task(spec.task("b")).priority is Priority.HIGH
+
+
+def test_cycle_is_named_as_a_path() -> None:
+    with pytest.raises(SpecError) as info:
+        parse_spec(
+            _spec(
+                {"id": "a", "type": "t", "prompt": "p", "depends_on": ["c"]},
+                {"id": "b", "type": "t", "prompt": "p", "depends_on": ["a"]},
+                {"id": "c", "type": "t", "prompt": "p", "depends_on": ["b"]},
+            ),
+            "cyc.yaml",
+        )
+    message = str(info.value)
+    assert message.startswith("cyc.yaml:")
+    assert "cycle" in message and "a -> c -> b -> a" in message
+
+
+def test_unknown_dependency_and_duplicate_id_are_reported() -> None:
+    with pytest.raises(SpecError, match=r"tasks\.b\.depends_on: unknown task 'nope'"):
+        parse_spec(
+            _spec(
+                {"id": "a", "type": "t", "prompt": "p"}, {"id": "b", "type": "t", "prompt": "p", "depends_on": ["nope"]}
+            ),
+            "s",
+        )
+    with pytest.raises(SpecError, match=r"duplicate id 'a'"):
+        parse_spec(_spec({"id": "a", "type": "t", "prompt": "p"}, {"id": "a", "type": "t", "prompt": "q"}), "s")
+
+
+@pytest.mark.parametrize(
+    ("task", "field"),
+    [
+        ({"id": "x", "type": "t", "prompt": "p", "priority": "urgent"}, "priority"),
+        ({"id": "x", "type": "t", "prompt": "   "}, "prompt"),
+        ({"id": "x", "type": "t", "prompt": "p", "colour": "red"}, "colour"),
+        ({"id": "x", "type": "t", "prompt": "p", "max_attempts": 0}, "max_attempts"),
+        ({"id": "x", "type": "t", "prompt": "p", "strategy": "fastest"}, "strategy"),
+    ],
+)
+def test_bad_field_names_the_task_and_field(task: dict, field: str) -> None:
+    with pytest.raises(SpecError) as info:
+        parse_spec(_spec({"id": "ok", "type": "t", "prompt": "p"}, task), "batch.yaml")
+    assert f"tasks[1] (id 'x').{field}" in str(info.value)
+
+
+def test_find_cycle_returns_none_for_a_dag() -> None:
+    assert find_cycle({"a": [], "b": ["a"], "c": ["a", "b"]}) is None
+    assert find_cycle({"a": ["a"]}) == ["a", "a"]
+
+
+def test_load_yaml_and_json_files(tmp_path: Path) -> None:
+    doc = _spec({"id": "a", "type": "t", "prompt": "p"})
+    (tmp_path / "s.json").write_text(json.dumps(doc))
+    (tmp_path / "s.yaml").write_text("name: demo\ntasks:\n  - {id: a, type: t, prompt: p}\n")
+    assert load_spec(tmp_path / "s.json").content_hash() == load_spec(tmp_path / "s.yaml").content_hash()
+
+
+def test_unreadable_or_malformed_file_names_the_file(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match="file not found"):
+        load_spec(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: demo\ntasks: [\n")
+    with pytest.raises(SpecError, match=r"bad\.yaml: invalid YAML at line"):
+        load_spec(bad)
+
+
+def test_content_hash_changes_with_content() -> None:
+    one = parse_spec(_spec({"id": "a", "type": "t", "prompt": "p"}), "s")
+    two = parse_spec(_spec({"id": "a", "type": "t", "prompt": "q"}), "s")
+    assert one.content_hash() != two.content_hash()

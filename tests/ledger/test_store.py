@@ -1,0 +1,122 @@
+"""The ledger on SQLite and PostgreSQL: schema from the migration, resume rules, idempotent attempts, UTC."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import create_engine, text
+
+from ledger import AttemptRecord, Ledger, NewTask, create_ledger_engine
+from ledger.db import current_revision, head_revision
+from ledger.models import Base
+from providers import TokenUsage
+from tests.conftest import postgres_url_or_skip
+
+TASKS = [NewTask(task_id=t, task_type="code_review", priority="normal", team="qa") for t in ("a", "b")]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger(request: pytest.FixtureRequest, sqlite_url: str) -> Iterator[Ledger]:
+    if request.param == "sqlite":
+        engine = create_ledger_engine(sqlite_url)
+        yield Ledger(engine)
+        engine.dispose()
+        return
+    base = postgres_url_or_skip()
+    schema = f"t_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(base)
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    engine = create_ledger_engine(base + ("&" if "?" in base else "?") + f"options=-csearch_path%3D{schema}")
+    yield Ledger(engine)
+    engine.dispose()
+    with admin.begin() as conn:
+        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+    admin.dispose()
+
+
+def _attempt(run_id: str, task_id: str, attempt: int, outcome: str = "success", cost: float = 0.01) -> AttemptRecord:
+    now = datetime.now(UTC)
+    return AttemptRecord(
+        run_id=run_id,
+        task_id=task_id,
+        provider_id="p",
+        task_type="code_review",
+        attempt=attempt,
+        outcome=outcome,
+        started_at=now,
+        finished_at=now + timedelta(milliseconds=5),
+        usage=TokenUsage(input=10, output=3, cache_read=2),
+        cost_usd=cost,
+        team="qa",
+    )
+
+
+def test_migration_creates_exactly_the_models_schema(ledger: Ledger) -> None:
+    assert current_revision(ledger.engine) == head_revision()
+    with ledger.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert diff == []
+
+
+def test_new_run_then_resume_keeps_completed_tasks(ledger: Ledger) -> None:
+    run_id, resumed = ledger.start_or_resume_run(batch_name="b", batch_hash="h1", team="qa", strategy="s", tasks=TASKS)
+    assert not resumed
+    ledger.finish_task(
+        run_id, "a", status="completed", provider_id="p", output="A", attempts=[_attempt(run_id, "a", 1)]
+    )
+    ledger.finish_task(run_id, "b", status="failed", error="boom")
+    ledger.finish_run(run_id, "failed")
+
+    again, resumed = ledger.start_or_resume_run(batch_name="b", batch_hash="h1", team="qa", strategy="s", tasks=TASKS)
+    assert (again, resumed) == (run_id, True)
+    states = ledger.task_states(run_id)
+    assert states["a"].status == "completed" and states["a"].output == "A"
+    assert states["b"].status == "pending" and states["b"].error is None
+    assert ledger.get_run(run_id).status == "running"
+
+    other, resumed = ledger.start_or_resume_run(batch_name="b", batch_hash="h2", team="qa", strategy="s", tasks=TASKS)
+    assert other != run_id and not resumed
+    fresh, resumed = ledger.start_or_resume_run(
+        batch_name="b", batch_hash="h1", team="qa", strategy="s", tasks=TASKS, fresh=True
+    )
+    assert fresh != run_id and not resumed
+
+
+def test_completed_run_is_not_resumed(ledger: Ledger) -> None:
+    run_id, _ = ledger.start_or_resume_run(batch_name="b", batch_hash="h", team=None, strategy=None, tasks=TASKS)
+    ledger.finish_run(run_id, "completed")
+    again, resumed = ledger.start_or_resume_run(batch_name="b", batch_hash="h", team=None, strategy=None, tasks=TASKS)
+    assert again != run_id and not resumed
+
+
+def test_attempts_are_idempotent_and_numbered(ledger: Ledger) -> None:
+    run_id, _ = ledger.start_or_resume_run(batch_name="b", batch_hash="h", team=None, strategy=None, tasks=TASKS)
+    ledger.record_attempts([_attempt(run_id, "a", 1, "unavailable", 0.0), _attempt(run_id, "a", 2)])
+    ledger.record_attempts([_attempt(run_id, "a", 2)])  # replayed: must not charge twice
+    rows = ledger.attempts(run_id, "a")
+    assert [(r.attempt, r.outcome) for r in rows] == [(1, "unavailable"), (2, "success")]
+    assert ledger.last_attempt_number(run_id, "a") == 2 and ledger.last_attempt_number(run_id, "b") == 0
+    assert rows[1].usage == TokenUsage(input=10, output=3, cache_read=2)
+
+
+def test_timestamps_come_back_as_utc(ledger: Ledger) -> None:
+    run_id, _ = ledger.start_or_resume_run(batch_name="b", batch_hash="h", team=None, strategy=None, tasks=TASKS)
+    local = datetime(2026, 3, 29, 3, 30, tzinfo=UTC).astimezone(__import__("zoneinfo").ZoneInfo("Europe/Berlin"))
+    record = _attempt(run_id, "a", 1).model_copy(update={"started_at": local, "finished_at": local})
+    ledger.record_attempts([record])
+    stored = ledger.attempts(run_id, "a")[0]
+    assert stored.started_at.tzinfo is not None and stored.started_at.utcoffset() == timedelta(0)
+    assert stored.started_at == datetime(2026, 3, 29, 3, 30, tzinfo=UTC)
+    assert ledger.get_run(run_id).started_at.tzinfo is not None
+
+
+def test_find_run_by_unique_prefix(ledger: Ledger) -> None:
+    run_id, _ = ledger.start_or_resume_run(batch_name="b", batch_hash="h", team=None, strategy=None, tasks=TASKS)
+    assert ledger.find_run(run_id[:-2]).run_id == run_id
+    assert ledger.find_run("nope") is None
