@@ -219,7 +219,9 @@ class Ledger:
     ) -> None:
         with self._sessions.begin() as session:
             session.add(
-                ProviderEvent(provider_id=provider_id, subscription=subscription, kind=kind, detail=detail, at=utc_now())
+                ProviderEvent(
+                    provider_id=provider_id, subscription=subscription, kind=kind, detail=detail, at=utc_now()
+                )
             )
 
 

@@ -111,9 +111,7 @@ class LocalMockProvider(AIProvider):
             raise failure
         prompt = render_prompt(task)
         text = answer_text(task)
-        usage = TokenUsage(
-            input=max(1, len(prompt) // CHARS_PER_TOKEN), output=max(1, len(text) // CHARS_PER_TOKEN)
-        )
+        usage = TokenUsage(input=max(1, len(prompt) // CHARS_PER_TOKEN), output=max(1, len(text) // CHARS_PER_TOKEN))
         model = self.config.model or "mock-1"
         return ProviderResponse(
             text=text,

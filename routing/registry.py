@@ -42,7 +42,9 @@ class ProviderRegistry:
         self._providers: dict[str, AIProvider] = {}
 
     @classmethod
-    def from_configs(cls, configs: Mapping[str, ProviderConfig], secrets: SecretResolver = env_secrets) -> ProviderRegistry:
+    def from_configs(
+        cls, configs: Mapping[str, ProviderConfig], secrets: SecretResolver = env_secrets
+    ) -> ProviderRegistry:
         registry = cls(secrets)
         for provider_id, config in configs.items():
             if config.enabled:
