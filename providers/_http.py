@@ -38,6 +38,7 @@ from providers.models import (
     HealthStatus,
     ProviderCapabilities,
     ProviderHealth,
+    ProviderResponse,
     QuotaSignal,
     TokenUsage,
 )
@@ -216,11 +217,12 @@ class HttpProvider(AIProvider):
 
     async def _send(
         self, method: str, url: str, context: ExecutionContext | None = None, **kwargs: Any
-    ) -> httpx.Response:
-        """Send one request; the only place where httpx transport errors become provider errors."""
+    ) -> tuple[httpx.Response, float]:
+        """Send one request and time it; the only place where httpx transport errors become provider errors."""
         headers = self._headers(context)
         if context is not None and context.timeout_s is not None:
             kwargs["timeout"] = _timeout(context.timeout_s, self.config.connect_timeout_s)
+        started = self._clock()
         try:
             response = await self._clients.get().request(method, url, headers=headers, params=self._params(), **kwargs)
         except httpx.TimeoutException as e:
@@ -232,8 +234,9 @@ class HttpProvider(AIProvider):
             raise self._error(
                 Unavailable, f"{method} {_bare(url)}: {_describe(e)}", context, error_type=_snake(e)
             ) from e
-        log.debug("%s %s -> %s", method, _bare(url), response.status_code)
-        return response
+        latency_ms = (self._clock() - started) * 1000
+        log.debug("%s %s -> %s in %.0f ms", method, _bare(url), response.status_code, latency_ms)
+        return response, latency_ms
 
     def _checked_json(self, response: httpx.Response, context: ExecutionContext) -> dict[str, Any]:
         """Report the quota headers, raise the mapped error for a failure, else the JSON object."""
@@ -257,12 +260,10 @@ class HttpProvider(AIProvider):
         return data
 
     async def _probe(self) -> ProviderHealth:
-        started = self._clock()
         try:
-            response = await self._send("GET", self._probe_url())
+            response, latency_ms = await self._send("GET", self._probe_url())
         except ProviderError as e:
             return ProviderHealth(status=HealthStatus.UNHEALTHY, checked_at=utc_now(), detail=str(e))
-        latency_ms = (self._clock() - started) * 1000
         status = response.status_code
         if response.is_success:
             health, detail = HealthStatus.HEALTHY, ""
@@ -274,6 +275,31 @@ class HttpProvider(AIProvider):
         else:
             health, detail = HealthStatus.UNHEALTHY, f"probe returned HTTP {status}"
         return ProviderHealth(status=health, checked_at=utc_now(), latency_ms=latency_ms, detail=detail)
+
+    def _answer(
+        self,
+        data: dict[str, Any],
+        context: ExecutionContext,
+        *,
+        latency_ms: float,
+        text: str,
+        usage: TokenUsage,
+        finish_reason: object,
+        metadata: dict[str, object],
+    ) -> ProviderResponse:
+        """The response for a parsed answer, priced by the model that answered."""
+        answered = data.get("model")
+        model = answered if isinstance(answered, str) and answered else (self.config.model or "")
+        return ProviderResponse(
+            text=text,
+            model=model,
+            usage=usage,
+            cost_usd=self._cost(model, usage),
+            latency_ms=latency_ms,
+            subscription=context.subscription,
+            finish_reason=finish_reason if isinstance(finish_reason, str) else None,
+            metadata={k: v for k, v in metadata.items() if isinstance(v, str)},
+        )
 
     def _cost(self, answered_model: str, usage: TokenUsage) -> float:
         # Vendors answer with dated ids (claude-sonnet-4-5-20250929, gpt-4o-2024-08-06) while price tables

@@ -47,6 +47,8 @@ class AnthropicProvider(HttpProvider):
         "claude-opus-4-1": Price(input=15.0, output=75.0, cache_read=1.5, cache_write=18.75),
         "claude-sonnet-4-5": Price(input=3.0, output=15.0, cache_read=0.3, cache_write=3.75),
         "claude-sonnet-4-0": Price(input=3.0, output=15.0, cache_read=0.3, cache_write=3.75),
+        # Sonnet 4's dated id (claude-sonnet-4-20250514) drops its date to this, not to the -0 alias.
+        "claude-sonnet-4": Price(input=3.0, output=15.0, cache_read=0.3, cache_write=3.75),
         "claude-haiku-4-5": Price(input=1.0, output=5.0, cache_read=0.1, cache_write=1.25),
     }
 
@@ -71,9 +73,7 @@ class AnthropicProvider(HttpProvider):
         }
         if cfg.system:
             body["system"] = cfg.system
-        started = self._clock()
-        response = await self._send("POST", self._url("/v1/messages"), context, json=body)
-        latency_ms = (self._clock() - started) * 1000
+        response, latency_ms = await self._send("POST", self._url("/v1/messages"), context, json=body)
         data = self._checked_json(response, context)
 
         content = data.get("content")
@@ -93,33 +93,28 @@ class AnthropicProvider(HttpProvider):
             cache_read=token_count(raw_usage, "cache_read_input_tokens"),
             cache_write=token_count(raw_usage, "cache_creation_input_tokens"),
         )
-        model = data["model"] if isinstance(data.get("model"), str) else cfg.model
-        metadata = {"request_id": response.headers.get("request-id"), "message_id": data.get("id")}
-        return ProviderResponse(
-            text=text,
-            model=model,
-            usage=usage,
-            cost_usd=self._cost(model, usage),
+        return self._answer(
+            data,
+            context,
             latency_ms=latency_ms,
-            subscription=context.subscription,
-            finish_reason=data.get("stop_reason") if isinstance(data.get("stop_reason"), str) else None,
-            metadata={k: v for k, v in metadata.items() if isinstance(v, str)},
+            text=text,
+            usage=usage,
+            finish_reason=data.get("stop_reason"),
+            metadata={"request_id": response.headers.get("request-id"), "message_id": data.get("id")},
         )
 
     def _quota_signals(self, headers: httpx.Headers, context: ExecutionContext) -> list[QuotaSignal]:
-        signals = []
-        for kind in _LIMIT_KINDS:
-            prefix = f"anthropic-ratelimit-{kind}-"
-            signal = self._quota_signal(
+        signals = (
+            self._quota_signal(
                 context,
                 kind.replace("-", "_"),
-                limit=header_float(headers, prefix + "limit"),
-                remaining=header_float(headers, prefix + "remaining"),
-                reset_at=parse_rfc3339(headers.get(prefix + "reset")),
+                limit=header_float(headers, f"anthropic-ratelimit-{kind}-limit"),
+                remaining=header_float(headers, f"anthropic-ratelimit-{kind}-remaining"),
+                reset_at=parse_rfc3339(headers.get(f"anthropic-ratelimit-{kind}-reset")),
             )
-            if signal is not None:
-                signals.append(signal)
-        return signals
+            for kind in _LIMIT_KINDS
+        )
+        return [s for s in signals if s is not None]
 
     def _status_error(
         self, response: httpx.Response, retry_after_s: float | None, context: ExecutionContext

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, ClassVar, Literal
 
 import httpx
@@ -101,9 +101,7 @@ class OpenAICompatibleProvider(HttpProvider):
             cfg.max_tokens_field: task.max_output_tokens,
             **cfg.extra_body,
         }
-        started = self._clock()
-        response = await self._send("POST", self._url("/chat/completions"), context, json=body)
-        latency_ms = (self._clock() - started) * 1000
+        response, latency_ms = await self._send("POST", self._url("/chat/completions"), context, json=body)
         data = self._checked_json(response, context)
 
         choices = data.get("choices")
@@ -130,34 +128,28 @@ class OpenAICompatibleProvider(HttpProvider):
             output=token_count(usage_data, "completion_tokens"),
             reasoning=token_count(usage_data.get("completion_tokens_details"), "reasoning_tokens"),
         )
-        model = data["model"] if isinstance(data.get("model"), str) and data["model"] else cfg.model
-        finish = choice.get("finish_reason") if isinstance(choice, dict) else None
-        metadata = {"request_id": response.headers.get("x-request-id"), "completion_id": data.get("id")}
-        return ProviderResponse(
-            text=content,
-            model=model,
-            usage=usage,
-            cost_usd=self._cost(model, usage),
+        return self._answer(
+            data,
+            context,
             latency_ms=latency_ms,
-            subscription=context.subscription,
-            finish_reason=finish if isinstance(finish, str) else None,
-            metadata={k: v for k, v in metadata.items() if isinstance(v, str)},
+            text=content,
+            usage=usage,
+            finish_reason=choice.get("finish_reason"),
+            metadata={"request_id": response.headers.get("x-request-id"), "completion_id": data.get("id")},
         )
 
     def _quota_signals(self, headers: httpx.Headers, context: ExecutionContext) -> list[QuotaSignal]:
-        signals = []
-        for kind in _LIMIT_KINDS:
-            reset_in = parse_duration(headers.get(f"x-ratelimit-reset-{kind}"))
-            signal = self._quota_signal(
+        signals = (
+            self._quota_signal(
                 context,
                 kind,
                 limit=header_float(headers, f"x-ratelimit-limit-{kind}"),
                 remaining=header_float(headers, f"x-ratelimit-remaining-{kind}"),
-                reset_at=None if reset_in is None else utc_now() + timedelta(seconds=reset_in),
+                reset_at=_reset_at(headers.get(f"x-ratelimit-reset-{kind}")),
             )
-            if signal is not None:
-                signals.append(signal)
-        return signals
+            for kind in _LIMIT_KINDS
+        )
+        return [s for s in signals if s is not None]
 
     def _status_error(
         self, response: httpx.Response, retry_after_s: float | None, context: ExecutionContext
@@ -195,6 +187,11 @@ def parse_error_body(body: object) -> tuple[str | None, str | None, str | None]:
         return value if isinstance(value, str) and value else None
 
     return text("message"), text("type"), text("code")
+
+
+def _reset_at(duration: str | None) -> datetime | None:
+    seconds = parse_duration(duration)
+    return None if seconds is None else utc_now() + timedelta(seconds=seconds)
 
 
 def parse_duration(value: str | None) -> float | None:

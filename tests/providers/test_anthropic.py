@@ -114,6 +114,7 @@ async def test_success_reads_text_usage_and_prices_cache_tokens_separately(
     # alias): 0.003 + 0.0075 + 0.003 + 0.0075 = $0.021.
     assert response.cost_usd == pytest.approx(0.021)
     assert response.finish_reason == "end_turn"
+    assert response.latency_ms > 0
     assert response.subscription == "team-a"
     assert response.metadata == {"request_id": "req_abc", "message_id": "msg_01XFDUDYJgAACzvnptvVoYEL"}
 

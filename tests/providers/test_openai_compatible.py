@@ -158,6 +158,7 @@ async def test_usage_is_normalised_so_cached_tokens_are_not_billed_twice(
     assert response.cost_usd == pytest.approx(0.035)
     assert response.model == "gpt-4o-2024-08-06"
     assert response.finish_reason == "stop"
+    assert response.latency_ms > 0
     assert response.metadata == {"request_id": "req_42", "completion_id": "chatcmpl-AB7X8Yz"}
     assert response.subscription == "org-a"
 
