@@ -22,6 +22,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import ClassVar
 
+from providers.models import TokenUsage
+
 # A rate limit that clears within this many seconds is worth waiting for on the same provider;
 # a longer one is better spent on another provider.
 SHORT_RETRY_AFTER_S = 5.0
@@ -43,6 +45,9 @@ class ProviderError(Exception):
         retry_after_s: float | None = None,
         reset_at: datetime | None = None,
         subscription: str | None = None,
+        usage: TokenUsage | None = None,
+        cost_usd: float = 0.0,
+        model: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -51,6 +56,10 @@ class ProviderError(Exception):
         self.retry_after_s = retry_after_s
         self.reset_at = reset_at
         self.subscription = subscription
+        # A failed call can still cost money (e.g. a CLI run that hit max_turns after several turns).
+        self.usage = usage
+        self.cost_usd = cost_usd
+        self.model = model
 
     @property
     def retry_helps(self) -> bool:

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ledger import AttemptRecord
-from providers import AIProvider, AITask, ExecutionContext, ProviderError, ProviderResponse
+from providers import AIProvider, AITask, ExecutionContext, ProviderError, ProviderResponse, TokenUsage
 from routing.registry import ProviderRegistry
 
 AttemptRecorder = Callable[[AttemptRecord], None]
@@ -155,9 +155,9 @@ class Router:
             error_type=error.error_type if error else None,
             error_message=str(error)[:500] if error else None,
             subscription=(response.subscription if response else error.subscription if error else None),
-            model=response.model if response else None,
-            usage=response.usage if response else AttemptRecord.model_fields["usage"].default,
-            cost_usd=response.cost_usd if response else 0.0,
+            model=response.model if response else error.model if error else None,
+            usage=(response.usage if response else error.usage if error and error.usage else TokenUsage()),
+            cost_usd=response.cost_usd if response else error.cost_usd if error else 0.0,
             latency_ms=latency_ms,
         )
         result.attempts.append(attempt)
