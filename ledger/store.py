@@ -214,6 +214,33 @@ class Ledger:
             row.type, row.priority, row.config, row.capabilities = type_name, priority, config, capabilities
             row.updated_at = utc_now()
 
+    def record_provider_health(
+        self, provider_id: str, *, status: str, health: dict[str, Any], type_name: str = "unknown", priority: int = 0
+    ) -> None:
+        """Store the latest health probe of a provider (creating its row if the run never registered it)."""
+        with self._sessions.begin() as session:
+            row = session.get(ProviderRow, provider_id)
+            if row is None:
+                row = ProviderRow(provider_id=provider_id, type=type_name, priority=priority, config={})
+                session.add(row)
+            row.status, row.health, row.updated_at = status, health, utc_now()
+
+    def provider_rows(self) -> list[dict[str, Any]]:
+        with self._sessions() as session:
+            return [
+                {
+                    "provider_id": r.provider_id,
+                    "type": r.type,
+                    "status": r.status,
+                    "priority": r.priority,
+                    "config": r.config,
+                    "capabilities": r.capabilities,
+                    "health": r.health,
+                    "updated_at": r.updated_at,
+                }
+                for r in session.scalars(select(ProviderRow).order_by(ProviderRow.provider_id))
+            ]
+
     def record_provider_event(
         self, provider_id: str, kind: str, detail: dict[str, Any] | None = None, subscription: str | None = None
     ) -> None:

@@ -39,8 +39,28 @@ class RunnerSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    # thread: Prefect's ThreadPoolTaskRunner; dask: prefect-dask's DaskTaskRunner (needs a Prefect server).
+    kind: Literal["thread", "dask"] = "thread"
     # Prefect's thread pool is unbounded by default; provider calls are I/O bound, so a modest cap suffices.
     max_workers: int = Field(default=16, gt=0)
+    # Dask: an existing scheduler's address, else a LocalCluster of `dask_workers` processes.
+    dask_address: str | None = None
+    dask_workers: int = Field(default=2, gt=0)
+    # Batches with more tasks than this run in chunked mode (one Prefect task per DAG level, tasks routed
+    # concurrently inside it); smaller ones get one Prefect task per node. `switchboard run --mode` overrides.
+    chunk_threshold: int = Field(default=200, gt=0)
+
+
+class AlertSettings(BaseModel):
+    """Thresholds that raise Prefect events and a line in the usage report."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    daily_cost_usd: float | None = Field(default=None, gt=0)
+    # Fraction 0..1 of failed attempts over the report window.
+    error_rate: float | None = Field(default=None, gt=0, le=1)
+    # Alert when a subscription or provider limit is forecast to run out within this many hours.
+    quota_forecast_hours: float | None = Field(default=None, gt=0)
 
 
 class SwitchboardConfig(BaseModel):
@@ -53,6 +73,7 @@ class SwitchboardConfig(BaseModel):
     reserve_for_critical: float = Field(default=0.1, ge=0, lt=1)
     circuit: CircuitSettings = CircuitSettings()
     runner: RunnerSettings = RunnerSettings()
+    alerts: AlertSettings = AlertSettings()
     providers: dict[str, SerializeAsAny[ProviderConfig]] = Field(min_length=1)
     # Where this config came from, for messages; not part of the file.
     source: str = Field(default=BUILTIN_SOURCE, exclude=True)
