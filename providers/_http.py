@@ -25,12 +25,10 @@ from pydantic import Field
 from providers.base import AIProvider, ProviderConfig, SecretResolver, env_secrets, utc_now
 from providers.errors import (
     AuthenticationFailed,
-    BadRequest,
     MalformedResponse,
     ProviderError,
     ProviderTimeout,
     QuotaExhausted,
-    RateLimited,
     Unavailable,
 )
 from providers.models import (
@@ -359,20 +357,6 @@ class HttpProvider(AIProvider):
 
 
 # --- parsing helpers --------------------------------------------------------------------------------
-
-
-def error_class_for_status(status: int) -> type[ProviderError]:
-    """The usual meaning of an HTTP status; providers handle their vendor's special cases (and 402) first."""
-    if status in (401, 403):
-        return AuthenticationFailed
-    if status == 408:
-        return ProviderTimeout
-    if status == 429:
-        return RateLimited
-    if status in (400, 404, 413, 422):
-        return BadRequest
-    # 5xx and statuses nobody documents: another provider may well work.
-    return Unavailable
 
 
 def json_or_none(response: httpx.Response) -> Any:

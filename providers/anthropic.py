@@ -11,7 +11,6 @@ from pydantic import Field
 from providers._http import (
     HttpProvider,
     HttpProviderConfig,
-    error_class_for_status,
     header_float,
     json_or_none,
     token_count,
@@ -20,6 +19,7 @@ from providers.base import ProviderConfig, utc_now
 from providers.errors import MalformedResponse, Overloaded, ProviderError, Unavailable
 from providers.models import AITask, ExecutionContext, Price, ProviderResponse, QuotaSignal, TokenUsage
 from providers.prompt import render_prompt
+from providers.status_map import error_class_for_status
 
 # The `anthropic-ratelimit-<kind>-{limit,remaining,reset}` header families.
 _LIMIT_KINDS = ("requests", "tokens", "input-tokens", "output-tokens")

@@ -368,7 +368,7 @@ class ClaudeCliProvider(AIProvider):
             cost = self._price(model).cost(usage)
         self._pool.record_usage(sub, usage.total, cost)
         if result_failed(result):
-            raise error_for_result(result, **kw)
+            raise error_for_result(result, usage=usage, cost_usd=cost, model=model, **kw)
         text = result.get("result")
         if not isinstance(text, str):
             raise MalformedResponse(

@@ -26,6 +26,7 @@ from providers.errors import (
     Unavailable,
 )
 from providers.models import TokenUsage
+from providers.status_map import error_class_for_status
 
 # When a usage-limit message names no reset time we can read, try the subscription again after this long.
 DEFAULT_USAGE_LIMIT_RESET = timedelta(hours=1)
@@ -262,14 +263,32 @@ _BILLING_TEXT = re.compile(r"credit balance is too low|billing_error", re.IGNORE
 
 
 def error_for_result(
-    result: dict[str, Any], *, provider_id: str, subscription: str | None, now: datetime, redact: Redactor
+    result: dict[str, Any],
+    *,
+    provider_id: str,
+    subscription: str | None,
+    now: datetime,
+    redact: Redactor,
+    usage: TokenUsage | None = None,
+    cost_usd: float = 0.0,
+    model: str | None = None,
 ) -> ProviderError:
-    """The error a failed result object stands for. `redact` scrubs secrets from any text we quote."""
+    """The error a failed result object stands for. `redact` scrubs secrets from any text we quote.
+
+    `usage`, `cost_usd` and `model` are what the failed run consumed (a run stopped at max_turns, or an API
+    error after some turns, has already been billed); they ride on the error so the ledger records them.
+    """
     text = _result_text(result)
     quoted = redact(text[:_ERROR_TEXT_LIMIT]) or "(no message)"
     status = result.get("api_error_status")
     status = int(status) if isinstance(status, int | float | str) and str(status).isdigit() else None
-    kw: dict[str, Any] = {"provider_id": provider_id, "subscription": subscription}
+    kw: dict[str, Any] = {
+        "provider_id": provider_id,
+        "subscription": subscription,
+        "usage": usage,
+        "cost_usd": cost_usd,
+        "model": model,
+    }
 
     reset_at = detect_usage_limit(text, now)
     if reset_at is not None:
@@ -301,20 +320,10 @@ def error_for_result(
 
 
 def _error_for_status(status: int, quoted: str, kw: dict[str, Any]) -> ProviderError:
-    error_type = str(status)
-    if status == 429:
-        return RateLimited(quoted, error_type=error_type, **kw)
-    if status == 529:
-        return Overloaded(quoted, error_type=error_type, **kw)
-    if status in (401, 403):
-        return AuthenticationFailed(quoted, error_type=error_type, **kw)
     if status == 402:
+        # The API's billing_error: the account behind this subscription has no credit left.
         return QuotaExhausted(quoted, error_type="billing", **kw)
-    if status in (408, 409) or status >= 500:
-        return Unavailable(quoted, error_type=error_type, **kw)
-    if 400 <= status < 500:
-        return BadRequest(quoted, error_type=error_type, **kw)
-    return Unavailable(quoted, error_type=error_type, **kw)
+    return error_class_for_status(status)(quoted, error_type=str(status), **kw)
 
 
 def error_without_result(

@@ -13,7 +13,6 @@ from pydantic import Field
 from providers._http import (
     HttpProvider,
     HttpProviderConfig,
-    error_class_for_status,
     header_float,
     json_or_none,
     token_count,
@@ -22,6 +21,7 @@ from providers.base import ProviderConfig, utc_now
 from providers.errors import MalformedResponse, Overloaded, ProviderError, Unavailable
 from providers.models import AITask, ExecutionContext, Price, ProviderResponse, QuotaSignal, TokenUsage
 from providers.prompt import render_prompt
+from providers.status_map import error_class_for_status
 
 # A 429 whose error type or code is one of these is an empty balance or a spend cap, not a rate limit.
 QUOTA_CODES = frozenset(

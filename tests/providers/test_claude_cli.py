@@ -266,6 +266,10 @@ async def test_is_error_with_subtype_success_is_a_failure(cli: FakeCli, make: Ma
         (403, AuthenticationFailed, "403"),
         (400, BadRequest, "400"),
         (402, QuotaExhausted, "billing"),
+        (404, BadRequest, "404"),
+        (408, ProviderTimeout, "408"),
+        (409, Unavailable, "409"),
+        (422, BadRequest, "422"),
     ],
 )
 async def test_api_error_status_maps_to_the_error_hierarchy(
@@ -293,6 +297,55 @@ async def test_max_turns_is_a_bad_request_that_failover_cannot_fix(cli: FakeCli,
         await make(max_turns=5).execute_task(task(), CTX)
     assert info.value.error_type == "max_turns"
     assert info.value.failover_helps is False
+
+
+# --- failed calls that still cost money -------------------------------------------------------------
+
+
+async def test_max_turns_error_carries_the_usage_cost_and_model_of_the_turns_it_ran(cli: FakeCli, make: Make) -> None:
+    usage = {
+        "input_tokens": 310,
+        "output_tokens": 95,
+        "cache_read_input_tokens": 20000,
+        "cache_creation_input_tokens": 900,
+    }
+    cli.scenario({"default": {"kind": "max_turns", "num_turns": 6, "usage": usage, "cost": 0.0512}})
+    provider = make(max_turns=5)
+    with pytest.raises(BadRequest) as info:
+        await provider.execute_task(task(), CTX)
+    error = info.value
+    assert error.usage == TokenUsage(input=310, output=95, cache_read=20000, cache_write=900)
+    assert error.cost_usd == pytest.approx(0.0512)
+    assert error.model == "claude-sonnet-4-5-20250929"
+    # The subscription's counters saw the spend too.
+    [status] = provider.subscription_status()
+    assert status.cost_usd == pytest.approx(0.0512) and status.tokens == 310 + 95 + 20000 + 900
+
+
+async def test_api_error_after_some_turns_carries_what_they_cost(cli: FakeCli, make: Make) -> None:
+    usage = {"input_tokens": 40, "output_tokens": 12, "cache_read_input_tokens": 500, "cache_creation_input_tokens": 0}
+    cli.scenario({"default": {"kind": "api_error", "status": 529, "num_turns": 3, "usage": usage, "cost": 0.0031}})
+    with pytest.raises(Overloaded) as info:
+        await make(model="opus").execute_task(task(), CTX)
+    assert info.value.usage == TokenUsage(input=40, output=12, cache_read=500)
+    assert info.value.cost_usd == pytest.approx(0.0031)
+    assert info.value.model == "claude-opus-4-5-20251101"
+
+
+async def test_failed_call_without_reported_cost_is_priced_from_its_usage(cli: FakeCli, make: Make) -> None:
+    usage = {"input_tokens": 1000, "output_tokens": 100, "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0}
+    cli.scenario({"default": {"kind": "max_turns", "usage": usage, "cost": None}})
+    with pytest.raises(BadRequest) as info:
+        await make().execute_task(task(), CTX)
+    assert info.value.cost_usd == pytest.approx((1000 * 3.0 + 100 * 15.0) / 1e6)  # Sonnet's price
+
+
+async def test_usage_limit_error_costs_nothing(cli: FakeCli, make: Make) -> None:
+    cli.scenario({"default": {"kind": "usage_limit"}})
+    with pytest.raises(QuotaExhausted) as info:
+        await make().execute_task(task(), CTX)
+    assert info.value.cost_usd == 0.0
+    assert info.value.usage is not None and info.value.usage.total == 0
 
 
 async def test_non_json_output_is_malformed(cli: FakeCli, make: Make) -> None:
