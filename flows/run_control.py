@@ -27,7 +27,7 @@ def execute_run(
 
     previous_handler = signal.signal(signal.SIGINT, _interrupt_handler())
     try:
-        batch_flow(config.runner.max_workers)(spec=batch, providers=providers, strategy=strategy, run_id=run_id)
+        batch_flow(config)(spec=batch, providers=providers, strategy=strategy, run_id=run_id)
     except (KeyboardInterrupt, concurrent.futures.CancelledError):
         if not engine_loop().stopping:
             raise

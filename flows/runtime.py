@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
 
 from flows.spec import BatchSpec, load_spec
-from ledger import Ledger, NewTask, default_database_url
+from ledger import Ledger, LedgerWriter, NewTask, default_database_url
 from providers import Priority
 from routing.config import SwitchboardConfig, check_strategy, load_config
+from routing.events import FAILOVER, QUOTA_BLOCKED, QUOTA_RESET, RoutingEvent, RoutingObserver
 from routing.loop import engine_loop
 from routing.registry import ProviderRegistry
 from routing.router import Router, RunInfo
+from routing.stats import HistoryRecord
+
+# How far back the adaptive strategy's scores look.
+HISTORY_DAYS = 7
 
 
 @cache
@@ -33,11 +40,13 @@ class BatchRuntime:
     ledger: Ledger
     registry: ProviderRegistry
     router: Router
+    writer: LedgerWriter
     run: RunInfo
     resumed: bool
 
     def close(self) -> None:
         engine_loop().run(self.registry.aclose(), cleanup=True)
+        self.writer.close()
 
 
 def resolve_inputs(
@@ -74,10 +83,65 @@ _runtimes: dict[str, BatchRuntime] = {}
 _runtimes_lock = threading.Lock()
 
 
+def restore_router_state(router: Router, ledger: Ledger, run_id: str) -> None:
+    """Quota windows, quota blocks, budgets and adaptive scores survive restarts through the ledger."""
+    now = datetime.now(UTC)
+    limited = [pid for pid in router.provider_ids() if router.state(pid).quota.has_limits]
+    if limited:
+        for point in ledger.usage_since(now - timedelta(days=1), limited):
+            router.state(point.provider_id).quota.restore(
+                (now - point.started_at).total_seconds(), point.tokens, point.cost_usd
+            )
+    for event in ledger.events_since(now - timedelta(days=31), [QUOTA_BLOCKED, QUOTA_RESET]):
+        if event["provider_id"] not in router.provider_ids():
+            continue
+        quota = router.state(event["provider_id"]).quota
+        if event["kind"] == QUOTA_RESET:
+            quota.blocked_until = quota.blocked_reason = None
+        elif reset_at := (event["detail"] or {}).get("reset_at"):
+            quota.restore_block(datetime.fromisoformat(reset_at), str(event["detail"].get("reason", "quota")))
+    if router.budget.active:
+        midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        router.budget.seed(run_id=run_id, run_spent=ledger.run_cost(run_id), day_spent=ledger.cost_since(midnight))
+    router.refresh_history(
+        HistoryRecord(
+            provider_id=h["provider_id"],
+            task_type=h["task_type"],
+            attempts=h["attempts"],
+            successes=h["successes"],
+            latency_ms_median=h["latency_ms"],
+            cost_usd_mean=h["cost_usd"],
+        )
+        for h in ledger.history(now - timedelta(days=HISTORY_DAYS))
+    )
+
+
+def ledger_observer(ledger: Ledger) -> RoutingObserver:
+    """Records routing events in `provider_events` (flows.events adds Prefect events on top)."""
+
+    def observe(event: RoutingEvent) -> None:
+        if event.kind == FAILOVER:
+            return  # failovers are already visible as attempts; keep provider_events to state changes
+        try:
+            ledger.record_provider_event(event.provider_id or "*", event.kind, event.detail, event.subscription)
+        except Exception:  # never let bookkeeping break routing
+            logging.getLogger(__name__).exception("could not record routing event %s", event.kind)
+
+    return observe
+
+
 def open_runtime(
-    spec: BatchSpec, config: SwitchboardConfig, strategy: str, *, run_id: str, resumed: bool, ledger: Ledger
+    spec: BatchSpec,
+    config: SwitchboardConfig,
+    strategy: str,
+    *,
+    run_id: str,
+    resumed: bool,
+    ledger: Ledger,
+    observer: RoutingObserver | None = None,
 ) -> BatchRuntime:
     """Build providers and router for a run and make them findable by the run's Prefect tasks."""
+    observer = observer or ledger_observer(ledger)
     registry = ProviderRegistry.from_configs(config.providers)
     for provider in registry:
         caps = provider.capabilities()
@@ -91,13 +155,16 @@ def open_runtime(
                 "max_concurrency": caps.max_concurrency,
             },
         )
-    router = Router(registry, recorder=lambda attempt: ledger.record_attempts([attempt]))
+    writer = LedgerWriter(ledger)
+    router = Router(registry, config, recorder=writer.submit, observer=observer)
+    restore_router_state(router, ledger, run_id)
     runtime = BatchRuntime(
         spec=spec,
         config=config,
         ledger=ledger,
         registry=registry,
         router=router,
+        writer=writer,
         run=RunInfo(run_id=run_id, strategy=strategy, team=spec.team),
         resumed=resumed,
     )

@@ -1,16 +1,20 @@
 """The usage ledger: SQLAlchemy models, Alembic migrations, recording and reading runs and attempts."""
 
 from ledger.db import create_ledger_engine, data_dir, default_database_url, migrate
-from ledger.records import AttemptRecord, NewTask, RunRecord, TaskState
+from ledger.records import AttemptRecord, NewTask, RunRecord, TaskOutcome, TaskState, UsagePoint
 from ledger.store import TERMINAL_TASK_STATUSES, Ledger, new_run_id, utc_now
+from ledger.writer import LedgerWriter
 
 __all__ = [
     "TERMINAL_TASK_STATUSES",
     "AttemptRecord",
     "Ledger",
+    "LedgerWriter",
     "NewTask",
     "RunRecord",
+    "TaskOutcome",
     "TaskState",
+    "UsagePoint",
     "create_ledger_engine",
     "data_dir",
     "default_database_url",

@@ -86,6 +86,8 @@ class ProviderUsage(Base):
     outcome: Mapped[str] = mapped_column(String(30))
     error_type: Mapped[str | None] = mapped_column(String(100))
     error_message: Mapped[str | None] = mapped_column(Text)
+    # The answer, on successful attempts only (see migration 0002).
+    output: Mapped[str | None] = mapped_column(Text)
     tokens_input: Mapped[int] = mapped_column(Integer, default=0)
     tokens_output: Mapped[int] = mapped_column(Integer, default=0)
     tokens_cache_read: Mapped[int] = mapped_column(Integer, default=0)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 
@@ -34,6 +34,7 @@ class AttemptRecord(_Record):
     usage: TokenUsage = TokenUsage()
     cost_usd: float = 0.0
     latency_ms: float = 0.0
+    output: str | None = None
 
     @property
     def idempotency_key(self) -> str:
@@ -64,6 +65,24 @@ class RunRecord(_Record):
     strategy: str | None
     started_at: datetime
     finished_at: datetime | None
+
+
+class TaskOutcome(_Record):
+    """A task's final state, written in bulk by chunked batches."""
+
+    task_id: str
+    status: str
+    provider_id: str | None = None
+    output: str | None = None
+    error: str | None = None
+    decision: dict[str, Any] | None = None
+
+
+class UsagePoint(NamedTuple):
+    provider_id: str
+    started_at: datetime
+    tokens: int
+    cost_usd: float
 
 
 class NewTask(_Record):

@@ -7,12 +7,12 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, bindparam, case, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from ledger.db import create_ledger_engine
 from ledger.models import ProviderEvent, ProviderRow, ProviderUsage, Run, TaskRow
-from ledger.records import AttemptRecord, NewTask, RunRecord, TaskState
+from ledger.records import AttemptRecord, NewTask, RunRecord, TaskOutcome, TaskState, UsagePoint
 from providers import TokenUsage
 
 TERMINAL_TASK_STATUSES = frozenset({"completed", "failed", "skipped", "cancelled"})
@@ -142,6 +142,42 @@ class Ledger:
             row = session.get(TaskRow, (run_id, task_id))
             return None if row is None else _task_state(row)
 
+    def finish_tasks(self, run_id: str, outcomes: Iterable[TaskOutcome]) -> None:
+        """Set several tasks' final states in one transaction (chunked batches)."""
+        now = utc_now()
+        rows = [
+            {
+                "b_run_id": run_id,
+                "b_task_id": o.task_id,
+                "status": o.status,
+                "provider_id": o.provider_id,
+                "output": o.output,
+                "error": o.error,
+                "decision": o.decision,
+                "updated_at": now,
+            }
+            for o in outcomes
+        ]
+        if not rows:
+            return
+        for o in rows:
+            if o["status"] not in TERMINAL_TASK_STATUSES:
+                raise ValueError(f"not a final task status: {o['status']!r}")
+        statement = (
+            update(TaskRow)
+            .where(TaskRow.run_id == bindparam("b_run_id"), TaskRow.task_id == bindparam("b_task_id"))
+            .values(
+                status=bindparam("status"),
+                provider_id=bindparam("provider_id"),
+                output=bindparam("output"),
+                error=bindparam("error"),
+                decision=bindparam("decision"),
+                updated_at=bindparam("updated_at"),
+            )
+        )
+        with self.engine.begin() as conn:
+            conn.execute(statement, rows)
+
     def finish_task(
         self,
         run_id: str,
@@ -186,6 +222,93 @@ class Ledger:
         with self._sessions() as session:
             rows = session.scalars(query.order_by(ProviderUsage.task_id, ProviderUsage.attempt)).all()
             return [_attempt_record(r) for r in rows]
+
+    def last_attempt_numbers(self, run_id: str) -> dict[str, int]:
+        with self._sessions() as session:
+            rows = session.execute(
+                select(ProviderUsage.task_id, func.max(ProviderUsage.attempt))
+                .where(ProviderUsage.run_id == run_id)
+                .group_by(ProviderUsage.task_id)
+            ).all()
+            return {task_id: int(n) for task_id, n in rows}
+
+    def recorded_successes(self, run_id: str) -> dict[str, tuple[str, str | None]]:
+        """task_id -> (provider_id, output) for every task of the run with a successful attempt."""
+        with self._sessions() as session:
+            rows = session.execute(
+                select(ProviderUsage.task_id, ProviderUsage.provider_id, ProviderUsage.output).where(
+                    ProviderUsage.run_id == run_id, ProviderUsage.outcome == "success"
+                )
+            ).all()
+            return {task_id: (provider_id, output) for task_id, provider_id, output in rows}
+
+    def run_cost(self, run_id: str) -> float:
+        with self._sessions() as session:
+            value = session.scalar(select(func.sum(ProviderUsage.cost_usd)).where(ProviderUsage.run_id == run_id))
+            return float(value or 0.0)
+
+    def usage_since(self, since: datetime, provider_ids: Iterable[str] | None = None) -> list[UsagePoint]:
+        """Per-attempt (provider, time, tokens, cost) since `since`: rebuilds quota windows after a restart."""
+        query = select(
+            ProviderUsage.provider_id,
+            ProviderUsage.started_at,
+            ProviderUsage.tokens_input
+            + ProviderUsage.tokens_output
+            + ProviderUsage.tokens_cache_read
+            + ProviderUsage.tokens_cache_write,
+            ProviderUsage.cost_usd,
+        ).where(ProviderUsage.started_at >= since, ProviderUsage.outcome != "cancelled")
+        if provider_ids is not None:
+            query = query.where(ProviderUsage.provider_id.in_(list(provider_ids)))
+        with self._sessions() as session:
+            return [
+                UsagePoint(p, at, int(tokens or 0), float(cost or 0.0))
+                for p, at, tokens, cost in session.execute(query)
+            ]
+
+    def history(self, since: datetime) -> list[dict[str, Any]]:
+        """Attempts, successes, mean latency and mean success cost per (provider, task type) since `since`."""
+        success = case((ProviderUsage.outcome == "success", 1), else_=0)
+        query = (
+            select(
+                ProviderUsage.provider_id,
+                ProviderUsage.task_type,
+                func.count(),
+                func.sum(success),
+                func.avg(case((ProviderUsage.outcome == "success", ProviderUsage.latency_ms))),
+                func.avg(case((ProviderUsage.outcome == "success", ProviderUsage.cost_usd))),
+            )
+            .where(ProviderUsage.started_at >= since, ProviderUsage.outcome != "cancelled")
+            .group_by(ProviderUsage.provider_id, ProviderUsage.task_type)
+        )
+        with self._sessions() as session:
+            return [
+                {
+                    "provider_id": p,
+                    "task_type": t,
+                    "attempts": int(n),
+                    "successes": int(s or 0),
+                    "latency_ms": None if lat is None else float(lat),
+                    "cost_usd": None if cost is None else float(cost),
+                }
+                for p, t, n, s, lat, cost in session.execute(query)
+            ]
+
+    def events_since(self, since: datetime, kinds: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        query = select(ProviderEvent).where(ProviderEvent.at >= since).order_by(ProviderEvent.at, ProviderEvent.id)
+        if kinds is not None:
+            query = query.where(ProviderEvent.kind.in_(list(kinds)))
+        with self._sessions() as session:
+            return [
+                {
+                    "provider_id": e.provider_id,
+                    "subscription": e.subscription,
+                    "kind": e.kind,
+                    "detail": e.detail,
+                    "at": e.at,
+                }
+                for e in session.scalars(query)
+            ]
 
     def last_attempt_number(self, run_id: str, task_id: str) -> int:
         with self._sessions() as session:
@@ -275,6 +398,7 @@ def _usage_row(a: AttemptRecord) -> ProviderUsage:
         outcome=a.outcome,
         error_type=a.error_type,
         error_message=a.error_message,
+        output=a.output,
         tokens_input=a.usage.input,
         tokens_output=a.usage.output,
         tokens_cache_read=a.usage.cache_read,
@@ -313,6 +437,7 @@ def _attempt_record(r: ProviderUsage) -> AttemptRecord:
         ),
         cost_usd=r.cost_usd,
         latency_ms=r.latency_ms,
+        output=r.output,
     )
 
 

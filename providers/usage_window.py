@@ -7,6 +7,7 @@ Time comes from an injected monotonic clock, so tests move time forward instead 
 
 from __future__ import annotations
 
+import bisect
 import math
 import threading
 import time
@@ -69,6 +70,18 @@ class SlidingWindow:
             self._events[-1] = (now, self._events[-1][1] + amount)
         else:
             self._events.append((now, amount))
+        self._total += amount
+
+    def add_at(self, at: float, amount: float) -> None:
+        """Add an amount observed at clock time `at` (in the past): restores state recorded before a restart."""
+        if amount == 0:
+            return
+        now = self._clock()
+        if at <= now - self.span_s:
+            return
+        at = min(at, now)
+        index = bisect.bisect_right([t for t, _ in self._events], at)
+        self._events.insert(index, (at, amount))
         self._total += amount
 
     def total(self) -> float:
@@ -142,6 +155,19 @@ class LimitTracker:
         with self._lock:
             for spec, _, window in self._windows.values():
                 window.add(amounts[spec.measure])
+
+    def record_at(self, seconds_ago: float, tokens: float = 0, cost: float = 0.0, requests: float = 1) -> None:
+        """Count a call made `seconds_ago` seconds before now (state rebuilt from the ledger after a restart)."""
+        amounts = {"requests": requests, "tokens": tokens, "cost": cost}
+        with self._lock:
+            at = self._clock() - max(0.0, seconds_ago)
+            for spec, _, window in self._windows.values():
+                window.add_at(at, amounts[spec.measure])
+
+    def usage(self) -> dict[str, tuple[float, float]]:
+        """(used, limit) of each configured limit."""
+        with self._lock:
+            return {name: (window.total(), limit) for name, (_, limit, window) in self._windows.items()}
 
     def utilization(self) -> dict[str, float]:
         """Used fraction (0..1, may exceed 1 after an over-limit top-up) of each configured limit."""

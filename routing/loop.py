@@ -38,10 +38,14 @@ class EngineLoop:
         """
         if threading.current_thread() is self._thread:
             raise RuntimeError("EngineLoop.run called from the engine loop itself; await the coroutine instead")
+        return self.submit(coro, cleanup=cleanup).result(timeout)
+
+    def submit(self, coro: Coroutine[Any, Any, T], *, cleanup: bool = False) -> concurrent.futures.Future[T]:
+        """Start `coro` on the engine loop; the returned future completes with its result."""
         if self._stopping.is_set() and not cleanup:
             coro.close()
             raise concurrent.futures.CancelledError("the engine is stopping (interrupted)")
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
 
     def in_flight(self) -> int:
         """Coroutines currently running on the loop."""

@@ -1,21 +1,58 @@
-"""The routing step: pick a provider for a task, call it, fail over on errors, record every attempt."""
+"""The routing step: pick a provider for a task, call it, fail over on errors, record every attempt.
+
+    route(task):
+      filter   capability, availability, health, circuit, quota (critical tasks may use the reserve), budget
+      order    the strategy's order; providers past `switch_threshold` of a limit go last; affinity goes first
+      call     the first, within its concurrency slots (urgent tasks first); on an error ask the failover
+               policy: retry the same provider (short retry-after, overload), fail over, or stop
+      record   every attempt, committed before the task is reported done
+
+All state is confined to the engine's event loop (routing.loop), so nothing here takes locks.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from ledger import AttemptRecord
-from providers import AIProvider, AITask, ExecutionContext, ProviderError, ProviderResponse, TokenUsage
+from providers import AIProvider, AITask, ExecutionContext, Priority, ProviderError, ProviderResponse, TokenUsage
+from routing.affinity import AffinityMap
+from routing.budget import BudgetGuard
+from routing.circuit import CircuitBreaker, CircuitState
+from routing.config import SwitchboardConfig
+from routing.events import (
+    BUDGET_EXHAUSTED,
+    CIRCUIT_CLOSED,
+    CIRCUIT_HALF_OPEN,
+    CIRCUIT_OPENED,
+    FAILOVER,
+    RoutingEvent,
+    RoutingObserver,
+)
+from routing.failover import FailoverPolicy, Retry, Stop
+from routing.gate import PriorityGate
+from routing.quota import ProviderQuota
 from routing.registry import ProviderRegistry
+from routing.stats import AdaptiveScores, HistoryRecord, LatencyStats
+from routing.strategies import Candidate, Strategy, make_strategy
 
-AttemptRecorder = Callable[[AttemptRecord], None]
+# Returns None (recorded synchronously) or a future that completes once the row is committed.
+AttemptRecorder = Callable[[AttemptRecord], Future[None] | None]
 
-MAX_SAME_PROVIDER_RETRIES = 1
+# Errors that say something about the provider's health; the others (quota, rate limits, the caller's own
+# mistakes, cancellations) must not open its circuit.
+_HEALTH_FAILURES = frozenset({"unavailable", "timeout", "overloaded", "malformed_response", "authentication"})
+_CIRCUIT_EVENTS = {
+    CircuitState.OPEN: CIRCUIT_OPENED,
+    CircuitState.HALF_OPEN: CIRCUIT_HALF_OPEN,
+    CircuitState.CLOSED: CIRCUIT_CLOSED,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,111 +80,306 @@ class RoutedResult:
         return sum(a.cost_usd for a in self.attempts)
 
 
+class _ProviderState:
+    """The engine's view of one provider."""
+
+    __slots__ = ("breaker", "capabilities", "gate", "index", "provider", "quota")
+
+    def __init__(self, provider: AIProvider, index: int, breaker: CircuitBreaker, quota: ProviderQuota) -> None:
+        self.provider = provider
+        self.index = index
+        self.breaker = breaker
+        self.quota = quota
+        self.capabilities = provider.capabilities()
+        self.gate = PriorityGate(self.capabilities.max_concurrency)
+
+    def capability_match(self) -> float:
+        return 0.5 if self.capabilities.task_types is None else 1.0
+
+
 class Router:
     def __init__(
         self,
         registry: ProviderRegistry,
+        config: SwitchboardConfig | None = None,
         *,
         recorder: AttemptRecorder | None = None,
-        sleep: Callable[[float], Any] = asyncio.sleep,
+        observer: RoutingObserver | None = None,
+        policy: FailoverPolicy | None = None,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.registry = registry
+        # Only the routing settings are used; the providers come from the registry.
+        self.config = config or SwitchboardConfig.model_construct()
         self._recorder = recorder
+        self._observer = observer
+        self._policy = policy or FailoverPolicy()
         self._sleep = sleep
+        self._clock = clock
+        self.latency = LatencyStats()
+        self.adaptive = AdaptiveScores()
+        self.affinity = AffinityMap()
+        self.budget = BudgetGuard(self.config.budget)
+        self._strategies: dict[str, Strategy] = {}
+        self._states: dict[str, _ProviderState] = {}
+        self.sync_providers()
+
+    # --- provider set -----------------------------------------------------------------------------
+
+    def sync_providers(self) -> None:
+        """Pick up providers added to or removed from the registry (no restart needed)."""
+        current = {p.provider_id: p for p in self.registry}
+        for provider_id in list(self._states):
+            if provider_id not in current or self._states[provider_id].provider is not current[provider_id]:
+                del self._states[provider_id]
+        for index, (provider_id, provider) in enumerate(current.items()):
+            if provider_id in self._states:
+                self._states[provider_id].index = index
+                continue
+            breaker = CircuitBreaker(self.config.circuit, self._clock, self._circuit_observer(provider_id))
+            quota = ProviderQuota(
+                provider_id,
+                provider.config.limits,
+                switch_threshold=self.config.switch_threshold,
+                reserve_for_critical=self.config.reserve_for_critical,
+                per_subscription=bool(getattr(provider.config, "subscriptions", None)),
+                observer=self._observer,
+                clock=self._clock,
+            )
+            provider.add_quota_listener(quota.on_signal)
+            self._states[provider_id] = _ProviderState(provider, index, breaker, quota)
+
+    def state(self, provider_id: str) -> _ProviderState:
+        return self._states[provider_id]
+
+    def provider_ids(self) -> list[str]:
+        return list(self._states)
+
+    def refresh_history(self, records: Iterable[HistoryRecord]) -> None:
+        """Feed the adaptive strategy with aggregated history from the ledger."""
+        self.adaptive.refresh(records)
+
+    # --- routing ----------------------------------------------------------------------------------
+
+    async def route_many(self, tasks: Sequence[AITask], run: RunInfo = RunInfo()) -> list[RoutedResult]:
+        """Route many ready tasks at once; per-provider slots bound what is in flight."""
+        return list(await asyncio.gather(*(self.route(t, run) for t in tasks)))
 
     async def route(self, task: AITask, run: RunInfo = RunInfo(), *, first_attempt: int = 1) -> RoutedResult:
-        """Try capable providers in strategy order within `task.max_attempts` calls; never raises ProviderError."""
-        strategy = str(task.metadata.get("strategy") or run.strategy)
-        candidates, skipped = self._candidates(task)
-        order = sorted(candidates, key=lambda p: p.config.priority)
-        decision: dict[str, Any] = {
-            "strategy": strategy,
-            "candidates": [p.provider_id for p in candidates],
-            "skipped": skipped,
-            "order": [p.provider_id for p in order],
-            "chosen": None,
-        }
+        """Try providers in order within the task's attempt budget; never raises ProviderError."""
+        strategy_name = str(task.metadata.get("strategy") or run.strategy)
+        critical = task.priority is Priority.CRITICAL
+        order, decision, estimates = self._plan(task, run, strategy_name, critical)
         result = RoutedResult(task_id=task.id, status="failed", decision=decision)
-        if not order:
-            result.outcome = "unavailable"
-            result.error = "no provider can serve task type " + repr(task.type)
-            return result
-
-        attempt = first_attempt
-        budget_end = first_attempt + task.max_attempts
-        for provider in order:
-            retries_here = 0
-            while attempt < budget_end:
-                outcome = await self._attempt(provider, task, run, strategy, attempt, result)
-                attempt += 1
-                if outcome is None:
-                    decision["chosen"] = provider.provider_id
-                    return result
-                if outcome.retry_helps and retries_here < MAX_SAME_PROVIDER_RETRIES and attempt < budget_end:
-                    retries_here += 1
-                    await self._sleep(outcome.retry_after_s or 0.0)
-                    continue
-                if not outcome.failover_helps:
-                    return result
-                break
-            if attempt >= budget_end:
-                break
+        pending: list[Future[None]] = []
+        try:
+            await self._call_in_order(task, run, strategy_name, order, estimates, first_attempt, result, pending)
+        finally:
+            # Attempt rows are durable before the task is reported done (concurrent tasks share commits).
+            for done in pending:
+                await asyncio.shield(asyncio.wrap_future(done))
         return result
 
-    def _candidates(self, task: AITask) -> tuple[list[AIProvider], dict[str, str]]:
-        candidates, skipped = [], {}
-        for provider in self.registry:
-            caps = provider.capabilities()
-            if not caps.available:
-                skipped[provider.provider_id] = "unavailable"
-            elif not caps.serves(task.type):
-                skipped[provider.provider_id] = "capability"
-            else:
-                candidates.append(provider)
-        return candidates, skipped
+    def _plan(
+        self, task: AITask, run: RunInfo, strategy_name: str, critical: bool
+    ) -> tuple[list[_ProviderState], dict[str, Any], dict[str, tuple[float, float]]]:
+        candidates: list[Candidate] = []
+        skipped: dict[str, str] = {}
+        estimates: dict[str, tuple[float, float]] = {}
+        for provider_id, st in self._states.items():
+            reason = self._refusal(st, task, run, critical, estimates)
+            if reason is not None:
+                skipped[provider_id] = reason
+                continue
+            cost = estimates[provider_id][1]
+            candidates.append(
+                Candidate(
+                    provider_id=provider_id,
+                    priority=st.provider.config.priority,
+                    in_flight=st.gate.in_use,
+                    max_concurrency=st.gate.limit,
+                    latency_ms=self.latency.get(provider_id, task.type),
+                    est_cost_usd=cost,
+                    capability_match=st.capability_match(),
+                    adaptive_score=self.adaptive.get(provider_id, task.type),
+                    index=st.index,
+                )
+            )
+        ordered = [self._states[c.provider_id] for c in self._strategy(strategy_name).order(candidates, task.type)]
+        # Stable: providers near a limit keep their relative order but come after the others.
+        ordered.sort(key=lambda st: st.quota.over_threshold())
+        sticky = self.affinity.get(task.affinity)
+        if sticky is not None:
+            ordered.sort(key=lambda st: st.provider.provider_id != sticky)
+        decision = {
+            "strategy": strategy_name,
+            "candidates": [c.provider_id for c in candidates],
+            "skipped": skipped,
+            "order": [st.provider.provider_id for st in ordered],
+            "chosen": None,
+        }
+        if task.affinity:
+            decision["affinity"] = {"key": task.affinity, "sticky": sticky}
+        if not ordered and skipped and all(r.startswith("budget") for r in skipped.values()):
+            self._emit(RoutingEvent(BUDGET_EXHAUSTED, detail={"run_id": run.run_id, "task_id": task.id}))
+        return ordered, decision, estimates
+
+    def _refusal(
+        self,
+        st: _ProviderState,
+        task: AITask,
+        run: RunInfo,
+        critical: bool,
+        estimates: dict[str, tuple[float, float]],
+    ) -> str | None:
+        caps = st.capabilities
+        if not caps.available:
+            return "unavailable"
+        if not caps.serves(task.type):
+            return "capability"
+        if not st.breaker.admits():
+            return "circuit_open" if st.breaker.state is CircuitState.OPEN else "circuit_probing"
+        estimate = st.provider.estimate_cost(task)
+        tokens = estimate.tokens_input + estimate.tokens_output
+        estimates[st.provider.provider_id] = (tokens, estimate.cost_usd)
+        quota = st.quota.refusal(tokens, estimate.cost_usd, critical=critical)
+        if quota is not None:
+            return quota
+        if self.budget.active:
+            return self.budget.refusal(run.run_id, estimate.cost_usd)
+        return None
+
+    async def _call_in_order(
+        self,
+        task: AITask,
+        run: RunInfo,
+        strategy: str,
+        order: list[_ProviderState],
+        estimates: dict[str, tuple[float, float]],
+        first_attempt: int,
+        result: RoutedResult,
+        pending: list[Future[None]],
+    ) -> None:
+        decision = result.decision
+        if not order:
+            skipped = decision["skipped"]
+            budget_only = bool(skipped) and all(r.startswith("budget") for r in skipped.values())
+            result.outcome = "budget_exceeded" if budget_only else "unavailable"
+            reasons = "; ".join(f"{p}: {r}" for p, r in skipped.items()) or "no providers configured"
+            result.error = f"no provider can take task type {task.type!r} now ({reasons})"
+            return
+        # Critical tasks are tried on every capable provider before failing.
+        budget = max(task.max_attempts, len(order)) if task.priority is Priority.CRITICAL else task.max_attempts
+        attempt, end = first_attempt, first_attempt + budget
+        previous_failed: str | None = None
+        for st in order:
+            if attempt >= end:
+                break
+            provider_id = st.provider.provider_id
+            if previous_failed is not None:
+                # Re-check: the circuit or quota may have changed while earlier providers were tried.
+                if not st.breaker.admits():
+                    decision["skipped"][provider_id] = "circuit_open"
+                    continue
+                self._emit(RoutingEvent(FAILOVER, provider_id, detail={"from": previous_failed, "task_id": task.id}))
+            calls_here = 0
+            while attempt < end:
+                error = await self._attempt(st, task, run, strategy, attempt, estimates[provider_id], result, pending)
+                attempt += 1
+                calls_here += 1
+                if error is None:
+                    decision["chosen"] = provider_id
+                    self.affinity.remember(task.affinity, provider_id)
+                    return
+                step = self._policy.decide(error, calls_here)
+                if isinstance(step, Retry) and attempt < end and st.breaker.admits():
+                    await self._sleep(step.delay_s)
+                    continue
+                if isinstance(step, Stop):
+                    return
+                break
+            previous_failed = provider_id
 
     async def _attempt(
-        self, provider: AIProvider, task: AITask, run: RunInfo, strategy: str, attempt: int, result: RoutedResult
+        self,
+        st: _ProviderState,
+        task: AITask,
+        run: RunInfo,
+        strategy: str,
+        attempt: int,
+        estimate: tuple[float, float],
+        result: RoutedResult,
+        pending: list[Future[None]],
     ) -> ProviderError | None:
         """One call; fills `result` and returns the error, or None on success."""
+        provider = st.provider
+        await st.gate.acquire(task.priority.rank)
+        st.breaker.begin()
+        st.quota.begin()
+        budget_on = self.budget.active
+        if budget_on:
+            self.budget.reserve(run.run_id, estimate[1])
         context = ExecutionContext(run_id=run.run_id, attempt=attempt, timeout_s=provider.config.timeout_s)
         started, t0 = datetime.now(UTC), time.perf_counter()
-        record = dict(
-            run_id=run.run_id,
-            task_id=task.id,
-            provider_id=provider.provider_id,
-            task_type=task.type,
-            attempt=attempt,
-            team=task.team or run.team,
-            strategy=strategy,
-            started_at=started,
-        )
+        record = {
+            "run_id": run.run_id,
+            "task_id": task.id,
+            "provider_id": provider.provider_id,
+            "task_type": task.type,
+            "attempt": attempt,
+            "team": task.team or run.team,
+            "strategy": strategy,
+            "started_at": started,
+        }
         try:
             response = await provider.execute_task(task, context)
-        except ProviderError as exc:
-            self._record(result, record, t0, outcome=exc.outcome, error=exc)
-            result.outcome, result.error, result.provider_id = exc.outcome, str(exc), None
-            return exc
+        except ProviderError as error:
+            done = self._record(result, pending, record, t0, outcome=error.outcome, error=error)
+            self._settle(st, run, estimate, done, budget_on)
+            if error.outcome in _HEALTH_FAILURES:
+                st.breaker.fail()
+            else:
+                st.breaker.abandon()
+            st.quota.on_error(error)
+            self.adaptive.observe(provider.provider_id, task.type, False, done.latency_ms, done.cost_usd)
+            result.outcome, result.error, result.provider_id = error.outcome, str(error), None
+            return error
         except asyncio.CancelledError:
-            self._record(result, record, t0, outcome="cancelled", error=None)
+            done = self._record(result, pending, record, t0, outcome="cancelled")
+            self._settle(st, run, estimate, done, budget_on)
+            st.breaker.abandon()
             result.status, result.outcome, result.error = "cancelled", "cancelled", "cancelled while calling"
             raise
-        self._record(result, record, t0, outcome="success", response=response)
+        finally:
+            st.gate.release()
+        done = self._record(result, pending, record, t0, outcome="success", response=response)
+        self._settle(st, run, estimate, done, budget_on)
+        st.breaker.succeed()
+        self.latency.observe(provider.provider_id, task.type, done.latency_ms)
+        self.adaptive.observe(provider.provider_id, task.type, True, done.latency_ms, done.cost_usd)
         result.status, result.provider_id, result.response = "completed", provider.provider_id, response
         result.outcome = result.error = None
         return None
 
+    def _settle(
+        self, st: _ProviderState, run: RunInfo, estimate: tuple[float, float], done: AttemptRecord, budget_on: bool
+    ) -> None:
+        st.quota.settle(done.usage.total, done.cost_usd)
+        if budget_on:
+            self.budget.settle(run.run_id, estimate[1], done.cost_usd)
+
     def _record(
         self,
         result: RoutedResult,
+        pending: list[Future[None]],
         record: dict[str, Any],
         t0: float,
         *,
         outcome: str,
         error: ProviderError | None = None,
         response: ProviderResponse | None = None,
-    ) -> None:
-        latency_ms = (time.perf_counter() - t0) * 1000
+    ) -> AttemptRecord:
         attempt = AttemptRecord(
             **record,
             finished_at=datetime.now(UTC),
@@ -158,8 +390,32 @@ class Router:
             model=response.model if response else error.model if error else None,
             usage=(response.usage if response else error.usage if error and error.usage else TokenUsage()),
             cost_usd=response.cost_usd if response else error.cost_usd if error else 0.0,
-            latency_ms=latency_ms,
+            latency_ms=(time.perf_counter() - t0) * 1000,
+            output=response.text if response else None,
         )
         result.attempts.append(attempt)
         if self._recorder is not None:
-            self._recorder(attempt)
+            done = self._recorder(attempt)
+            if done is not None:
+                pending.append(done)
+        return attempt
+
+    # --- helpers ----------------------------------------------------------------------------------
+
+    def _strategy(self, name: str) -> Strategy:
+        strategy = self._strategies.get(name)
+        if strategy is None:
+            strategy = self._strategies[name] = make_strategy(name)
+        return strategy
+
+    def _circuit_observer(self, provider_id: str) -> Callable[[CircuitState, CircuitState], None]:
+        def changed(old: CircuitState, new: CircuitState) -> None:
+            kind = _CIRCUIT_EVENTS.get(new)
+            if kind is not None:
+                self._emit(RoutingEvent(kind, provider_id, detail={"from": str(old), "to": str(new)}))
+
+        return changed
+
+    def _emit(self, event: RoutingEvent) -> None:
+        if self._observer is not None:
+            self._observer(event)

@@ -1,0 +1,71 @@
+"""Cost budgets per run and per UTC day: a task whose estimate would break one is not sent."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+
+from routing.config import Budget
+
+
+def _today() -> date:
+    return datetime.now(UTC).date()
+
+
+class BudgetGuard:
+    """Tracks spent and reserved money; loop-confined like the rest of the engine's state.
+
+    Estimates are reserved when a call starts and replaced by the actual cost when it ends, so concurrent
+    calls cannot together overshoot a budget that each of them alone would fit.
+    """
+
+    def __init__(self, budget: Budget, *, today: Callable[[], date] = _today) -> None:
+        self.budget = budget
+        self._today = today
+        self._run_spent: defaultdict[str, float] = defaultdict(float)
+        self._day = today()
+        self._day_spent = 0.0
+        self._reserved_run: defaultdict[str, float] = defaultdict(float)
+        self._reserved_day = 0.0
+
+    @property
+    def active(self) -> bool:
+        return self.budget.max_cost_usd_per_run is not None or self.budget.max_cost_usd_per_day is not None
+
+    def seed(self, *, run_id: str | None = None, run_spent: float = 0.0, day_spent: float = 0.0) -> None:
+        """Start from what the ledger already recorded (a resumed run, earlier runs today)."""
+        if run_id is not None:
+            self._run_spent[run_id] = run_spent
+        self._roll()
+        self._day_spent = max(self._day_spent, day_spent)
+
+    def refusal(self, run_id: str, estimate: float) -> str | None:
+        self._roll()
+        run_cap, day_cap = self.budget.max_cost_usd_per_run, self.budget.max_cost_usd_per_day
+        run_total = self._run_spent[run_id] + self._reserved_run[run_id] + estimate
+        if run_cap is not None and run_total > run_cap:
+            return f"budget: run would reach ${run_total:.4f} of ${run_cap:.4f}"
+        day_total = self._day_spent + self._reserved_day + estimate
+        if day_cap is not None and day_total > day_cap:
+            return f"budget: day would reach ${day_total:.4f} of ${day_cap:.4f}"
+        return None
+
+    def reserve(self, run_id: str, estimate: float) -> None:
+        self._reserved_run[run_id] += estimate
+        self._reserved_day += estimate
+
+    def settle(self, run_id: str, estimate: float, actual: float) -> None:
+        self._reserved_run[run_id] = max(0.0, self._reserved_run[run_id] - estimate)
+        self._reserved_day = max(0.0, self._reserved_day - estimate)
+        self._run_spent[run_id] += actual
+        self._roll()
+        self._day_spent += actual
+
+    def run_spent(self, run_id: str) -> float:
+        return self._run_spent[run_id]
+
+    def _roll(self) -> None:
+        today = self._today()
+        if today != self._day:
+            self._day, self._day_spent = today, 0.0
