@@ -1,0 +1,256 @@
+"""`switchboard providers`: what the providers file configures and, with `--check`, whether each provider answers.
+
+Never prints a key: keys appear by the name of the variable (or Secret block) holding them, with "set" or
+"missing", and as a last guard every resolved key value is scrubbed from the output before it is written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlsplit, urlunsplit
+
+from cyclopts import Parameter
+from rich.markup import escape
+from rich.table import Table
+
+from flows.cli import EXIT_FAILED, EXIT_INVALID, EXIT_OK, app, err_console, out_console
+from routing.errors import InputError
+
+DEFAULT_CHECK_TIMEOUT_S = 20.0
+# Credentials the Claude CLI reads from the environment; a `--version` probe runs with them present.
+_CLI_CREDENTIAL_VARS = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN")
+_MIN_SECRET_LEN = 8
+
+
+@app.command(name="providers")
+def list_providers(
+    *,
+    providers: Annotated[
+        Path | None, Parameter(help="Providers file (default: $SWITCHBOARD_PROVIDERS or built-in mocks).")
+    ] = None,
+    check: Annotated[bool, Parameter(negative="", help="Probe each provider's live health.")] = False,
+    timeout: Annotated[float, Parameter(help="Seconds to wait for each health probe with --check.")] = (
+        DEFAULT_CHECK_TIMEOUT_S
+    ),
+    as_json: Annotated[bool, Parameter(name="--json", negative="", help="Print one JSON object on stdout.")] = False,
+) -> int:
+    """List the configured providers, their capabilities, subscriptions and limits.
+
+    Exit 0; with --check, exit 1 when any enabled provider is unhealthy. Exit 2 on an invalid providers file.
+    """
+    from routing.config import load_config
+
+    try:
+        config = load_config(providers)
+    except InputError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        return EXIT_INVALID
+
+    from flows.secrets import secret_resolver
+    from routing.registry import ProviderRegistry
+
+    secrets = secret_resolver()
+    registry = ProviderRegistry.from_configs(config.providers, secrets=secrets)
+    healths, described = asyncio.run(_inspect(config.providers, registry, secrets, timeout if check else None))
+    report: dict[str, Any] = {"source": config.source, "strategy": config.strategy, "providers": described}
+    if check:
+        report["healthy"] = all(h["status"] != "unhealthy" for h in healths.values())
+
+    scrub = _scrubber(config.providers.values(), secrets)
+    if as_json:
+        sys.stdout.write(scrub(json.dumps(report, default=str)) + "\n")
+    else:
+        _render(report, check, scrub)
+    return EXIT_FAILED if check and not report["healthy"] else EXIT_OK
+
+
+async def _inspect(
+    configs: dict[str, Any], registry: Any, secrets: Any, timeout_s: float | None
+) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
+    """Probe every enabled provider at once (when `timeout_s` is given), describe all, then close them all."""
+    try:
+        healths: dict[str, dict[str, Any]] = {}
+        if timeout_s is not None:
+            live = list(registry)
+            results = await asyncio.gather(*(_check_one(p, timeout_s) for p in live))
+            healths = {p.provider_id: r for p, r in zip(live, results, strict=True)}
+        described = [_describe(pid, cfg, registry, secrets, healths.get(pid)) for pid, cfg in configs.items()]
+        return healths, described
+    finally:
+        await registry.aclose()
+
+
+async def _check_one(provider: Any, timeout_s: float) -> dict[str, Any]:
+    started = time.perf_counter()
+    try:
+        health = await asyncio.wait_for(provider.health(use_cache=False), timeout_s)
+    except TimeoutError:
+        return {
+            "status": "unhealthy",
+            "latency_ms": round((time.perf_counter() - started) * 1000, 1),
+            "detail": f"no answer within {timeout_s:g}s",
+        }
+    except Exception as exc:  # a provider bug must not hide the other providers' results
+        return {"status": "unhealthy", "latency_ms": None, "detail": f"health check failed: {type(exc).__name__}"}
+    # Only the provider's own timing: ours would include other probes sharing the event loop.
+    return {
+        "status": health.status.value,
+        "latency_ms": None if health.latency_ms is None else round(health.latency_ms, 1),
+        "detail": health.detail,
+        "checked_at": health.checked_at.isoformat(),
+    }
+
+
+def _describe(provider_id: str, cfg: Any, registry: Any, secrets: Any, health: dict[str, Any] | None) -> dict[str, Any]:
+    live = registry.get(provider_id) if provider_id in registry else None
+    entry: dict[str, Any] = {
+        "id": provider_id,
+        "type": cfg.type,
+        "enabled": cfg.enabled,
+        "priority": cfg.priority,
+        "capabilities": sorted(cfg.capabilities) if cfg.capabilities is not None else "all",
+        "model": cfg.model,
+        "base_url": _safe_url(cfg.base_url),
+        "api_key_env": cfg.api_key_env,
+        "api_key": _key_state(cfg.api_key_env, secrets),
+        "limits": _limits(cfg.limits),
+        "max_concurrency": cfg.max_concurrency,
+        "timeout_s": cfg.timeout_s,
+        "available": live.capabilities().available if live is not None else None,
+    }
+    if cfg.type == "claude_cli":
+        entry["executable"] = getattr(cfg, "executable", None)
+        entry["subscriptions"] = _subscriptions(cfg, live, secrets)
+    if health is not None:
+        entry["health"] = health
+    return entry
+
+
+def _subscriptions(cfg: Any, live: Any, secrets: Any) -> list[dict[str, Any]]:
+    states = {s.name: s for s in live.subscription_status()} if live is not None else {}
+    configured = {s.name: s for s in getattr(cfg, "subscriptions", [])}
+    names = list(states) or list(configured)
+    out = []
+    for name in names:
+        status, sub = states.get(name), configured.get(name)
+        config_dir = sub.config_dir if sub else None
+        key_env = sub.api_key_env if sub else (status.api_key_env if status else None)
+        item: dict[str, Any] = {
+            "name": name,
+            "kind": status.kind if status else ("config_dir" if config_dir else "api_key_env"),
+            "config_dir": config_dir,
+            "api_key_env": key_env,
+            "limits": _limits(sub.limits) if sub else {},
+            "state": status.state if status else None,
+        }
+        if config_dir:
+            # A login lives in the dir; a missing dir means nobody ran `/login` with it yet.
+            item["config_dir_exists"] = os.path.isdir(os.path.expanduser(config_dir))
+        if key_env:
+            item["api_key"] = _key_state(key_env, secrets)
+        if status and status.reset_at:
+            item["reset_at"] = status.reset_at.isoformat()
+            item["out_reason"] = status.out_reason
+        out.append(item)
+    return out
+
+
+def _limits(limits: Any) -> dict[str, Any]:
+    return {k: v for k, v in limits.model_dump().items() if v is not None}
+
+
+def _key_state(env_name: str | None, secrets: Any) -> str | None:
+    if env_name is None:
+        return None
+    return "set" if secrets(env_name) else "missing"
+
+
+def _safe_url(url: str | None) -> str | None:
+    """The URL without user info or query, either of which can carry a credential."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def _scrubber(configs: Any, secrets: Any) -> Any:
+    """Replace every key value this command could have seen; the output must never carry one."""
+    names = set(_CLI_CREDENTIAL_VARS)
+    for cfg in configs:
+        names.add(cfg.api_key_env)
+        names.update(s.api_key_env for s in getattr(cfg, "subscriptions", []))
+    values = {secrets(n) or "" for n in names if n} | {os.environ.get(n) or "" for n in _CLI_CREDENTIAL_VARS}
+    values = sorted((v for v in values if len(v) >= _MIN_SECRET_LEN), key=len, reverse=True)
+
+    def scrub(text: str) -> str:
+        for value in values:
+            text = text.replace(value, "***")
+            # JSON output escapes some characters; scrub the escaped spelling too.
+            text = text.replace(json.dumps(value)[1:-1], "***")
+        return text
+
+    return scrub
+
+
+def _render(report: dict[str, Any], check: bool, scrub: Any) -> None:
+    table = Table(title=f"providers · {report['source']} · strategy {report['strategy']}", title_justify="left")
+    columns = ["provider", "type", "prio", "capabilities", "model", "limits"]
+    if check:
+        columns += ["health", "latency ms", "detail"]
+    for column in columns:
+        table.add_column(column, no_wrap=column in ("provider", "type"))
+    for p in report["providers"]:
+        caps = p["capabilities"] if p["capabilities"] == "all" else ", ".join(p["capabilities"])
+        name = p["id"] if p["enabled"] else f"{p['id']} (disabled)"
+        if p["available"] is False:
+            name += " (not installed)"
+        plain = [name, p["type"], str(p["priority"]), caps, p["model"] or "-", _limits_text(p["limits"])]
+        row = [escape(scrub(cell)) for cell in plain]
+        if check:
+            h = p.get("health") or {}
+            latency = h.get("latency_ms")
+            row += [
+                _health_text(h.get("status")),
+                "-" if latency is None else f"{latency:.0f}",
+                escape(scrub(h.get("detail") or "")),
+            ]
+        table.add_row(*row)
+    out_console.print(table)
+    for p in report["providers"]:
+        for s in p.get("subscriptions") or []:
+            where = f"config_dir {s['config_dir']}" if s["config_dir"] else f"api_key_env {s['api_key_env']}"
+            extra = []
+            if s.get("config_dir_exists") is False:
+                extra.append("dir missing: log in with CLAUDE_CONFIG_DIR=<dir> claude, then /login")
+            if s.get("api_key"):
+                extra.append(f"key {s['api_key']}")
+            if s.get("reset_at"):
+                extra.append(f"out until {s['reset_at']} ({s.get('out_reason')})")
+            line = (
+                f"  {p['id']} · subscription [bold]{escape(s['name'])}[/]: {escape(where)} · "
+                f"limits {escape(_limits_text(s['limits']))} · {s['state'] or '-'}"
+                + "".join(f" · {escape(e)}" for e in extra)
+            )
+            out_console.print(scrub(line), highlight=False)
+        if p["api_key_env"]:
+            out_console.print(f"  {p['id']} · key from {escape(p['api_key_env'])}: {p['api_key']}", highlight=False)
+    if check:
+        verdict = "all providers answer" if report["healthy"] else "[red]some providers are unhealthy[/]"
+        out_console.print(verdict)
+
+
+def _limits_text(limits: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in limits.items()) or "-"
+
+
+def _health_text(status: str | None) -> str:
+    style = {"healthy": "green", "degraded": "yellow", "unhealthy": "red"}.get(status or "")
+    return f"[{style}]{status}[/]" if style else (status or "-")
