@@ -141,3 +141,6 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         code = EXIT_INTERRUPTED
     sys.exit(code if isinstance(code, int) else EXIT_OK)
+
+
+from flows.cli_providers import list_providers  # noqa: E402,F401  (registers `switchboard providers`)
