@@ -7,7 +7,9 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, case, func, select, update
+from sqlalchemy import Connection, Engine, bindparam, case, func, insert, select, update
+from sqlalchemy.dialects import postgresql as postgresql_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.orm import Session, sessionmaker
 
 from ledger.db import create_ledger_engine
@@ -376,40 +378,53 @@ class Ledger:
 
 
 def _add_attempts(session: Session, attempts: Iterable[AttemptRecord]) -> None:
-    records = list(attempts)
-    if not records:
+    insert_attempts(session.connection(), attempts)
+
+
+def insert_attempts(conn: Connection, attempts: Iterable[AttemptRecord]) -> None:
+    """Insert attempt rows in one statement; a row whose idempotency key is already stored is skipped."""
+    rows = [_usage_values(a) for a in attempts]
+    if not rows:
         return
-    keys = [a.idempotency_key for a in records]
-    stored = set(session.scalars(select(ProviderUsage.idempotency_key).where(ProviderUsage.idempotency_key.in_(keys))))
-    session.add_all(_usage_row(a) for a in records if a.idempotency_key not in stored)
+    dialect = conn.dialect.name
+    if dialect in ("sqlite", "postgresql"):
+        module = sqlite_dialect if dialect == "sqlite" else postgresql_dialect
+        statement = module.insert(ProviderUsage).on_conflict_do_nothing(index_elements=["idempotency_key"])
+        conn.execute(statement, rows)
+        return
+    keys = [r["idempotency_key"] for r in rows]
+    stored = set(conn.scalars(select(ProviderUsage.idempotency_key).where(ProviderUsage.idempotency_key.in_(keys))))
+    fresh = [r for r in rows if r["idempotency_key"] not in stored]
+    if fresh:
+        conn.execute(insert(ProviderUsage), fresh)
 
 
-def _usage_row(a: AttemptRecord) -> ProviderUsage:
-    return ProviderUsage(
-        run_id=a.run_id,
-        task_id=a.task_id,
-        provider_id=a.provider_id,
-        subscription=a.subscription,
-        model=a.model,
-        task_type=a.task_type,
-        team=a.team,
-        strategy=a.strategy,
-        attempt=a.attempt,
-        outcome=a.outcome,
-        error_type=a.error_type,
-        error_message=a.error_message,
-        output=a.output,
-        tokens_input=a.usage.input,
-        tokens_output=a.usage.output,
-        tokens_cache_read=a.usage.cache_read,
-        tokens_cache_write=a.usage.cache_write,
-        tokens_reasoning=a.usage.reasoning,
-        cost_usd=a.cost_usd,
-        latency_ms=a.latency_ms,
-        started_at=a.started_at,
-        finished_at=a.finished_at,
-        idempotency_key=a.idempotency_key,
-    )
+def _usage_values(a: AttemptRecord) -> dict[str, Any]:
+    return {
+        "run_id": a.run_id,
+        "task_id": a.task_id,
+        "provider_id": a.provider_id,
+        "subscription": a.subscription,
+        "model": a.model,
+        "task_type": a.task_type,
+        "team": a.team,
+        "strategy": a.strategy,
+        "attempt": a.attempt,
+        "outcome": a.outcome,
+        "error_type": a.error_type,
+        "error_message": a.error_message,
+        "output": a.output,
+        "tokens_input": a.usage.input,
+        "tokens_output": a.usage.output,
+        "tokens_cache_read": a.usage.cache_read,
+        "tokens_cache_write": a.usage.cache_write,
+        "tokens_reasoning": a.usage.reasoning,
+        "cost_usd": a.cost_usd,
+        "latency_ms": a.latency_ms,
+        "started_at": a.started_at,
+        "finished_at": a.finished_at,
+        "idempotency_key": a.idempotency_key,
+    }
 
 
 def _attempt_record(r: ProviderUsage) -> AttemptRecord:

@@ -13,7 +13,7 @@ import threading
 from concurrent.futures import Future
 
 from ledger.records import AttemptRecord
-from ledger.store import Ledger
+from ledger.store import Ledger, insert_attempts
 
 _STOP = object()
 MAX_BATCH = 2000
@@ -60,7 +60,8 @@ class LedgerWriter:
 
     def _commit(self, batch: list[tuple[AttemptRecord, Future[None]]]) -> None:
         try:
-            self._ledger.record_attempts(a for a, _ in batch)
+            with self._ledger.engine.begin() as conn:
+                insert_attempts(conn, (a for a, _ in batch))
         except Exception as exc:  # the callers decide; the writer keeps serving later rows
             for _, done in batch:
                 done.set_exception(exc)

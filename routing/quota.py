@@ -62,12 +62,17 @@ class ProviderQuota:
     def has_limits(self) -> bool:
         return bool(self._specs)
 
+    @property
+    def watched(self) -> bool:
+        """Whether this provider can be near a limit at all (configured limits or a reported quota)."""
+        return bool(self._specs) or self._signal_until is not None
+
     # --- decisions --------------------------------------------------------------------------------
 
     def refusal(self, tokens: float, cost: float, *, critical: bool) -> str | None:
         """Why this call must not go to the provider now (a short reason for the decision record), or None."""
-        now = self._clock()
         if self.blocked_until is not None:
+            now = self._clock()
             if now < self.blocked_until:
                 return f"quota: {self.blocked_reason} (resets in {self.blocked_until - now:.0f}s)"
             self._unblock()

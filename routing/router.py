@@ -22,6 +22,7 @@ from typing import Any
 
 from ledger import AttemptRecord
 from providers import AIProvider, AITask, ExecutionContext, Priority, ProviderError, ProviderResponse, TokenUsage
+from providers.base import estimate_prompt_tokens
 from routing.affinity import AffinityMap
 from routing.budget import BudgetGuard
 from routing.circuit import CircuitBreaker, CircuitState
@@ -81,20 +82,38 @@ class RoutedResult:
 
 
 class _ProviderState:
-    """The engine's view of one provider."""
+    """The engine's view of one provider, with the facts every decision needs precomputed."""
 
-    __slots__ = ("breaker", "capabilities", "gate", "index", "provider", "quota")
+    __slots__ = (
+        "available",
+        "breaker",
+        "capability_match",
+        "gate",
+        "index",
+        "prices",
+        "priority",
+        "provider",
+        "quota",
+        "task_types",
+    )
 
     def __init__(self, provider: AIProvider, index: int, breaker: CircuitBreaker, quota: ProviderQuota) -> None:
         self.provider = provider
         self.index = index
         self.breaker = breaker
         self.quota = quota
-        self.capabilities = provider.capabilities()
-        self.gate = PriorityGate(self.capabilities.max_concurrency)
-
-    def capability_match(self) -> float:
-        return 0.5 if self.capabilities.task_types is None else 1.0
+        capabilities = provider.capabilities()
+        self.available = capabilities.available
+        self.task_types = capabilities.task_types
+        self.capability_match = 0.5 if capabilities.task_types is None else 1.0
+        self.priority = provider.config.priority
+        self.gate = PriorityGate(capabilities.max_concurrency)
+        # Providers that keep the base estimator are priced here without building a CostEstimate per decision.
+        if type(provider).estimate_cost is AIProvider.estimate_cost:
+            price = provider.price_for(provider.config.model or "")
+            self.prices: tuple[float, float] | None = (price.input, price.output)
+        else:
+            self.prices = None
 
 
 class Router:
@@ -184,31 +203,59 @@ class Router:
     def _plan(
         self, task: AITask, run: RunInfo, strategy_name: str, critical: bool
     ) -> tuple[list[_ProviderState], dict[str, Any], dict[str, tuple[float, float]]]:
+        # This runs for every decision: plain loops and precomputed per-provider facts, no pydantic.
+        strategy = self._strategy(strategy_name)
+        wants_latency = strategy_name == "fastest_response"
+        wants_score = strategy_name == "adaptive"
+        prompt_tokens = estimate_prompt_tokens(task)
+        output_tokens = task.max_output_tokens
+        budget_on = self.budget.active
         candidates: list[Candidate] = []
         skipped: dict[str, str] = {}
         estimates: dict[str, tuple[float, float]] = {}
+        task_type = task.type
         for provider_id, st in self._states.items():
-            reason = self._refusal(st, task, run, critical, estimates)
+            if not st.available:
+                skipped[provider_id] = "unavailable"
+                continue
+            if st.task_types is not None and task_type not in st.task_types:
+                skipped[provider_id] = "capability"
+                continue
+            breaker = st.breaker
+            if not breaker.admits():
+                skipped[provider_id] = "circuit_open" if breaker.state is CircuitState.OPEN else "circuit_probing"
+                continue
+            if st.prices is None:
+                estimate = st.provider.estimate_cost(task)
+                tokens, cost = estimate.tokens_input + estimate.tokens_output, estimate.cost_usd
+            else:
+                tokens = prompt_tokens + output_tokens
+                cost = (prompt_tokens * st.prices[0] + output_tokens * st.prices[1]) / 1_000_000
+            estimates[provider_id] = (tokens, cost)
+            reason = st.quota.refusal(tokens, cost, critical=critical)
+            if reason is None and budget_on:
+                reason = self.budget.refusal(run.run_id, cost)
             if reason is not None:
                 skipped[provider_id] = reason
                 continue
-            cost = estimates[provider_id][1]
             candidates.append(
                 Candidate(
-                    provider_id=provider_id,
-                    priority=st.provider.config.priority,
-                    in_flight=st.gate.in_use,
-                    max_concurrency=st.gate.limit,
-                    latency_ms=self.latency.get(provider_id, task.type),
-                    est_cost_usd=cost,
-                    capability_match=st.capability_match(),
-                    adaptive_score=self.adaptive.get(provider_id, task.type),
-                    index=st.index,
+                    provider_id,
+                    st.priority,
+                    st.gate.in_use,
+                    st.gate.limit,
+                    self.latency.get(provider_id, task_type) if wants_latency else None,
+                    cost,
+                    st.capability_match,
+                    self.adaptive.get(provider_id, task_type) if wants_score else None,
+                    st.index,
                 )
             )
-        ordered = [self._states[c.provider_id] for c in self._strategy(strategy_name).order(candidates, task.type)]
+        states = self._states
+        ordered = [states[c.provider_id] for c in strategy.order(candidates, task_type)]
         # Stable: providers near a limit keep their relative order but come after the others.
-        ordered.sort(key=lambda st: st.quota.over_threshold())
+        if any(st.quota.watched for st in ordered):
+            ordered.sort(key=lambda st: st.quota.over_threshold())
         sticky = self.affinity.get(task.affinity)
         if sticky is not None:
             ordered.sort(key=lambda st: st.provider.provider_id != sticky)
@@ -224,31 +271,6 @@ class Router:
         if not ordered and skipped and all(r.startswith("budget") for r in skipped.values()):
             self._emit(RoutingEvent(BUDGET_EXHAUSTED, detail={"run_id": run.run_id, "task_id": task.id}))
         return ordered, decision, estimates
-
-    def _refusal(
-        self,
-        st: _ProviderState,
-        task: AITask,
-        run: RunInfo,
-        critical: bool,
-        estimates: dict[str, tuple[float, float]],
-    ) -> str | None:
-        caps = st.capabilities
-        if not caps.available:
-            return "unavailable"
-        if not caps.serves(task.type):
-            return "capability"
-        if not st.breaker.admits():
-            return "circuit_open" if st.breaker.state is CircuitState.OPEN else "circuit_probing"
-        estimate = st.provider.estimate_cost(task)
-        tokens = estimate.tokens_input + estimate.tokens_output
-        estimates[st.provider.provider_id] = (tokens, estimate.cost_usd)
-        quota = st.quota.refusal(tokens, estimate.cost_usd, critical=critical)
-        if quota is not None:
-            return quota
-        if self.budget.active:
-            return self.budget.refusal(run.run_id, estimate.cost_usd)
-        return None
 
     async def _call_in_order(
         self,

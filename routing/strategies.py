@@ -15,9 +15,12 @@ from operator import attrgetter
 from typing import Protocol, runtime_checkable
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Candidate:
-    """What a strategy may know about one eligible provider at decision time."""
+    """What a strategy may know about one eligible provider at decision time.
+
+    Not frozen: a frozen dataclass pays object.__setattr__ per field, and one is built per provider per
+    decision. Strategies treat candidates as read-only snapshots."""
 
     provider_id: str
     # Lower goes first, as in the provider config.

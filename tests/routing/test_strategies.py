@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections import Counter
 
@@ -200,7 +201,10 @@ def test_make_strategy_returns_fresh_instances_and_rejects_unknown_names() -> No
         make_strategy("random")
 
 
-def test_candidate_is_immutable() -> None:
-    c = cand("a")
-    with pytest.raises(AttributeError):
-        c.priority = 1  # type: ignore[misc]
+@pytest.mark.parametrize("name", sorted(STRATEGIES))
+def test_strategies_leave_candidates_unchanged(name: str) -> None:
+    # Candidates are plain (unfrozen, for speed) snapshots; no strategy may alter them.
+    candidates = [cand("a", priority=2, in_flight=3), cand("b", priority=1, latency_ms=5.0)]
+    before = [dataclasses.astuple(c) for c in candidates]
+    make_strategy(name).order(candidates, "code_review")
+    assert [dataclasses.astuple(c) for c in candidates] == before
