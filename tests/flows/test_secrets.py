@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -14,6 +16,8 @@ from pathlib import Path
 import pytest
 
 from flows.secrets import block_name, secret_resolver
+from tests.fakes.claude_harness import FakeCli
+from tests.fakes.fake_llm_servers import FakeAnthropic, FakeOpenAI, anthropic_error, closed_port_url, openai_error
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV_NAME = "SWITCHBOARD_TEST_RESOLVER_KEY"
@@ -132,10 +136,143 @@ def test_without_a_prefect_api_no_block_lookup_is_tried(tmp_path: Path) -> None:
 
 
 def test_an_unreachable_prefect_api_costs_one_short_timeout(tmp_path: Path) -> None:
-    from tests.fakes.fake_llm_servers import closed_port_url
-
     stdout, _ = _resolve_in_subprocess(tmp_path, {"PREFECT_API_URL": closed_port_url() + "/api"}, timeout_s=1.0)
     first, second, lookup_s = stdout.split()
     assert (first, second) == ("None", "None")
     # At most one timeout in total: after it, blocks are not tried again.
     assert float(lookup_s) < 2.5
+
+
+# --- no key value anywhere a run writes (slow: real subprocesses) ------------------------------------------
+
+LEAK_KEYS = {
+    "LEAK_ANTHROPIC_KEY": "sk-ant-api03-LEAKCANARY-ANTHROPIC-7f3a9c2e11",
+    "LEAK_OPENAI_KEY": "sk-proj-LEAKCANARY-OPENAI-5b8d0e4f22",
+    "LEAK_TEAM_B_KEY": "sk-ant-api03-LEAKCANARY-TEAMB-9c1e7a3b33",
+}
+
+
+def _leaks(text: str) -> list[str]:
+    return [name for name, value in LEAK_KEYS.items() if value in text]
+
+
+def _sqlite_text(path: Path) -> str:
+    """Every value of every row of every table, as text."""
+    db = sqlite3.connect(path)
+    tables = [r[0] for r in db.execute("select name from sqlite_master where type = 'table'")]
+    parts = []
+    for table in tables:
+        for row in db.execute(f'select * from "{table}"'):
+            parts.extend(str(v) for v in row)
+    db.close()
+    return "\n".join(parts)
+
+
+def _raw_bytes(path: Path) -> str:
+    """The database files as bytes (WAL included): catches anything the row dump could miss."""
+    return "".join(p.read_bytes().decode("latin-1") for p in path.parent.glob(path.name + "*") if p.is_file())
+
+
+@pytest.mark.slow
+def test_no_key_value_leaks_into_output_ledger_logs_or_artifacts(tmp_path: Path) -> None:
+    anthropic_key, openai_key, team_b_key = LEAK_KEYS.values()
+    cli = FakeCli(tmp_path / "fake-claude")
+    # A CLI that prints the key to stderr and then fails, and one that quotes it in its error result.
+    cli.scenario(
+        {
+            "api_key": [
+                {"kind": "exit_silent", "echo_api_key": True, "stderr": f"config: key={team_b_key}", "exit_code": 1},
+                {"kind": "api_error", "status": 401, "message": f"API Error: 401 invalid x-api-key {team_b_key}"},
+            ]
+        }
+    )
+    hostile = [f"invalid x-api-key {anthropic_key}", f"Incorrect API key provided: {openai_key}."]
+    with FakeAnthropic(api_key="something-else") as anthropic, FakeOpenAI(api_key="something-else") as openai:
+        # Hostile servers: every 401 body quotes the key the client sent.
+        anthropic.script(*[anthropic_error(401, "authentication_error", hostile[0]) for _ in range(10)])
+        anthropic.script(anthropic_error(401, "authentication_error", hostile[0]), path="/v1/models")
+        openai.script(*[openai_error(401, hostile[1], "invalid_request_error", "invalid_api_key") for _ in range(10)])
+        openai.script(openai_error(401, hostile[1], "invalid_request_error", "invalid_api_key"), path="/v1/models")
+        providers = {
+            "claude": {
+                "type": "claude_cli",
+                "priority": 1,
+                "capabilities": ["code_review", "bug_fix"],
+                "subscriptions": [{"name": "team-b", "api_key_env": "LEAK_TEAM_B_KEY"}],
+            },
+            "anthropic": {"type": "anthropic", "priority": 1, "capabilities": ["summarization", "pr_review"],
+                          "base_url": anthropic.url, "api_key_env": "LEAK_ANTHROPIC_KEY"},
+            "openai": {
+                "type": "openai_compatible",
+                "priority": 2,
+                "capabilities": ["summarization", "pr_review"],
+                "base_url": openai.url + "/v1",
+                "model": "gpt-4o",
+                "api_key_env": "LEAK_OPENAI_KEY",
+            },
+            # Only general tasks reach the mock; pr_review has nowhere left to go and fails with the 401s.
+            "mock": {"type": "local_mock", "priority": 9, "capabilities": ["code_review", "bug_fix", "summarization"]},
+        }  # fmt: skip
+        spec = {
+            "name": "leak-check",
+            "tasks": [
+                {"id": "review", "type": "code_review", "prompt": "Review"},
+                {"id": "fix", "type": "bug_fix", "prompt": "Fix", "depends_on": ["review"]},
+                {"id": "summary", "type": "summarization", "prompt": "Summarize", "depends_on": ["fix"]},
+                {"id": "pr", "type": "pr_review", "prompt": "Review PR", "depends_on": ["summary"]},
+            ],
+        }
+        (tmp_path / "spec.json").write_text(json.dumps(spec))
+        (tmp_path / "providers.json").write_text(json.dumps({"version": 1, "providers": providers}))
+        prefect_home = tmp_path / "prefect-home"
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "ANTHROPIC_", "CLAUDE_"))},
+            **cli.env(),
+            **LEAK_KEYS,
+            "SWITCHBOARD_HOME": str(tmp_path / "home"),
+            "SWITCHBOARD_DATABASE_URL": f"sqlite:///{tmp_path / 'ledger.db'}",
+            "PREFECT_HOME": str(prefect_home),
+        }
+
+        def switchboard(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "-m", "flows", *args], capture_output=True, text=True, env=env, timeout=300, cwd=ROOT
+            )
+
+        run = switchboard("run", str(tmp_path / "spec.json"), "--providers", str(tmp_path / "providers.json"),
+                          "--json", "--verbose")  # fmt: skip
+        check = switchboard("providers", "--providers", str(tmp_path / "providers.json"), "--check", "--json")
+        listing = switchboard("providers", "--providers", str(tmp_path / "providers.json"))
+
+    # The run really went through the hostile paths (else this test proves nothing).
+    assert run.returncode == 1, run.stderr[-3000:]
+    out = json.loads(run.stdout)
+    tasks = {t["id"]: t for t in out["tasks"]}
+    assert [a["outcome"] for a in tasks["review"]["attempts"]] == ["unavailable", "success"]
+    assert [a["outcome"] for a in tasks["fix"]["attempts"]] == ["authentication", "success"]
+    assert [a["provider"] for a in tasks["summary"]["attempts"]] == ["anthropic", "openai", "mock"]
+    assert tasks["pr"]["status"] == "failed" and "authentication" in tasks["pr"]["error"]
+    assert "[redacted]" in tasks["pr"]["error"]  # the echoed key was there and was scrubbed
+    assert any(log in run.stderr for log in ("Beginning flow run", "Finished in state"))  # --verbose logs shown
+    assert check.returncode == 1 and json.loads(check.stdout)["healthy"] is False
+
+    ledger_db = tmp_path / "ledger.db"
+    prefect_db = prefect_home / "prefect.db"
+    assert prefect_db.exists()
+    prefect = sqlite3.connect(prefect_db)
+    artifacts = prefect.execute("select key, type, data, description from artifact").fetchall()
+    assert any(key == f"switchboard-{out['run']['id'].lower()}" for key, *_ in artifacts)
+    prefect.close()
+    places = {
+        "run stdout": run.stdout,
+        "run stderr (with Prefect logs)": run.stderr,
+        "providers --check --json": check.stdout + check.stderr,
+        "providers listing": listing.stdout + listing.stderr,
+        "ledger rows": _sqlite_text(ledger_db),
+        "ledger files": _raw_bytes(ledger_db),
+        "Prefect artifacts": "\n".join(str(a) for a in artifacts),
+        "Prefect database rows": _sqlite_text(prefect_db),
+        "Prefect database files": _raw_bytes(prefect_db),
+    }
+    leaks = {place: _leaks(text) for place, text in places.items() if _leaks(text)}
+    assert leaks == {}
