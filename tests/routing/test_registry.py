@@ -1,0 +1,96 @@
+"""Provider types come from the `switchboard.providers` entry points; the live set changes without a restart."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from providers import AITask
+from providers.local_mock import LocalMockConfig
+from routing import registry as registry_module
+from routing.config import parse_config
+from routing.registry import ProviderRegistry, provider_type_names
+from routing.router import Router
+
+PLUGIN = '''
+"""A complete third-party provider: echoes the prompt back."""
+from typing import ClassVar, Literal
+
+from providers import AIProvider, ProviderCapabilities, ProviderConfig, ProviderHealth, ProviderResponse, HealthStatus
+from providers.base import utc_now
+
+
+class EchoConfig(ProviderConfig):
+    type: Literal["echo"] = "echo"
+    prefix: str = "echo: "
+
+
+class EchoProvider(AIProvider):
+    type_name: ClassVar[str] = "echo"
+    config_model: ClassVar[type[ProviderConfig]] = EchoConfig
+
+    async def execute_task(self, task, context):
+        return ProviderResponse(text=self.config.prefix + task.prompt, model="echo-1")
+
+    def capabilities(self):
+        return ProviderCapabilities(task_types=self.task_types())
+
+    async def _probe(self):
+        return ProviderHealth(status=HealthStatus.HEALTHY, checked_at=utc_now())
+'''
+
+
+@pytest.fixture
+def echo_plugin(tmp_path: Path) -> Iterator[None]:
+    """Install a plugin distribution the way pip would: a module plus a dist-info with an entry point."""
+    (tmp_path / "echo_plugin.py").write_text(textwrap.dedent(PLUGIN))
+    dist = tmp_path / "echo_plugin-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: echo-plugin\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[switchboard.providers]\necho = echo_plugin:EchoProvider\n")
+    sys.path.insert(0, str(tmp_path))
+    registry_module._entry_points.cache_clear()
+    registry_module.provider_class.cache_clear()
+    yield
+    sys.path.remove(str(tmp_path))
+    sys.modules.pop("echo_plugin", None)
+    registry_module._entry_points.cache_clear()
+    registry_module.provider_class.cache_clear()
+
+
+def test_builtin_types_are_entry_points() -> None:
+    assert {"local_mock", "claude_cli", "anthropic", "openai_compatible"} <= set(provider_type_names())
+
+
+async def test_a_third_party_provider_type_is_found_and_routed(echo_plugin: None) -> None:
+    assert "echo" in provider_type_names()
+    config = parse_config({"providers": {"mine": {"type": "echo", "prefix": ">> "}}}, "providers.yaml")
+    router = Router(ProviderRegistry.from_configs(config.providers), config)
+    result = await router.route(AITask(id="t", type="code_review", prompt="hello"))
+    assert result.status == "completed" and result.response is not None
+    assert result.response.text == ">> hello"
+
+
+async def test_providers_are_added_updated_and_removed_while_running() -> None:
+    registry = ProviderRegistry.from_configs({"a": LocalMockConfig(latency_ms=0, priority=2)})
+    router = Router(registry)
+    task = AITask(id="t", type="code_review", prompt="p")
+    assert (await router.route(task)).provider_id == "a"
+
+    registry.add("b", LocalMockConfig(latency_ms=0, priority=1))
+    router.sync_providers()
+    assert (await router.route(task)).provider_id == "b"
+
+    await registry.update("b", LocalMockConfig(latency_ms=0, priority=1, capabilities=["bug_fix"]))
+    router.sync_providers()
+    result = await router.route(task)
+    assert result.provider_id == "a" and result.decision["skipped"] == {"b": "capability"}
+
+    await registry.remove("b")
+    router.sync_providers()
+    assert (await router.route(task)).decision["candidates"] == ["a"]
+    await registry.aclose()
