@@ -15,6 +15,7 @@ import queue
 import threading
 import time
 from collections.abc import Iterable
+from datetime import timedelta
 from typing import Any
 
 from ledger import Ledger
@@ -171,6 +172,33 @@ class PrefectEventForwarder:
                 logger.warning("could not record routing event %s in the ledger", event.kind, exc_info=True)
 
 
+def circuit_opened_automation(
+    name: str = "switchboard: provider circuit keeps opening",
+    *,
+    threshold: int = 3,
+    within_s: float = 600,
+    actions: Iterable[Any] | None = None,
+) -> Any:
+    """The example automation from docs/prefect.md: fires when one provider's circuit opens `threshold` times
+    within `within_s` seconds. `actions` default to DoNothing (the event still shows in the UI); pass e.g.
+    `SendNotification(block_document_id=..., subject=..., body=...)` to be told. Call `.create()` to save it."""
+    from prefect.automations import Automation, DoNothing, EventTrigger
+
+    return Automation(
+        name=name,
+        description="A provider's circuit breaker opened repeatedly: it is failing, routing avoids it.",
+        trigger=EventTrigger(
+            expect={prefect_event_name(CIRCUIT_OPENED)},
+            match={"prefect.resource.id": "switchboard.provider.*"},
+            for_each={"prefect.resource.id"},  # count per provider, not across all of them
+            posture="Reactive",
+            threshold=threshold,
+            within=timedelta(seconds=within_s),
+        ),
+        actions=list(actions) if actions is not None else [DoNothing()],
+    )
+
+
 def _jsonable(detail: dict[str, Any]) -> dict[str, Any]:
     """Event payloads and the ledger's JSON column take plain values; anything else becomes its str()."""
     out: dict[str, Any] = {}
@@ -186,4 +214,11 @@ def _jsonable(detail: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-__all__ = ["DEFAULT_KINDS", "NO_PROVIDER", "PrefectEventForwarder", "prefect_event_name", "resource_for"]
+__all__ = [
+    "DEFAULT_KINDS",
+    "NO_PROVIDER",
+    "PrefectEventForwarder",
+    "circuit_opened_automation",
+    "prefect_event_name",
+    "resource_for",
+]

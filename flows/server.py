@@ -315,12 +315,14 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    _reap(pid)
+    _reap(pid)  # if it is our own dead child, this makes it vanish
+    if not Path("/proc/self").exists():
+        return True  # no /proc (macOS): trust kill(0)
     try:  # a zombie (dead, not yet reaped by its parent) is not running
         stat = Path(f"/proc/{pid}/stat").read_text()
         return stat.rsplit(")", 1)[1].split()[0] != "Z"
     except (OSError, IndexError):
-        return True  # no /proc (macOS): trust kill(0)
+        return False  # reaped just now
 
 
 def _live_pid(pid_file: Path) -> int | None:

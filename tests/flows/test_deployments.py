@@ -1,0 +1,176 @@
+"""prefect.yaml end to end: a real server, `prefect deploy`, runs triggered by CLI and by submit_batch, a worker.
+
+One server for the module (free port, temporary Prefect home); the worker runs `--run-once` per triggered run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+
+from flows import server
+
+ROOT = Path(__file__).resolve().parents[2]
+PREFECT = [sys.executable, "-m", "prefect"]
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _run(command: list[str], env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout, cwd=ROOT)
+    assert result.returncode == 0, f"{command}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """A started server with the project's deployments on it."""
+    tmp = tmp_path_factory.mktemp("deployments")
+    port = _free_port()
+    dirs = {"data_dir": tmp / "switchboard", "prefect_home": tmp / "prefect-home"}
+    info = server.start_server(port, **dirs)
+    env = dict(
+        os.environ,
+        PREFECT_HOME=str(dirs["prefect_home"]),
+        PREFECT_API_URL=info.api_url,
+        SWITCHBOARD_HOME=str(dirs["data_dir"]),
+        SWITCHBOARD_DATABASE_URL=f"sqlite:///{tmp / 'ledger.db'}",
+    )
+    env.pop("SWITCHBOARD_PROVIDERS", None)
+    try:
+        # usage_report's flow file comes from another change; deploy what exists.
+        has_report = (ROOT / "flows" / "report_flow.py").exists()
+        names = ["--all"] if has_report else ["--name", "process-batch", "--name", "provider-health"]
+        began = time.monotonic()
+        _run([*PREFECT, "work-pool", "create", server.POOL_NAME, "--type", "process"], env)  # as docs/prefect.md
+        _run([*PREFECT, "--no-prompt", "deploy", *names], env)
+        print(f"server start-up {info.startup_s:.1f} s, deploy {time.monotonic() - began:.1f} s")
+        yield {"env": env, "api_url": info.api_url, "ledger": tmp / "ledger.db", "has_report": has_report}
+    finally:
+        server.stop_server(port, **dirs)
+
+
+def _run_worker_once(env: dict[str, str]) -> str:
+    began = time.monotonic()
+    out = _run([*PREFECT, "worker", "start", "--pool", server.POOL_NAME, "--run-once"], env, timeout=300)
+    print(f"worker --run-once: {time.monotonic() - began:.1f} s")
+    return out.stdout + out.stderr
+
+
+def _client(api_url: str) -> Any:
+    from prefect.client.orchestration import SyncPrefectClient
+
+    return SyncPrefectClient(api_url)
+
+
+def _final_flow_run(api_url: str, flow_run_id: str, timeout: float = 30) -> Any:
+    deadline = time.monotonic() + timeout
+    with _client(api_url) as client:
+        while True:
+            flow_run = client.read_flow_run(UUID(flow_run_id))
+            if flow_run.state.is_final() or time.monotonic() > deadline:
+                return flow_run
+            time.sleep(0.5)
+
+
+def _artifacts(api_url: str, flow_run_id: str) -> list[Any]:
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with _client(api_url) as client:
+        return client.read_artifacts(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(flow_run_id)])))
+
+
+def _ledger_tasks(path: Path, flow_run_id: str) -> list[tuple[str, str]]:
+    with sqlite3.connect(path) as db:
+        return db.execute(
+            "select t.task_id, t.status from tasks t join runs r on r.run_id = t.run_id where r.flow_run_id = ?",
+            (flow_run_id,),
+        ).fetchall()
+
+
+def test_deployments_are_stored_with_schedules_pull_step_and_typed_parameters(stack: dict[str, Any]) -> None:
+    with _client(stack["api_url"]) as client:
+        batch = client.read_deployment_by_name("process-batch/process-batch")
+        health = client.read_deployment_by_name("provider-health/provider-health")
+        pool = client.read_work_pool(server.POOL_NAME)
+        report = client.read_deployment_by_name("usage-report/usage-report-daily") if stack["has_report"] else None
+    assert pool.type == "process"
+    assert batch.work_pool_name == health.work_pool_name == server.POOL_NAME
+    # The pull step points workers at this checkout, wherever it is.
+    assert batch.pull_steps == [{"prefect.deployments.steps.set_working_directory": {"directory": str(ROOT)}}]
+    spec_schema = batch.parameter_openapi_schema["properties"]["spec"]
+    assert any("BatchSpec" in str(option) for option in spec_schema["anyOf"])  # the UI renders a form for it
+    assert "BatchSpec" in batch.parameter_openapi_schema["definitions"]
+    assert [s.schedule.interval.total_seconds() for s in health.schedules] == [300]
+    if report is not None:
+        assert [(s.schedule.cron, s.schedule.timezone) for s in report.schedules] == [("0 6 * * *", "UTC")]
+
+
+def test_deployment_run_from_the_cli_completes_on_a_worker(stack: dict[str, Any]) -> None:
+    spec = ROOT / "examples" / "pr-review.yaml"
+    triggered = _run(
+        [*PREFECT, "deployment", "run", "process-batch/process-batch", "--param", f"spec={spec}"], stack["env"]
+    )
+    match = re.search(r"UUID: ([0-9a-f-]{36})", triggered.stdout)
+    assert match, triggered.stdout
+    flow_run_id = match.group(1)
+
+    log = _run_worker_once(stack["env"])
+    flow_run = _final_flow_run(stack["api_url"], flow_run_id)
+    assert flow_run.state.is_completed(), log[-3000:]
+    assert flow_run.parameters == {"spec": str(spec)}
+
+    tasks = _ledger_tasks(stack["ledger"], flow_run_id)
+    assert len(tasks) == 12 and {status for _, status in tasks} == {"completed"}
+    tables = [a for a in _artifacts(stack["api_url"], flow_run_id) if a.type == "table"]
+    assert any(a.key and a.key.startswith("switchboard-") for a in tables)
+    table = next(a for a in tables if a.key and a.key.startswith("switchboard-r"))
+    rows = table.data if isinstance(table.data, list) else __import__("json").loads(table.data)
+    assert {row["task"] for row in rows} == {task for task, _ in tasks}
+
+
+def test_submit_batch_triggers_the_deployment(stack: dict[str, Any], tmp_path: Path) -> None:
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.triggers import submit_batch
+
+    providers = tmp_path / "providers.yaml"
+    providers.write_text("providers:\n  fast: {type: local_mock, latency_ms: 0}\n")
+    spec = {
+        "name": f"submitted-{tmp_path.name}",
+        "tasks": [
+            {"id": "plan", "type": "code_analysis", "prompt": "plan"},
+            {"id": "do", "type": "feature", "prompt": "do it", "depends_on": ["plan"]},
+        ],
+    }
+    began = time.monotonic()
+    # The session's Prefect test harness may be active in this process; talk to this module's server.
+    with temporary_settings(updates={PREFECT_API_URL: stack["api_url"]}):
+        flow_run_id = submit_batch(spec, providers=providers)
+    print(f"submit_batch returned in {time.monotonic() - began:.2f} s")
+    with _client(stack["api_url"]) as client:
+        assert client.read_flow_run(UUID(flow_run_id)).state.is_scheduled()
+
+    log = _run_worker_once(stack["env"])
+    flow_run = _final_flow_run(stack["api_url"], flow_run_id)
+    assert flow_run.state.is_completed(), log[-3000:]
+    assert flow_run.parameters["spec"]["name"] == spec["name"]
+    assert flow_run.parameters["providers"] == str(providers)
+    assert sorted(_ledger_tasks(stack["ledger"], flow_run_id)) == [("do", "completed"), ("plan", "completed")]
+    assert any(a.type == "table" for a in _artifacts(stack["api_url"], flow_run_id))
