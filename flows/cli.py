@@ -143,4 +143,6 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(code if isinstance(code, int) else EXIT_OK)
 
 
+from flows import cli_server  # noqa: E402,F401  (registers `switchboard server`)
 from flows.cli_providers import list_providers  # noqa: E402,F401  (registers `switchboard providers`)
+from flows import cli_simulate  # noqa: E402,F401  (registers `switchboard simulate`)

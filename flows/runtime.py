@@ -55,8 +55,12 @@ def resolve_inputs(
     """Load and validate everything before anything runs; raises InputError subclasses."""
     batch = spec if isinstance(spec, BatchSpec) else load_spec(spec)
     config = load_config(providers)
-    chosen = check_strategy(strategy) if strategy else config.strategy
-    return batch, config, chosen
+    return batch, config, resolve_strategy(config, strategy)
+
+
+def resolve_strategy(config: SwitchboardConfig, strategy: str | None) -> str:
+    """The run's strategy: the override if given (ValueError naming the choices if unknown), else the config's."""
+    return check_strategy(strategy) if strategy else config.strategy
 
 
 def start_run(ledger: Ledger, spec: BatchSpec, strategy: str, *, fresh: bool = False) -> tuple[str, bool]:

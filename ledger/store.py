@@ -312,6 +312,26 @@ class Ledger:
                 for e in session.scalars(query)
             ]
 
+    def attempts_between(self, since: datetime, until: datetime) -> list[AttemptRecord]:
+        """Every attempt started in [since, until), oldest first (what-if replays read the workload from it)."""
+        query = (
+            select(ProviderUsage)
+            .where(ProviderUsage.started_at >= since, ProviderUsage.started_at < until)
+            .order_by(ProviderUsage.started_at, ProviderUsage.id)
+        )
+        with self._sessions() as session:
+            return [_attempt_record(r) for r in session.scalars(query)]
+
+    def task_priorities(self, run_ids: Iterable[str]) -> dict[tuple[str, str], str]:
+        ids = list(set(run_ids))
+        if not ids:
+            return {}
+        with self._sessions() as session:
+            rows = session.execute(
+                select(TaskRow.run_id, TaskRow.task_id, TaskRow.priority).where(TaskRow.run_id.in_(ids))
+            ).all()
+            return {(run_id, task_id): priority for run_id, task_id, priority in rows}
+
     def last_attempt_number(self, run_id: str, task_id: str) -> int:
         with self._sessions() as session:
             value = session.scalar(
