@@ -136,3 +136,58 @@ def test_ensure_local_server_starts_one_in_the_background(dirs: dict[str, Path])
     finally:
         server.stop_server(port, **dirs)
     assert server.group_members(info.pid) == []  # type: ignore[arg-type]
+
+
+# --- task runners: the Dask runner needs a Prefect server (flows/task_runners.py) -------------------------
+
+
+def test_thread_runner_is_bounded_by_config() -> None:
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    from flows.task_runners import make_task_runner
+    from routing.config import RunnerSettings
+
+    runner = make_task_runner(RunnerSettings(max_workers=3))
+    assert isinstance(runner, ThreadPoolTaskRunner) and runner._max_workers == 3
+    assert make_task_runner(RunnerSettings())._max_workers == 16  # never Prefect's unbounded default
+
+
+def test_dask_runner_without_prefect_dask_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    from flows.task_runners import TaskRunnerError, make_task_runner
+    from routing.config import RunnerSettings
+
+    monkeypatch.setitem(sys.modules, "prefect_dask", None)  # import prefect_dask -> ImportError
+    with pytest.raises(TaskRunnerError, match=r"pip install 'switchboard\[dask\]'"):
+        make_task_runner(RunnerSettings(kind="dask"))
+
+
+class _FakeDaskTaskRunner:
+    def __init__(self, **kwargs: object) -> None:
+        self.kwargs = kwargs
+
+
+def test_dask_runner_needs_a_server_and_stays_on_loopback(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import types
+
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.task_runners import TaskRunnerError, make_task_runner
+    from routing.config import RunnerSettings
+
+    monkeypatch.setitem(sys.modules, "prefect_dask", types.SimpleNamespace(DaskTaskRunner=_FakeDaskTaskRunner))
+    monkeypatch.delenv("DASK_TEMPORARY_DIRECTORY", raising=False)
+    settings = RunnerSettings(kind="dask", dask_workers=3)
+    with (
+        temporary_settings(restore_defaults={PREFECT_API_URL}),
+        pytest.raises(TaskRunnerError, match="PREFECT_API_URL"),
+    ):
+        make_task_runner(settings, scratch=tmp_path)
+    with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:4200/api"}):
+        local = make_task_runner(settings, scratch=tmp_path)
+        remote = make_task_runner(RunnerSettings(kind="dask", dask_address="tcp://127.0.0.1:8786"), scratch=tmp_path)
+    cluster = local.kwargs["cluster_kwargs"]  # type: ignore[attr-defined]
+    assert local.kwargs["cluster_class"] == "distributed.LocalCluster"  # type: ignore[attr-defined]
+    assert cluster["n_workers"] == 3 and cluster["threads_per_worker"] == 1 and cluster["host"] == "127.0.0.1"
+    assert cluster["dashboard_address"] is None and cluster["local_directory"].startswith(str(tmp_path))
+    assert os.environ["DASK_TEMPORARY_DIRECTORY"].startswith(str(tmp_path))
+    assert remote.kwargs == {"address": "tcp://127.0.0.1:8786"}  # type: ignore[attr-defined]
