@@ -146,3 +146,4 @@ def main(argv: list[str] | None = None) -> None:
 from flows import cli_server  # noqa: E402,F401  (registers `switchboard server`)
 from flows.cli_providers import list_providers  # noqa: E402,F401  (registers `switchboard providers`)
 from flows import cli_simulate  # noqa: E402,F401  (registers `switchboard simulate`)
+from flows import cli_report  # noqa: E402,F401  (registers `switchboard report`)

@@ -1,0 +1,226 @@
+"""Ledger -> pandas: aggregate in SQL, fetch raw values only where a statistic needs them (latency percentiles).
+
+Every query reads `provider_usage` at most once in full; the results are small frames (one row per group), so a
+report over millions of attempts stays a few seconds and a few hundred MB. Timestamps come back UTC-aware.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Connection, Select, and_, case, func, literal, or_, select
+
+from analytics.sql import Unit, check_dialect, parse_bucket, utc_bucket
+from analytics.window import ReportWindow
+from ledger.models import ProviderEvent, ProviderUsage
+
+_U = ProviderUsage.__table__
+_E = ProviderEvent.__table__
+PERCENTILES = (50.0, 95.0, 99.0)
+CUBE_KEYS = ("day", "provider_id", "subscription", "model", "task_type", "team", "strategy", "outcome")
+TOKEN_COLUMNS = ("tokens_input", "tokens_output", "tokens_cache_read", "tokens_cache_write", "tokens_reasoning")
+CUBE_COLUMNS = (*CUBE_KEYS, "attempts", "first_attempts", "cost_usd", *TOKEN_COLUMNS)
+# Rows fetched per round trip when raw values are needed; bounds the Python objects alive at once.
+_FETCH_CHUNK = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class ReportFilter:
+    window: ReportWindow
+    team: str | None = None
+
+
+def _usage_where(f: ReportFilter, table=_U) -> list:  # type: ignore[no-untyped-def]
+    clauses = [table.c.started_at >= f.window.since, table.c.started_at < f.window.until]
+    if f.team is not None:
+        clauses.append(table.c.team == f.team)
+    return clauses
+
+
+def load_cube(conn: Connection, f: ReportFilter) -> pd.DataFrame:
+    """Attempts grouped by every dimension a report slices on (provider .. day, outcome), with their sums.
+
+    One GROUP BY over the window replaces reading every attempt: all cost, token, success-rate and error-mix
+    tables are re-aggregations of this frame in pandas.
+    """
+    dialect = conn.dialect.name
+    day = utc_bucket(_U.c.started_at, "day", dialect).label("day")
+    # Day first: rows are stored roughly in time order, which makes the sorter's comparisons end early.
+    keys = [day, _U.c.provider_id, _U.c.subscription, _U.c.model, _U.c.task_type, _U.c.team, _U.c.strategy]
+    keys.append(_U.c.outcome)
+    stmt = (
+        select(
+            *keys,
+            func.count().label("attempts"),
+            func.sum(case((_U.c.attempt == 1, 1), else_=0)).label("first_attempts"),
+            func.sum(_U.c.cost_usd).label("cost_usd"),
+            *(func.sum(_U.c[c]).label(c) for c in TOKEN_COLUMNS),
+        )
+        .where(*_usage_where(f))
+        .group_by(*keys)
+    )
+    frame = fetch_frame(conn, stmt, CUBE_COLUMNS)
+    frame["day"] = parse_bucket(frame["day"], "day")
+    for column in ("attempts", "first_attempts", *TOKEN_COLUMNS):
+        frame[column] = frame[column].astype("int64")
+    frame["cost_usd"] = frame["cost_usd"].astype("float64")
+    return frame
+
+
+def fetch_frame(conn: Connection, stmt: Select[Any], columns: tuple[str, ...] | list[str]) -> pd.DataFrame:
+    """Run `stmt` and read its rows straight off the DB-API cursor (no per-row Row objects); plain values only."""
+    result = conn.execute(stmt)
+    try:
+        rows = result.cursor.fetchall() if result.cursor is not None else []
+    finally:
+        result.close()
+    return pd.DataFrame.from_records(rows, columns=list(columns), coerce_float=True)
+
+
+def distinct_providers(conn: Connection, f: ReportFilter) -> list[str]:
+    return sorted(conn.execute(select(_U.c.provider_id).where(*_usage_where(f)).distinct()).scalars())
+
+
+def load_latency_percentiles(conn: Connection, f: ReportFilter) -> pd.DataFrame:
+    """p50/p95/p99 (linear interpolation, as numpy and percentile_cont compute it) of successful attempts."""
+    columns = ["provider_id", "latency_n", "p50_ms", "p95_ms", "p99_ms"]
+    where = [*_usage_where(f), _U.c.outcome == "success"]
+    if conn.dialect.name == "postgresql":
+        # The server sorts per group; nothing crosses the wire but three numbers per provider.
+        stmt = (
+            select(
+                _U.c.provider_id,
+                func.count(),
+                *(func.percentile_cont(q / 100).within_group(_U.c.latency_ms) for q in PERCENTILES),
+            )
+            .where(*where)
+            .group_by(_U.c.provider_id)
+        )
+        frame = fetch_frame(conn, stmt, columns)
+    else:
+        frame = _percentiles_from_values(conn, where, distinct_providers(conn, f), columns)
+    frame["latency_n"] = frame["latency_n"].astype("int64")
+    return frame
+
+
+def _percentiles_from_values(conn: Connection, where: list, providers: list[str], columns: list[str]) -> pd.DataFrame:
+    # SQLite has no percentile function: stream (provider code, latency) pairs into typed numpy arrays. The
+    # provider is mapped to a small int in SQL because Python caches small ints, so no per-row string objects.
+    check_dialect(conn.dialect.name)
+    if not providers:
+        return pd.DataFrame(columns=columns)
+    code = case({p: i for i, p in enumerate(providers)}, value=_U.c.provider_id, else_=-1)
+    stmt = select(code, _U.c.latency_ms).where(*where)
+    chunks_code: list[np.ndarray] = []
+    chunks_latency: list[np.ndarray] = []
+    result = conn.execute(stmt)
+    try:
+        while part := result.cursor.fetchmany(_FETCH_CHUNK):
+            block = np.array(part, dtype=np.float64).reshape(-1, 2)
+            chunks_code.append(block[:, 0].astype(np.int32))
+            chunks_latency.append(block[:, 1])
+    finally:
+        result.close()
+    codes = np.concatenate(chunks_code) if chunks_code else np.empty(0, np.int32)
+    latencies = np.concatenate(chunks_latency) if chunks_latency else np.empty(0)
+    rows = []
+    for i, provider in enumerate(providers):
+        values = latencies[codes == i]
+        if values.size:
+            rows.append([provider, values.size, *np.percentile(values, PERCENTILES)])
+    return pd.DataFrame(rows, columns=columns)
+
+
+def load_transitions(conn: Connection, f: ReportFilter) -> pd.DataFrame:
+    """Each move after a failed attempt: (from provider, to provider, strategy) with counts and time lost.
+
+    A task's attempt n (n > 1) is paired with its attempt n-1; if n-1 failed, the move is a retry when both
+    ran on the same provider and a failover otherwise. `lost_ms` is the failed attempts' latency.
+    """
+    cur, prev = _U.alias("cur"), _U.alias("prev")
+    join = cur.join(
+        prev,
+        and_(prev.c.run_id == cur.c.run_id, prev.c.task_id == cur.c.task_id, prev.c.attempt == cur.c.attempt - 1),
+    )
+    keys = [prev.c.provider_id.label("from_provider"), cur.c.provider_id.label("to_provider"), cur.c.strategy]
+    stmt = (
+        select(*keys, func.count().label("moves"), func.sum(prev.c.latency_ms).label("lost_ms"))
+        .select_from(join)
+        .where(cur.c.attempt > 1, prev.c.outcome != "success", *_usage_where(f, cur))
+        .group_by(*keys)
+    )
+    frame = fetch_frame(conn, stmt, ["from_provider", "to_provider", "strategy", "moves", "lost_ms"])
+    frame["moves"] = frame["moves"].astype("int64")
+    frame["lost_ms"] = frame["lost_ms"].astype("float64")
+    frame["kind"] = np.where(frame["from_provider"] == frame["to_provider"], "retry", "failover")
+    return frame
+
+
+def load_events(conn: Connection, f: ReportFilter) -> pd.DataFrame:
+    """Provider events in the window, plus each provider's last circuit event before it (its state at `since`)."""
+    circuit = _E.c.kind.like("circuit.%")
+    latest = (
+        select(_E.c.provider_id, func.max(_E.c.at).label("at"))
+        .where(_E.c.at < f.window.since, circuit)
+        .group_by(_E.c.provider_id)
+        .subquery()
+    )
+    before = (
+        select(_E.c.provider_id, _E.c.subscription, _E.c.kind, _E.c.at, literal(True).label("before"))
+        .join(latest, and_(latest.c.provider_id == _E.c.provider_id, latest.c.at == _E.c.at))
+        .where(circuit)
+    )
+    inside = select(_E.c.provider_id, _E.c.subscription, _E.c.kind, _E.c.at, literal(False).label("before")).where(
+        _E.c.at >= f.window.since, _E.c.at < f.window.until
+    )
+    rows = [*conn.execute(before).all(), *conn.execute(inside).all()]
+    frame = pd.DataFrame(rows, columns=["provider_id", "subscription", "kind", "at", "before"])
+    frame["at"] = pd.to_datetime(frame["at"], utc=True)
+    frame["before"] = frame["before"].astype(bool)
+    return frame.sort_values(["at", "provider_id"], kind="stable").reset_index(drop=True)
+
+
+def load_usage_buckets(
+    conn: Connection, start: datetime, end: datetime, unit: Unit, providers: list[str]
+) -> pd.DataFrame:
+    """Requests, tokens (input+output+cache, as limits count them) and cost per provider, subscription and bucket.
+
+    Quota windows ignore the report's team filter: a limit is shared by everyone using the subscription.
+    """
+    columns = ["bucket", "provider_id", "subscription", "requests", "tokens", "cost"]
+    if not providers or start >= end:
+        return _typed_buckets(pd.DataFrame(columns=columns), unit)
+    bucket = utc_bucket(_U.c.started_at, unit, conn.dialect.name).label("bucket")
+    tokens = _U.c.tokens_input + _U.c.tokens_output + _U.c.tokens_cache_read + _U.c.tokens_cache_write
+    keys = [bucket, _U.c.provider_id, _U.c.subscription]
+    stmt = (
+        select(*keys, func.count(), func.sum(tokens), func.sum(_U.c.cost_usd))
+        .where(_U.c.started_at >= start, _U.c.started_at < end, or_(*(_U.c.provider_id == p for p in providers)))
+        .group_by(*keys)
+    )
+    return _typed_buckets(fetch_frame(conn, stmt, columns), unit)
+
+
+def _typed_buckets(frame: pd.DataFrame, unit: Unit) -> pd.DataFrame:
+    frame["bucket"] = parse_bucket(frame["bucket"], unit)
+    frame["requests"] = frame["requests"].astype("int64")
+    frame["tokens"] = frame["tokens"].astype("float64")
+    frame["cost"] = frame["cost"].astype("float64")
+    return frame
+
+
+def ledger_start(conn: Connection) -> datetime | None:
+    """When the ledger's first attempt started (indexed, so cheap): how far back usage could be observed."""
+    value = conn.execute(select(func.min(_U.c.started_at))).scalar()
+    return value
+
+
+def first_seen_since(start: datetime | None, until: datetime, span: timedelta) -> float:
+    """Seconds of history a window of `span` ending at `until` could hold (at least a minute)."""
+    if start is None:
+        return span.total_seconds()
+    return max(60.0, min(span.total_seconds(), (until - start).total_seconds()))

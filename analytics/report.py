@@ -1,0 +1,182 @@
+"""The whole usage report: load from the ledger, build every table, recommendations and alerts, serialise."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeVar
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Connection, Engine
+
+from analytics.alerts import Alert, AlertThresholds, check_alerts
+from analytics.health import circuit_summary, health_trend
+from analytics.load import ReportFilter, load_cube, load_events, load_latency_percentiles, load_transitions
+from analytics.quota import QuotaLimit, quota_table
+from analytics.recommend import (
+    Recommendation,
+    RecommendPolicy,
+    TokenPrice,
+    cheaper_providers,
+    near_limits,
+    provider_changes,
+)
+from analytics.sql import check_dialect
+from analytics.tables import (
+    COST_DIMENSIONS,
+    cost_over_time,
+    cost_table,
+    error_mix,
+    performance,
+    routing_efficiency,
+    totals,
+    with_successes,
+)
+from analytics.window import ReportWindow
+
+_T = TypeVar("_T")
+# Table name -> one-line meaning; the order is the report's order (JSON, CSV files, HTML sections).
+TABLES: dict[str, str] = {
+    "by_provider": "Cost, tokens and attempts per provider",
+    "by_subscription": "Cost, tokens and attempts per provider subscription",
+    "by_model": "Cost, tokens and attempts per provider model",
+    "by_task_type": "Cost, tokens and attempts per task type",
+    "by_team": "Cost, tokens and attempts per team",
+    "by_day": "Cost, tokens and attempts per UTC day",
+    "cost_over_time": "Cost per UTC day and provider",
+    "performance": "Success rate, latency percentiles (successful attempts), failovers and retries per provider",
+    "errors": "Failed attempts per provider and error class",
+    "quota": "Use of each configured limit: now, at its busiest, and forecast exhaustion",
+    "routing": "Routing decisions per strategy: first-choice successes and time lost to failover and retries",
+    "health": "Circuit and quota events per UTC day and provider",
+}
+
+
+@dataclass(frozen=True)
+class ReportSettings:
+    """Everything from the providers file a report needs, as plain values (analytics never reads config)."""
+
+    limits: tuple[QuotaLimit, ...] = ()
+    prices: Mapping[str, TokenPrice] = field(default_factory=dict)
+    thresholds: AlertThresholds = field(default_factory=AlertThresholds)
+    policy: RecommendPolicy = field(default_factory=RecommendPolicy)
+
+
+@dataclass
+class Report:
+    window: ReportWindow
+    team: str | None
+    totals: dict[str, Any]
+    tables: dict[str, pd.DataFrame]
+    recommendations: list[Recommendation]
+    alerts: list[Alert]
+    settings: ReportSettings
+
+    def to_json(self) -> dict[str, Any]:
+        """One JSON-ready object: NaN/inf become null, timestamps ISO 8601 UTC, days YYYY-MM-DD."""
+        return {
+            "period": {
+                "since": self.window.since.isoformat(),
+                "until": self.window.until.isoformat(),
+                "team": self.team,
+            },
+            "totals": {k: _json_value(v) for k, v in self.totals.items()},
+            **{name: frame_records(frame) for name, frame in self.tables.items()},
+            "recommendations": [_json_value(r.as_dict()) for r in self.recommendations],
+            "alerts": [_json_value(a.as_dict()) for a in self.alerts],
+            "policy": {
+                "success_tolerance": self.settings.policy.success_tolerance,
+                "min_attempts": self.settings.policy.min_attempts,
+                "near_limit": self.settings.policy.near_limit,
+                "drop_below": self.settings.policy.drop_below,
+            },
+        }
+
+
+def build_report(
+    engine: Engine,
+    window: ReportWindow,
+    *,
+    team: str | None = None,
+    settings: ReportSettings | None = None,
+    parallel: bool = True,
+) -> Report:
+    """Query the ledger and build the report.
+
+    The attempt cube (the one big GROUP BY) runs on its own connection while the other queries run on a
+    second one: both databases release the GIL while they work, so the two overlap on a multi-core machine.
+    """
+    settings = settings or ReportSettings()
+    check_dialect(engine.dialect.name)
+    f = ReportFilter(window, team)
+    if parallel:
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="report") as pool:
+            cube_future = pool.submit(_on_connection, engine, load_cube, f)
+            rest = _on_connection(engine, _load_rest, f, settings.limits)
+            cube = cube_future.result()
+    else:
+        cube = _on_connection(engine, load_cube, f)
+        rest = _on_connection(engine, _load_rest, f, settings.limits)
+    cube = with_successes(cube)
+    latency, transitions, events, quota = rest
+    tables = {name: cost_table(cube, keys) for name, keys in COST_DIMENSIONS.items()}
+    tables["cost_over_time"] = cost_over_time(cube)
+    circuit = circuit_summary(events, window)
+    tables["performance"] = performance(cube, latency, transitions, circuit)
+    tables["errors"] = error_mix(cube)
+    tables["quota"] = quota
+    tables["routing"] = routing_efficiency(cube, transitions)
+    tables["health"] = health_trend(events)
+    summary = totals(cube, transitions)
+    recommendations = [
+        *cheaper_providers(cube, settings.prices, settings.policy),
+        *near_limits(quota, settings.policy),
+        *provider_changes(tables["performance"], tables["errors"], events, settings.policy),
+    ]
+    alerts = check_alerts(
+        settings.thresholds, by_day=tables["by_day"], performance=tables["performance"], totals=summary, quota=quota
+    )
+    return Report(window, team, summary, tables, recommendations, alerts, settings)
+
+
+def _on_connection(engine: Engine, load: Callable[..., _T], *args: Any) -> _T:
+    with engine.connect() as conn:
+        return load(conn, *args)
+
+
+def _load_rest(
+    conn: Connection, f: ReportFilter, limits: tuple[QuotaLimit, ...]
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    return (
+        load_latency_percentiles(conn, f),
+        load_transitions(conn, f),
+        load_events(conn, f),
+        quota_table(conn, f.window, limits),
+    )
+
+
+def frame_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """A table as JSON-ready rows (day columns as dates, other timestamps ISO, missing values null)."""
+    return [{k: _json_value(v, column=k) for k, v in row.items()} for row in frame.to_dict(orient="records")]
+
+
+def _json_value(value: Any, column: str = "") -> Any:
+    if isinstance(value, dict):
+        return {k: _json_value(v, column=k) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_value(v) for v in value]
+    if value is None or value is pd.NaT:
+        return None
+    if isinstance(value, pd.Timestamp | datetime):
+        stamp = pd.Timestamp(value)
+        return stamp.strftime("%Y-%m-%d") if column == "day" else stamp.isoformat()
+    if isinstance(value, np.integer | bool | np.bool_):
+        return value.item() if isinstance(value, np.generic) else value
+    if isinstance(value, float | np.floating):
+        number = float(value)
+        return None if math.isnan(number) or math.isinf(number) else number
+    return value

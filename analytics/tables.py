@@ -1,0 +1,170 @@
+"""Report tables re-aggregated from the attempt cube (see `load.load_cube`): cost, performance, routing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analytics.load import TOKEN_COLUMNS
+
+SUM_COLUMNS = (
+    "attempts",
+    "successes",
+    "cost_usd",
+    "tokens_input",
+    "tokens_output",
+    "tokens_cache_read",
+    "tokens_cache_write",
+)
+NO_STRATEGY = "(none)"
+# The dimensions a cost table can be sliced by, and the table names the report uses for them.
+COST_DIMENSIONS: dict[str, tuple[str, ...]] = {
+    "by_provider": ("provider_id",),
+    "by_subscription": ("provider_id", "subscription"),
+    "by_model": ("provider_id", "model"),
+    "by_task_type": ("task_type",),
+    "by_team": ("team",),
+    "by_day": ("day",),
+}
+
+
+def with_successes(cube: pd.DataFrame) -> pd.DataFrame:
+    """The cube plus `successes` (its attempts where the outcome is success)."""
+    out = cube.copy()
+    out["successes"] = np.where(out["outcome"] == "success", out["attempts"], 0).astype("int64")
+    return out
+
+
+def rate(numerator: pd.Series | float, denominator: pd.Series | float) -> Any:
+    """numerator / denominator with 0/0 as NaN (undefined rates are reported as null, never as 0 or inf)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if isinstance(denominator, pd.Series):
+            return numerator / denominator.where(denominator != 0)
+        return float(numerator) / denominator if denominator else float("nan")
+
+
+def cost_table(cube: pd.DataFrame, keys: tuple[str, ...]) -> pd.DataFrame:
+    """Attempts, successes, success rate, cost (and its share) and tokens per `keys` group, costliest first."""
+    columns = [*keys, *SUM_COLUMNS, "success_rate", "cost_share"]
+    if cube.empty:
+        return pd.DataFrame(columns=columns)
+    grouped = cube.groupby(list(keys), dropna=False, sort=True)[list(SUM_COLUMNS)].sum().reset_index()
+    grouped["success_rate"] = rate(grouped["successes"], grouped["attempts"])
+    total = float(grouped["cost_usd"].sum())
+    grouped["cost_share"] = grouped["cost_usd"] / total if total > 0 else 0.0
+    if keys != ("day",):
+        grouped = grouped.sort_values(["cost_usd", *keys], ascending=[False, *[True] * len(keys)], kind="stable")
+    return grouped[columns].reset_index(drop=True)
+
+
+def cost_over_time(cube: pd.DataFrame) -> pd.DataFrame:
+    """Cost and attempts per UTC day and provider (the cost chart's data)."""
+    if cube.empty:
+        return pd.DataFrame(columns=["day", "provider_id", "cost_usd", "attempts"])
+    out = cube.groupby(["day", "provider_id"], sort=True)[["cost_usd", "attempts"]].sum().reset_index()
+    return out
+
+
+def totals(cube: pd.DataFrame, transitions: pd.DataFrame) -> dict[str, Any]:
+    attempts = int(cube["attempts"].sum())
+    successes = int(cube["successes"].sum())
+    moves = transitions.groupby("kind")["moves"].sum() if not transitions.empty else pd.Series(dtype="int64")
+    return {
+        "cost_usd": float(cube["cost_usd"].sum()),
+        "attempts": attempts,
+        "successes": successes,
+        "success_rate": rate(successes, attempts),
+        "tasks": int(cube["first_attempts"].sum()),
+        **{c: int(cube[c].sum()) for c in TOKEN_COLUMNS},
+        "failovers": int(moves.get("failover", 0)),
+        "retries": int(moves.get("retry", 0)),
+        "providers": int(cube["provider_id"].nunique()),
+    }
+
+
+def performance(
+    cube: pd.DataFrame, latency: pd.DataFrame, transitions: pd.DataFrame, circuit: pd.DataFrame
+) -> pd.DataFrame:
+    """Per provider: success rate, latency percentiles (successful attempts), errors, moves away, circuit time.
+
+    `failovers` counts moves from this provider to another after a failed attempt here; `retries` counts
+    failed attempts here followed by another attempt here.
+    """
+    columns = [
+        "provider_id",
+        "attempts",
+        "successes",
+        "success_rate",
+        "errors",
+        "p50_ms",
+        "p95_ms",
+        "p99_ms",
+        "failovers",
+        "retries",
+        "failover_time_s",
+        "circuit_opens",
+        "circuit_open_s",
+    ]
+    if cube.empty:
+        return pd.DataFrame(columns=columns)
+    out = cube.groupby("provider_id", sort=True)[["attempts", "successes"]].sum().reset_index()
+    out["success_rate"] = rate(out["successes"], out["attempts"])
+    out["errors"] = out["attempts"] - out["successes"]
+    out = out.merge(latency.drop(columns=["latency_n"]), on="provider_id", how="left")
+    for kind, name in (("failover", "failovers"), ("retry", "retries")):
+        moved = transitions[transitions["kind"] == kind].groupby("from_provider")["moves"].sum()
+        out[name] = out["provider_id"].map(moved).fillna(0).astype("int64")
+    lost = transitions[transitions["kind"] == "failover"].groupby("from_provider")["lost_ms"].sum() / 1000
+    out["failover_time_s"] = out["provider_id"].map(lost).fillna(0.0)
+    out = out.merge(circuit, on="provider_id", how="left")
+    out["circuit_opens"] = out["circuit_opens"].fillna(0).astype("int64")
+    out["circuit_open_s"] = out["circuit_open_s"].fillna(0.0)
+    return out[columns]
+
+
+def error_mix(cube: pd.DataFrame) -> pd.DataFrame:
+    """Failed attempts per provider and error class, with their share of the provider's attempts."""
+    columns = ["provider_id", "outcome", "attempts", "share_of_attempts", "share_of_errors"]
+    if cube.empty:
+        return pd.DataFrame(columns=columns)
+    per_provider = cube.groupby("provider_id")["attempts"].sum()
+    failed = cube[cube["outcome"] != "success"]
+    out = failed.groupby(["provider_id", "outcome"], sort=True)["attempts"].sum().reset_index()
+    errors = out.groupby("provider_id")["attempts"].transform("sum")
+    out["share_of_attempts"] = out["attempts"] / out["provider_id"].map(per_provider)
+    out["share_of_errors"] = out["attempts"] / errors
+    return out.sort_values(["provider_id", "attempts", "outcome"], ascending=[True, False, True], kind="stable")[
+        columns
+    ].reset_index(drop=True)
+
+
+def routing_efficiency(cube: pd.DataFrame, transitions: pd.DataFrame) -> pd.DataFrame:
+    """Per strategy: routing decisions (a task's first attempt), share decided right the first time, time lost.
+
+    A first-choice success is a task whose first attempt (on the first provider of its routing order)
+    succeeded; `failover_time_s`/`retry_time_s` sum the failed attempts' latency before each move.
+    """
+    columns = ["strategy", "decisions", "first_choice_successes", "first_choice_rate", "failovers", "retries"]
+    columns += ["failover_time_s", "retry_time_s"]
+    if cube.empty:
+        return pd.DataFrame(columns=columns)
+    # Attempts recorded without a strategy still count, under one visible label rather than a dropped NaN key.
+    first = cube.assign(
+        strategy=cube["strategy"].fillna(NO_STRATEGY),
+        first_ok=np.where(cube["outcome"] == "success", cube["first_attempts"], 0),
+    )
+    out = (
+        first.groupby("strategy", sort=True)[["first_attempts", "first_ok"]]
+        .sum()
+        .reset_index()
+        .rename(columns={"first_attempts": "decisions", "first_ok": "first_choice_successes"})
+    )
+    out["first_choice_rate"] = rate(out["first_choice_successes"], out["decisions"])
+    moves = transitions.assign(strategy=transitions["strategy"].fillna(NO_STRATEGY))
+    for kind, count, seconds in (("failover", "failovers", "failover_time_s"), ("retry", "retries", "retry_time_s")):
+        part = moves[moves["kind"] == kind].groupby("strategy")[["moves", "lost_ms"]].sum()
+        out[count] = out["strategy"].map(part["moves"]).fillna(0).astype("int64")
+        out[seconds] = out["strategy"].map(part["lost_ms"]).fillna(0.0) / 1000
+    return out[columns]

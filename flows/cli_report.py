@@ -1,0 +1,176 @@
+"""`switchboard report`: the usage report from the command line, without Prefect.
+
+It also holds `report_settings`, the one place where the providers file becomes the plain values analytics
+takes (limits, prices, alert thresholds); the `usage_report` flow imports it from here so this module stays
+free of Prefect and the command starts fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Literal
+
+from cyclopts import Parameter
+from rich.table import Table
+
+from analytics import (
+    AlertThresholds,
+    QuotaLimit,
+    Report,
+    ReportSettings,
+    TokenPrice,
+    build_report,
+    csv_text,
+    report_window,
+    write_report,
+)
+from analytics.format import display_frame, format_totals
+from flows.cli import EXIT_INVALID, EXIT_OK, app, err_console, out_console
+from ledger import create_ledger_engine, default_database_url
+from providers.usage_window import LIMIT_SPECS
+from routing.config import SwitchboardConfig, load_config
+from routing.errors import InputError
+from routing.registry import provider_class
+
+# The headline tables `--format table` prints, with their titles.
+_HEADLINE = {
+    "by_provider": "Cost by provider",
+    "performance": "Provider performance",
+    "by_team": "Cost by team",
+    "by_task_type": "Cost by task type",
+    "by_day": "Cost by day (UTC)",
+    "quota": "Quota utilisation",
+    "routing": "Routing efficiency",
+}
+# Columns shown in the terminal (the JSON, CSV and HTML carry all of them).
+_COLUMNS = {
+    "by_provider": [
+        "provider_id",
+        "attempts",
+        "success_rate",
+        "cost_usd",
+        "cost_share",
+        "tokens_input",
+        "tokens_output",
+    ],
+    "performance": ["provider_id", "success_rate", "p50_ms", "p95_ms", "p99_ms", "failovers", "retries"],
+    "by_team": ["team", "attempts", "success_rate", "cost_usd", "tokens_input", "tokens_output"],
+    "by_task_type": ["task_type", "attempts", "success_rate", "cost_usd", "tokens_input", "tokens_output"],
+    "by_day": ["day", "attempts", "success_rate", "cost_usd", "tokens_input", "tokens_output"],
+    "quota": ["provider_id", "subscription", "limit", "utilisation", "peak_utilisation", "forecast_exhaustion_h"],
+    "routing": ["strategy", "decisions", "first_choice_rate", "failovers", "retries", "failover_time_s"],
+}
+
+
+def report_settings(config: SwitchboardConfig) -> ReportSettings:
+    """Limits, prices and alert thresholds from the providers file, as analytics' plain values."""
+    limits: list[QuotaLimit] = []
+    prices: dict[str, TokenPrice] = {}
+    for provider_id, provider in config.providers.items():
+        owners = [(None, provider.limits)]
+        owners += [(s.name, s.limits) for s in getattr(provider, "subscriptions", None) or []]
+        for subscription, owned in owners:
+            for spec in LIMIT_SPECS:
+                value = getattr(owned, spec.name)
+                if value is not None:
+                    limits.append(QuotaLimit(provider_id, subscription, spec.name, spec.measure, spec.span_s, value))
+        # The same lookup the provider bills with (config first, then the type's defaults; model, then "*").
+        defaults = getattr(provider_class(provider.type), "default_prices", {})
+        for table in (provider.prices, defaults):
+            price = table.get(provider.model or "*") or table.get("*")
+            if price is not None:
+                prices[provider_id] = TokenPrice(price.input, price.output, price.cache_read, price.cache_write)
+                break
+    alerts = config.alerts
+    return ReportSettings(
+        limits=tuple(limits),
+        prices=prices,
+        thresholds=AlertThresholds(alerts.daily_cost_usd, alerts.error_rate, alerts.quota_forecast_hours),
+    )
+
+
+def make_report(since: str, until: str | None, team: str | None, providers: str | Path | None) -> Report:
+    """Resolve the period and providers file, then build the report from the default ledger.
+
+    Raises ValueError for a bad --since/--until and InputError for a bad providers file.
+    """
+    window = report_window(since, until)
+    settings = report_settings(load_config(providers))
+    engine = create_ledger_engine(default_database_url())
+    try:
+        return build_report(engine, window, team=team, settings=settings)
+    finally:
+        engine.dispose()
+
+
+@app.command(name="report")
+def report(
+    *,
+    since: Annotated[str, Parameter(help="Start: a duration back from --until (7d, 12h, 30m) or an ISO date.")] = "7d",
+    until: Annotated[str | None, Parameter(help="End (exclusive): a duration back from now or an ISO date.")] = None,
+    team: Annotated[str | None, Parameter(help="Only attempts recorded for this team.")] = None,
+    out: Annotated[Path | None, Parameter(help="Also write the CSVs, PNG charts, HTML and JSON here.")] = None,
+    output_format: Annotated[
+        Literal["table", "json", "csv"],
+        Parameter(name="--format", help="table: headline tables; json: one object; csv: the by_provider table."),
+    ] = "table",
+    providers: Annotated[
+        Path | None, Parameter(help="Providers file for limits, prices and alerts (default: $SWITCHBOARD_PROVIDERS).")
+    ] = None,
+) -> int:
+    """Usage and cost report over the ledger: cost, performance, quota, routing, recommendations, alerts.
+
+    Times are UTC; ISO values without an offset are UTC. Exit 2 on an invalid --since/--until or providers file.
+    """
+    try:
+        built = make_report(since, until, team, providers.expanduser() if providers else None)
+    except ValueError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        return EXIT_INVALID
+    except InputError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        return EXIT_INVALID
+    files = write_report(built, out) if out is not None else None
+    if output_format == "json":
+        document = built.to_json()
+        if files is not None:
+            document["files"] = files.as_dict()
+        sys.stdout.write(json.dumps(document, allow_nan=False) + "\n")
+    elif output_format == "csv":
+        sys.stdout.write(csv_text(built.tables["by_provider"]))
+    else:
+        render_report(built)
+        if files is not None:
+            out_console.print(f"report written to {files.folder} (open {files.html})", highlight=False)
+    return EXIT_OK
+
+
+def render_report(built: Report) -> None:
+    window = built.window
+    scope = f" · team {built.team}" if built.team else ""
+    out_console.print(
+        f"[bold]Usage report[/] {window.since:%Y-%m-%d %H:%M} → {window.until:%Y-%m-%d %H:%M} UTC{scope}",
+        highlight=False,
+    )
+    out_console.print("  ·  ".join(f"{label} [bold]{text}[/]" for label, text in format_totals(built.totals)))
+    for name, title in _HEADLINE.items():
+        frame = built.tables[name]
+        if frame.empty:
+            continue
+        shown = display_frame(frame[[c for c in _COLUMNS[name] if c in frame.columns]])
+        table = Table(title=title, title_justify="left")
+        for column in shown.columns:
+            table.add_column(column, justify="left" if column in _COLUMNS[name][:1] else "right")
+        for row in shown.itertuples(index=False):
+            table.add_row(*row)
+        out_console.print(table)
+    for heading, lines in (
+        ("Alerts", [a.message for a in built.alerts]),
+        ("Recommendations", [r.message for r in built.recommendations]),
+    ):
+        if lines:
+            out_console.print(f"[bold]{heading}[/]")
+            for line in lines:
+                out_console.print(f"  • {line}", highlight=False)
