@@ -34,6 +34,7 @@ POOL_NAME = "switchboard"
 # `prefect server start` (SQLite) answers /api/health after ~5 s on our 2-core machines; a loaded CI box is slower.
 STARTUP_TIMEOUT_S = 90.0
 STOP_GRACE_S = 10.0
+LOG_ROTATE_BYTES = 20 * 1024 * 1024
 
 
 class ServerError(RuntimeError):
@@ -260,6 +261,9 @@ def _server_env(paths: ServerPaths) -> dict[str, str]:
 
 
 def _spawn(command: list[str], log: Path, pid_file: Path, env: dict[str, str], paths: ServerPaths) -> int:
+    with contextlib.suppress(OSError):
+        if log.stat().st_size > LOG_ROTATE_BYTES:  # keep one previous log, not an ever-growing file
+            log.replace(log.with_suffix(log.suffix + ".1"))
     with log.open("ab") as out:
         out.write(f"\n--- {time.strftime('%Y-%m-%dT%H:%M:%S%z')} {' '.join(command)}\n".encode())
         out.flush()

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from flows import server
@@ -107,6 +108,9 @@ def test_start_status_stop_a_real_server_and_worker(cli_env: dict[str, str], dir
     again = server.start_server(port, with_worker=True, **dirs)  # idempotent: nothing new is spawned
     assert (again.pid, again.worker_pid, again.startup_s) == (pid, worker_pid, None)
     assert server.ensure_local_server(port, **dirs) == f"http://127.0.0.1:{port}/api"
+    # The UI bundle asks /ui-settings where the API is; on a port other than 4200 it must be this one.
+    ui_settings = httpx.get(f"http://127.0.0.1:{port}/ui-settings", trust_env=False, timeout=10).json()
+    assert ui_settings["api_url"] == f"http://127.0.0.1:{port}/api"
     assert (dirs["data_dir"] / "prefect-server.log").stat().st_size > 0
     assert "Worker" in (dirs["data_dir"] / "prefect-worker.log").read_text()
 
