@@ -6,7 +6,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from cyclopts import App, CycloptsError, Parameter
 from rich.console import Console
@@ -14,6 +14,7 @@ from rich.console import Console
 from routing.errors import InputError
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
+PREFECT_MODE_ENV = "SWITCHBOARD_PREFECT"
 
 app = App(name="switchboard", help="Run batches of AI tasks across many providers, with failover and a usage ledger.")
 err_console = Console(stderr=True)
@@ -30,6 +31,32 @@ def _quiet_prefect(verbose: bool) -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
+def _connect_prefect() -> str | None:
+    """The Prefect API this run reports to: $PREFECT_API_URL, else the managed local server (started if needed).
+
+    `SWITCHBOARD_PREFECT=ephemeral` keeps Prefect's ephemeral mode (a temporary server per run) instead.
+    Must run before prefect is imported.
+    """
+    if os.environ.get("PREFECT_API_URL"):
+        return os.environ["PREFECT_API_URL"]
+    if os.environ.get(PREFECT_MODE_ENV, "").lower() == "ephemeral":
+        return None
+    from flows.server import api_url, is_healthy
+
+    if not is_healthy():
+        err_console.print("starting the local Prefect server (once; `switchboard server stop` stops it) ...")
+    from flows.server import ensure_local_server
+
+    os.environ["PREFECT_API_URL"] = ensure_local_server()
+    return api_url()
+
+
+def _flow_run_url(api: str | None, flow_run_id: str | None) -> str | None:
+    if api is None or not flow_run_id:
+        return None
+    return f"{api.rstrip('/').removesuffix('/api')}/runs/flow-run/{flow_run_id}"
+
+
 @app.command
 def run(
     spec: Path,
@@ -42,10 +69,21 @@ def run(
     explain: Annotated[bool, Parameter(negative="", help="Include each task's routing decision.")] = False,
     fresh: Annotated[bool, Parameter(negative="", help="Start a new run even if an unfinished one exists.")] = False,
     verbose: Annotated[bool, Parameter(negative="", help="Show Prefect's logs.")] = False,
+    mode: Annotated[
+        Literal["auto", "per_node", "chunked"],
+        Parameter(help="One Prefect task per batch task, or one per DAG level (auto: by size)."),
+    ] = "auto",
+    deployment: Annotated[
+        str | None,
+        Parameter(
+            help="Trigger this deployment (e.g. process-batch/process-batch) on a worker instead of running here."
+        ),
+    ] = None,
 ) -> int:
     """Run a batch spec (YAML or JSON).
 
     Exit 0 when all tasks completed, 1 when any failed or was skipped, 2 on invalid input, 130 when interrupted.
+    With --deployment, exit 0 once the run is submitted.
     """
     from flows.runtime import default_ledger, resolve_inputs, start_run
 
@@ -59,6 +97,19 @@ def run(
         return EXIT_INVALID
 
     _quiet_prefect(verbose)
+    try:
+        api = _connect_prefect()
+    except Exception as exc:  # the server could not start: say why and how to run without it
+        err_console.print(
+            f"[bold red]error:[/] could not start the local Prefect server: {exc}\n"
+            f"set PREFECT_API_URL to a running server, or {PREFECT_MODE_ENV}=ephemeral to run without one",
+            highlight=False,
+        )
+        return EXIT_FAILED
+    providers_file = str(providers.expanduser().resolve()) if providers else None
+    if deployment is not None:
+        return _submit(spec, providers_file, strategy, deployment, api, as_json)
+
     from flows.progress import LedgerProgress
     from flows.run_control import execute_run
 
@@ -67,12 +118,12 @@ def run(
     if resumed:
         err_console.print(f"resuming unfinished run [bold]{run_id}[/] of {batch.name!r}", highlight=False)
     with LedgerProgress(ledger, run_id, total=len(batch.tasks), console=err_console):
-        providers_file = str(providers.expanduser()) if providers else None
-        status = execute_run(batch, config, providers_file, chosen, run_id=run_id, ledger=ledger)
+        status = execute_run(batch, config, providers_file, chosen, run_id=run_id, ledger=ledger, mode=mode)
 
     from flows.summary import run_summary
 
     summary = run_summary(ledger, run_id, explain=explain)
+    summary["run"]["ui_url"] = _flow_run_url(api, summary["run"]["flow_run_id"])
     if as_json:
         sys.stdout.write(json.dumps(summary, default=str) + "\n")
     else:
@@ -87,6 +138,24 @@ def run(
         )
         return EXIT_INTERRUPTED
     return EXIT_OK if summary["run"]["status"] == "completed" else EXIT_FAILED
+
+
+def _submit(
+    spec: Path, providers: str | None, strategy: str | None, deployment: str, api: str | None, as_json: bool
+) -> int:
+    """Trigger the deployment on a worker and report the flow run it created."""
+    if api is None:
+        err_console.print("[bold red]error:[/] --deployment needs a Prefect server (unset SWITCHBOARD_PREFECT)")
+        return EXIT_INVALID
+    from flows.triggers import submit_batch
+
+    flow_run_id = submit_batch(spec, providers=providers, strategy=strategy, deployment=deployment)
+    url = _flow_run_url(api, flow_run_id)
+    if as_json:
+        sys.stdout.write(json.dumps({"deployment": deployment, "flow_run_id": flow_run_id, "ui_url": url}) + "\n")
+    else:
+        out_console.print(f"submitted {deployment}: flow run {flow_run_id}\n{url}", highlight=False)
+    return EXIT_OK
 
 
 @app.command
@@ -143,7 +212,7 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(code if isinstance(code, int) else EXIT_OK)
 
 
-from flows import cli_server  # noqa: E402,F401  (registers `switchboard server`)
+from flows import cli_server  # noqa: E402,F401,I001  (registers `switchboard server`)
 from flows.cli_providers import list_providers  # noqa: E402,F401  (registers `switchboard providers`)
 from flows import cli_simulate  # noqa: E402,F401  (registers `switchboard simulate`)
 from flows import cli_report  # noqa: E402,F401  (registers `switchboard report`)

@@ -42,7 +42,9 @@ def render_run(console: Console, summary: dict[str, Any], *, explain: bool = Fal
         + f" · failovers {totals['failovers']} · cost ${totals['cost_usd']:.6f}",
         highlight=False,
     )
-    if run.get("flow_run_id"):
+    if run.get("ui_url"):
+        console.print(f"Prefect flow run: {run['ui_url']}", highlight=False)
+    elif run.get("flow_run_id"):
         console.print(f"Prefect flow run: {run['flow_run_id']}", highlight=False)
     for t in summary["tasks"]:
         if explain and t.get("decision"):

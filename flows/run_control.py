@@ -20,14 +20,21 @@ CANCEL_GRACE_S = 5.0
 
 
 def execute_run(
-    batch: BatchSpec, config: SwitchboardConfig, providers: str | None, strategy: str, *, run_id: str, ledger: Ledger
+    batch: BatchSpec,
+    config: SwitchboardConfig,
+    providers: str | None,
+    strategy: str,
+    *,
+    run_id: str,
+    ledger: Ledger,
+    mode: str = "auto",
 ) -> str:
     """Run the flow for an already started run; returns the run's final status."""
     from flows.batch import batch_flow
 
     previous_handler = signal.signal(signal.SIGINT, _interrupt_handler())
     try:
-        batch_flow(config)(spec=batch, providers=providers, strategy=strategy, run_id=run_id)
+        batch_flow(config)(spec=batch, providers=providers, strategy=strategy, run_id=run_id, mode=mode)
     except (KeyboardInterrupt, concurrent.futures.CancelledError):
         if not engine_loop().stopping:
             raise

@@ -52,10 +52,21 @@ def _block_network() -> Iterator[None]:
 def _isolated_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Keep tests away from the user's ~/.switchboard and any providers file in their environment."""
     home = tmp_path_factory.mktemp("switchboard-home")
-    saved = {k: os.environ.get(k) for k in ("SWITCHBOARD_HOME", "SWITCHBOARD_DATABASE_URL", "SWITCHBOARD_PROVIDERS")}
+    keys = (
+        "SWITCHBOARD_HOME",
+        "SWITCHBOARD_DATABASE_URL",
+        "SWITCHBOARD_PROVIDERS",
+        "SWITCHBOARD_PREFECT",
+        "PREFECT_API_URL",
+    )
+    saved = {k: os.environ.get(k) for k in keys}
     os.environ["SWITCHBOARD_HOME"] = str(home)
     os.environ.pop("SWITCHBOARD_DATABASE_URL", None)
     os.environ.pop("SWITCHBOARD_PROVIDERS", None)
+    os.environ.pop("PREFECT_API_URL", None)
+    # `switchboard run` subprocesses would otherwise start (and leave running) the managed server on port
+    # 4200; tests that want it start their own on a free port (see tests/flows/test_cli.py).
+    os.environ["SWITCHBOARD_PREFECT"] = "ephemeral"
     yield home
     for key, value in saved.items():
         if value is None:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,19 +20,32 @@ EXAMPLES = ROOT / "examples"
 pytestmark = pytest.mark.slow
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @pytest.fixture(scope="module")
-def prefect_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("prefect-home")
+def managed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """The default path: no PREFECT_API_URL, so `switchboard run` starts the managed local server (on a free
+    port here) and later runs reuse it. Stopped when the module is done."""
+    from flows.server import stop_server
+
+    home = tmp_path_factory.mktemp("home")
+    settings = {
+        "SWITCHBOARD_HOME": str(home),
+        "SWITCHBOARD_PREFECT_PORT": str(_free_port()),
+        "PREFECT_HOME": str(tmp_path_factory.mktemp("prefect-home")),
+    }
+    yield settings
+    stop_server(int(settings["SWITCHBOARD_PREFECT_PORT"]), data_dir=home, prefect_home=Path(settings["PREFECT_HOME"]))
 
 
 @pytest.fixture
-def env(tmp_path: Path, prefect_home: Path) -> dict[str, str]:
-    return dict(
-        os.environ,
-        SWITCHBOARD_HOME=str(tmp_path / "home"),
-        SWITCHBOARD_DATABASE_URL=f"sqlite:///{tmp_path / 'ledger.db'}",
-        PREFECT_HOME=str(prefect_home),
-    )
+def env(tmp_path: Path, managed_server: dict[str, str]) -> dict[str, str]:
+    base = {k: v for k, v in os.environ.items() if k not in ("SWITCHBOARD_PREFECT", "PREFECT_API_URL")}
+    return {**base, **managed_server, "SWITCHBOARD_DATABASE_URL": f"sqlite:///{tmp_path / 'ledger.db'}"}
 
 
 def switchboard(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -71,6 +86,9 @@ def test_failing_top_provider_fails_over_for_every_task(env: dict[str, str], tmp
     # the breaker (failure_threshold 5) stops sending work to the always-failing provider
     assert 1 <= flaky_calls <= 5
     assert out["totals"]["failovers"] == flaky_calls and out["totals"]["completed"] == 12
+    # the run went to the managed local server, whose UI page for it is printed
+    port = env["SWITCHBOARD_PREFECT_PORT"]
+    assert out["run"]["ui_url"] == f"http://127.0.0.1:{port}/runs/flow-run/{out['run']['flow_run_id']}"
     rows = (
         _db(tmp_path)
         .execute(
