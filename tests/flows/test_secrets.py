@@ -143,6 +143,32 @@ def test_an_unreachable_prefect_api_costs_one_short_timeout(tmp_path: Path) -> N
     assert float(lookup_s) < 2.5
 
 
+@pytest.mark.slow
+def test_ephemeral_mode_reads_blocks_when_the_resolver_is_made_inside_the_flow(tmp_path: Path) -> None:
+    # `switchboard run` without PREFECT_API_URL: the flow's temporary server is the only API there is.
+    code = (
+        "import threading\n"
+        "from prefect import flow\n"
+        "from prefect.blocks.system import Secret\n"
+        "from flows.secrets import secret_resolver\n"
+        "@flow\n"
+        "def run():\n"
+        "    Secret(value='from-ephemeral-block').save('switchboard-eph-key', overwrite=True)\n"
+        "    resolve, out = secret_resolver(), []\n"
+        "    worker = threading.Thread(target=lambda: out.append(resolve('SWITCHBOARD_EPH_KEY')))\n"
+        "    worker.start(); worker.join(30)\n"
+        "    return out\n"
+        "print(run())\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(PREFECT_HOME=str(tmp_path / "prefect-home"), PREFECT_LOGGING_LEVEL="WARNING")
+    env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, timeout=180, check=True
+    )
+    assert out.stdout.strip().splitlines()[-1] == "['from-ephemeral-block']"
+
+
 # --- no key value anywhere a run writes (slow: real subprocesses) ------------------------------------------
 
 LEAK_KEYS = {
