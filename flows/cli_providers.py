@@ -11,8 +11,9 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from cyclopts import Parameter
@@ -20,7 +21,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from flows.cli import EXIT_FAILED, EXIT_INVALID, EXIT_OK, app, err_console, out_console
+from providers import ClaudeCliConfig, ClaudeCliProvider
 from routing.errors import InputError
+
+if TYPE_CHECKING:
+    from providers import AIProvider, Limits, ProviderConfig, SecretResolver
+    from routing.registry import ProviderRegistry
 
 DEFAULT_CHECK_TIMEOUT_S = 20.0
 # Credentials the Claude CLI reads from the environment; a `--version` probe runs with them present.
@@ -71,7 +77,7 @@ def list_providers(
 
 
 async def _inspect(
-    configs: dict[str, Any], registry: Any, secrets: Any, timeout_s: float | None
+    configs: Mapping[str, ProviderConfig], registry: ProviderRegistry, secrets: SecretResolver, timeout_s: float | None
 ) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
     """Probe every enabled provider at once (when `timeout_s` is given), describe all, then close them all."""
     try:
@@ -86,7 +92,7 @@ async def _inspect(
         await registry.aclose()
 
 
-async def _check_one(provider: Any, timeout_s: float) -> dict[str, Any]:
+async def _check_one(provider: AIProvider, timeout_s: float) -> dict[str, Any]:
     started = time.perf_counter()
     try:
         health = await asyncio.wait_for(provider.health(use_cache=False), timeout_s)
@@ -107,7 +113,13 @@ async def _check_one(provider: Any, timeout_s: float) -> dict[str, Any]:
     }
 
 
-def _describe(provider_id: str, cfg: Any, registry: Any, secrets: Any, health: dict[str, Any] | None) -> dict[str, Any]:
+def _describe(
+    provider_id: str,
+    cfg: ProviderConfig,
+    registry: ProviderRegistry,
+    secrets: SecretResolver,
+    health: dict[str, Any] | None,
+) -> dict[str, Any]:
     live = registry.get(provider_id) if provider_id in registry else None
     entry: dict[str, Any] = {
         "id": provider_id,
@@ -124,17 +136,19 @@ def _describe(provider_id: str, cfg: Any, registry: Any, secrets: Any, health: d
         "timeout_s": cfg.timeout_s,
         "available": live.capabilities().available if live is not None else None,
     }
-    if cfg.type == "claude_cli":
-        entry["executable"] = getattr(cfg, "executable", None)
-        entry["subscriptions"] = _subscriptions(cfg, live, secrets)
+    if isinstance(cfg, ClaudeCliConfig):
+        entry["executable"] = cfg.executable
+        entry["subscriptions"] = _subscriptions(cfg, live if isinstance(live, ClaudeCliProvider) else None, secrets)
     if health is not None:
         entry["health"] = health
     return entry
 
 
-def _subscriptions(cfg: Any, live: Any, secrets: Any) -> list[dict[str, Any]]:
+def _subscriptions(
+    cfg: ClaudeCliConfig, live: ClaudeCliProvider | None, secrets: SecretResolver
+) -> list[dict[str, Any]]:
     states = {s.name: s for s in live.subscription_status()} if live is not None else {}
-    configured = {s.name: s for s in getattr(cfg, "subscriptions", [])}
+    configured = {s.name: s for s in cfg.subscriptions}
     names = list(states) or list(configured)
     out = []
     for name in names:
@@ -161,11 +175,11 @@ def _subscriptions(cfg: Any, live: Any, secrets: Any) -> list[dict[str, Any]]:
     return out
 
 
-def _limits(limits: Any) -> dict[str, Any]:
+def _limits(limits: Limits) -> dict[str, Any]:
     return {k: v for k, v in limits.model_dump().items() if v is not None}
 
 
-def _key_state(env_name: str | None, secrets: Any) -> str | None:
+def _key_state(env_name: str | None, secrets: SecretResolver) -> str | None:
     if env_name is None:
         return None
     return "set" if secrets(env_name) else "missing"
@@ -181,12 +195,13 @@ def _safe_url(url: str | None) -> str | None:
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
-def _scrubber(configs: Any, secrets: Any) -> Any:
+def _scrubber(configs: Iterable[ProviderConfig], secrets: SecretResolver) -> Callable[[str], str]:
     """Replace every key value this command could have seen; the output must never carry one."""
     names = set(_CLI_CREDENTIAL_VARS)
     for cfg in configs:
         names.add(cfg.api_key_env)
-        names.update(s.api_key_env for s in getattr(cfg, "subscriptions", []))
+        if isinstance(cfg, ClaudeCliConfig):
+            names.update(s.api_key_env for s in cfg.subscriptions)
     values = {secrets(n) or "" for n in names if n} | {os.environ.get(n) or "" for n in _CLI_CREDENTIAL_VARS}
     values = sorted((v for v in values if len(v) >= _MIN_SECRET_LEN), key=len, reverse=True)
 
@@ -200,7 +215,7 @@ def _scrubber(configs: Any, secrets: Any) -> Any:
     return scrub
 
 
-def _render(report: dict[str, Any], check: bool, scrub: Any) -> None:
+def _render(report: dict[str, Any], check: bool, scrub: Callable[[str], str]) -> None:
     table = Table(title=f"providers · {report['source']} · strategy {report['strategy']}", title_justify="left")
     columns = ["provider", "type", "prio", "capabilities", "model", "limits"]
     if check:
