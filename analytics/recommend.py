@@ -223,9 +223,10 @@ def provider_changes(
                     message=(
                         f"Add capacity to {row.provider_id}: it was out of room for {full:,} of {row.attempts:,} "
                         f"attempts ({full / row.attempts:.1%}, rate limited or quota exhausted) and blocked "
-                        f"{int(blocked.get(row.provider_id, 0))} times, while its other calls succeeded."
+                        f"{int(blocked.get(row.provider_id, 0))} times; counting those as served, its success "
+                        f"rate would be {reliable:.1%}."
                     ),
-                    details={"capacity_errors": full, "attempts": int(row.attempts)},
+                    details={"capacity_errors": full, "attempts": int(row.attempts), "success_rate_without": reliable},
                 )
             )
     return out

@@ -172,5 +172,12 @@ def render_report(built: Report) -> None:
     ):
         if lines:
             out_console.print(f"[bold]{heading}[/]")
-            for line in lines:
+            for line in shortlist(lines):
                 out_console.print(f"  • {line}", highlight=False)
+
+
+def shortlist(lines: list[str], limit: int = 10) -> list[str]:
+    """The first `limit` lines (recommendations come biggest saving first) and a pointer to the rest."""
+    if len(lines) <= limit:
+        return lines
+    return [*lines[:limit], f"… and {len(lines) - limit} more (see --format json or the HTML report)"]

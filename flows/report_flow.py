@@ -23,7 +23,7 @@ from prefect.events import emit_event
 from analytics import Report, ReportFiles, ReportSettings, build_report, frame_records, report_window, write_report
 from analytics.format import format_totals
 from analytics.window import ReportWindow
-from flows.cli_report import report_settings
+from flows.cli_report import report_settings, shortlist
 from ledger import create_ledger_engine, data_dir, default_database_url
 from routing.config import load_config
 
@@ -144,7 +144,9 @@ def summary_markdown(report: Report, files: ReportFiles) -> str:
     lines += ["## Alerts", ""]
     lines += [f"- **{a.kind}**: {a.message}" for a in report.alerts] or ["No alert thresholds crossed."]
     lines += ["", "## Recommendations", ""]
-    lines += [f"- {r.message}" for r in report.recommendations] or ["No recommendations for this period."]
+    lines += [f"- {m}" for m in shortlist([r.message for r in report.recommendations])] or [
+        "No recommendations for this period."
+    ]
     lines += ["", f"Full report: `{files.html}` (CSV and PNG files in `{files.folder}`)."]
     return "\n".join(lines)
 

@@ -1,0 +1,142 @@
+"""`switchboard report` as a user runs it: a subprocess over a constructed SQLite ledger, no Prefect."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ledger import create_ledger_engine
+from tests.analytics import sample_ledger as sample
+
+ROOT = Path(__file__).resolve().parents[2]
+PERIOD = ["--since", "2026-11-01", "--until", "2026-11-03"]
+
+
+@pytest.fixture(scope="module")
+def filled_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("report-cli") / "ledger.db"
+    engine = create_ledger_engine(f"sqlite:///{path}")
+    sample.fill(engine)
+    engine.dispose()
+    return path
+
+
+def _env(db: Path, home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "SWITCHBOARD_PROVIDERS"}
+    return env | {"SWITCHBOARD_DATABASE_URL": f"sqlite:///{db}", "SWITCHBOARD_HOME": str(home)}
+
+
+def report(
+    db: Path, tmp_path: Path, *args: str, python_flags: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *python_flags, "-m", "flows", "report", *args],
+        capture_output=True,
+        text=True,
+        env=_env(db, tmp_path / "home"),
+        timeout=120,
+        cwd=ROOT,
+    )
+
+
+def test_json_has_totals_and_tables(filled_db: Path, tmp_path: Path) -> None:
+    result = report(filled_db, tmp_path, *PERIOD, "--format", "json")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)  # exactly one JSON object on stdout
+    totals = document["totals"]
+    assert totals["cost_usd"] == pytest.approx(65.55, abs=0.005)
+    assert totals["attempts"] == 10
+    assert totals["success_rate"] == pytest.approx(0.7)
+    for table in ("by_provider", "by_team", "by_task_type", "by_day", "performance", "quota", "routing", "health"):
+        assert isinstance(document[table], list), table
+    assert {r["team"]: r["cost_usd"] for r in document["by_team"]} == pytest.approx({"platform": 38.5, "search": 27.05})
+    assert [r["day"] for r in document["by_day"]] == ["2026-11-01", "2026-11-02"]
+    assert isinstance(document["recommendations"], list) and isinstance(document["alerts"], list)
+
+
+def test_since_with_an_offset_is_converted_to_utc(filled_db: Path, tmp_path: Path) -> None:
+    # 01:00 at +01:00 is midnight UTC on Nov 2: only run r2 remains.
+    result = report(
+        filled_db, tmp_path, "--since", "2026-11-02T01:00:00+01:00", "--until", "2026-11-03", "--format", "json"
+    )
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["period"]["since"] == "2026-11-02T00:00:00+00:00"
+    assert document["totals"]["attempts"] == 4
+    assert document["totals"]["cost_usd"] == pytest.approx(27.05, abs=0.005)
+
+
+def test_team_filter_and_csv(filled_db: Path, tmp_path: Path) -> None:
+    result = report(filled_db, tmp_path, *PERIOD, "--team", "platform", "--format", "csv")
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert {r["provider_id"]: float(r["cost_usd"]) for r in rows} == pytest.approx(
+        {"alpha": 31.5, "beta": 7.0, "gamma": 0.0}
+    )
+    assert rows[0]["provider_id"] == "alpha"  # costliest first
+
+
+def test_table_output_and_out_dir(filled_db: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = report(filled_db, tmp_path, *PERIOD, "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "Cost by provider" in result.stdout and "Provider performance" in result.stdout
+    assert "$65.55" in result.stdout
+    for name in ("by_provider.csv", "by_day.csv", "cost_over_time.png", "latency_percentiles.png", "report.html"):
+        assert (out / name).stat().st_size > 0, name
+
+
+def test_json_with_out_lists_the_files(filled_db: Path, tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    result = report(filled_db, tmp_path, *PERIOD, "--out", str(out), "--format", "json")
+    assert result.returncode == 0, result.stderr
+    files = json.loads(result.stdout)["files"]
+    assert Path(files["html"]) == out / "report.html" and Path(files["png"]["quota_utilisation"]).is_file()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--since", "last tuesday"], "--since: 'last tuesday' is neither a duration"),
+        (["--since", "7d", "--until", "2026-02-30"], "--until: '2026-02-30' is neither a duration"),
+        (["--since", "2026-11-03", "--until", "2026-11-01"], "must be before"),
+    ],
+)
+def test_invalid_period_exits_2_with_a_message(filled_db: Path, tmp_path: Path, args: list[str], message: str) -> None:
+    result = report(filled_db, tmp_path, *args, "--format", "json")
+    assert result.returncode == 2
+    assert message in " ".join(result.stderr.split())
+    assert result.stdout == ""
+
+
+def test_invalid_format_or_providers_file_exits_2(filled_db: Path, tmp_path: Path) -> None:
+    assert report(filled_db, tmp_path, "--format", "xml").returncode == 2
+    bad = tmp_path / "providers.yaml"
+    bad.write_text("version: 1\nproviders: {m: {type: local_mock, failure_rate: 2}}\n")
+    result = report(filled_db, tmp_path, "--providers", str(bad))
+    assert result.returncode == 2
+    assert "failure_rate" in result.stderr
+
+
+def test_empty_ledger_prints_strict_json(tmp_path: Path) -> None:
+    result = report(tmp_path / "empty.db", tmp_path, "--format", "json")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["totals"]["attempts"] == 0 and document["totals"]["success_rate"] is None
+    assert document["by_provider"] == []
+    assert "NaN" not in result.stdout
+
+
+def test_report_command_does_not_import_prefect(filled_db: Path, tmp_path: Path) -> None:
+    result = report(filled_db, tmp_path, *PERIOD, "--format", "json", python_flags=("-X", "importtime"))
+    assert result.returncode == 0
+    imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+    assert "analytics.report" in imported
+    assert not any(name == "prefect" or name.startswith("prefect.") for name in imported)
