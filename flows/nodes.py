@@ -1,24 +1,25 @@
 """What DAG nodes do, Prefect aside: reuse a recorded success, skip after a failed upstream, else route.
 
-One Prefect task may run one node (small DAGs, for per-node visibility in the UI) or a whole ready level
-(large DAGs: the routing engine routes the level's tasks concurrently, so the batch does not pay Prefect's
-per-task cost for every item). Both go through `run_nodes`, which reads the ledger once, routes
-concurrently on the engine loop and writes the results back in groups as they finish.
+One Prefect task may run one node (small DAGs, for per-node visibility in the UI) or a whole chunk of the
+DAG (large DAGs). Both go through `run_nodes`: it reads the ledger once, then runs the nodes on the engine
+loop, each starting as soon as its upstream tasks in the chunk finish (no waiting for a whole level), and
+hands results to the group-committing ledger writer.
 """
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from flows.runtime import BatchRuntime
-from ledger import TaskOutcome
+from ledger import TaskOutcome, TaskState
 from routing.loop import engine_loop
-from routing.router import RoutedResult
 
-# Finished tasks are written back in groups of this many (or when the level is done).
-FLUSH_EVERY = 64
+# How often a waiting chunk reports progress.
+PROGRESS_EVERY_S = 1.0
+CANCELLED_ERROR = "cancelled (interrupted)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,83 +36,88 @@ def run_node(runtime: BatchRuntime, task_id: str) -> NodeResult:
 
 
 def run_nodes(
-    runtime: BatchRuntime, task_ids: Sequence[str], on_flush: Callable[[int], None] | None = None
+    runtime: BatchRuntime, task_ids: Sequence[str], on_progress: Callable[[], None] | None = None
 ) -> list[NodeResult]:
-    """Run the given nodes (whose upstream tasks have all finished); results in the order given."""
-    ledger, spec, run = runtime.ledger, runtime.spec, runtime.run
-    states = ledger.task_states(run.run_id)
-    successes = ledger.recorded_successes(run.run_id)
+    """Run the given nodes, whose upstream tasks outside `task_ids` have finished; results in the order given."""
+    ledger, run_id = runtime.ledger, runtime.run.run_id
+    known = _KnownState(
+        states=ledger.task_states(run_id),
+        successes=ledger.recorded_successes(run_id),
+        last_attempts=ledger.last_attempt_numbers(run_id),
+    )
     results: dict[str, NodeResult] = {}
-    outcomes: list[TaskOutcome] = []
-    to_route = []
-    for task_id in task_ids:
-        state = states.get(task_id)
-        if state is not None and state.status == "completed":
-            # The ledger is the source of truth: a recorded success is never executed (or charged) again.
-            results[task_id] = NodeResult(task_id, "completed", output=state.output, reused=True)
-            continue
-        if task_id in successes:
-            # Its successful attempt was committed but the process died before the task was marked done.
-            provider_id, output = successes[task_id]
-            results[task_id] = NodeResult(task_id, "completed", output=output, reused=True)
-            outcomes.append(TaskOutcome(task_id=task_id, status="completed", provider_id=provider_id, output=output))
-            continue
-        task_spec = spec.task(task_id)
-        upstream = {dep: states.get(dep) for dep in task_spec.depends_on}
-        blocked = [dep for dep, s in upstream.items() if s is None or s.status != "completed"]
-        if blocked:
-            why = ", ".join(f"{dep} {s.status if s else 'missing'}" for dep, s in upstream.items() if dep in blocked)
-            error = f"skipped: upstream not completed ({why})"
-            results[task_id] = NodeResult(task_id, "skipped", error=error)
-            outcomes.append(TaskOutcome(task_id=task_id, status="skipped", error=error))
-            continue
-        context = {dep: s.output or "" for dep, s in upstream.items() if s is not None}
-        to_route.append(spec.to_ai_task(task_spec, context))
-    ledger.finish_tasks(run.run_id, outcomes)
-
-    if to_route:
-        last_attempts = ledger.last_attempt_numbers(run.run_id)
-        loop = engine_loop()
-        futures: dict[concurrent.futures.Future[RoutedResult], str] = {}
-        for task in to_route:
-            coro = runtime.router.route(task, run, first_attempt=last_attempts.get(task.id, 0) + 1)
+    try:
+        future = engine_loop().submit(_run_dag(runtime, list(task_ids), known, results))
+        while True:
             try:
-                futures[loop.submit(coro)] = task.id
-            except concurrent.futures.CancelledError:
-                break  # interrupted while submitting; the rest are marked cancelled below
-        buffer: list[TaskOutcome] = []
-        for done in concurrent.futures.as_completed(futures):
-            task_id = futures[done]
-            results[task_id], outcome = _outcome(task_id, done)
-            buffer.append(outcome)
-            if len(buffer) >= FLUSH_EVERY:
-                ledger.finish_tasks(run.run_id, buffer)
-                if on_flush:
-                    on_flush(len(buffer))
-                buffer = []
-        for task in to_route:
-            if task.id not in results:
-                results[task.id], outcome = _cancelled(task.id)
-                buffer.append(outcome)
-        ledger.finish_tasks(run.run_id, buffer)
-        if on_flush and buffer:
-            on_flush(len(buffer))
+                future.result(timeout=PROGRESS_EVERY_S)
+                break
+            except concurrent.futures.TimeoutError:
+                if on_progress:
+                    on_progress()
+    except concurrent.futures.CancelledError:
+        pass  # interrupted: what finished is in `results`, the rest is marked cancelled below
+    missing = [t for t in task_ids if t not in results]
+    for task_id in missing:
+        results[task_id] = NodeResult(task_id, "cancelled", error=CANCELLED_ERROR)
+    ledger.finish_tasks(run_id, [TaskOutcome(task_id=t, status="cancelled", error=CANCELLED_ERROR) for t in missing])
+    if on_progress:
+        on_progress()
     return [results[t] for t in task_ids]
 
 
-def _cancelled(task_id: str) -> tuple[NodeResult, TaskOutcome]:
-    error = "cancelled (interrupted)"
-    return NodeResult(task_id, "cancelled", error=error), TaskOutcome(task_id=task_id, status="cancelled", error=error)
+@dataclass(frozen=True, slots=True)
+class _KnownState:
+    states: dict[str, TaskState]
+    successes: dict[str, tuple[str, str | None]]
+    last_attempts: dict[str, int]
 
 
-def _outcome(task_id: str, done: concurrent.futures.Future[RoutedResult]) -> tuple[NodeResult, TaskOutcome]:
-    try:
-        routed = done.result()
-    except concurrent.futures.CancelledError:
-        return _cancelled(task_id)
+async def _run_dag(
+    runtime: BatchRuntime, task_ids: list[str], known: _KnownState, results: dict[str, NodeResult]
+) -> None:
+    finished = {task_id: asyncio.Event() for task_id in task_ids}
+    writes: list[concurrent.futures.Future[None]] = []
+
+    async def node(task_id: str) -> None:
+        for dep in runtime.spec.task(task_id).depends_on:
+            if dep in finished:
+                await finished[dep].wait()
+        result, outcome = await _run_one(runtime, task_id, known, results)
+        results[task_id] = result
+        if outcome is not None:
+            writes.append(runtime.writer.submit_outcome(runtime.run.run_id, outcome))
+        finished[task_id].set()
+
+    await asyncio.gather(*(node(t) for t in task_ids))
+    for done in writes:  # task states are durable before the chunk reports back
+        await asyncio.wrap_future(done)
+
+
+async def _run_one(
+    runtime: BatchRuntime, task_id: str, known: _KnownState, results: dict[str, NodeResult]
+) -> tuple[NodeResult, TaskOutcome | None]:
+    state = known.states.get(task_id)
+    if state is not None and state.status == "completed":
+        # The ledger is the source of truth: a recorded success is never executed (or charged) again.
+        return NodeResult(task_id, "completed", output=state.output, reused=True), None
+    if task_id in known.successes:
+        # Its successful attempt was committed but the process died before the task was marked done.
+        provider_id, output = known.successes[task_id]
+        outcome = TaskOutcome(task_id=task_id, status="completed", provider_id=provider_id, output=output)
+        return NodeResult(task_id, "completed", output=output, reused=True), outcome
+
+    task_spec = runtime.spec.task(task_id)
+    upstream = {dep: _upstream(dep, known, results) for dep in task_spec.depends_on}
+    blocked = {dep: status for dep, (status, _) in upstream.items() if status != "completed"}
+    if blocked:
+        error = "skipped: upstream not completed (" + ", ".join(f"{d} {s}" for d, s in blocked.items()) + ")"
+        return NodeResult(task_id, "skipped", error=error), TaskOutcome(task_id=task_id, status="skipped", error=error)
+
+    task = runtime.spec.to_ai_task(task_spec, {dep: output or "" for dep, (_, output) in upstream.items()})
+    routed = await runtime.router.route(task, runtime.run, first_attempt=known.last_attempts.get(task_id, 0) + 1)
     output = routed.response.text if routed.response else None
-    node = NodeResult(task_id, routed.status, output=output, error=routed.error)
-    return node, TaskOutcome(
+    outcome = TaskOutcome(
         task_id=task_id,
         status=routed.status,
         provider_id=routed.provider_id,
@@ -119,3 +125,14 @@ def _outcome(task_id: str, done: concurrent.futures.Future[RoutedResult]) -> tup
         error=routed.error,
         decision=routed.decision,
     )
+    return NodeResult(task_id, routed.status, output=output, error=routed.error), outcome
+
+
+def _upstream(dep: str, known: _KnownState, results: dict[str, NodeResult]) -> tuple[str, str | None]:
+    """(status, output) of an upstream task: finished in this chunk, or as the ledger had it."""
+    if dep in results:
+        return results[dep].status, results[dep].output
+    if dep in known.successes:
+        return "completed", known.successes[dep][1]
+    state = known.states.get(dep)
+    return (state.status, state.output) if state is not None else ("missing", None)

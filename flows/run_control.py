@@ -30,11 +30,11 @@ def execute_run(
     mode: str = "auto",
 ) -> str:
     """Run the flow for an already started run; returns the run's final status."""
-    from flows.batch import batch_flow
+    from flows.batch import run_batch_flow
 
     previous_handler = signal.signal(signal.SIGINT, _interrupt_handler())
     try:
-        batch_flow(config)(spec=batch, providers=providers, strategy=strategy, run_id=run_id, mode=mode)
+        run_batch_flow(config, spec=batch, providers=providers, strategy=strategy, run_id=run_id, mode=mode)
     except (KeyboardInterrupt, concurrent.futures.CancelledError):
         if not engine_loop().stopping:
             raise

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
 
+from flows.secrets import secret_resolver
 from flows.spec import BatchSpec, load_spec
 from ledger import Ledger, LedgerWriter, NewTask, default_database_url
 from providers import Priority
@@ -43,10 +44,14 @@ class BatchRuntime:
     writer: LedgerWriter
     run: RunInfo
     resumed: bool
+    observer: RoutingObserver
 
     def close(self) -> None:
         engine_loop().run(self.registry.aclose(), cleanup=True)
         self.writer.close()
+        close_observer = getattr(self.observer, "close", None)
+        if close_observer is not None:
+            close_observer()  # e.g. flush the Prefect event forwarder
 
 
 def resolve_inputs(
@@ -146,7 +151,8 @@ def open_runtime(
 ) -> BatchRuntime:
     """Build providers and router for a run and make them findable by the run's Prefect tasks."""
     observer = observer or ledger_observer(ledger)
-    registry = ProviderRegistry.from_configs(config.providers)
+    # Keys come from env vars, else Prefect Secret blocks of the same name (inside a flow run or with a server).
+    registry = ProviderRegistry.from_configs(config.providers, secrets=secret_resolver())
     for provider in registry:
         caps = provider.capabilities()
         ledger.upsert_provider(
@@ -171,6 +177,7 @@ def open_runtime(
         writer=writer,
         run=RunInfo(run_id=run_id, strategy=strategy, team=spec.team),
         resumed=resumed,
+        observer=observer,
     )
     with _runtimes_lock:
         _runtimes[run_id] = runtime

@@ -36,12 +36,13 @@ def run_batch(
     Without PREFECT_API_URL Prefect runs in ephemeral mode (slow to start, partial history): for real use
     start a server first (`switchboard server start`) and export its URL.
     """
-    from flows.batch import process_batch
+    from flows.batch import run_batch_flow
+    from routing.config import load_config
 
     batch, parameters = _parameters(spec, providers, strategy)
     if not isinstance(spec, str | Path):
         parameters["spec"] = batch  # in process, the validated spec travels as is; a path stays a path
-    return process_batch(fresh=fresh, **parameters)
+    return run_batch_flow(load_config(parameters.get("providers")), fresh=fresh, **parameters)
 
 
 def submit_batch(

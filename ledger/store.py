@@ -146,39 +146,8 @@ class Ledger:
 
     def finish_tasks(self, run_id: str, outcomes: Iterable[TaskOutcome]) -> None:
         """Set several tasks' final states in one transaction (chunked batches)."""
-        now = utc_now()
-        rows = [
-            {
-                "b_run_id": run_id,
-                "b_task_id": o.task_id,
-                "status": o.status,
-                "provider_id": o.provider_id,
-                "output": o.output,
-                "error": o.error,
-                "decision": o.decision,
-                "updated_at": now,
-            }
-            for o in outcomes
-        ]
-        if not rows:
-            return
-        for o in rows:
-            if o["status"] not in TERMINAL_TASK_STATUSES:
-                raise ValueError(f"not a final task status: {o['status']!r}")
-        statement = (
-            update(TaskRow)
-            .where(TaskRow.run_id == bindparam("b_run_id"), TaskRow.task_id == bindparam("b_task_id"))
-            .values(
-                status=bindparam("status"),
-                provider_id=bindparam("provider_id"),
-                output=bindparam("output"),
-                error=bindparam("error"),
-                decision=bindparam("decision"),
-                updated_at=bindparam("updated_at"),
-            )
-        )
         with self.engine.begin() as conn:
-            conn.execute(statement, rows)
+            update_outcomes(conn, [(run_id, o) for o in outcomes])
 
     def finish_task(
         self,
@@ -395,6 +364,43 @@ class Ledger:
                     provider_id=provider_id, subscription=subscription, kind=kind, detail=detail, at=utc_now()
                 )
             )
+
+
+def update_outcomes(conn: Connection, outcomes: Iterable[tuple[str, TaskOutcome]]) -> None:
+    """Write tasks' final states (run_id, outcome) with one executemany."""
+    now = utc_now()
+    rows = []
+    for run_id, o in outcomes:
+        if o.status not in TERMINAL_TASK_STATUSES:
+            raise ValueError(f"not a final task status: {o.status!r}")
+        rows.append(
+            {
+                "b_run_id": run_id,
+                "b_task_id": o.task_id,
+                "status": o.status,
+                "provider_id": o.provider_id,
+                "output": o.output,
+                "error": o.error,
+                "decision": o.decision,
+                "updated_at": now,
+            }
+        )
+    if rows:
+        conn.execute(_UPDATE_OUTCOME, rows)
+
+
+_UPDATE_OUTCOME = (
+    update(TaskRow)
+    .where(TaskRow.run_id == bindparam("b_run_id"), TaskRow.task_id == bindparam("b_task_id"))
+    .values(
+        status=bindparam("status"),
+        provider_id=bindparam("provider_id"),
+        output=bindparam("output"),
+        error=bindparam("error"),
+        decision=bindparam("decision"),
+        updated_at=bindparam("updated_at"),
+    )
+)
 
 
 def _add_attempts(session: Session, attempts: Iterable[AttemptRecord]) -> None:

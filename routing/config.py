@@ -49,6 +49,8 @@ class RunnerSettings(BaseModel):
     # Batches with more tasks than this run in chunked mode (one Prefect task per DAG level, tasks routed
     # concurrently inside it); smaller ones get one Prefect task per node. `switchboard run --mode` overrides.
     chunk_threshold: int = Field(default=200, gt=0)
+    # Chunked mode groups consecutive DAG levels into Prefect tasks of at least this many batch tasks.
+    chunk_size: int = Field(default=500, gt=0)
 
 
 class AlertSettings(BaseModel):
