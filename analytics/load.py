@@ -8,18 +8,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, Select, and_, case, func, literal, or_, select
+from sqlalchemy import ColumnElement, Connection, Select, Table, and_, case, func, literal, or_, select, text
 
 from analytics.sql import Unit, check_dialect, parse_bucket, utc_bucket
 from analytics.window import ReportWindow
 from ledger.models import ProviderEvent, ProviderUsage
 
-_U = ProviderUsage.__table__
-_E = ProviderEvent.__table__
+_U = cast(Table, ProviderUsage.__table__)
+_E = cast(Table, ProviderEvent.__table__)
 PERCENTILES = (50.0, 95.0, 99.0)
 CUBE_KEYS = ("day", "provider_id", "subscription", "model", "task_type", "team", "strategy", "outcome")
 TOKEN_COLUMNS = ("tokens_input", "tokens_output", "tokens_cache_read", "tokens_cache_write", "tokens_reasoning")
@@ -34,7 +34,7 @@ class ReportFilter:
     team: str | None = None
 
 
-def _usage_where(f: ReportFilter, table=_U) -> list:  # type: ignore[no-untyped-def]
+def _usage_where(f: ReportFilter, table: Table = _U) -> list[ColumnElement[bool]]:
     clauses = [table.c.started_at >= f.window.since, table.c.started_at < f.window.until]
     if f.team is not None:
         clauses.append(table.c.team == f.team)
@@ -48,6 +48,7 @@ def load_cube(conn: Connection, f: ReportFilter) -> pd.DataFrame:
     tables are re-aggregations of this frame in pandas.
     """
     dialect = conn.dialect.name
+    _roomy_postgres(conn)
     day = utc_bucket(_U.c.started_at, "day", dialect).label("day")
     # Day first: rows are stored roughly in time order, which makes the sorter's comparisons end early.
     keys = [day, _U.c.provider_id, _U.c.subscription, _U.c.model, _U.c.task_type, _U.c.team, _U.c.strategy]
@@ -71,6 +72,14 @@ def load_cube(conn: Connection, f: ReportFilter) -> pd.DataFrame:
     return frame
 
 
+def _roomy_postgres(conn: Connection) -> None:
+    # PostgreSQL guesses ~1 group per row for the cube and, at the default 4 MB work_mem, sorts 1M rows on
+    # disk; with room it hashes the (few thousand) real groups in memory instead: ~1 s instead of ~3 s at 1M
+    # rows. SET LOCAL ends with this read transaction, so the pooled connection goes back unchanged.
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SET LOCAL work_mem = '256MB'"))
+
+
 def fetch_frame(conn: Connection, stmt: Select[Any], columns: tuple[str, ...] | list[str]) -> pd.DataFrame:
     """Run `stmt` and read its rows straight off the DB-API cursor (no per-row Row objects); plain values only."""
     result = conn.execute(stmt)
@@ -85,11 +94,15 @@ def distinct_providers(conn: Connection, f: ReportFilter) -> list[str]:
     return sorted(conn.execute(select(_U.c.provider_id).where(*_usage_where(f)).distinct()).scalars())
 
 
-def load_latency_percentiles(conn: Connection, f: ReportFilter) -> pd.DataFrame:
-    """p50/p95/p99 (linear interpolation, as numpy and percentile_cont compute it) of successful attempts."""
+def load_latency_percentiles(conn: Connection, f: ReportFilter, providers: list[str] | None = None) -> pd.DataFrame:
+    """p50/p95/p99 (linear interpolation, as numpy and percentile_cont compute it) of successful attempts.
+
+    `providers` (those in the window, when the caller knows them already) saves a scan on SQLite.
+    """
     columns = ["provider_id", "latency_n", "p50_ms", "p95_ms", "p99_ms"]
     where = [*_usage_where(f), _U.c.outcome == "success"]
     if conn.dialect.name == "postgresql":
+        _roomy_postgres(conn)
         # The server sorts per group; nothing crosses the wire but three numbers per provider.
         stmt = (
             select(
@@ -102,12 +115,15 @@ def load_latency_percentiles(conn: Connection, f: ReportFilter) -> pd.DataFrame:
         )
         frame = fetch_frame(conn, stmt, columns)
     else:
-        frame = _percentiles_from_values(conn, where, distinct_providers(conn, f), columns)
+        known = distinct_providers(conn, f) if providers is None else providers
+        frame = _percentiles_from_values(conn, where, known, columns)
     frame["latency_n"] = frame["latency_n"].astype("int64")
     return frame
 
 
-def _percentiles_from_values(conn: Connection, where: list, providers: list[str], columns: list[str]) -> pd.DataFrame:
+def _percentiles_from_values(
+    conn: Connection, where: list[ColumnElement[bool]], providers: list[str], columns: list[str]
+) -> pd.DataFrame:
     # SQLite has no percentile function: stream (provider code, latency) pairs into typed numpy arrays. The
     # provider is mapped to a small int in SQL because Python caches small ints, so no per-row string objects.
     check_dialect(conn.dialect.name)

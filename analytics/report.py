@@ -6,7 +6,7 @@ import math
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import numpy as np
@@ -107,22 +107,33 @@ def build_report(
 ) -> Report:
     """Query the ledger and build the report.
 
-    The attempt cube (the one big GROUP BY) runs on its own connection while the other queries run on a
-    second one: both databases release the GIL while they work, so the two overlap on a multi-core machine.
+    With `parallel`, the queries run as independent jobs on two connections: the attempt cube (the one big
+    GROUP BY) split at a UTC midnight into two halves, then latency, quota and the rest. SQLite and psycopg
+    release the GIL while the database works, so the jobs overlap on a multi-core machine; splitting the cube
+    at a day boundary is exact because the day is one of its group keys.
     """
     settings = settings or ReportSettings()
     check_dialect(engine.dialect.name)
     f = ReportFilter(window, team)
     if parallel:
+        halves = [ReportFilter(w, team) for w in split_at_midnight(window)]
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="report") as pool:
-            cube_future = pool.submit(_on_connection, engine, load_cube, f)
-            rest = _on_connection(engine, _load_rest, f, settings.limits)
-            cube = cube_future.result()
+            cubes = [pool.submit(_on_connection, engine, load_cube, h) for h in halves]
+            quota_job = pool.submit(_on_connection, engine, quota_table, window, settings.limits)
+            moves_job = pool.submit(_on_connection, engine, _load_moves, f)
+            parts = [c.result() for c in cubes]
+            cube = pd.concat([p for p in parts if not p.empty] or parts[:1], ignore_index=True)
+            # Started once the cube is in, so SQLite need not scan for the providers present.
+            providers = sorted(cube["provider_id"].unique().tolist())
+            latency_job = pool.submit(_on_connection, engine, load_latency_percentiles, f, providers)
+            latency, quota = latency_job.result(), quota_job.result()
+            transitions, events = moves_job.result()
     else:
         cube = _on_connection(engine, load_cube, f)
-        rest = _on_connection(engine, _load_rest, f, settings.limits)
+        latency = _on_connection(engine, load_latency_percentiles, f, sorted(cube["provider_id"].unique().tolist()))
+        quota = _on_connection(engine, quota_table, window, settings.limits)
+        transitions, events = _on_connection(engine, _load_moves, f)
     cube = with_successes(cube)
-    latency, transitions, events, quota = rest
     tables = {name: cost_table(cube, keys) for name, keys in COST_DIMENSIONS.items()}
     tables["cost_over_time"] = cost_over_time(cube)
     circuit = circuit_summary(events, window)
@@ -148,15 +159,19 @@ def _on_connection(engine: Engine, load: Callable[..., _T], *args: Any) -> _T:
         return load(conn, *args)
 
 
-def _load_rest(
-    conn: Connection, f: ReportFilter, limits: tuple[QuotaLimit, ...]
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    return (
-        load_latency_percentiles(conn, f),
-        load_transitions(conn, f),
-        load_events(conn, f),
-        quota_table(conn, f.window, limits),
-    )
+def _load_moves(conn: Connection, f: ReportFilter) -> tuple[pd.DataFrame, pd.DataFrame]:
+    return load_transitions(conn, f), load_events(conn, f)
+
+
+def split_at_midnight(window: ReportWindow) -> list[ReportWindow]:
+    """The window cut at the UTC midnight nearest its middle (unchanged when it holds no midnight inside)."""
+    middle = window.since + (window.until - window.since) / 2
+    cut = datetime(middle.year, middle.month, middle.day, tzinfo=UTC)
+    if middle - cut > timedelta(hours=12):
+        cut += timedelta(days=1)
+    if not window.since < cut < window.until:
+        return [window]
+    return [ReportWindow(window.since, cut), ReportWindow(cut, window.until)]
 
 
 def frame_records(frame: pd.DataFrame) -> list[dict[str, Any]]:

@@ -39,11 +39,19 @@ def parse_duration(text: str) -> timedelta | None:
 
 
 def parse_instant(text: str, *, now: datetime, option: str = "--since") -> datetime:
-    """A duration (that long before `now`) or an ISO date/datetime; naive values are UTC. Raises ValueError."""
+    """A duration (that long before `now`), `now`, `today` (UTC midnight) or an ISO date/datetime (naive = UTC).
+
+    Raises ValueError naming `option` and the accepted forms.
+    """
     duration = parse_duration(text)
     if duration is not None:
         return now - duration
     raw = text.strip()
+    if raw.lower() == "now":
+        return now
+    if raw.lower() == "today":
+        # Lets a schedule say "the last full UTC day": since=1d, until=today.
+        return now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     try:
         if len(raw) == 10 and raw[4] == "-":
             day = date.fromisoformat(raw)
@@ -53,7 +61,7 @@ def parse_instant(text: str, *, now: datetime, option: str = "--since") -> datet
     except (ValueError, IndexError):
         raise ValueError(
             f"{option}: {text!r} is neither a duration (e.g. 7d, 12h, 30m) nor an ISO date or datetime "
-            "(e.g. 2026-11-25, 2026-11-25T06:00, 2026-11-25T06:00+02:00)"
+            "(e.g. 2026-11-25, 2026-11-25T06:00, 2026-11-25T06:00+02:00), `today` or `now`"
         ) from None
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 

@@ -51,6 +51,14 @@ def test_invalid_values_name_the_option_and_the_accepted_forms(text: str) -> Non
         parse_instant(text, now=NOW, option="--until")
 
 
+def test_today_and_now() -> None:
+    assert parse_instant("today", now=NOW) == datetime(2026, 11, 25, tzinfo=UTC)
+    assert parse_instant("now", now=NOW) == NOW
+    # The daily schedule's window: the last full UTC day.
+    window = report_window("1d", "today", now=NOW)
+    assert (window.since, window.until) == (datetime(2026, 11, 24, tzinfo=UTC), datetime(2026, 11, 25, tzinfo=UTC))
+
+
 def test_window_counts_since_back_from_until() -> None:
     window = report_window("1d", "2026-11-20", now=NOW)
     assert window == ReportWindow(datetime(2026, 11, 19, tzinfo=UTC), datetime(2026, 11, 20, tzinfo=UTC))
