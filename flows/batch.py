@@ -26,7 +26,7 @@ from prefect.artifacts import (
 )
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import TaskRun
-from prefect.futures import PrefectFuture, as_completed
+from prefect.futures import PrefectFuture
 from prefect.runtime import flow_run
 from prefect.states import State
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -42,6 +42,7 @@ from ledger import Ledger
 from routing.config import Budget, SwitchboardConfig
 
 DEFAULT_MAX_WORKERS = 16
+PROGRESS_EVERY_S = 1.0
 Mode = Literal["auto", "per_node", "chunked"]
 
 
@@ -81,20 +82,26 @@ def execute_node(run_id: str, task_id: str) -> str | None:
 @task(name="route-chunk", task_run_name="chunk-{chunk} ({size} tasks)", **_TASK_OPTIONS)
 def execute_chunk(run_id: str, chunk: int, size: int, task_ids: list[str], progress_id: str | None) -> dict[str, int]:
     runtime = runtime_for(run_id)
-    total = len(runtime.spec.tasks)
     counts: dict[str, int] = {}
-    for result in run_nodes(
-        runtime, task_ids, on_progress=lambda: _progress(runtime.ledger, run_id, total, progress_id)
-    ):
+    for result in run_nodes(runtime, task_ids, on_progress=lambda: _progress(runtime.ledger, run_id, progress_id)):
         counts[result.status] = counts.get(result.status, 0) + 1
     return counts
 
 
-def _progress(ledger: Ledger, run_id: str, total: int, progress_id: str | None) -> None:
-    if progress_id is None:
-        return
-    finished = sum(1 for s in ledger.task_states(run_id).values() if s.status != "pending")
-    update_progress_artifact(artifact_id=progress_id, progress=100.0 * finished / max(total, 1))
+def _wait_all(futures: list[PrefectFuture[Any]]) -> None:
+    for future in futures:
+        future.wait()
+
+
+def _progress(ledger: Ledger, run_id: str, progress_id: str | None) -> None:
+    """Update the progress artifact from a (sync) task run."""
+    if progress_id is not None:
+        update_progress_artifact(artifact_id=progress_id, progress=_percent_finished(ledger, run_id))
+
+
+def _percent_finished(ledger: Ledger, run_id: str) -> float:
+    states = ledger.task_states(run_id).values()
+    return 100.0 * sum(1 for s in states if s.status != "pending") / max(len(states), 1)
 
 
 @flow(name="process-batch", task_runner=ThreadPoolTaskRunner(max_workers=DEFAULT_MAX_WORKERS), persist_result=False)
@@ -160,14 +167,13 @@ async def _run_per_node(batch: BatchSpec, run_id: str, ledger: Ledger, progress_
         for t in layer:
             upstream = [allow_failure(futures[d]) for d in t.depends_on]
             futures[t.id] = execute_node.submit(run_id, t.id, wait_for=upstream)
-    total, step = len(futures), max(1, len(futures) // 20)
-
-    def wait_reporting_progress() -> None:
-        for done, _ in enumerate(as_completed(list(futures.values())), start=1):
-            if done % step == 0 or done == total:
-                _progress(ledger, run_id, total, progress_id)
-
-    await asyncio.to_thread(wait_reporting_progress)
+    # Wait on a thread (the flow's loop must stay free) and report progress from here, in the flow's context.
+    waiting = asyncio.ensure_future(asyncio.to_thread(_wait_all, list(futures.values())))
+    while not waiting.done():
+        await asyncio.wait({waiting}, timeout=PROGRESS_EVERY_S)
+        if progress_id is not None:
+            await aupdate_progress_artifact(artifact_id=progress_id, progress=_percent_finished(ledger, run_id))
+    await waiting
 
 
 async def _run_chunked(batch: BatchSpec, run_id: str, progress_id: str | None, chunk_size: int) -> None:

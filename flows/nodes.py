@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from flows.runtime import BatchRuntime
 from ledger import TaskOutcome, TaskState
 from routing.loop import engine_loop
+from routing.router import RoutedResult
 
 # How often a waiting chunk reports progress.
 PROGRESS_EVERY_S = 1.0
@@ -83,11 +84,15 @@ async def _run_dag(
         for dep in runtime.spec.task(task_id).depends_on:
             if dep in finished:
                 await finished[dep].wait()
-        result, outcome = await _run_one(runtime, task_id, known, results)
+        result, outcome, routed = await _run_one(runtime, task_id, known, results)
+        # Dependents may start on the answer now; the task is reported complete (its outcome written,
+        # the chunk finished) only after its attempt rows are committed.
         results[task_id] = result
+        finished[task_id].set()
+        if routed is not None:
+            await routed.committed()
         if outcome is not None:
             writes.append(runtime.writer.submit_outcome(runtime.run.run_id, outcome))
-        finished[task_id].set()
 
     await asyncio.gather(*(node(t) for t in task_ids))
     for done in writes:  # task states are durable before the chunk reports back
@@ -96,26 +101,28 @@ async def _run_dag(
 
 async def _run_one(
     runtime: BatchRuntime, task_id: str, known: _KnownState, results: dict[str, NodeResult]
-) -> tuple[NodeResult, TaskOutcome | None]:
+) -> tuple[NodeResult, TaskOutcome | None, RoutedResult | None]:
     state = known.states.get(task_id)
     if state is not None and state.status == "completed":
         # The ledger is the source of truth: a recorded success is never executed (or charged) again.
-        return NodeResult(task_id, "completed", output=state.output, reused=True), None
+        return NodeResult(task_id, "completed", output=state.output, reused=True), None, None
     if task_id in known.successes:
         # Its successful attempt was committed but the process died before the task was marked done.
         provider_id, output = known.successes[task_id]
         outcome = TaskOutcome(task_id=task_id, status="completed", provider_id=provider_id, output=output)
-        return NodeResult(task_id, "completed", output=output, reused=True), outcome
+        return NodeResult(task_id, "completed", output=output, reused=True), outcome, None
 
     task_spec = runtime.spec.task(task_id)
     upstream = {dep: _upstream(dep, known, results) for dep in task_spec.depends_on}
     blocked = {dep: status for dep, (status, _) in upstream.items() if status != "completed"}
     if blocked:
         error = "skipped: upstream not completed (" + ", ".join(f"{d} {s}" for d, s in blocked.items()) + ")"
-        return NodeResult(task_id, "skipped", error=error), TaskOutcome(task_id=task_id, status="skipped", error=error)
+        skipped = TaskOutcome(task_id=task_id, status="skipped", error=error)
+        return NodeResult(task_id, "skipped", error=error), skipped, None
 
     task = runtime.spec.to_ai_task(task_spec, {dep: output or "" for dep, (_, output) in upstream.items()})
-    routed = await runtime.router.route(task, runtime.run, first_attempt=known.last_attempts.get(task_id, 0) + 1)
+    first_attempt = known.last_attempts.get(task_id, 0) + 1
+    routed = await runtime.router.route(task, runtime.run, first_attempt=first_attempt, durable=False)
     output = routed.response.text if routed.response else None
     outcome = TaskOutcome(
         task_id=task_id,
@@ -125,7 +132,7 @@ async def _run_one(
         error=routed.error,
         decision=routed.decision,
     )
-    return NodeResult(task_id, routed.status, output=output, error=routed.error), outcome
+    return NodeResult(task_id, routed.status, output=output, error=routed.error), outcome, routed
 
 
 def _upstream(dep: str, known: _KnownState, results: dict[str, NodeResult]) -> tuple[str, str | None]:

@@ -75,10 +75,16 @@ class RoutedResult:
     error: str | None = None
     attempts: list[AttemptRecord] = field(default_factory=list)
     decision: dict[str, Any] = field(default_factory=dict)
+    pending_commits: list[Future[None]] = field(default_factory=list, repr=False)
 
     @property
     def cost_usd(self) -> float:
         return sum(a.cost_usd for a in self.attempts)
+
+    async def committed(self) -> None:
+        """Wait until every attempt row is durable (concurrent tasks share commits)."""
+        while self.pending_commits:
+            await asyncio.shield(asyncio.wrap_future(self.pending_commits.pop(0)))
 
 
 class _ProviderState:
@@ -185,19 +191,26 @@ class Router:
         """Route many ready tasks at once; per-provider slots bound what is in flight."""
         return list(await asyncio.gather(*(self.route(t, run) for t in tasks)))
 
-    async def route(self, task: AITask, run: RunInfo = RunInfo(), *, first_attempt: int = 1) -> RoutedResult:
-        """Try providers in order within the task's attempt budget; never raises ProviderError."""
+    async def route(
+        self, task: AITask, run: RunInfo = RunInfo(), *, first_attempt: int = 1, durable: bool = True
+    ) -> RoutedResult:
+        """Try providers in order within the task's attempt budget; never raises ProviderError.
+
+        With `durable` (the default) it returns once every attempt row is committed. A caller that wants to
+        start dependent work on the answer at once passes `durable=False` and must await
+        `result.committed()` before it reports the task complete.
+        """
         strategy_name = str(task.metadata.get("strategy") or run.strategy)
         critical = task.priority is Priority.CRITICAL
         order, decision, estimates = self._plan(task, run, strategy_name, critical)
         result = RoutedResult(task_id=task.id, status="failed", decision=decision)
-        pending: list[Future[None]] = []
         try:
-            await self._call_in_order(task, run, strategy_name, order, estimates, first_attempt, result, pending)
+            await self._call_in_order(
+                task, run, strategy_name, order, estimates, first_attempt, result, result.pending_commits
+            )
         finally:
-            # Attempt rows are durable before the task is reported done (concurrent tasks share commits).
-            for done in pending:
-                await asyncio.shield(asyncio.wrap_future(done))
+            if durable:
+                await result.committed()
         return result
 
     def _plan(
