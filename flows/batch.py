@@ -34,7 +34,15 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from flows.artifacts import failover_markdown, publish_run_table
 from flows.events import PrefectEventForwarder
 from flows.nodes import NodeResult, run_node, run_nodes
-from flows.runtime import close_runtime, default_ledger, open_runtime, resolve_inputs, runtime_for, start_run
+from flows.runtime import (
+    RuntimeRef,
+    close_runtime,
+    default_ledger,
+    open_runtime,
+    resolve_inputs,
+    runtime_for,
+    start_run,
+)
 from flows.spec import BatchSpec
 from flows.summary import run_summary
 from flows.task_runners import make_task_runner
@@ -72,16 +80,19 @@ _TASK_OPTIONS: dict[str, Any] = {
 
 
 @task(name="route-task", task_run_name="{task_id}", **_TASK_OPTIONS)
-def execute_node(run_id: str, task_id: str) -> str | None:
-    result: NodeResult = run_node(runtime_for(run_id), task_id)
+def execute_node(ref: RuntimeRef, task_id: str) -> str | None:
+    result: NodeResult = run_node(runtime_for(ref), task_id)
     if result.status in ("failed", "cancelled"):
         raise NodeFailed(f"{task_id}: {result.error}")
     return result.output
 
 
 @task(name="route-chunk", task_run_name="chunk-{chunk} ({size} tasks)", **_TASK_OPTIONS)
-def execute_chunk(run_id: str, chunk: int, size: int, task_ids: list[str], progress_id: str | None) -> dict[str, int]:
-    runtime = runtime_for(run_id)
+def execute_chunk(
+    ref: RuntimeRef, chunk: int, size: int, task_ids: list[str], progress_id: str | None
+) -> dict[str, int]:
+    runtime = runtime_for(ref)
+    run_id = ref.run_id
     counts: dict[str, int] = {}
     for result in run_nodes(runtime, task_ids, on_progress=lambda: _progress(runtime.ledger, run_id, progress_id)):
         counts[result.status] = counts.get(result.status, 0) + 1
@@ -145,12 +156,15 @@ async def process_batch(
     progress_id = await acreate_progress_artifact(
         progress=0.0, key=f"switchboard-progress-{run_id.lower()}", description=f"Switchboard run {run_id}"
     )
-    open_runtime(batch, config, chosen, run_id=run_id, resumed=resumed, ledger=ledger, observer=_observer(ledger))
+    runtime = open_runtime(
+        batch, config, chosen, run_id=run_id, resumed=resumed, ledger=ledger, observer=_observer(ledger)
+    )
+    ref = RuntimeRef.of(runtime)
     try:
         if chunked:
-            await _run_chunked(batch, run_id, progress_id, config.runner.chunk_size)
+            await _run_chunked(batch, ref, progress_id, config.runner.chunk_size)
         else:
-            await _run_per_node(batch, run_id, ledger, progress_id)
+            await _run_per_node(batch, ref, ledger, progress_id)
     finally:
         close_runtime(run_id)
     await aupdate_progress_artifact(artifact_id=progress_id, progress=100.0)
@@ -161,24 +175,24 @@ def choose_chunked(mode: Mode, size: int, config: SwitchboardConfig) -> bool:
     return mode == "chunked" or (mode == "auto" and size > config.runner.chunk_threshold)
 
 
-async def _run_per_node(batch: BatchSpec, run_id: str, ledger: Ledger, progress_id: str | None) -> None:
+async def _run_per_node(batch: BatchSpec, ref: RuntimeRef, ledger: Ledger, progress_id: str | None) -> None:
     futures: dict[str, PrefectFuture[str | None]] = {}
     for layer in batch.layers():
         for t in layer:
             upstream = [allow_failure(futures[d]) for d in t.depends_on]
-            futures[t.id] = execute_node.submit(run_id, t.id, wait_for=upstream)
+            futures[t.id] = execute_node.submit(ref, t.id, wait_for=upstream)
     # Wait on a thread (the flow's loop must stay free) and report progress from here, in the flow's context.
     waiting = asyncio.ensure_future(asyncio.to_thread(_wait_all, list(futures.values())))
     while not waiting.done():
         await asyncio.wait({waiting}, timeout=PROGRESS_EVERY_S)
         if progress_id is not None:
-            await aupdate_progress_artifact(artifact_id=progress_id, progress=_percent_finished(ledger, run_id))
+            await aupdate_progress_artifact(artifact_id=progress_id, progress=_percent_finished(ledger, ref.run_id))
     await waiting
 
 
-async def _run_chunked(batch: BatchSpec, run_id: str, progress_id: str | None, chunk_size: int) -> None:
+async def _run_chunked(batch: BatchSpec, ref: RuntimeRef, progress_id: str | None, chunk_size: int) -> None:
     for number, ids in enumerate(chunks(batch, chunk_size)):
-        future = execute_chunk.submit(run_id, number, len(ids), ids, progress_id)
+        future = execute_chunk.submit(ref, number, len(ids), ids, progress_id)
         await asyncio.to_thread(future.wait)
 
 

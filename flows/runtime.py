@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
 
 from flows.secrets import secret_resolver
 from flows.spec import BatchSpec, load_spec
 from ledger import Ledger, LedgerWriter, NewTask, default_database_url
 from providers import Priority
-from routing.config import SwitchboardConfig, check_strategy, load_config
+from routing.config import SwitchboardConfig, check_strategy, load_config, parse_config
 from routing.events import FAILOVER, QUOTA_BLOCKED, QUOTA_RESET, RoutingEvent, RoutingObserver
 from routing.loop import engine_loop
 from routing.registry import ProviderRegistry
@@ -184,9 +188,36 @@ def open_runtime(
     return runtime
 
 
-def runtime_for(run_id: str) -> BatchRuntime:
+class RuntimeRef(BaseModel):
+    """What a Prefect task needs to find its run's runtime, or to rebuild it in another process (a Dask worker)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    run_id: str
+    spec: BatchSpec
+    config: dict[str, Any]  # the validated providers config, as a document
+    strategy: str
+
+    @classmethod
+    def of(cls, runtime: BatchRuntime) -> RuntimeRef:
+        return cls(
+            run_id=runtime.run.run_id,
+            spec=runtime.spec,
+            config=runtime.config.model_dump(mode="json"),
+            strategy=runtime.run.strategy,
+        )
+
+
+def runtime_for(ref: RuntimeRef) -> BatchRuntime:
+    """The run's runtime in this process; built on first use in a process the flow did not start in."""
     with _runtimes_lock:
-        return _runtimes[run_id]
+        runtime = _runtimes.get(ref.run_id)
+    if runtime is not None:
+        return runtime
+    config = parse_config(ref.config, f"<config of run {ref.run_id}>")
+    runtime = open_runtime(ref.spec, config, ref.strategy, run_id=ref.run_id, resumed=True, ledger=default_ledger())
+    atexit.register(close_runtime, ref.run_id)
+    return runtime
 
 
 def close_runtime(run_id: str) -> None:

@@ -9,6 +9,7 @@ real Prefect server: in ephemeral mode every Dask worker process starts its own 
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,7 @@ def _dask_runner(settings: RunnerSettings, scratch: Path) -> TaskRunner[Any]:
             "dashboard_address": None,  # no web dashboard: nothing to serve, one less port
             "host": "127.0.0.1",
             "local_directory": str(scratch / "scratch"),
+            "silence_logs": logging.WARNING,  # the cluster's INFO chatter would bury the run's own output
         },
     )
 
