@@ -212,7 +212,5 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(code if isinstance(code, int) else EXIT_OK)
 
 
-from flows import cli_server  # noqa: E402,F401,I001  (registers `switchboard server`)
-from flows.cli_providers import list_providers  # noqa: E402,F401  (registers `switchboard providers`)
-from flows import cli_simulate  # noqa: E402,F401  (registers `switchboard simulate`)
-from flows import cli_report  # noqa: E402,F401  (registers `switchboard report`)
+# Sub-command modules register themselves on `app`; imported last because they import `app` from here.
+from flows import cli_providers, cli_report, cli_server, cli_simulate  # noqa: E402,F401

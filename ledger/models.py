@@ -99,7 +99,10 @@ class ProviderUsage(Base):
     finished_at: Mapped[datetime]
     idempotency_key: Mapped[str] = mapped_column(String(300), unique=True)
 
-    __table_args__ = (Index("ix_usage_run_task", "run_id", "task_id"),)
+    __table_args__ = (
+        Index("ix_usage_run_task_attempt", "run_id", "task_id", "attempt"),
+        Index("ix_usage_provider_started", "provider_id", "started_at"),
+    )
 
 
 class ProviderRow(Base):

@@ -11,6 +11,9 @@ from pathlib import Path
 import pytest
 
 POSTGRES_ENV = "SWITCHBOARD_TEST_POSTGRES_URL"
+# Prefect's servers (the test harness's included) would otherwise run a telemetry service that posts to the
+# internet; set before anything imports prefect.
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex
 
