@@ -294,12 +294,13 @@ def print_table(result: dict[str, Any]) -> None:
     print("\nPer call and throughput")
     print(f"{'figure':<40}{'switchboard':>14}{'litellm':>14}{'ratio':>10}")
 
-    def row(label: str, ours: float, theirs: float | None, fmt: str = "{:.1f}") -> None:
-        ratio = f"{theirs / ours:.1f}x" if theirs and ours else "-"
+    def row(label: str, ours: float, theirs: float | None, fmt: str = "{:.1f}", higher_better: bool = False) -> None:
+        # The ratio says how many times better we are: their/our time, or our/their rate.
+        ratio = f"{(ours / theirs if higher_better else theirs / ours):.1f}x" if theirs and ours else "-"
         print(f"{label:<40}{fmt.format(ours):>14}{(fmt.format(theirs) if theirs else '-'):>14}{ratio:>10}")
 
     row("routing overhead per call, median µs", sb["overhead_us_median"], lt and lt["overhead_us_median"])
-    row("routed calls per second", sb["calls_per_s"], lt and lt["calls_per_s"], "{:.0f}")
+    row("routed calls per second", sb["calls_per_s"], lt and lt["calls_per_s"], "{:.0f}", higher_better=True)
     print(f"{'worst strategy selection p99 µs':<40}{sb['selection_us_p99']:>14.1f}")
     fo = sb["failover"]
     print(f"{'failure known -> next call, median µs':<40}{fo['median_us']:>14.1f}   (p99 {fo['p99_us']:.1f})")

@@ -412,10 +412,8 @@ def insert_attempts(conn: Connection, attempts: Iterable[AttemptRecord]) -> None
     rows = [_usage_values(a) for a in attempts]
     if not rows:
         return
-    dialect = conn.dialect.name
-    if dialect in ("sqlite", "postgresql"):
-        module = sqlite_dialect if dialect == "sqlite" else postgresql_dialect
-        statement = module.insert(ProviderUsage).on_conflict_do_nothing(index_elements=["idempotency_key"])
+    statement = _INSERT_IGNORING_DUPLICATES.get(conn.dialect.name)
+    if statement is not None:
         conn.execute(statement, rows)
         return
     keys = [r["idempotency_key"] for r in rows]
@@ -423,6 +421,13 @@ def insert_attempts(conn: Connection, attempts: Iterable[AttemptRecord]) -> None
     fresh = [r for r in rows if r["idempotency_key"] not in stored]
     if fresh:
         conn.execute(insert(ProviderUsage), fresh)
+
+
+# Built once: constructing the statement costs about as much as a single-row SQLite commit.
+_INSERT_IGNORING_DUPLICATES = {
+    "sqlite": sqlite_dialect.insert(ProviderUsage).on_conflict_do_nothing(index_elements=["idempotency_key"]),
+    "postgresql": postgresql_dialect.insert(ProviderUsage).on_conflict_do_nothing(index_elements=["idempotency_key"]),
+}
 
 
 def _usage_values(a: AttemptRecord) -> dict[str, Any]:

@@ -1,16 +1,26 @@
 """Group commit: attempt rows and task outcomes from many concurrent calls share one transaction.
 
 Every attempt must be committed before its task is reported complete (DESIGN.md), but one commit per attempt
-caps a SQLite ledger at a few hundred calls per second. The writer thread takes whatever is queued, commits
-it together and then resolves each item's future, so a caller that awaits its future knows its row is
-durable.
+caps a ledger at a few hundred calls per second. Items queue up and are committed together; each item's
+future resolves once its row is durable.
+
+Two ways to run the commits:
+- on the caller's event loop (SQLite): items submitted during one loop iteration are committed by a callback
+  scheduled for the next one. A SQLite commit in WAL mode takes tens of microseconds, less than handing the
+  rows to another thread and being woken again, and nothing crosses threads;
+- on a writer thread (other databases, and callers without a running loop): a network round trip to
+  PostgreSQL must not stall the routing engine's loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import threading
 from concurrent.futures import Future
+from typing import Any
+
+from sqlalchemy import Connection
 
 from ledger.records import AttemptRecord, TaskOutcome
 from ledger.store import Ledger, insert_attempts, update_outcomes
@@ -20,29 +30,70 @@ MAX_BATCH = 2000
 
 # An attempt row, or a task's final state with its run id.
 _Item = AttemptRecord | tuple[str, TaskOutcome]
+_Done = Future[None] | asyncio.Future[None]
 
 
 class LedgerWriter:
-    def __init__(self, ledger: Ledger) -> None:
+    def __init__(self, ledger: Ledger, *, on_loop: bool | None = None) -> None:
         self._ledger = ledger
-        self._queue: queue.SimpleQueue[tuple[_Item, Future[None]] | object] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="switchboard-ledger-writer", daemon=True)
-        self._thread.start()
+        self._on_loop = ledger.engine.dialect.name == "sqlite" if on_loop is None else on_loop
+        self._lock = threading.Lock()
+        self._connection: Connection | None = None
+        # loop mode
+        self._pending: list[tuple[_Item, _Done]] = []
+        self._flush_scheduled = False
+        # thread mode, started on first use
+        self._queue: queue.SimpleQueue[tuple[_Item, _Done] | object] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
 
-    def submit(self, attempt: AttemptRecord) -> Future[None]:
+    def submit(self, attempt: AttemptRecord) -> _Done:
         """Queue an attempt row; the future completes once it is committed (or fails with the database error)."""
         return self._put(attempt)
 
-    def submit_outcome(self, run_id: str, outcome: TaskOutcome) -> Future[None]:
+    def submit_outcome(self, run_id: str, outcome: TaskOutcome) -> _Done:
         """Queue a task's final state; it commits in order with (and after) the attempts queued before it."""
         return self._put((run_id, outcome))
 
     def close(self, timeout: float = 30.0) -> None:
-        """Commit what is queued, then stop the thread."""
-        self._queue.put(_STOP)
-        self._thread.join(timeout)
+        """Commit what is queued, then stop the writer thread (if any) and release the connection."""
+        if self._thread is not None:
+            self._queue.put(_STOP)
+            self._thread.join(timeout)
+        with self._lock:
+            if self._pending:  # submitted on a loop that stopped before its flush ran
+                batch, self._pending = self._pending, []
+                self._commit(batch)
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
 
-    def _put(self, item: _Item) -> Future[None]:
+    # --- loop mode ---------------------------------------------------------------------------------
+
+    def _put(self, item: _Item) -> _Done:
+        loop = _running_loop() if self._on_loop else None
+        if loop is None:
+            return self._put_threaded(item)
+        done: asyncio.Future[None] = loop.create_future()
+        self._pending.append((item, done))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(self._flush)
+        return done
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        batch, self._pending = self._pending, []
+        if batch:
+            with self._lock:
+                self._commit(batch)
+
+    # --- thread mode -------------------------------------------------------------------------------
+
+    def _put_threaded(self, item: _Item) -> _Done:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="switchboard-ledger-writer", daemon=True)
+                self._thread.start()
         done: Future[None] = Future()
         self._queue.put((item, done))
         return done
@@ -51,7 +102,7 @@ class LedgerWriter:
         while True:
             first = self._queue.get()
             stopping = first is _STOP
-            batch: list[tuple[_Item, Future[None]]] = [] if stopping else [first]  # type: ignore[list-item]
+            batch: list[tuple[_Item, _Done]] = [] if stopping else [first]  # type: ignore[list-item]
             while not stopping and len(batch) < MAX_BATCH:
                 try:
                     more = self._queue.get_nowait()
@@ -62,20 +113,47 @@ class LedgerWriter:
                 else:
                     batch.append(more)  # type: ignore[arg-type]
             if batch:
-                self._commit(batch)
+                with self._lock:
+                    self._commit(batch)
             if stopping:
                 return
 
-    def _commit(self, batch: list[tuple[_Item, Future[None]]]) -> None:
+    # --- both --------------------------------------------------------------------------------------
+
+    def _commit(self, batch: list[tuple[_Item, _Done]]) -> None:
+        """One transaction for the whole batch; called with `_lock` held."""
         attempts = [item for item, _ in batch if isinstance(item, AttemptRecord)]
-        outcomes = [item for item, _ in batch if not isinstance(item, AttemptRecord)]
+        outcomes: list[Any] = [item for item, _ in batch if not isinstance(item, AttemptRecord)]
         try:
-            with self._ledger.engine.begin() as conn:
+            conn = self._connection
+            if conn is None or conn.closed:
+                # One long-lived connection: checking one out of the pool per commit costs as much as the commit.
+                conn = self._connection = self._ledger.engine.connect()
+            with conn.begin():
                 insert_attempts(conn, attempts)
-                update_outcomes(conn, outcomes)  # type: ignore[arg-type]
-        except Exception as exc:  # the callers decide; the writer keeps serving later items
+                update_outcomes(conn, outcomes)
+        except Exception as exc:  # the callers decide; later batches are still served
+            if self._connection is not None:
+                self._connection.invalidate()
+                self._connection = None
             for _, done in batch:
-                done.set_exception(exc)
+                _resolve(done, exc)
             return
         for _, done in batch:
-            done.set_result(None)
+            _resolve(done, None)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _resolve(done: _Done, error: Exception | None) -> None:
+    if done.done():  # an asyncio future whose waiter was cancelled
+        return
+    if error is None:
+        done.set_result(None)
+    else:
+        done.set_exception(error)
