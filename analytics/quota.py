@@ -20,6 +20,7 @@ from sqlalchemy import Connection
 from analytics.load import first_seen_since, ledger_start, load_usage_buckets
 from analytics.sql import Unit
 from analytics.window import ReportWindow
+from providers.usage_window import seconds_to_reach as window_seconds_to_reach
 
 MEASURES = ("requests", "tokens", "cost")
 QUOTA_COLUMNS = [
@@ -134,21 +135,9 @@ def seconds_to_reach(
     """Seconds until the window total reaches `limit` with new usage at `rate`/s and old usage ageing out.
 
     `ages_s[i]` is how long ago `amounts[i]` was used (bucket start, so it leaves the window a little early,
-    which errs toward an earlier forecast). None when the rate never gets there.
+    which errs toward an earlier forecast). None when the rate never gets there. The projection is the one
+    routing uses for its live windows (`providers.usage_window.seconds_to_reach`).
     """
-    if used >= limit:
-        return 0.0
-    if rate <= 0:
-        return None
-    projected, start = used, 0.0
     order = np.argsort(-ages_s, kind="stable")  # oldest first: it expires first
     expiries = [(span_s - float(ages_s[i]), float(amounts[i])) for i in order]
-    for expires_in, amount in [*expiries, (span_s, 0.0)]:
-        expires_in = max(expires_in, start)
-        reach = start + (limit - projected) / rate
-        if reach <= expires_in:
-            return reach
-        projected += rate * (expires_in - start) - amount
-        start = expires_in
-    # After one whole span every current entry has aged out and the window holds rate * span.
-    return span_s if rate * span_s >= limit else None
+    return window_seconds_to_reach(limit, used, rate, expiries, span_s)

@@ -132,7 +132,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
-    sizes = [(50, 8), (1000, 200)]
+    # Wide DAGs (few levels) stress fan-out; deep ones (many levels) the hand-over from task to task.
+    shapes = [("wide", 50, 8), ("deep", 50, 4), ("wide", 1000, 200), ("deep", 1000, 50)]
     runs = 1 if args.quick else args.runs
 
     with tempfile.TemporaryDirectory(prefix="sb-batch-bench-") as tmp_name:
@@ -158,7 +159,7 @@ def main() -> None:
         try:
             startup = wait_healthy(port, started)
             rows = []
-            for size, width in sizes:
+            for shape, size, width in shapes:
                 spec, depth = dag(size, width)
                 # Prefect's server ingests task-run events behind the flows (PREFECT.md): a flow started right
                 # after a big one runs several times slower. Each measurement starts on a drained server.
@@ -173,6 +174,7 @@ def main() -> None:
                     ideal = max(depth * 0.2, size * 0.2 / (PROVIDERS * CONCURRENCY)) if latency else None
                     rows.append(
                         {
+                            "shape": shape,
                             "tasks": size,
                             "depth": depth,
                             "latency_ms": latency,
@@ -218,13 +220,26 @@ def wait_healthy(port: int, started: float) -> float:
 
 def print_row(row: dict[str, Any]) -> None:
     if not hasattr(print_row, "header"):
-        columns = ("tasks", "mock", "mode", "seconds", "tasks/s", "noop s", "x noop", "ideal s", "x ideal")
+        columns = (
+            "shape",
+            "tasks",
+            "depth",
+            "mock",
+            "mode",
+            "seconds",
+            "tasks/s",
+            "noop s",
+            "x noop",
+            "ideal s",
+            "x ideal",
+        )
         print(" ".join(f"{c:>8}" for c in columns))
         print_row.header = True  # type: ignore[attr-defined]
     ideal = f"{row['ideal_s']:.2f}" if row["ideal_s"] else "-"
     vs_ideal = f"{row['vs_ideal']:.2f}" if row["vs_ideal"] else "-"
     print(
-        f"{row['tasks']:>8} {str(row['latency_ms']) + 'ms':>8} {row['mode']:>8} {row['seconds']:>8.2f} "
+        f"{row['shape']:>8} {row['tasks']:>8} {row['depth']:>8} {str(row['latency_ms']) + 'ms':>8} "
+        f"{row['mode']:>8} {row['seconds']:>8.2f} "
         f"{row['tasks_per_s']:>8.0f} {row['noop_floor_s']:>8.2f} {row['vs_noop']:>8.2f} {ideal:>8} {vs_ideal:>8}"
     )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect.artifacts import acreate_table_artifact
+from prefect.artifacts import create_table_artifact
 
 
 def run_table_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
@@ -25,9 +25,9 @@ def run_table_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-async def publish_run_table(summary: dict[str, Any]) -> None:
+def publish_run_table(summary: dict[str, Any]) -> None:
     run_id = summary["run"]["id"]
-    await acreate_table_artifact(
+    create_table_artifact(
         table=run_table_rows(summary),
         key=f"switchboard-{run_id.lower()}",
         description=f"Switchboard run {run_id}: who served what at what cost",

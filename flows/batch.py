@@ -8,28 +8,25 @@ Two shapes, chosen by size (`runner.chunk_threshold`, overridable with `mode`):
   1,000-task batch does not pay Prefect's per-task cost 1,000 times. Every item is still a row in the ledger
   and in the run's table artifact.
 
-The flow is async: a sync Prefect flow pays ~1.1 s per run joining its heartbeat thread (PREFECT.md), an
-async one ~0.2 s. Its tasks stay sync and run on the thread pool; the flow awaits them without blocking.
+The flow is sync on purpose. An async flow has a smaller fixed cost (~0.2 s against the ~1.1 s a sync flow
+spends joining its heartbeat thread, PREFECT.md), but measured here its task hand-offs were 2-4x slower: a
+50-task no-op DAG took 2.2-4.8 s as an async flow and 1.1 s as a sync one. The heartbeat join overlaps the
+work, so a sync run costs about max(work, ~1 s) plus a fraction of a second.
 """
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any, Literal
 
 from prefect import allow_failure, flow, get_run_logger, task
-from prefect.artifacts import (
-    acreate_markdown_artifact,
-    acreate_progress_artifact,
-    aupdate_progress_artifact,
-    update_progress_artifact,
-)
+from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import TaskRun
-from prefect.futures import PrefectFuture
+from prefect.futures import PrefectFuture, wait
 from prefect.runtime import flow_run
 from prefect.states import State
 from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.utilities.annotations import quote
 
 from flows.artifacts import failover_markdown, publish_run_table
 from flows.events import PrefectEventForwarder
@@ -99,13 +96,8 @@ def execute_chunk(
     return counts
 
 
-def _wait_all(futures: list[PrefectFuture[Any]]) -> None:
-    for future in futures:
-        future.wait()
-
-
 def _progress(ledger: Ledger, run_id: str, progress_id: str | None) -> None:
-    """Update the progress artifact from a (sync) task run."""
+    """Update the run's progress artifact (from the flow or from a chunk's task)."""
     if progress_id is not None:
         update_progress_artifact(artifact_id=progress_id, progress=_percent_finished(ledger, run_id))
 
@@ -116,7 +108,7 @@ def _percent_finished(ledger: Ledger, run_id: str) -> float:
 
 
 @flow(name="process-batch", task_runner=ThreadPoolTaskRunner(max_workers=DEFAULT_MAX_WORKERS), persist_result=False)
-async def process_batch(
+def process_batch(
     spec: BatchSpec | str,
     providers: str | None = None,
     strategy: str | None = None,
@@ -153,7 +145,7 @@ async def process_batch(
         len(batch.tasks),
         "chunked" if chunked else "per-node",
     )
-    progress_id = await acreate_progress_artifact(
+    progress_id = create_progress_artifact(
         progress=0.0, key=f"switchboard-progress-{run_id.lower()}", description=f"Switchboard run {run_id}"
     )
     runtime = open_runtime(
@@ -162,38 +154,35 @@ async def process_batch(
     ref = RuntimeRef.of(runtime)
     try:
         if chunked:
-            await _run_chunked(batch, ref, progress_id, config.runner.chunk_size)
+            _run_chunked(batch, ref, progress_id, config.runner.chunk_size)
         else:
-            await _run_per_node(batch, ref, ledger, progress_id)
+            _run_per_node(batch, ref, ledger, progress_id)
     finally:
         close_runtime(run_id)
-    await aupdate_progress_artifact(artifact_id=progress_id, progress=100.0)
-    return await finish_run(ledger, run_id)
+    update_progress_artifact(artifact_id=progress_id, progress=100.0)
+    return finish_run(ledger, run_id)
 
 
 def choose_chunked(mode: Mode, size: int, config: SwitchboardConfig) -> bool:
     return mode == "chunked" or (mode == "auto" and size > config.runner.chunk_threshold)
 
 
-async def _run_per_node(batch: BatchSpec, ref: RuntimeRef, ledger: Ledger, progress_id: str | None) -> None:
+def _run_per_node(batch: BatchSpec, ref: RuntimeRef, ledger: Ledger, progress_id: str | None) -> None:
     futures: dict[str, PrefectFuture[str | None]] = {}
     for layer in batch.layers():
         for t in layer:
             upstream = [allow_failure(futures[d]) for d in t.depends_on]
-            futures[t.id] = execute_node.submit(ref, t.id, wait_for=upstream)
-    # Wait on a thread (the flow's loop must stay free) and report progress from here, in the flow's context.
-    waiting = asyncio.ensure_future(asyncio.to_thread(_wait_all, list(futures.values())))
-    while not waiting.done():
-        await asyncio.wait({waiting}, timeout=PROGRESS_EVERY_S)
-        if progress_id is not None:
-            await aupdate_progress_artifact(artifact_id=progress_id, progress=_percent_finished(ledger, ref.run_id))
-    await waiting
+            futures[t.id] = execute_node.submit(quote(ref), t.id, wait_for=upstream)
+    pending = list(futures.values())
+    while pending:
+        _, not_done = wait(pending, timeout=PROGRESS_EVERY_S)
+        pending = list(not_done)
+        _progress(ledger, ref.run_id, progress_id)
 
 
-async def _run_chunked(batch: BatchSpec, ref: RuntimeRef, progress_id: str | None, chunk_size: int) -> None:
+def _run_chunked(batch: BatchSpec, ref: RuntimeRef, progress_id: str | None, chunk_size: int) -> None:
     for number, ids in enumerate(chunks(batch, chunk_size)):
-        future = execute_chunk.submit(ref, number, len(ids), ids, progress_id)
-        await asyncio.to_thread(future.wait)
+        execute_chunk.submit(quote(ref), number, len(ids), ids, progress_id).wait()
 
 
 def chunks(batch: BatchSpec, chunk_size: int) -> list[list[str]]:
@@ -211,14 +200,14 @@ def _observer(ledger: Ledger) -> PrefectEventForwarder:
     return PrefectEventForwarder(ledger)
 
 
-async def finish_run(ledger: Ledger, run_id: str) -> dict[str, Any]:
+def finish_run(ledger: Ledger, run_id: str) -> dict[str, Any]:
     """Mark the run completed or failed from its tasks, publish its artifacts and return the totals."""
     states = ledger.task_states(run_id)
     all_done = all(s.status == "completed" for s in states.values())
     ledger.finish_run(run_id, "completed" if all_done else "failed")
     summary = run_summary(ledger, run_id)
-    await publish_run_table(summary)
-    await acreate_markdown_artifact(
+    publish_run_table(summary)
+    create_markdown_artifact(
         markdown=failover_markdown(summary),
         key=f"switchboard-failovers-{run_id.lower()}",
         description=f"Switchboard run {run_id}: failovers and their reasons",
@@ -232,8 +221,8 @@ def batch_flow(config: SwitchboardConfig) -> Any:
 
 
 def run_batch_flow(config: SwitchboardConfig, **parameters: Any) -> dict[str, Any]:
-    """Run the (async) flow to completion from synchronous code."""
-    return asyncio.run(batch_flow(config)(**parameters))
+    """Run the flow in this process with the providers file's task runner."""
+    return batch_flow(config)(**parameters)
 
 
 __all__ = ["batch_flow", "choose_chunked", "chunks", "finish_run", "process_batch", "run_batch_flow"]

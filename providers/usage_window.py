@@ -199,7 +199,8 @@ class LimitTracker:
                 observed = min(spec.span_s, max(now - self._started, 1.0))
                 events = window.events()
                 used = sum(amount for _, amount in events)
-                out[name] = _seconds_to_reach(limit, used, used / observed, events, spec.span_s, now)
+                expiries = [(at + spec.span_s - now, amount) for at, amount in events]
+                out[name] = seconds_to_reach(limit, used, used / observed, expiries, spec.span_s)
         return out
 
     def earliest_exhaustion(self) -> tuple[str, float] | None:
@@ -211,17 +212,17 @@ class LimitTracker:
         return name, seconds
 
 
-def _seconds_to_reach(
-    limit: float, used: float, rate: float, events: list[tuple[float, float]], span_s: float, now: float
+def seconds_to_reach(
+    limit: float, used: float, rate: float, expiries: list[tuple[float, float]], span_s: float
 ) -> float | None:
-    """First time the projected window total (old entries expiring, new usage at `rate`) reaches `limit`."""
+    """First time the projected window total reaches `limit`: new usage at `rate` per second while each
+    `(expires_in_s, amount)` in `expiries` (soonest first) ages out of the window. None if it never does."""
     if used >= limit:
         return 0.0
     if rate <= 0:
         return None
     # Between two expiries the projection rises linearly; check each such segment in turn.
     projected, start = used, 0.0
-    expiries = [(at + span_s - now, amount) for at, amount in events]
     for expires_in, amount in [*expiries, (span_s, 0.0)]:
         expires_in = max(expires_in, start)
         reach = start + (limit - projected) / rate

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
@@ -40,7 +39,7 @@ def test_dag_runs_with_failover_and_passes_upstream_outputs(tmp_path: Path, ledg
         "providers:\n  flaky: {type: local_mock, priority: 1, latency_ms: 0, failure_rate: 1.0}\n"
         "  steady: {type: local_mock, priority: 2, latency_ms: 0}\n",
     )
-    result = asyncio.run(process_batch(spec=parse_spec(DAG, "dag"), providers=providers))
+    result = process_batch(spec=parse_spec(DAG, "dag"), providers=providers)
     assert result["status"] == "completed"
     ledger = Ledger(url=ledger_url)
     summary = run_summary(ledger, result["run_id"])
@@ -62,7 +61,7 @@ def test_failed_task_skips_its_dependents_only(tmp_path: Path, ledger_url: str) 
         "capabilities: [code_analysis, code_review, summarization]}\n"
         "  broken: {type: local_mock, latency_ms: 0, capabilities: [bug_fix], failure_rate: 1.0}\n",
     )
-    result = asyncio.run(process_batch(spec=parse_spec(DAG, "dag"), providers=providers))
+    result = process_batch(spec=parse_spec(DAG, "dag"), providers=providers)
     ledger = Ledger(url=ledger_url)
     states = {t: s.status for t, s in ledger.task_states(result["run_id"]).items()}
     assert states == {
@@ -88,14 +87,14 @@ def test_rerun_of_a_failed_spec_resumes_and_only_runs_unfinished_tasks(tmp_path:
     broken = _providers(
         tmp_path, "providers:\n  m: {type: local_mock, latency_ms: 0, capabilities: [code_analysis, code_review]}\n"
     )
-    first = asyncio.run(process_batch(spec=str(spec_path), providers=broken))
+    first = process_batch(spec=str(spec_path), providers=broken)
     assert first["status"] == "failed"
     ledger = Ledger(url=ledger_url)
     done_before = {a.task_id: a.attempt for a in ledger.attempts(first["run_id"])}
 
     healthy = tmp_path / "healthy.yaml"
     healthy.write_text("providers:\n  m: {type: local_mock, latency_ms: 0}\n")
-    second = asyncio.run(process_batch(spec=str(spec_path), providers=str(healthy)))
+    second = process_batch(spec=str(spec_path), providers=str(healthy))
     assert second["run_id"] == first["run_id"] and second["status"] == "completed"
     attempts = ledger.attempts(first["run_id"])
     # plan and left were not executed again: still exactly one (successful) attempt each
