@@ -26,7 +26,6 @@ from prefect.futures import PrefectFuture, wait
 from prefect.runtime import flow_run
 from prefect.states import State
 from prefect.task_runners import ThreadPoolTaskRunner
-from prefect.utilities.annotations import quote
 
 from flows.artifacts import failover_markdown, publish_run_table
 from flows.events import PrefectEventForwarder
@@ -172,7 +171,7 @@ def _run_per_node(batch: BatchSpec, ref: RuntimeRef, ledger: Ledger, progress_id
     for layer in batch.layers():
         for t in layer:
             upstream = [allow_failure(futures[d]) for d in t.depends_on]
-            futures[t.id] = execute_node.submit(quote(ref), t.id, wait_for=upstream)
+            futures[t.id] = execute_node.submit(ref, t.id, wait_for=upstream)
     pending = list(futures.values())
     while pending:
         _, not_done = wait(pending, timeout=PROGRESS_EVERY_S)
@@ -182,7 +181,7 @@ def _run_per_node(batch: BatchSpec, ref: RuntimeRef, ledger: Ledger, progress_id
 
 def _run_chunked(batch: BatchSpec, ref: RuntimeRef, progress_id: str | None, chunk_size: int) -> None:
     for number, ids in enumerate(chunks(batch, chunk_size)):
-        execute_chunk.submit(quote(ref), number, len(ids), ids, progress_id).wait()
+        execute_chunk.submit(ref, number, len(ids), ids, progress_id).wait()
 
 
 def chunks(batch: BatchSpec, chunk_size: int) -> list[list[str]]:
