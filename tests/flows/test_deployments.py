@@ -119,7 +119,9 @@ def test_deployments_are_stored_with_schedules_pull_step_and_typed_parameters(st
     assert "BatchSpec" in batch.parameter_openapi_schema["definitions"]
     assert [s.schedule.interval.total_seconds() for s in health.schedules] == [300]
     if report is not None:
-        assert [(s.schedule.cron, s.schedule.timezone) for s in report.schedules] == [("0 6 * * *", "UTC")]
+        assert [(s.schedule.cron, s.schedule.timezone) for s in report.schedules] == [("15 0 * * *", "UTC")]
+        # just after midnight UTC, over the last full day
+        assert report.parameters == {"since": "1d", "until": "today"}
 
 
 def test_deployment_run_from_the_cli_completes_on_a_worker(stack: dict[str, Any]) -> None:
