@@ -11,6 +11,7 @@ from prefect.events import emit_event
 
 from flows.events import prefect_event_name
 from flows.runtime import default_ledger
+from flows.secrets import secret_resolver
 from ledger import utc_now
 from providers import AIProvider, HealthStatus, ProviderHealth
 from routing.config import load_config
@@ -31,7 +32,7 @@ def provider_health(providers: str | None = None, timeout_s: float = 30.0) -> li
     config = load_config(providers)
     ledger = default_ledger()
     previous = {row["provider_id"]: row["status"] for row in ledger.provider_rows()}
-    registry = ProviderRegistry.from_configs(config.providers)
+    registry = ProviderRegistry.from_configs(config.providers, secrets=secret_resolver())
     try:
         # Providers' HTTP clients belong to the engine loop (routing/loop.py), so probes run there too.
         results = engine_loop().run(_probe_all(list(registry), timeout_s))
