@@ -31,7 +31,3 @@ class AffinityMap:
         self._providers.move_to_end(key)
         while len(self._providers) > self._max_keys:
             self._providers.popitem(last=False)
-
-    def forget_provider(self, provider_id: str) -> None:
-        for key in [k for k, p in self._providers.items() if p == provider_id]:
-            del self._providers[key]

@@ -33,6 +33,3 @@ class RoutingEvent:
 class RoutingObserver(Protocol):
     def __call__(self, event: RoutingEvent) -> None: ...
 
-
-def ignore_events(event: RoutingEvent) -> None:
-    """The default observer."""
