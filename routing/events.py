@@ -32,4 +32,3 @@ class RoutingEvent:
 
 class RoutingObserver(Protocol):
     def __call__(self, event: RoutingEvent) -> None: ...
-
