@@ -43,7 +43,7 @@ def render_run(console: Console, summary: dict[str, Any], *, explain: bool = Fal
         highlight=False,
     )
     if run.get("ui_url"):
-        console.print(f"Prefect flow run: {run['ui_url']}", highlight=False)
+        console.print(f"Prefect flow run: {run['ui_url']}", highlight=False, soft_wrap=True)
     elif run.get("flow_run_id"):
         console.print(f"Prefect flow run: {run['flow_run_id']}", highlight=False)
     for t in summary["tasks"]:
