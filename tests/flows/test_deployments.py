@@ -5,6 +5,7 @@ One server for the module (free port, temporary Prefect home); the worker runs `
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -176,3 +177,38 @@ def test_submit_batch_triggers_the_deployment(stack: dict[str, Any], tmp_path: P
     assert flow_run.parameters["providers"] == str(providers)
     assert sorted(_ledger_tasks(stack["ledger"], flow_run_id)) == [("do", "completed"), ("plan", "completed")]
     assert any(a.type == "table" for a in _artifacts(stack["api_url"], flow_run_id))
+
+
+def test_switchboard_run_with_deployment_submits_the_checked_spec(stack: dict[str, Any]) -> None:
+    spec = ROOT / "examples" / "pr-review.yaml"
+    done = _run(
+        [
+            sys.executable,
+            "-m",
+            "flows",
+            "run",
+            "examples/pr-review.yaml",
+            "--deployment",
+            "process-batch/process-batch",
+            "--json",
+        ],
+        {k: v for k, v in stack["env"].items() if k != "SWITCHBOARD_PREFECT"},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout)
+    assert out["deployment"] == "process-batch/process-batch"
+    assert out["ui_url"].endswith(f"/runs/flow-run/{out['flow_run_id']}")
+    with _client(stack["api_url"]) as client:
+        flow_run = client.read_flow_run(UUID(out["flow_run_id"]))
+        assert flow_run.state.is_scheduled()
+        assert flow_run.parameters["spec"] == str(spec)  # made absolute, so the worker reads the same file
+        client.delete_flow_run(flow_run.id)  # leave nothing for another test's worker to pick up
+    bad = subprocess.run(
+        [sys.executable, "-m", "flows", "run", "missing.yaml", "--deployment", "process-batch/process-batch"],
+        capture_output=True,
+        text=True,
+        env=stack["env"],
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert bad.returncode == 2 and "missing.yaml" in bad.stderr
