@@ -8,10 +8,10 @@ Two shapes, chosen by size (`runner.chunk_threshold`, overridable with `mode`):
   1,000-task batch does not pay Prefect's per-task cost 1,000 times. Every item is still a row in the ledger
   and in the run's table artifact.
 
-The flow is sync on purpose. An async flow has a smaller fixed cost (~0.2 s against the ~1.1 s a sync flow
-spends joining its heartbeat thread, PREFECT.md), but measured here its task hand-offs were 2-4x slower: a
-50-task no-op DAG took 2.2-4.8 s as an async flow and 1.1 s as a sync one. The heartbeat join overlaps the
-work, so a sync run costs about max(work, ~1 s) plus a fraction of a second.
+The flow is sync on purpose: measured here, an async flow's task hand-offs were 2-4x slower (a 50-task no-op
+DAG took 2.2-4.8 s as an async flow and 1.1 s as a sync one). The up to 1 s a sync flow spends joining
+Prefect's heartbeat thread on exit (PREFECT.md) is avoided for runs started in this process by sending the
+heartbeat ourselves (flows/heartbeat.py).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.artifacts import failover_markdown, publish_run_table
 from flows.events import PrefectEventForwarder
+from flows.heartbeat import flow_heartbeat, in_process_heartbeat
 from flows.nodes import NodeResult, run_node, run_nodes
 from flows.runtime import (
     RuntimeRef,
@@ -152,10 +153,11 @@ def process_batch(
     )
     ref = RuntimeRef.of(runtime)
     try:
-        if chunked:
-            _run_chunked(batch, ref, progress_id, config.runner.chunk_size)
-        else:
-            _run_per_node(batch, ref, ledger, progress_id)
+        with flow_heartbeat():
+            if chunked:
+                _run_chunked(batch, ref, progress_id, config.runner.chunk_size)
+            else:
+                _run_per_node(batch, ref, ledger, progress_id)
     finally:
         close_runtime(run_id)
     update_progress_artifact(artifact_id=progress_id, progress=100.0)
@@ -221,7 +223,8 @@ def batch_flow(config: SwitchboardConfig) -> Any:
 
 def run_batch_flow(config: SwitchboardConfig, **parameters: Any) -> dict[str, Any]:
     """Run the flow in this process with the providers file's task runner."""
-    return batch_flow(config)(**parameters)
+    with in_process_heartbeat():
+        return batch_flow(config)(**parameters)
 
 
 __all__ = ["batch_flow", "choose_chunked", "chunks", "finish_run", "process_batch", "run_batch_flow"]
