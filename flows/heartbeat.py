@@ -18,10 +18,9 @@ from contextlib import contextmanager
 from typing import Any
 
 from prefect import __version__ as prefect_version
-from prefect.context import FlowRunContext
+from prefect.context import FlowRunContext, SettingsContext, get_settings_context
 from prefect.events import emit_event
 from prefect.events.related import tags_as_related_resources
-from prefect.settings import get_current_settings, temporary_settings
 
 # Prefect's own floor for the interval (flow_engine.MINIMUM_HEARTBEAT_INTERVAL).
 MIN_INTERVAL_S = 30
@@ -34,13 +33,18 @@ _own_interval: contextvars.ContextVar[int | None] = contextvars.ContextVar("swit
 @contextmanager
 def in_process_heartbeat() -> Iterator[None]:
     """Around a flow call in this process: the engine sends no heartbeat, the flow body sends it instead."""
-    interval = get_current_settings().flows.heartbeat_frequency
+    current = get_settings_context()
+    interval = current.settings.flows.heartbeat_frequency
     if interval is None:  # the user turned heartbeats off
         yield
         return
+    # A copy of the settings with one value changed; prefect.settings.temporary_settings would rebuild and
+    # revalidate them from every source (measured 10-25 ms, on the path of every run).
+    flows = current.settings.flows.model_copy(update={"heartbeat_frequency": None})
+    quiet = current.settings.model_copy(update={"flows": flows})
     token = _own_interval.set(max(interval, MIN_INTERVAL_S))
     try:
-        with temporary_settings(updates={"flows.heartbeat_frequency": None}):
+        with SettingsContext(profile=current.profile, settings=quiet):
             yield
     finally:
         _own_interval.reset(token)

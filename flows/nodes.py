@@ -20,6 +20,7 @@ from routing.router import RoutedResult
 
 # How often a waiting chunk reports progress.
 PROGRESS_EVERY_S = 1.0
+MAX_SELECTED_IDS = 2000
 CANCELLED_ERROR = "cancelled (interrupted)"
 
 
@@ -41,10 +42,15 @@ def run_nodes(
 ) -> list[NodeResult]:
     """Run the given nodes, whose upstream tasks outside `task_ids` have finished; results in the order given."""
     ledger, run_id = runtime.ledger, runtime.run.run_id
+    # Only these nodes and their upstream tasks: a per-node run reads a handful of rows per node, not the
+    # whole run (with every output) once per node. Past a few thousand ids one scan of the run is cheaper
+    # than a long IN list (and stays under the databases' bound-parameter limits).
+    wanted = set(task_ids).union(*(runtime.spec.task(t).depends_on for t in task_ids))
+    selected = wanted if len(wanted) <= MAX_SELECTED_IDS else None
     known = _KnownState(
-        states=ledger.task_states(run_id),
-        successes=ledger.recorded_successes(run_id),
-        last_attempts=ledger.last_attempt_numbers(run_id),
+        states=ledger.task_states(run_id, selected),
+        successes=ledger.recorded_successes(run_id, selected),
+        last_attempts=ledger.last_attempt_numbers(run_id, selected),
     )
     results: dict[str, NodeResult] = {}
     try:
@@ -61,7 +67,10 @@ def run_nodes(
     missing = [t for t in task_ids if t not in results]
     for task_id in missing:
         results[task_id] = NodeResult(task_id, "cancelled", error=CANCELLED_ERROR)
-    ledger.finish_tasks(run_id, [TaskOutcome(task_id=t, status="cancelled", error=CANCELLED_ERROR) for t in missing])
+    if missing:
+        ledger.finish_tasks(
+            run_id, [TaskOutcome(task_id=t, status="cancelled", error=CANCELLED_ERROR) for t in missing]
+        )
     if on_progress:
         on_progress()
     return [results[t] for t in task_ids]
@@ -85,14 +94,15 @@ async def _run_dag(
             if dep in finished:
                 await finished[dep].wait()
         result, outcome, routed = await _run_one(runtime, task_id, known, results)
-        # Dependents may start on the answer now; the task is reported complete (its outcome written,
-        # the chunk finished) only after its attempt rows are committed.
+        # Dependents may start on the answer now; the task is reported complete (the chunk finished) only
+        # after its attempt rows and its outcome are committed. The writer commits in submission order, so
+        # the outcome lands with its attempts (usually in the same transaction) or after them, never before.
         results[task_id] = result
         finished[task_id].set()
-        if routed is not None:
-            await routed.committed()
         if outcome is not None:
             writes.append(runtime.writer.submit_outcome(runtime.run.run_id, outcome))
+        if routed is not None:
+            await routed.committed()
 
     await asyncio.gather(*(node(t) for t in task_ids))
     for done in writes:  # task states are durable before the chunk reports back

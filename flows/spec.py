@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from providers import AITask, Priority
 from routing.config import check_strategy
@@ -64,12 +64,14 @@ class BatchSpec(BaseModel):
     workdir: str | None = None
     defaults: TaskDefaults = TaskDefaults()
     tasks: list[TaskSpec] = Field(min_length=1)
+    # Built once: the engine looks tasks up by id several times per node.
+    _tasks_by_id: dict[str, TaskSpec] = PrivateAttr(default_factory=dict)
+
+    def model_post_init(self, context: Any) -> None:
+        self._tasks_by_id = {t.id: t for t in self.tasks}
 
     def task(self, task_id: str) -> TaskSpec:
-        return self._by_id()[task_id]
-
-    def _by_id(self) -> dict[str, TaskSpec]:
-        return {t.id: t for t in self.tasks}
+        return self._tasks_by_id[task_id]
 
     def content_hash(self) -> str:
         """Identifies the spec's content, so re-running the same spec resumes its unfinished run."""

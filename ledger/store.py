@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -134,9 +134,13 @@ class Ledger:
 
     # --- tasks ------------------------------------------------------------------------------------
 
-    def task_states(self, run_id: str) -> dict[str, TaskState]:
+    def task_states(self, run_id: str, task_ids: Collection[str] | None = None) -> dict[str, TaskState]:
+        """The run's tasks (or only `task_ids`), in spec order."""
+        query = select(TaskRow).where(TaskRow.run_id == run_id)
+        if task_ids is not None:
+            query = query.where(TaskRow.task_id.in_(task_ids))
         with self._sessions() as session:
-            rows = session.scalars(select(TaskRow).where(TaskRow.run_id == run_id).order_by(TaskRow.position)).all()
+            rows = session.scalars(query.order_by(TaskRow.position)).all()
             return {r.task_id: _task_state(r) for r in rows}
 
     def task_state(self, run_id: str, task_id: str) -> TaskState | None:
@@ -194,23 +198,26 @@ class Ledger:
             rows = session.scalars(query.order_by(ProviderUsage.task_id, ProviderUsage.attempt)).all()
             return [_attempt_record(r) for r in rows]
 
-    def last_attempt_numbers(self, run_id: str) -> dict[str, int]:
+    def last_attempt_numbers(self, run_id: str, task_ids: Collection[str] | None = None) -> dict[str, int]:
+        """task_id -> its highest attempt number so far, for the run's tasks (or only `task_ids`)."""
+        query = select(ProviderUsage.task_id, func.max(ProviderUsage.attempt)).where(ProviderUsage.run_id == run_id)
+        if task_ids is not None:
+            query = query.where(ProviderUsage.task_id.in_(task_ids))
         with self._sessions() as session:
-            rows = session.execute(
-                select(ProviderUsage.task_id, func.max(ProviderUsage.attempt))
-                .where(ProviderUsage.run_id == run_id)
-                .group_by(ProviderUsage.task_id)
-            ).all()
+            rows = session.execute(query.group_by(ProviderUsage.task_id)).all()
             return {task_id: int(n) for task_id, n in rows}
 
-    def recorded_successes(self, run_id: str) -> dict[str, tuple[str, str | None]]:
-        """task_id -> (provider_id, output) for every task of the run with a successful attempt."""
+    def recorded_successes(
+        self, run_id: str, task_ids: Collection[str] | None = None
+    ) -> dict[str, tuple[str, str | None]]:
+        """task_id -> (provider_id, output) for every task of the run (or of `task_ids`) with a successful attempt."""
+        query = select(ProviderUsage.task_id, ProviderUsage.provider_id, ProviderUsage.output).where(
+            ProviderUsage.run_id == run_id, ProviderUsage.outcome == "success"
+        )
+        if task_ids is not None:
+            query = query.where(ProviderUsage.task_id.in_(task_ids))
         with self._sessions() as session:
-            rows = session.execute(
-                select(ProviderUsage.task_id, ProviderUsage.provider_id, ProviderUsage.output).where(
-                    ProviderUsage.run_id == run_id, ProviderUsage.outcome == "success"
-                )
-            ).all()
+            rows = session.execute(query).all()
             return {task_id: (provider_id, output) for task_id, provider_id, output in rows}
 
     def run_cost(self, run_id: str) -> float:

@@ -120,3 +120,16 @@ def test_find_run_by_unique_prefix(ledger: Ledger) -> None:
     run_id, _ = ledger.start_or_resume_run(batch_name="b", batch_hash="h", team=None, strategy=None, tasks=TASKS)
     assert ledger.find_run(run_id[:-2]).run_id == run_id
     assert ledger.find_run("nope") is None
+
+
+def test_run_state_reads_can_be_limited_to_some_tasks(ledger: Ledger) -> None:
+    run_id, _ = ledger.start_or_resume_run(batch_name="b", batch_hash="h3", team="qa", strategy="s", tasks=TASKS)
+    ledger.record_attempts([_attempt(run_id, "a", 1, "unavailable"), _attempt(run_id, "a", 2)])
+    ledger.record_attempts([_attempt(run_id, "b", 1)])
+
+    assert list(ledger.task_states(run_id, {"b"})) == ["b"]
+    assert list(ledger.task_states(run_id)) == ["a", "b"]
+    assert ledger.last_attempt_numbers(run_id, {"a"}) == {"a": 2}
+    assert ledger.last_attempt_numbers(run_id) == {"a": 2, "b": 1}
+    assert set(ledger.recorded_successes(run_id, {"b"})) == {"b"}
+    assert set(ledger.recorded_successes(run_id)) == {"a", "b"}
