@@ -7,13 +7,13 @@ Time comes from an injected monotonic clock, so tests move time forward instead 
 
 from __future__ import annotations
 
-import bisect
 import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from operator import itemgetter
 
 from providers.base import Limits
 
@@ -73,16 +73,36 @@ class SlidingWindow:
         self._total += amount
 
     def add_at(self, at: float, amount: float) -> None:
-        """Add an amount observed at clock time `at` (in the past): restores state recorded before a restart."""
+        """Add an amount observed at clock time `at` (in the past): restores state recorded before a restart.
+
+        O(1) when entries arrive oldest first (the usual replay order); use `load` for many unordered ones.
+        """
         if amount == 0:
             return
         now = self._clock()
         if at <= now - self.span_s:
             return
         at = min(at, now)
-        index = bisect.bisect_right([t for t, _ in self._events], at)
-        self._events.insert(index, (at, amount))
+        if not self._events or at >= self._events[-1][0]:
+            self._events.append((at, amount))
+        else:
+            self.load([(at, amount)])
+            return
         self._total += amount
+
+    def load(self, points: Iterable[tuple[float, float]]) -> None:
+        """Add many (clock time, amount) entries at once, in any order: one sort, O(n log n) in all.
+
+        Rebuilding a day of attempts with `add_at` one by one out of order would be quadratic.
+        """
+        now = self._clock()
+        cutoff = now - self.span_s
+        fresh = [(min(at, now), amount) for at, amount in points if amount != 0 and at > cutoff]
+        if not fresh:
+            return
+        merged = sorted([*self._events, *fresh], key=itemgetter(0))
+        self._events = deque(merged)
+        self._total += sum(amount for _, amount in fresh)
 
     def total(self) -> float:
         self._prune(self._clock())
@@ -163,6 +183,34 @@ class LimitTracker:
             at = self._clock() - max(0.0, seconds_ago)
             for spec, _, window in self._windows.values():
                 window.add_at(at, amounts[spec.measure])
+
+    def load(self, calls: Iterable[tuple[float, float, float]]) -> None:
+        """Count many past calls at once, each `(seconds_ago, tokens, cost)` as one request, in any order.
+
+        O(n log n) for n calls: restoring a day of attempts at every run start must stay cheap.
+        """
+        now = self._clock()
+        rows = [(now - max(0.0, ago), tokens, cost) for ago, tokens, cost in calls]
+        with self._lock:
+            for spec, _, window in self._windows.values():
+                if spec.measure == "requests":
+                    window.load((at, 1.0) for at, _, _ in rows)
+                elif spec.measure == "tokens":
+                    window.load((at, tokens) for at, tokens, _ in rows)
+                else:
+                    window.load((at, cost) for at, _, cost in rows)
+
+    def carry_over(self, old: LimitTracker) -> None:
+        """Take over the usage `old` counted in every window this tracker shares with it (same limit name).
+
+        Used when a provider's config is updated while running: its usage so far still counts.
+        """
+        with old._lock:
+            kept = {name: window.events() for name, (_, _, window) in old._windows.items()}
+        with self._lock:
+            for name, (_, _, window) in self._windows.items():
+                if name in kept:
+                    window.load(kept[name])
 
     def usage(self) -> dict[str, tuple[float, float]]:
         """(used, limit) of each configured limit."""

@@ -17,7 +17,8 @@ class BudgetGuard:
     """Tracks spent and reserved money; loop-confined like the rest of the engine's state.
 
     Estimates are reserved when a call starts and replaced by the actual cost when it ends, so concurrent
-    calls cannot together overshoot a budget that each of them alone would fit.
+    calls cannot together overshoot a budget that each of them alone would fit. A task that fits the money
+    spent but not the money reserved waits for calls in flight to settle (the router does the waiting).
     """
 
     def __init__(self, budget: Budget, *, today: Callable[[], date] = _today) -> None:
@@ -28,6 +29,7 @@ class BudgetGuard:
         self._day_spent = 0.0
         self._reserved_run: defaultdict[str, float] = defaultdict(float)
         self._reserved_day = 0.0
+        self._in_flight = 0
 
     @property
     def active(self) -> bool:
@@ -40,24 +42,44 @@ class BudgetGuard:
         self._roll()
         self._day_spent = max(self._day_spent, day_spent)
 
-    def refusal(self, run_id: str, estimate: float) -> str | None:
+    def refusal(self, run_id: str, estimate: float, *, reserved: bool = True) -> str | None:
+        """Why a call estimated at `estimate` must not start, or None.
+
+        With `reserved` (the check right before a call) the estimates of calls in flight count too; without
+        it (planning) only money already spent does, since reservations settle, often lower.
+        """
         self._roll()
         run_cap, day_cap = self.budget.max_cost_usd_per_run, self.budget.max_cost_usd_per_day
-        run_total = self._run_spent[run_id] + self._reserved_run[run_id] + estimate
+        run_total = self._run_spent[run_id] + estimate
+        day_total = self._day_spent + estimate
+        if reserved:
+            run_total += self._reserved_run.get(run_id, 0.0)
+            day_total += self._reserved_day
         if run_cap is not None and run_total > run_cap:
             return f"budget: run would reach ${run_total:.4f} of ${run_cap:.4f}"
-        day_total = self._day_spent + self._reserved_day + estimate
         if day_cap is not None and day_total > day_cap:
             return f"budget: day would reach ${day_total:.4f} of ${day_cap:.4f}"
         return None
 
+    @property
+    def calls_in_flight(self) -> int:
+        """Calls holding a reservation; a task held back only by reservations waits for one to settle."""
+        return self._in_flight
+
     def reserve(self, run_id: str, estimate: float) -> None:
+        self._in_flight += 1
         self._reserved_run[run_id] += estimate
         self._reserved_day += estimate
 
     def settle(self, run_id: str, estimate: float, actual: float) -> None:
-        self._reserved_run[run_id] = max(0.0, self._reserved_run[run_id] - estimate)
-        self._reserved_day = max(0.0, self._reserved_day - estimate)
+        self._in_flight = max(0, self._in_flight - 1)
+        if self._in_flight == 0:
+            # Nothing in flight: drop the float drift, so no task waits on a reservation that is not there.
+            self._reserved_run.clear()
+            self._reserved_day = 0.0
+        else:
+            self._reserved_run[run_id] = max(0.0, self._reserved_run[run_id] - estimate)
+            self._reserved_day = max(0.0, self._reserved_day - estimate)
         self._run_spent[run_id] += actual
         self._roll()
         self._day_spent += actual

@@ -6,8 +6,10 @@
     open ──cooldown_s elapsed (seen lazily on read)──> half_open
     half_open ──success──> closed          half_open ──failure──> open (new cooldown)
 
-While `unknown` or `half_open` only `probe_in_flight` calls run at once, so a burst of ready tasks cannot
-all land on a provider that may be dead before its circuit has a chance to open.
+While `unknown` or `half_open` only `probe_in_flight` calls run at once (in `unknown`, also no more than
+the failures still needed to open), so a burst of ready tasks cannot all land on a provider that may be dead
+before its circuit has a chance to open. The router queues the other tasks until a probe settles; it does
+not fail them.
 
 Only failures that are the provider's fault count. The caller does not call `fail()` for errors that are
 its own fault (`bad_request`, `budget_exceeded`, `cancelled`); it calls `abandon()` instead, which releases
@@ -124,13 +126,23 @@ class CircuitBreaker:
         return self._in_flight
 
     def admits(self) -> bool:
-        """Whether a new call may start now."""
+        """Whether a new call may start now (False while open, or while the probe slots are taken)."""
         state = self.state
         if state is CircuitState.CLOSED:
             return True
         if state is CircuitState.OPEN:
             return False
-        return self._in_flight < self._probe_in_flight
+        if self._in_flight >= self._probe_in_flight:
+            return False
+        # Unknown: never more probes out than failures still needed to open, so a provider that is dead from
+        # the start gets at most `failure_threshold` calls however many tasks are waiting for it.
+        return state is CircuitState.HALF_OPEN or self._consecutive + self._in_flight < self._failure_threshold
+
+    @property
+    def probing(self) -> bool:
+        """Whether the circuit is neither closed nor open: calls wait for a probe slot instead of being refused."""
+        state = self.state
+        return state is CircuitState.UNKNOWN or state is CircuitState.HALF_OPEN
 
     def begin(self) -> None:
         """Count a call as in flight; call right after `admits()` returned True."""

@@ -1,4 +1,10 @@
-"""Per-provider concurrency slots; when they are all taken, more urgent tasks are let in first."""
+"""Per-provider concurrency slots and the queue of tasks waiting for a turn; urgent tasks are woken first.
+
+A slot is not handed to a waiter blindly: a waiter is woken (by rank, then arrival) when a slot frees or the
+provider's state changes, and it re-checks everything that may have changed while it waited (circuit,
+quota, budget) before it takes the slot, waits again keeping its place, or leaves for another provider.
+Woken waiters go before newcomers, so waiting never loses a turn. Loop-confined: no locks.
+"""
 
 from __future__ import annotations
 
@@ -8,38 +14,66 @@ import itertools
 
 
 class PriorityGate:
-    """At most `limit` holders; waiters are woken by rank (higher first), then arrival order. Loop-confined."""
+    """At most `limit` calls in flight; a queue of waiters ordered by rank (higher first), then arrival."""
+
+    __slots__ = ("_arrival", "_queue", "_woken", "in_use", "limit")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.in_use = 0
-        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._queue: list[tuple[int, int, asyncio.Future[None]]] = []
         self._arrival = itertools.count()
+        # Waiters woken but not yet resumed; until they have had their look, newcomers queue behind them.
+        self._woken = 0
 
     @property
-    def free(self) -> bool:
-        return self.in_use < self.limit and not self._waiters
+    def has_room(self) -> bool:
+        return self.in_use < self.limit
 
-    async def acquire(self, rank: int = 0) -> None:
-        if self.free:
-            self.in_use += 1
-            return
+    @property
+    def queued(self) -> bool:
+        """Whether anyone is ahead of a newcomer (queued or woken and about to re-check)."""
+        return bool(self._queue) or self._woken > 0
+
+    @property
+    def waiting(self) -> int:
+        return len(self._queue)
+
+    async def wait(self, rank: int, ticket: int | None = None) -> int:
+        """Queue until woken; returns the ticket that keeps this waiter's place if it has to wait again."""
+        if ticket is None:
+            ticket = next(self._arrival)
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._waiters, (-rank, next(self._arrival), waiter))
+        heapq.heappush(self._queue, (-rank, ticket, waiter))
         try:
             await waiter
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():
-                self.release()  # the slot was handed to us just as we were cancelled: pass it on
+                self._woken -= 1
+                self.wake()  # woken just as we were cancelled: pass the turn on
             else:
-                self._waiters = [w for w in self._waiters if w[2] is not waiter]
-                heapq.heapify(self._waiters)
+                self._queue = [w for w in self._queue if w[2] is not waiter]
+                heapq.heapify(self._queue)
             raise
+        self._woken -= 1
+        return ticket
 
-    def release(self) -> None:
-        while self._waiters:
-            _, _, waiter = heapq.heappop(self._waiters)
+    def wake(self, n: int = 1) -> None:
+        """Wake the `n` most urgent waiters so they re-check whether they can go."""
+        while n > 0 and self._queue:
+            _, _, waiter = heapq.heappop(self._queue)
             if not waiter.done():
-                waiter.set_result(None)  # the slot moves straight to the waiter; in_use is unchanged
-                return
-        self.in_use -= 1
+                waiter.set_result(None)
+                self._woken += 1
+                n -= 1
+
+    def wake_all(self) -> None:
+        self.wake(len(self._queue))
+
+    def enter(self) -> None:
+        self.in_use += 1
+
+    def leave(self) -> None:
+        if self.in_use > 0:
+            self.in_use -= 1
+        self.wake()

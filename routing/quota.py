@@ -1,26 +1,48 @@
 """Quota intelligence per provider: client-side limits, what providers report, and moving away before a limit.
 
-Three sources feed one state:
+Three sources feed one state, per provider and per subscription (`QuotaScope`):
 - configured `limits` (requests/tokens/cost per minute/hour/day), counted in sliding windows;
-- quota errors (`QuotaExhausted` with its reset time, long rate limits), which block the provider until then;
-- `QuotaSignal`s from rate-limit headers and CLI events (remaining, utilization, reset).
+- quota errors (`QuotaExhausted` with its reset time, rate limits), which block or cool off the scope;
+- `QuotaSignal`s from rate-limit headers and CLI events (remaining, utilisation, reset), kept per window
+  family until that family's reset, the highest family setting the pressure.
+
+A provider with subscriptions (claude_cli) is out when its own scope is, or when every subscription is; it
+is near its limit (ordered last) when its own scope is, or when every subscription is. When some of its
+subscriptions are out as far as routing knows (e.g. restored from the ledger after a restart, which the
+provider itself cannot know), the call names a usable one (`ExecutionContext.subscription`).
 
 Non-critical tasks may use only `1 - reserve_for_critical` of each configured limit; critical tasks may use
 all of it. Above `switch_threshold` of any limit a provider is still usable but ordered after the others.
+
+Blocks: until the reported reset; a quota error or `rejected` spend signal with no reset at all (an empty
+balance, HTTP 402, `insufficient_quota`) blocks for `NO_RESET_BLOCK_S` (an hour): money does not come back
+in a minute, and a health probe cannot tell (listing models works with an empty balance). A `rejected`
+rate-limit signal without a reset blocks for a minute. A rate limit whose retry-after is short (or absent)
+starts a cool-off instead: the retry-after, or 1 s doubling to 60 s, reset by the next success.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 
 from providers import Limits, ProviderError, QuotaExhausted, QuotaSignal, RateLimited
-from providers.usage_window import LIMIT_SPECS, LimitTracker
+from providers.errors import SHORT_RETRY_AFTER_S
 from routing.events import QUOTA_BLOCKED, QUOTA_FORECAST_CROSSED, QUOTA_RESET, RoutingEvent, RoutingObserver
+from routing.quota_scope import QuotaScope
 
 Clock = Callable[[], float]
 WallClock = Callable[[], datetime]
+
+NO_RESET_BLOCK_S = 3600.0
+REJECTED_BLOCK_S = 60.0
+_SPEND_KINDS = frozenset({"spend"})
+_MAX_AFFINITY_KEYS = 10_000
+
+# A past call to restore: (seconds ago, tokens, cost, subscription).
+PastCall = tuple[float, float, float, str | None]
 
 
 def _utc_now() -> datetime:
@@ -35,64 +57,84 @@ class ProviderQuota:
         provider_id: str,
         limits: Limits,
         *,
+        subscriptions: Mapping[str, Limits] | None = None,
         switch_threshold: float = 0.9,
         reserve_for_critical: float = 0.1,
-        per_subscription: bool = False,
         observer: RoutingObserver | None = None,
         clock: Clock = time.monotonic,
         wall_clock: WallClock = _utc_now,
     ) -> None:
         self.provider_id = provider_id
-        self.tracker = LimitTracker(limits, clock)
-        self._specs = [(s, getattr(limits, s.name)) for s in LIMIT_SPECS if getattr(limits, s.name) is not None]
+        self._clock, self._wall = clock, wall_clock
+        self._own = QuotaScope(None, limits, clock)
+        # A provider that rotates its own subscriptions reports one subscription's quota errors and signals;
+        # only provider-wide ones (no subscription) concern the provider scope.
+        self._subs: dict[str, QuotaScope] = {
+            name: QuotaScope(name, sub_limits, clock) for name, sub_limits in (subscriptions or {}).items()
+        }
         self.switch_threshold = switch_threshold
         self.reserve = reserve_for_critical
-        # A provider that rotates its own subscriptions (claude_cli) reports one subscription's quota error;
-        # only a provider-wide one (no subscription) blocks the whole provider.
-        self._per_subscription = per_subscription
         self._observer = observer
-        self._clock, self._wall = clock, wall_clock
-        self.blocked_until: float | None = None
-        self.blocked_reason: str | None = None
-        self._signal_utilization = 0.0
-        self._signal_until: float | None = None
         self._above_threshold = False
+        # Affinity key -> the subscription that served it, so a named subscription keeps the prompt cache.
+        self._sub_affinity: OrderedDict[str, str] = OrderedDict()
+
+    # --- what the router asks ---------------------------------------------------------------------
 
     @property
     def has_limits(self) -> bool:
-        return bool(self._specs)
+        """Whether any configured limit (provider or subscription) needs the usage history after a restart."""
+        return bool(self._own.specs) or any(s.specs for s in self._subs.values())
 
     @property
     def watched(self) -> bool:
         """Whether this provider can be near a limit at all (configured limits or a reported quota)."""
-        return bool(self._specs) or self._signal_until is not None
+        return self._own.watched or bool(self._subs)
 
-    # --- decisions --------------------------------------------------------------------------------
+    @property
+    def blocked_until(self) -> float | None:
+        return self._own.blocked_until if self._own.blocked(self._clock()) else None
+
+    @property
+    def blocked_reason(self) -> str | None:
+        return self._own.blocked_reason if self._own.blocked(self._clock()) else None
 
     def refusal(self, tokens: float, cost: float, *, critical: bool) -> str | None:
         """Why this call must not go to the provider now (a short reason for the decision record), or None."""
-        if self.blocked_until is not None:
-            now = self._clock()
-            if now < self.blocked_until:
-                return f"quota: {self.blocked_reason} (resets in {self.blocked_until - now:.0f}s)"
-            self._unblock()
-        if not self._specs:
-            return None
+        reason, _ = self.admission(tokens, cost, critical=critical, affinity=None)
+        return reason
+
+    def admission(
+        self, tokens: float, cost: float, *, critical: bool, affinity: str | None
+    ) -> tuple[str | None, str | None]:
+        """(why not, None) or (None, the subscription the call must use, None for the provider's own choice)."""
+        now = self._clock()
         share = 1.0 if critical else 1.0 - self.reserve
-        usage = self.tracker.usage()
-        amounts = {"requests": 1.0, "tokens": tokens, "cost": cost}
-        for spec, _ in self._specs:
-            used, limit = usage[spec.name]
-            extra = amounts[spec.measure]
-            if extra > 0 and used + extra > limit * share:
-                return f"quota: {spec.name} {used:g}/{limit:g}" + ("" if critical else " (reserve kept for critical)")
-        return None
+        reason = self._scope_refusal(self._own, now, tokens, cost, share)
+        if reason is not None:
+            return self._explain(reason), None
+        if not self._subs:
+            return None, None
+        usable: list[QuotaScope] = []
+        reasons: list[str] = []
+        for sub in self._subs.values():
+            why = self._scope_refusal(sub, now, tokens, cost, share)
+            if why is None:
+                usable.append(sub)
+            else:
+                reasons.append(f"{sub.subscription}: {why}")
+        if not usable:
+            return self._explain("every subscription is out (" + "; ".join(reasons) + ")"), None
+        if not reasons:
+            return None, None
+        return None, self._pick(usable, affinity, now)
 
     def pressure(self) -> float:
-        """The highest used fraction of any limit, configured or reported; >= switch_threshold means move away."""
-        util = max(self.tracker.utilization().values(), default=0.0) if self._specs else 0.0
-        if self._signal_until is not None and self._clock() < self._signal_until:
-            util = max(util, self._signal_utilization)
+        """The highest used fraction of the provider's limits; with subscriptions, also the least-used one's."""
+        now = self._clock()
+        util = self._own.pressure(now)
+        if self._subs:
+            util = max(util, min(s.pressure(now) for s in self._subs.values()))
         return util
 
     def over_threshold(self) -> bool:
@@ -100,29 +142,58 @@ class ProviderQuota:
 
     # --- accounting -------------------------------------------------------------------------------
 
-    def begin(self) -> None:
+    def begin(self, subscription: str | None = None) -> None:
         """Count the request when it is sent, so concurrent calls see each other against request limits."""
-        if self._specs:
-            self.tracker.record(tokens=0, cost=0.0, requests=1)
+        if self._own.specs:
+            self._own.tracker.record(tokens=0, cost=0.0, requests=1)
+        sub = self._subs.get(subscription) if subscription else None
+        if sub is not None and sub.specs:
+            sub.tracker.record(tokens=0, cost=0.0, requests=1)
 
-    def settle(self, tokens: float, cost: float) -> None:
-        if self._specs and (tokens or cost):
-            self.tracker.record(tokens=tokens, cost=cost, requests=0)
+    def settle(
+        self, tokens: float, cost: float, *, subscription: str | None = None, counted: str | None = None
+    ) -> None:
+        """A finished call's usage; `counted` is the subscription whose request `begin` already counted."""
+        if self._own.specs and (tokens or cost):
+            self._own.tracker.record(tokens=tokens, cost=cost, requests=0)
+        sub = self._subs.get(subscription) if subscription else None
+        if sub is not None and sub.specs:
+            sub.tracker.record(tokens=tokens, cost=cost, requests=0 if subscription == counted else 1)
         self._check_threshold()
 
+    def on_success(self, subscription: str | None = None, affinity: str | None = None) -> None:
+        self._own.succeeded()
+        sub = self._subs.get(subscription) if subscription else None
+        if sub is not None:
+            sub.succeeded()
+            if affinity is not None:
+                self._sub_affinity[affinity] = subscription  # type: ignore[assignment]
+                self._sub_affinity.move_to_end(affinity)
+                while len(self._sub_affinity) > _MAX_AFFINITY_KEYS:
+                    self._sub_affinity.popitem(last=False)
+
     def on_error(self, error: ProviderError) -> None:
-        if isinstance(error, QuotaExhausted) and not (self._per_subscription and error.subscription):
-            self._block_for(error, "quota_exhausted")
-        elif isinstance(error, RateLimited) and not error.retry_helps and error.retry_after_s:
-            self._block(self._clock() + error.retry_after_s, "rate_limited", None)
+        scope = self._scope_for(error.subscription)
+        if isinstance(error, QuotaExhausted):
+            seconds = self._seconds_until(error.reset_at)
+            if seconds is None:
+                seconds = error.retry_after_s if error.retry_after_s is not None else NO_RESET_BLOCK_S
+            reason = f"quota_exhausted: {error.error_type}" if error.error_type else "quota_exhausted"
+            self._block(scope, self._clock() + max(0.0, seconds), reason, error.reset_at)
+        elif isinstance(error, RateLimited):
+            wait = error.retry_after_s
+            if wait is not None and wait > SHORT_RETRY_AFTER_S:
+                self._block(scope, self._clock() + wait, "rate_limited", None)
+            else:
+                scope.cool_off(wait)
 
     def on_signal(self, signal: QuotaSignal) -> None:
-        if self._per_subscription and signal.subscription:
-            return  # the provider steers between its own subscriptions
+        scope = self._scope_for(signal.subscription)
         seconds = self._seconds_until(signal.reset_at)
         if signal.status == "rejected" or (signal.remaining is not None and signal.remaining <= 0):
-            until = self._clock() + (seconds if seconds is not None else 60.0)
-            self._block(until, f"{signal.limit_kind} exhausted", None)
+            if seconds is None:
+                seconds = NO_RESET_BLOCK_S if signal.limit_kind in _SPEND_KINDS else REJECTED_BLOCK_S
+            self._block(scope, self._clock() + seconds, f"{signal.limit_kind} exhausted", signal.reset_at)
             return
         utilization = signal.utilization
         if utilization is None and signal.limit and signal.remaining is not None:
@@ -130,51 +201,91 @@ class ProviderQuota:
         if signal.status == "allowed_warning":
             utilization = max(utilization or 0.0, self.switch_threshold)
         if utilization is not None:
-            self._signal_utilization = utilization
-            self._signal_until = self._clock() + (seconds if seconds is not None else 60.0)
+            scope.report(signal.limit_kind, utilization, self._clock() + (seconds if seconds is not None else 60.0))
             self._check_threshold()
 
-    def restore(self, seconds_ago: float, tokens: float, cost: float) -> None:
-        """Replay one recorded attempt (from the ledger) into the windows after a restart."""
-        if self._specs:
-            self.tracker.record_at(seconds_ago, tokens=tokens, cost=cost, requests=1)
+    # --- restarts and updates ---------------------------------------------------------------------
 
-    def restore_block(self, reset_at: datetime, reason: str) -> None:
+    def restore_usage(self, calls: Iterable[PastCall]) -> None:
+        """Replay recorded attempts (from the ledger) into the windows after a restart; O(n log n)."""
+        own: list[tuple[float, float, float]] = []
+        by_sub: dict[str, list[tuple[float, float, float]]] = {}
+        for ago, tokens, cost, subscription in calls:
+            own.append((ago, tokens, cost))
+            if subscription in self._subs:
+                by_sub.setdefault(subscription, []).append((ago, tokens, cost))  # type: ignore[arg-type]
+        if self._own.specs:
+            self._own.tracker.load(own)
+        for name, rows in by_sub.items():
+            if self._subs[name].specs:
+                self._subs[name].tracker.load(rows)
+
+    def restore(self, seconds_ago: float, tokens: float, cost: float, subscription: str | None = None) -> None:
+        """Replay one recorded attempt; `restore_usage` does many at once."""
+        self.restore_usage([(seconds_ago, tokens, cost, subscription)])
+
+    def restore_block(self, reset_at: datetime, reason: str, subscription: str | None = None) -> None:
         seconds = self._seconds_until(reset_at)
         if seconds is not None and seconds > 0:
-            self.blocked_until, self.blocked_reason = self._clock() + seconds, reason
+            self._scope_for(subscription).block(self._clock() + seconds, reason)
+
+    def clear_block(self, subscription: str | None = None) -> None:
+        self._scope_for(subscription).unblock()
+
+    def carry_over(self, old: ProviderQuota) -> None:
+        """Keep what `old` knew (windows of the limits both have, blocks, cool-offs, reports) across an update."""
+        self._own.carry_over(old._own)
+        for name, sub in self._subs.items():
+            if name in old._subs:
+                sub.carry_over(old._subs[name])
+        self._sub_affinity = OrderedDict(old._sub_affinity)
+        self._above_threshold = old._above_threshold
 
     # --- internals --------------------------------------------------------------------------------
+
+    def _scope_for(self, subscription: str | None) -> QuotaScope:
+        if not self._subs or not subscription:
+            return self._own
+        scope = self._subs.get(subscription)
+        if scope is None:  # reported by the provider but not configured: track it, without limits
+            scope = self._subs[subscription] = QuotaScope(subscription, Limits(), self._clock)
+        return scope
+
+    def _scope_refusal(self, scope: QuotaScope, now: float, tokens: float, cost: float, share: float) -> str | None:
+        if scope.blocked_until is not None and now >= scope.blocked_until:
+            previous = scope.unblock()
+            self._emit(QUOTA_RESET, {"previous": previous}, scope.subscription)
+        return scope.refusal(now, tokens, cost, share)
+
+    @staticmethod
+    def _explain(reason: str) -> str:
+        return reason if reason.startswith("rate_limited: cooling off") else f"quota: {reason}"
+
+    def _pick(self, usable: list[QuotaScope], affinity: str | None, now: float) -> str | None:
+        if affinity is not None:
+            pinned = self._sub_affinity.get(affinity)
+            if any(s.subscription == pinned for s in usable):
+                return pinned
+        return min(usable, key=lambda s: s.pressure(now)).subscription
 
     def _seconds_until(self, at: datetime | None) -> float | None:
         return None if at is None else (at - self._wall()).total_seconds()
 
-    def _block_for(self, error: ProviderError, reason: str) -> None:
-        seconds = self._seconds_until(error.reset_at)
-        if seconds is None:
-            seconds = error.retry_after_s if error.retry_after_s is not None else 60.0
-        self._block(self._clock() + max(0.0, seconds), reason, error.reset_at)
-
-    def _block(self, until: float, reason: str, reset_at: datetime | None) -> None:
-        if self.blocked_until is not None and self.blocked_until >= until:
+    def _block(self, scope: QuotaScope, until: float, reason: str, reset_at: datetime | None) -> None:
+        if not scope.block(until, reason):
             return
-        self.blocked_until, self.blocked_reason = until, reason
         reset = reset_at or self._wall() + timedelta(seconds=until - self._clock())
-        self._emit(QUOTA_BLOCKED, {"reason": reason, "reset_at": reset.isoformat()})
-
-    def _unblock(self) -> None:
-        reason = self.blocked_reason
-        self.blocked_until = self.blocked_reason = None
-        self._emit(QUOTA_RESET, {"previous": reason})
+        self._emit(QUOTA_BLOCKED, {"reason": reason, "reset_at": reset.isoformat()}, scope.subscription)
 
     def _check_threshold(self) -> None:
-        above = self.pressure() >= self.switch_threshold
+        pressure = self.pressure()
+        above = pressure >= self.switch_threshold
         if above and not self._above_threshold:
-            forecast = self.tracker.earliest_exhaustion() if self._specs else None
+            forecast = self._own.tracker.earliest_exhaustion() if self._own.specs else None
             self._emit(
                 QUOTA_FORECAST_CROSSED,
                 {
-                    "pressure": round(self.pressure(), 4),
+                    "pressure": round(pressure, 4),
                     "threshold": self.switch_threshold,
                     "limit": forecast[0] if forecast else None,
                     "exhausted_in_s": round(forecast[1], 1) if forecast else None,
@@ -182,6 +293,8 @@ class ProviderQuota:
             )
         self._above_threshold = above
 
-    def _emit(self, kind: str, detail: dict[str, object]) -> None:
+    def _emit(self, kind: str, detail: dict[str, object], subscription: str | None = None) -> None:
         if self._observer is not None:
-            self._observer(RoutingEvent(kind=kind, provider_id=self.provider_id, detail=dict(detail)))
+            self._observer(
+                RoutingEvent(kind=kind, provider_id=self.provider_id, subscription=subscription, detail=dict(detail))
+            )

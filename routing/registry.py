@@ -34,6 +34,10 @@ def provider_class(type_name: str) -> type[AIProvider]:
     return cls
 
 
+class ProviderUpdateError(ValueError):
+    """A provider could not be built from its new config; the registry is unchanged."""
+
+
 class ProviderRegistry:
     """The providers a router may use, by config name; can change while running."""
 
@@ -54,7 +58,7 @@ class ProviderRegistry:
     def add(self, provider_id: str, config: ProviderConfig) -> AIProvider:
         if provider_id in self._providers:
             raise ValueError(f"provider {provider_id!r} is already registered")
-        provider = provider_class(config.type)(provider_id, config, secrets=self._secrets)
+        provider = self._build(provider_id, config)
         self._providers[provider_id] = provider
         return provider
 
@@ -66,12 +70,26 @@ class ProviderRegistry:
         await provider.aclose()
 
     async def update(self, provider_id: str, config: ProviderConfig) -> AIProvider:
-        """Replace a provider's config; the old instance is closed after the new one is in place."""
-        old = self._providers.pop(provider_id, None)
-        new = self.add(provider_id, config)
+        """Replace a provider's config; the old instance is closed after the new one is in place.
+
+        The new instance is built first: if that fails (unknown type, bad settings) the old one stays
+        registered and running, and `ProviderUpdateError` says why. The router keeps the provider's quota
+        windows, circuit and health across the swap (`Router.sync_providers`).
+        """
+        try:
+            new = self._build(provider_id, config)
+        except Exception as exc:
+            reason = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+            kept = "the old one stays in place" if provider_id in self._providers else "nothing was added"
+            raise ProviderUpdateError(f"provider {provider_id!r}: update failed ({reason}); {kept}") from exc
+        old = self._providers.get(provider_id)
+        self._providers[provider_id] = new
         if old is not None:
             await old.aclose()
         return new
+
+    def _build(self, provider_id: str, config: ProviderConfig) -> AIProvider:
+        return provider_class(config.type)(provider_id, config, secrets=self._secrets)
 
     def get(self, provider_id: str) -> AIProvider:
         return self._providers[provider_id]

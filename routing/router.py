@@ -1,11 +1,20 @@
 """The routing step: pick a provider for a task, call it, fail over on errors, record every attempt.
 
     route(task):
-      filter   capability, availability, health, circuit, quota (critical tasks may use the reserve), budget
-      order    the strategy's order; providers past `switch_threshold` of a limit go last; affinity goes first
-      call     the first, within its concurrency slots (urgent tasks first); on an error ask the failover
-               policy: retry the same provider (short retry-after, overload), fail over, or stop
+      plan     filter: capability, availability, health, open circuit, quota (critical tasks may use the
+               reserve), budget spent; order: the strategy's, providers past `switch_threshold` of a limit
+               last, affinity first
+      admit    per provider, right before each call (first call, retry or failover): wait for a turn while
+               the only obstacles are busy slots (concurrency, or the probes of an unknown/half-open circuit,
+               or budget reserved by calls in flight), urgent tasks first; then check circuit, health, quota
+               and budget again and either take a slot or skip the provider with the reason
+      call     on an error ask the failover policy: retry the same provider (short retry-after, overload),
+               fail over, or stop; errors that are not ProviderErrors are caught here and recorded too
       record   every attempt, committed before the task is reported done
+
+A task never fails because others are probing or hold the slots: it waits, and when a probe settles it goes
+(circuit closed) or moves on (circuit open). When its plan runs out after it waited, it plans again over
+the providers it has not tried, since state may have changed meanwhile.
 
 All state is confined to the engine's event loop (routing.loop), so nothing here takes locks.
 """
@@ -13,6 +22,7 @@ All state is confined to the engine's event loop (routing.loop), so nothing here
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import Future
@@ -21,8 +31,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ledger import AttemptRecord
-from providers import AIProvider, AITask, ExecutionContext, Priority, ProviderError, ProviderResponse, TokenUsage
+from providers import (
+    AIProvider,
+    AITask,
+    ExecutionContext,
+    HealthStatus,
+    Priority,
+    ProviderError,
+    ProviderResponse,
+    TokenUsage,
+)
 from providers.base import estimate_prompt_tokens
+from providers.errors import MalformedResponse, Unavailable
 from routing.affinity import AffinityMap
 from routing.budget import BudgetGuard
 from routing.circuit import CircuitBreaker, CircuitState
@@ -37,11 +57,14 @@ from routing.events import (
     RoutingObserver,
 )
 from routing.failover import FailoverPolicy, Retry, Stop
-from routing.gate import PriorityGate
+from routing.health import HealthMonitor, HealthView
+from routing.provider_state import ProviderState, subscription_limits
 from routing.quota import ProviderQuota
 from routing.registry import ProviderRegistry
 from routing.stats import AdaptiveScores, HistoryRecord, LatencyStats
 from routing.strategies import Candidate, Strategy, make_strategy
+
+log = logging.getLogger(__name__)
 
 # Returns None (recorded synchronously) or a future that completes once the row is committed.
 AttemptRecorder = Callable[[AttemptRecord], Future[None] | None]
@@ -49,11 +72,15 @@ AttemptRecorder = Callable[[AttemptRecord], Future[None] | None]
 # Errors that say something about the provider's health; the others (quota, rate limits, the caller's own
 # mistakes, cancellations) must not open its circuit.
 _HEALTH_FAILURES = frozenset({"unavailable", "timeout", "overloaded", "malformed_response", "authentication"})
+# The caller's own fault: says nothing about how well the provider serves a task type (see stats.py).
+CALLER_FAULTS = frozenset({"bad_request", "budget_exceeded", "cancelled"})
 _CIRCUIT_EVENTS = {
     CircuitState.OPEN: CIRCUIT_OPENED,
     CircuitState.HALF_OPEN: CIRCUIT_HALF_OPEN,
     CircuitState.CLOSED: CIRCUIT_CLOSED,
 }
+_UNHEALTHY = HealthStatus.UNHEALTHY
+_OPEN = CircuitState.OPEN
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,39 +114,19 @@ class RoutedResult:
             await asyncio.shield(asyncio.wrap_future(self.pending_commits.pop(0)))
 
 
-class _ProviderState:
-    """The engine's view of one provider, with the facts every decision needs precomputed."""
+@dataclass(slots=True)
+class _Admission:
+    """The outcome of waiting for a turn on one provider."""
 
-    __slots__ = (
-        "available",
-        "breaker",
-        "capability_match",
-        "gate",
-        "index",
-        "prices",
-        "priority",
-        "provider",
-        "quota",
-        "task_types",
-    )
+    refusal: str | None
+    subscription: str | None = None
+    waited: bool = False
 
-    def __init__(self, provider: AIProvider, index: int, breaker: CircuitBreaker, quota: ProviderQuota) -> None:
-        self.provider = provider
-        self.index = index
-        self.breaker = breaker
-        self.quota = quota
-        capabilities = provider.capabilities()
-        self.available = capabilities.available
-        self.task_types = capabilities.task_types
-        self.capability_match = 0.5 if capabilities.task_types is None else 1.0
-        self.priority = provider.config.priority
-        self.gate = PriorityGate(capabilities.max_concurrency)
-        # Providers that keep the base estimator are priced here without building a CostEstimate per decision.
-        if type(provider).estimate_cost is AIProvider.estimate_cost:
-            price = provider.price_for(provider.config.model or "")
-            self.prices: tuple[float, float] | None = (price.input, price.output)
-        else:
-            self.prices = None
+
+@dataclass(slots=True)
+class _Plan:
+    order: list[ProviderState]
+    estimates: dict[str, tuple[float, float]]
 
 
 class Router:
@@ -133,6 +140,7 @@ class Router:
         policy: FailoverPolicy | None = None,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
+        health_checks: bool = True,
     ) -> None:
         self.registry = registry
         # Only the routing settings are used; the providers come from the registry.
@@ -146,36 +154,71 @@ class Router:
         self.adaptive = AdaptiveScores()
         self.affinity = AffinityMap()
         self.budget = BudgetGuard(self.config.budget)
+        self._budget_waiters: list[asyncio.Future[None]] = []
         self._strategies: dict[str, Strategy] = {}
-        self._states: dict[str, _ProviderState] = {}
+        self._states: dict[str, ProviderState] = {}
+        self.health = HealthMonitor(self._health_targets) if health_checks else None
         self.sync_providers()
 
     # --- provider set -----------------------------------------------------------------------------
 
     def sync_providers(self) -> None:
-        """Pick up providers added to or removed from the registry (no restart needed)."""
+        """Pick up providers added to, removed from or updated in the registry (no restart needed).
+
+        An updated provider keeps its circuit, quota windows (those of limits it still has), blocks and
+        health; calls in flight on the old instance release their slots on the same state.
+        """
         current = {p.provider_id: p for p in self.registry}
         for provider_id in list(self._states):
-            if provider_id not in current or self._states[provider_id].provider is not current[provider_id]:
-                del self._states[provider_id]
+            if provider_id not in current:
+                gone = self._states.pop(provider_id)
+                gone.removed = True
+                gone.gate.wake_all()  # its waiters leave for other providers
         for index, (provider_id, provider) in enumerate(current.items()):
-            if provider_id in self._states:
-                self._states[provider_id].index = index
-                continue
-            breaker = CircuitBreaker(self.config.circuit, self._clock, self._circuit_observer(provider_id))
-            quota = ProviderQuota(
-                provider_id,
-                provider.config.limits,
-                switch_threshold=self.config.switch_threshold,
-                reserve_for_critical=self.config.reserve_for_critical,
-                per_subscription=bool(getattr(provider.config, "subscriptions", None)),
-                observer=self._observer,
-                clock=self._clock,
-            )
-            provider.add_quota_listener(quota.on_signal)
-            self._states[provider_id] = _ProviderState(provider, index, breaker, quota)
+            st = self._states.get(provider_id)
+            if st is None:
+                st = self._new_state(provider, index)
+                self._states[provider_id] = st
+            elif st.provider is not provider:
+                self._adopt_update(st, provider)
+            st.index = index
 
-    def state(self, provider_id: str) -> _ProviderState:
+    def _new_state(self, provider: AIProvider, index: int) -> ProviderState:
+        provider_id = provider.provider_id
+        breaker = CircuitBreaker(self.config.circuit, self._clock, self._circuit_observer(provider_id))
+        st = ProviderState(provider, index, breaker, self._quota_for(provider), HealthView(self._waker(provider_id)))
+        self._listen(st, provider)
+        return st
+
+    def _adopt_update(self, st: ProviderState, provider: AIProvider) -> None:
+        if not st.same_limits(provider):
+            quota = self._quota_for(provider)
+            quota.carry_over(st.quota)
+            st.quota = quota
+        fresh = HealthView(self._waker(provider.provider_id))
+        fresh.carry_over(st.health)
+        fresh.status = HealthStatus.UNKNOWN  # a new config (URL, key) deserves a fresh check
+        st.health = fresh
+        st.adopt(provider)
+        self._listen(st, provider)
+
+    def _quota_for(self, provider: AIProvider) -> ProviderQuota:
+        return ProviderQuota(
+            provider.provider_id,
+            provider.config.limits,
+            subscriptions=subscription_limits(provider),
+            switch_threshold=self.config.switch_threshold,
+            reserve_for_critical=self.config.reserve_for_critical,
+            observer=self._observer,
+            clock=self._clock,
+        )
+
+    @staticmethod
+    def _listen(st: ProviderState, provider: AIProvider) -> None:
+        # Through the state, so a quota object replaced by a later update still hears the provider.
+        provider.add_quota_listener(lambda signal: st.quota.on_signal(signal))
+
+    def state(self, provider_id: str) -> ProviderState:
         return self._states[provider_id]
 
     def provider_ids(self) -> list[str]:
@@ -184,6 +227,10 @@ class Router:
     def refresh_history(self, records: Iterable[HistoryRecord]) -> None:
         """Feed the adaptive strategy with aggregated history from the ledger."""
         self.adaptive.refresh(records)
+
+    def _health_targets(self) -> list[tuple[AIProvider, HealthView]]:
+        registry = self.registry
+        return [(st.provider, st.health) for pid, st in self._states.items() if pid in registry]
 
     # --- routing ----------------------------------------------------------------------------------
 
@@ -194,29 +241,45 @@ class Router:
     async def route(
         self, task: AITask, run: RunInfo = RunInfo(), *, first_attempt: int = 1, durable: bool = True
     ) -> RoutedResult:
-        """Try providers in order within the task's attempt budget; never raises ProviderError.
+        """Try providers in order within the task's attempt budget; never raises for a provider's failure.
 
         With `durable` (the default) it returns once every attempt row is committed. A caller that wants to
         start dependent work on the answer at once passes `durable=False` and must await
         `result.committed()` before it reports the task complete.
         """
+        if self.health is not None:
+            self.health.ensure_started()  # checks run beside the first decisions, never in front of them
         strategy_name = str(task.metadata.get("strategy") or run.strategy)
         critical = task.priority is Priority.CRITICAL
-        order, decision, estimates = self._plan(task, run, strategy_name, critical)
+        decision = self._new_decision(task, strategy_name)
+        plan = self._plan(task, run, strategy_name, critical, decision)
         result = RoutedResult(task_id=task.id, status="failed", decision=decision)
         try:
-            await self._call_in_order(
-                task, run, strategy_name, order, estimates, first_attempt, result, result.pending_commits
-            )
+            await self._run(task, run, strategy_name, critical, plan, first_attempt, result)
         finally:
             if durable:
                 await result.committed()
         return result
 
+    def _new_decision(self, task: AITask, strategy_name: str) -> dict[str, Any]:
+        decision: dict[str, Any] = {"strategy": strategy_name, "candidates": [], "skipped": {}, "order": []}
+        decision["chosen"] = None
+        if task.affinity:
+            decision["affinity"] = {"key": task.affinity, "sticky": self.affinity.get(task.affinity)}
+        return decision
+
     def _plan(
-        self, task: AITask, run: RunInfo, strategy_name: str, critical: bool
-    ) -> tuple[list[_ProviderState], dict[str, Any], dict[str, tuple[float, float]]]:
+        self,
+        task: AITask,
+        run: RunInfo,
+        strategy_name: str,
+        critical: bool,
+        decision: dict[str, Any] | None = None,
+        exclude: frozenset[str] | set[str] = frozenset(),
+    ) -> _Plan:
         # This runs for every decision: plain loops and precomputed per-provider facts, no pydantic.
+        if decision is None:
+            decision = self._new_decision(task, strategy_name)
         strategy = self._strategy(strategy_name)
         wants_latency = strategy_name == "fastest_response"
         wants_score = strategy_name == "adaptive"
@@ -224,22 +287,31 @@ class Router:
         output_tokens = task.max_output_tokens
         budget_on = self.budget.active
         candidates: list[Candidate] = []
-        skipped: dict[str, str] = {}
+        skipped: dict[str, str] = decision["skipped"]
         estimates: dict[str, tuple[float, float]] = {}
         task_type = task.type
         for provider_id, st in self._states.items():
+            if provider_id in exclude:
+                continue
             if not st.available:
                 skipped[provider_id] = "unavailable"
                 continue
             if st.task_types is not None and task_type not in st.task_types:
                 skipped[provider_id] = "capability"
                 continue
-            breaker = st.breaker
-            if not breaker.admits():
-                skipped[provider_id] = "circuit_open" if breaker.state is CircuitState.OPEN else "circuit_probing"
+            # Only an open circuit excludes; unknown and half-open ones admit probes, and tasks wait for them.
+            if st.breaker.state is _OPEN:
+                skipped[provider_id] = "circuit_open"
+                continue
+            if st.health.status is _UNHEALTHY:
+                skipped[provider_id] = st.health.refusal() or "unhealthy"
                 continue
             if st.prices is None:
-                estimate = st.provider.estimate_cost(task)
+                try:
+                    estimate = st.provider.estimate_cost(task)
+                except Exception as exc:  # a plugin's bug must not escape route()
+                    skipped[provider_id] = f"internal:{type(exc).__name__} (estimate_cost)"
+                    continue
                 tokens, cost = estimate.tokens_input + estimate.tokens_output, estimate.cost_usd
             else:
                 tokens = prompt_tokens + output_tokens
@@ -247,10 +319,12 @@ class Router:
             estimates[provider_id] = (tokens, cost)
             reason = st.quota.refusal(tokens, cost, critical=critical)
             if reason is None and budget_on:
-                reason = self.budget.refusal(run.run_id, cost)
+                # Money reserved by calls in flight may settle lower: that is checked (and waited for) at the call.
+                reason = self.budget.refusal(run.run_id, cost, reserved=False)
             if reason is not None:
                 skipped[provider_id] = reason
                 continue
+            skipped.pop(provider_id, None)
             candidates.append(
                 Candidate(
                     provider_id,
@@ -272,90 +346,184 @@ class Router:
         sticky = self.affinity.get(task.affinity)
         if sticky is not None:
             ordered.sort(key=lambda st: st.provider.provider_id != sticky)
-        decision = {
-            "strategy": strategy_name,
-            "candidates": [c.provider_id for c in candidates],
-            "skipped": skipped,
-            "order": [st.provider.provider_id for st in ordered],
-            "chosen": None,
-        }
-        if task.affinity:
-            decision["affinity"] = {"key": task.affinity, "sticky": sticky}
-        if not ordered and skipped and all(r.startswith("budget") for r in skipped.values()):
-            self._emit(RoutingEvent(BUDGET_EXHAUSTED, detail={"run_id": run.run_id, "task_id": task.id}))
-        return ordered, decision, estimates
+        known = decision["candidates"]
+        known.extend(c.provider_id for c in candidates if c.provider_id not in known)
+        listed = decision["order"]
+        listed.extend(st.provider.provider_id for st in ordered if st.provider.provider_id not in listed)
+        return _Plan(ordered, estimates)
 
-    async def _call_in_order(
+    async def _run(
         self,
         task: AITask,
         run: RunInfo,
         strategy: str,
-        order: list[_ProviderState],
-        estimates: dict[str, tuple[float, float]],
+        critical: bool,
+        plan: _Plan,
         first_attempt: int,
         result: RoutedResult,
-        pending: list[Future[None]],
     ) -> None:
         decision = result.decision
-        if not order:
-            skipped = decision["skipped"]
-            budget_only = bool(skipped) and all(r.startswith("budget") for r in skipped.values())
-            result.outcome = "budget_exceeded" if budget_only else "unavailable"
-            reasons = "; ".join(f"{p}: {r}" for p, r in skipped.items()) or "no providers configured"
-            result.error = f"no provider can take task type {task.type!r} now ({reasons})"
-            return
-        # Critical tasks are tried on every capable provider before failing.
-        budget = max(task.max_attempts, len(order)) if task.priority is Priority.CRITICAL else task.max_attempts
-        attempt, end = first_attempt, first_attempt + budget
+        skipped: dict[str, str] = decision["skipped"]
+        # Critical tasks are tried on every capable provider before failing: retries never crowd one out.
+        allowed = max(task.max_attempts, len(plan.order)) if critical else task.max_attempts
+        calls = 0
+        attempt = first_attempt
+        seen: set[str] = set()  # providers called or refused for this task
         previous_failed: str | None = None
-        for st in order:
-            if attempt >= end:
+        waited = False
+        order, estimates = plan.order, plan.estimates
+        while True:
+            st = next((s for s in order if s.provider.provider_id not in seen), None)
+            if st is None:
+                # The plan ran out. If the task waited meanwhile, circuits, quotas and health may have moved on.
+                if not waited or (calls >= task.max_attempts and not critical):
+                    break
+                plan = self._plan(task, run, strategy, critical, decision, exclude=seen)
+                order, estimates, waited = plan.order, {**estimates, **plan.estimates}, False
+                allowed = max(allowed, calls + len(order)) if critical else allowed
+                continue
+            if calls >= allowed and not critical:
                 break
             provider_id = st.provider.provider_id
-            if previous_failed is not None:
-                # Re-check: the circuit or quota may have changed while earlier providers were tried.
-                if not st.breaker.admits():
-                    decision["skipped"][provider_id] = "circuit_open"
-                    continue
-                self._emit(RoutingEvent(FAILOVER, provider_id, detail={"from": previous_failed, "task_id": task.id}))
+            seen.add(provider_id)
             calls_here = 0
-            while attempt < end:
-                error = await self._attempt(st, task, run, strategy, attempt, estimates[provider_id], result, pending)
+            while True:
+                admission = await self._admit(st, task, run, estimates[provider_id], critical)
+                waited = waited or admission.waited
+                if admission.refusal is not None:
+                    skipped[provider_id] = admission.refusal
+                    break
+                if calls_here == 0 and previous_failed is not None:
+                    detail = {"from": previous_failed, "task_id": task.id}
+                    self._emit(RoutingEvent(FAILOVER, provider_id, detail=detail))
+                error = await self._call(
+                    st, task, run, strategy, attempt, estimates[provider_id], result, admission.subscription
+                )
                 attempt += 1
+                calls += 1
                 calls_here += 1
                 if error is None:
                     decision["chosen"] = provider_id
                     self.affinity.remember(task.affinity, provider_id)
                     return
                 step = self._policy.decide(error, calls_here)
-                if isinstance(step, Retry) and attempt < end and st.breaker.admits():
-                    await self._sleep(step.delay_s)
-                    continue
                 if isinstance(step, Stop):
                     return
+                retry = isinstance(step, Retry) and self._may_retry(critical, calls, task, allowed, order, seen)
+                if retry:
+                    await self._sleep(step.delay_s)  # type: ignore[union-attr]
+                    continue
+                previous_failed = provider_id
                 break
-            previous_failed = provider_id
+        if not result.attempts:
+            self._nothing_could_take(task, run, result)
 
-    async def _attempt(
+    @staticmethod
+    def _may_retry(
+        critical: bool, calls: int, task: AITask, allowed: int, order: list[ProviderState], seen: set[str]
+    ) -> bool:
+        if calls >= task.max_attempts:
+            return False
+        if not critical:
+            return True
+        # A critical task's retry must leave room for one call on every provider it has not tried yet.
+        untried = sum(1 for s in order if s.provider.provider_id not in seen)
+        return calls + untried < allowed
+
+    def _nothing_could_take(self, task: AITask, run: RunInfo, result: RoutedResult) -> None:
+        skipped = result.decision["skipped"]
+        budget_only = bool(skipped) and all(r.startswith("budget") for r in skipped.values())
+        if budget_only:
+            self._emit(RoutingEvent(BUDGET_EXHAUSTED, detail={"run_id": run.run_id, "task_id": task.id}))
+        result.outcome = "budget_exceeded" if budget_only else "unavailable"
+        reasons = "; ".join(f"{p}: {r}" for p, r in skipped.items()) or "no providers configured"
+        result.error = f"no provider can take task type {task.type!r} now ({reasons})"
+
+    # --- admission --------------------------------------------------------------------------------
+
+    async def _admit(
+        self, st: ProviderState, task: AITask, run: RunInfo, estimate: tuple[float, float], critical: bool
+    ) -> _Admission:
+        """Wait for a turn on `st` and take a slot (circuit, quota and budget checked as the slot is taken),
+        or say why this provider must be skipped. Nothing awaits between the checks and the take."""
+        gate, breaker, quota = st.gate, st.breaker, st.quota
+        tokens, cost = estimate
+        budget_on = self.budget.active
+        ticket: int | None = None
+        woken = waited = False
+        while True:
+            reason = self._refusal(st)
+            subscription = None
+            if reason is None:
+                reason, subscription = quota.admission(tokens, cost, critical=critical, affinity=task.affinity)
+            if reason is None and budget_on:
+                reason = self.budget.refusal(run.run_id, cost, reserved=False)
+            if reason is not None:
+                if woken:
+                    gate.wake()  # this turn is not taken: pass it on
+                return _Admission(reason, waited=waited)
+            if budget_on and self.budget.refusal(run.run_id, cost) is not None and self.budget.calls_in_flight:
+                # Only estimates of calls in flight stand in the way; they settle, often lower. Wait for one.
+                if woken:
+                    gate.wake()
+                await self._budget_settled()
+                ticket, woken, waited = None, False, True
+                continue
+            if (woken or not gate.queued) and gate.has_room and breaker.admits():
+                gate.enter()
+                breaker.begin()
+                quota.begin(subscription)
+                if budget_on:
+                    self.budget.reserve(run.run_id, cost)
+                return _Admission(None, subscription, waited)
+            if woken:
+                # The turn came but the slot did not (a probe still out): pass nothing on, queue again in place.
+                woken = False
+            ticket = await gate.wait(task.priority.rank, ticket)
+            woken = waited = True
+
+    @staticmethod
+    def _refusal(st: ProviderState) -> str | None:
+        """Circuit and health: the provider-wide reasons to skip it now."""
+        if st.removed:
+            return "removed"
+        if st.breaker.state is _OPEN:
+            return "circuit_open"
+        return st.health.refusal()
+
+    async def _budget_settled(self) -> None:
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._budget_waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            if not waiter.done():
+                self._budget_waiters.remove(waiter)
+
+    def _wake_budget_waiters(self) -> None:
+        waiters, self._budget_waiters = self._budget_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # --- one call ---------------------------------------------------------------------------------
+
+    async def _call(
         self,
-        st: _ProviderState,
+        st: ProviderState,
         task: AITask,
         run: RunInfo,
         strategy: str,
         attempt: int,
         estimate: tuple[float, float],
         result: RoutedResult,
-        pending: list[Future[None]],
+        subscription: str | None,
     ) -> ProviderError | None:
-        """One call; fills `result` and returns the error, or None on success."""
+        """One call on a slot `_admit` took; fills `result`, releases everything, returns the error or None."""
         provider = st.provider
-        await st.gate.acquire(task.priority.rank)
-        st.breaker.begin()
-        st.quota.begin()
-        budget_on = self.budget.active
-        if budget_on:
-            self.budget.reserve(run.run_id, estimate[1])
-        context = ExecutionContext(run_id=run.run_id, attempt=attempt, timeout_s=provider.config.timeout_s)
+        context = ExecutionContext(
+            run_id=run.run_id, attempt=attempt, subscription=subscription, timeout_s=provider.config.timeout_s
+        )
         started, t0 = datetime.now(UTC), time.perf_counter()
         record = {
             "run_id": run.run_id,
@@ -367,47 +535,78 @@ class Router:
             "strategy": strategy,
             "started_at": started,
         }
+        error: ProviderError | None = None
+        response: ProviderResponse | None = None
+        done: AttemptRecord | None = None
         try:
-            response = await provider.execute_task(task, context)
-        except ProviderError as error:
-            done = self._record(result, pending, record, t0, outcome=error.outcome, error=error)
-            self._settle(st, run, estimate, done, budget_on)
-            if error.outcome in _HEALTH_FAILURES:
-                st.breaker.fail()
-            else:
-                st.breaker.abandon()
-            st.quota.on_error(error)
-            self.adaptive.observe(provider.provider_id, task.type, False, done.latency_ms, done.cost_usd)
-            result.outcome, result.error, result.provider_id = error.outcome, str(error), None
-            return error
+            try:
+                response = await provider.execute_task(task, context)
+                if not isinstance(response, ProviderResponse):
+                    raise MalformedResponse(
+                        f"execute_task returned {type(response).__name__}, not a ProviderResponse",
+                        provider_id=provider.provider_id,
+                        error_type="not_a_response",
+                    )
+            except ProviderError as exc:
+                error = exc
+            except Exception as exc:  # a provider's bug: recorded and failed over like an outage
+                error = _internal_error(provider, exc)
         except asyncio.CancelledError:
-            done = self._record(result, pending, record, t0, outcome="cancelled")
-            self._settle(st, run, estimate, done, budget_on)
-            st.breaker.abandon()
+            done = self._record(result, record, t0, outcome="cancelled")
             result.status, result.outcome, result.error = "cancelled", "cancelled", "cancelled while calling"
             raise
         finally:
-            st.gate.release()
-        done = self._record(result, pending, record, t0, outcome="success", response=response)
-        self._settle(st, run, estimate, done, budget_on)
-        st.breaker.succeed()
+            try:
+                if done is None:
+                    # No answer and no error: interrupted by something other than cancellation.
+                    outcome = error.outcome if error else "success" if response is not None else "cancelled"
+                    done = self._record(result, record, t0, outcome=outcome, error=error, response=response)
+            finally:
+                self._release(st, run, estimate, done, subscription)
+        if error is not None:
+            st.quota.on_error(error)
+            if error.outcome not in CALLER_FAULTS:
+                self.adaptive.observe(provider.provider_id, task.type, False, done.latency_ms, done.cost_usd)
+            result.outcome, result.error, result.provider_id = error.outcome, str(error), None
+            return error
+        assert response is not None
+        st.health.call_succeeded()
+        st.quota.on_success(done.subscription, task.affinity)
         self.latency.observe(provider.provider_id, task.type, done.latency_ms)
         self.adaptive.observe(provider.provider_id, task.type, True, done.latency_ms, done.cost_usd)
         result.status, result.provider_id, result.response = "completed", provider.provider_id, response
         result.outcome = result.error = None
         return None
 
-    def _settle(
-        self, st: _ProviderState, run: RunInfo, estimate: tuple[float, float], done: AttemptRecord, budget_on: bool
+    def _release(
+        self,
+        st: ProviderState,
+        run: RunInfo,
+        estimate: tuple[float, float],
+        done: AttemptRecord | None,
+        counted: str | None,
     ) -> None:
-        st.quota.settle(done.usage.total, done.cost_usd)
-        if budget_on:
-            self.budget.settle(run.run_id, estimate[1], done.cost_usd)
+        """Give back the slot, the breaker's in-flight count and the budget reservation; count the usage.
+
+        `done` is None only if recording itself failed; the slot is released all the same."""
+        outcome = done.outcome if done is not None else "cancelled"
+        if outcome == "success":
+            st.breaker.succeed()
+        elif outcome in _HEALTH_FAILURES:
+            st.breaker.fail()
+        else:
+            st.breaker.abandon()
+        tokens = done.usage.total if done is not None else 0
+        cost = done.cost_usd if done is not None else 0.0
+        st.quota.settle(tokens, cost, subscription=done.subscription if done else None, counted=counted)
+        if self.budget.active:
+            self.budget.settle(run.run_id, estimate[1], cost)
+            self._wake_budget_waiters()
+        st.gate.leave()
 
     def _record(
         self,
         result: RoutedResult,
-        pending: list[Future[None]],
         record: dict[str, Any],
         t0: float,
         *,
@@ -430,9 +629,13 @@ class Router:
         )
         result.attempts.append(attempt)
         if self._recorder is not None:
-            done = self._recorder(attempt)
-            if done is not None:
-                pending.append(done)
+            try:
+                committed = self._recorder(attempt)
+            except Exception:  # the slot must still be released; the writer's own error surfaces on commit
+                log.exception("could not hand attempt %s to the ledger", attempt.idempotency_key)
+                raise
+            if committed is not None:
+                result.pending_commits.append(committed)
         return attempt
 
     # --- helpers ----------------------------------------------------------------------------------
@@ -443,8 +646,21 @@ class Router:
             strategy = self._strategies[name] = make_strategy(name)
         return strategy
 
+    def _waker(self, provider_id: str) -> Callable[[], None]:
+        """Wake the provider's waiters so they look again (its circuit or health changed)."""
+
+        def wake() -> None:
+            st = self._states.get(provider_id)
+            if st is not None:
+                st.gate.wake_all()
+
+        return wake
+
     def _circuit_observer(self, provider_id: str) -> Callable[[CircuitState, CircuitState], None]:
+        wake = self._waker(provider_id)
+
         def changed(old: CircuitState, new: CircuitState) -> None:
+            wake()  # closed: more may go; open: waiters move on
             kind = _CIRCUIT_EVENTS.get(new)
             if kind is not None:
                 self._emit(RoutingEvent(kind, provider_id, detail={"from": str(old), "to": str(new)}))
@@ -454,3 +670,12 @@ class Router:
     def _emit(self, event: RoutingEvent) -> None:
         if self._observer is not None:
             self._observer(event)
+
+
+def _internal_error(provider: AIProvider, exc: Exception) -> ProviderError:
+    """A non-ProviderError from a provider, as the outage it amounts to for routing."""
+    name = type(exc).__name__
+    log.warning("provider %s raised %s; recorded as unavailable", provider.provider_id, name, exc_info=exc)
+    error = Unavailable(f"{name}: {exc}"[:300], provider_id=provider.provider_id, error_type=f"internal:{name}")
+    error.__cause__ = exc
+    return error

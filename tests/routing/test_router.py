@@ -78,22 +78,29 @@ async def test_bad_request_stops_without_failover() -> None:
     assert [a.provider_id for a in result.attempts] == ["a"]
 
 
-async def test_short_retry_after_retries_the_same_provider_once() -> None:
+async def test_short_retry_after_retries_the_same_provider_once_and_others_keep_away_meanwhile() -> None:
+    now = [1000.0]
     slept: list[float] = []
 
     async def fake_sleep(seconds: float) -> None:
         slept.append(seconds)
+        now[0] += seconds
 
     router = Router(
         _registry(
             a={"priority": 1, "failure_rate": 1.0, "fail_with": "rate_limited", "retry_after_s": 0.5}, b={"priority": 2}
         ),
         sleep=fake_sleep,
+        clock=lambda: now[0],
     )
     result = await router.route(_task())
     assert [a.provider_id for a in result.attempts] == ["a", "a", "b"]
     # the retry-after is honoured (never earlier), plus at most 0.1 s of jitter
     assert len(slept) == 1 and 0.5 <= slept[0] <= 0.6 and result.provider_id == "b"
+    # the next task, inside the retry-after the second rejection asked for, does not call "a" at all
+    second = await router.route(_task("t2"))
+    assert [a.provider_id for a in second.attempts] == ["b"]
+    assert second.decision["skipped"]["a"].startswith("rate_limited: cooling off")
 
 
 async def test_no_capable_provider_fails_with_a_reason() -> None:
