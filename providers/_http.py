@@ -40,13 +40,13 @@ from providers.models import (
     QuotaSignal,
     TokenUsage,
 )
+from providers.redaction import redact, shorten
 
 log = logging.getLogger(__name__)
 
 # Vendor error text goes into exceptions and the ledger; keep it readable there.
 MAX_MESSAGE_CHARS = 300
 _REDACTED = "[redacted]"
-_DATE_SUFFIX = re.compile(r"-(\d{8}|\d{4}-\d{2}-\d{2})$")
 
 
 class HttpProviderConfig(ProviderConfig):
@@ -199,13 +199,13 @@ class HttpProvider(AIProvider):
             )
         return key
 
+    def _redact(self, text: str) -> str:
+        """Vendor text can echo what we sent: the key, whole or cut at the text's edge, becomes a marker."""
+        return redact(text, [self.secret(self.config.api_key_env)], _REDACTED)
+
     def _clean(self, text: str) -> str:
-        """Vendor text can echo what we sent: redact the key first, then shorten."""
-        key = self.secret(self.config.api_key_env)
-        if key:
-            text = text.replace(key, _REDACTED)
-        text = " ".join(text.split())
-        return text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 1] + "…"
+        """Redact the key first, then shorten: shortening first could cut the key and let half of it through."""
+        return shorten(" ".join(self._redact(text).split()), MAX_MESSAGE_CHARS)
 
     def _error(
         self, cls: type[ProviderError], message: str, context: ExecutionContext | None, **kwargs: Any
@@ -251,7 +251,7 @@ class HttpProvider(AIProvider):
         if not isinstance(data, dict):
             raise self._error(
                 MalformedResponse,
-                f"HTTP {response.status_code} body is not a JSON object: {response.text[:100]!r}",
+                f"HTTP {response.status_code} body is not a JSON object: {shorten(self._redact(response.text), 100)!r}",
                 context,
                 error_type="invalid_json",
             )
@@ -292,21 +292,13 @@ class HttpProvider(AIProvider):
             text=text,
             model=model,
             usage=usage,
-            cost_usd=self._cost(model, usage),
+            # Priced by the model that answered; the configured name only when nothing knows the answer's.
+            cost_usd=self.cost_of(usage, model, self.config.model),
             latency_ms=latency_ms,
             subscription=context.subscription,
             finish_reason=finish_reason if isinstance(finish_reason, str) else None,
             metadata={k: v for k, v in metadata.items() if isinstance(v, str)},
         )
-
-    def _cost(self, answered_model: str, usage: TokenUsage) -> float:
-        # Vendors answer with dated ids (claude-sonnet-4-5-20250929, gpt-4o-2024-08-06) while price tables
-        # usually name the alias: price by the first spelling a table lists, answered id first.
-        tables = (self.config.prices, self.default_prices)
-        names = (answered_model, self.config.model or answered_model)
-        candidates = [spelling for name in names for spelling in (name, _DATE_SUFFIX.sub("", name))]
-        model = next((m for m in candidates if any(m in table for table in tables)), answered_model)
-        return self.price_for(model).cost(usage)
 
     def _quota_signal(
         self,

@@ -18,8 +18,9 @@ from providers._http import (
 from providers.base import ProviderConfig, utc_now
 from providers.errors import MalformedResponse, Overloaded, ProviderError, Unavailable
 from providers.models import AITask, ExecutionContext, Price, ProviderResponse, QuotaSignal, TokenUsage
+from providers.pricing import CLAUDE_HAIKU_4_5, CLAUDE_OPUS_4, CLAUDE_OPUS_4_5, CLAUDE_SONNET, claude_family_price
 from providers.prompt import render_prompt
-from providers.status_map import error_class_for_status
+from providers.status_map import CREDIT_BALANCE, error_class_for_status, is_credit_balance_message
 
 # The `anthropic-ratelimit-<kind>-{limit,remaining,reset}` header families.
 _LIMIT_KINDS = ("requests", "tokens", "input-tokens", "output-tokens")
@@ -41,15 +42,17 @@ class AnthropicConfig(HttpProviderConfig):
 class AnthropicProvider(HttpProvider):
     type_name: ClassVar[str] = "anthropic"
     config_model: ClassVar[type[ProviderConfig]] = AnthropicConfig
-    # USD per million tokens (anthropic.com/pricing); cache_write is the 5-minute cache write rate.
+    # USD per million tokens (anthropic.com/pricing); cache_write is the 5-minute cache write rate. Models not
+    # listed are priced by family (`_family_price`), and anything else at Sonnet's price with a warning.
     default_prices: ClassVar[dict[str, Price]] = {
-        "claude-opus-4-5": Price(input=5.0, output=25.0, cache_read=0.5, cache_write=6.25),
-        "claude-opus-4-1": Price(input=15.0, output=75.0, cache_read=1.5, cache_write=18.75),
-        "claude-sonnet-4-5": Price(input=3.0, output=15.0, cache_read=0.3, cache_write=3.75),
-        "claude-sonnet-4-0": Price(input=3.0, output=15.0, cache_read=0.3, cache_write=3.75),
+        "claude-opus-4-5": CLAUDE_OPUS_4_5,
+        "claude-opus-4-1": CLAUDE_OPUS_4,
+        "claude-sonnet-4-5": CLAUDE_SONNET,
+        "claude-sonnet-4-0": CLAUDE_SONNET,
         # Sonnet 4's dated id (claude-sonnet-4-20250514) drops its date to this, not to the -0 alias.
-        "claude-sonnet-4": Price(input=3.0, output=15.0, cache_read=0.3, cache_write=3.75),
-        "claude-haiku-4-5": Price(input=1.0, output=5.0, cache_read=0.1, cache_write=1.25),
+        "claude-sonnet-4": CLAUDE_SONNET,
+        "claude-haiku-4-5": CLAUDE_HAIKU_4_5,
+        "*": CLAUDE_SONNET,
     }
 
     config: AnthropicConfig
@@ -63,6 +66,9 @@ class AnthropicProvider(HttpProvider):
 
     def _probe_url(self) -> str:
         return self._url("/v1/models")
+
+    def _family_price(self, model: str) -> Price | None:
+        return claude_family_price(model)
 
     async def execute_task(self, task: AITask, context: ExecutionContext) -> ProviderResponse:
         cfg = self.config
@@ -133,6 +139,9 @@ class AnthropicProvider(HttpProvider):
             return self._spend_exhausted(message, context, SPEND_LIMIT_CODE, reset_at=first_of_next_month(utc_now()))
         if status == 402:
             return self._spend_exhausted(message, context, vendor_type or "402")
+        if status == 400 and is_credit_balance_message(message):
+            # An empty prepaid balance comes back as a plain invalid_request_error; no retry or wait can fix it.
+            return self._spend_exhausted(message, context, CREDIT_BALANCE)
         if status == 529:
             cls, error_type = Overloaded, vendor_type or "529"
         elif status >= 500:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import ClassVar, Protocol
+from typing import ClassVar, NamedTuple, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -23,7 +24,11 @@ from providers.models import (
     ProviderHealth,
     ProviderResponse,
     QuotaSignal,
+    TokenUsage,
 )
+from providers.pricing import undated
+
+log = logging.getLogger(__name__)
 
 
 class Limits(BaseModel):
@@ -59,6 +64,15 @@ class ProviderConfig(BaseModel):
     prices: dict[str, Price] = Field(default_factory=dict)
     health_ttl_s: float = Field(default=30.0, ge=0)
     enabled: bool = True
+
+
+class PriceMatch(NamedTuple):
+    """A resolved price and where it came from: `config`, `shipped`, `family`, `fallback` or `unpriced`."""
+
+    price: Price
+    source: str
+    # Which of the models asked about it prices (None for a `"*"` entry or no price at all).
+    model: str | None
 
 
 class SecretResolver(Protocol):
@@ -97,6 +111,8 @@ class AIProvider(ABC):
         self._clock = clock
         self._quota_listeners: list[QuotaListener] = []
         self._health_cache: tuple[float, ProviderHealth] | None = None
+        # Models already warned about as priced by fallback, so the warning appears once, not per call.
+        self._unpriced_models: set[str] = set()
 
     # --- the contract -------------------------------------------------------------------------
 
@@ -149,12 +165,62 @@ class AIProvider(ABC):
     # --- helpers for subclasses ---------------------------------------------------------------
 
     def price_for(self, model: str) -> Price:
-        for table in (self.config.prices, self.default_prices):
-            if model in table:
-                return table[model]
-            if "*" in table:
-                return table["*"]
-        return Price()
+        """The price of `model`: see `resolve_price`."""
+        return self.resolve_price(model).price
+
+    def resolve_price(self, *models: str) -> PriceMatch:
+        """The price of the first of `models` (e.g. the answering model, then the configured one) that a layer
+        knows, and the layer. Layers, first match wins:
+
+        1. `config`: the config's `prices` by exact or undated name, then its `"*"` (the user decides);
+        2. `shipped`: the type's own table by exact or undated name;
+        3. `family`: the model's family judged from its name (`_family_price`);
+        4. `fallback`: the type's shipped `"*"`;
+        5. `unpriced`: nothing knows the model, so $0.
+        """
+        names = [m for m in models if m]
+        configured = self.config.prices
+        for model in names:
+            for name in (model, undated(model)):
+                if name in configured:
+                    return PriceMatch(configured[name], "config", model)
+        if "*" in configured:
+            return PriceMatch(configured["*"], "config", None)
+        for model in names:
+            for name in (model, undated(model)):
+                if name in self.default_prices and name != "*":
+                    return PriceMatch(self.default_prices[name], "shipped", model)
+            family = self._family_price(model)
+            if family is not None:
+                return PriceMatch(family, "family", model)
+        if "*" in self.default_prices:
+            return PriceMatch(self.default_prices["*"], "fallback", None)
+        return PriceMatch(Price(), "unpriced", None)
+
+    def cost_of(self, usage: TokenUsage, model: str, configured: str | None = None) -> float:
+        """What `usage` of the answering `model` cost. When neither the config nor any table or family knows
+        `model` itself (it is priced as the `configured` model, as `"*"`, or at $0), says so once per model."""
+        match = self.resolve_price(model, configured or "")
+        if match.source != "config" and match.model != model and model not in self._unpriced_models:
+            self._unpriced_models.add(model)
+            if match.source == "unpriced":
+                log.warning(
+                    "%s: no price for model %r, so its calls are recorded at $0. Add it to the provider's `prices` "
+                    '(`"*": {input: 0, output: 0}` declares a free local model and silences this warning).',
+                    self.provider_id, model,
+                )  # fmt: skip
+            else:
+                log.warning(
+                    "%s: no price for model %r; priced as %s at %s/%s USD per million input/output tokens. Add it "
+                    "to the provider's `prices` to record its real cost.",
+                    self.provider_id, model, repr(match.model) if match.model else "the fallback",
+                    f"{match.price.input:g}", f"{match.price.output:g}",
+                )  # fmt: skip
+        return match.price.cost(usage)
+
+    def _family_price(self, model: str) -> Price | None:
+        """A type's price for a model its table does not list, judged from the name; None when unknown."""
+        return None
 
     def secret(self, env_name: str | None) -> str | None:
         return self._secrets(env_name) if env_name else None

@@ -20,6 +20,7 @@ from providers._http import (
 from providers.base import ProviderConfig, utc_now
 from providers.errors import MalformedResponse, Overloaded, ProviderError, Unavailable
 from providers.models import AITask, ExecutionContext, Price, ProviderResponse, QuotaSignal, TokenUsage
+from providers.pricing import OPENAI_PRICES, claude_family_price, openai_family_price
 from providers.prompt import render_prompt
 from providers.status_map import error_class_for_status
 
@@ -60,15 +61,9 @@ class OpenAICompatibleProvider(HttpProvider):
 
     type_name: ClassVar[str] = "openai_compatible"
     config_model: ClassVar[type[ProviderConfig]] = OpenAICompatibleConfig
-    # USD per million tokens (openai.com/api/pricing). No "*": unknown (local) models cost nothing.
-    default_prices: ClassVar[dict[str, Price]] = {
-        "gpt-5": Price(input=1.25, output=10.0, cache_read=0.125),
-        "gpt-5-mini": Price(input=0.25, output=2.0, cache_read=0.025),
-        "gpt-4.1": Price(input=2.0, output=8.0, cache_read=0.5),
-        "gpt-4.1-mini": Price(input=0.4, output=1.6, cache_read=0.1),
-        "gpt-4o": Price(input=2.5, output=10.0, cache_read=1.25),
-        "gpt-4o-mini": Price(input=0.15, output=0.6, cache_read=0.075),
-    }
+    # USD per million tokens (openai.com/api/pricing). No "*": a model no table or family knows (a local model)
+    # costs $0 with a warning; the config's `prices` decide (`"*": {input: 0, output: 0}` declares it free).
+    default_prices: ClassVar[dict[str, Price]] = dict(OPENAI_PRICES)
 
     config: OpenAICompatibleConfig
 
@@ -82,6 +77,10 @@ class OpenAICompatibleProvider(HttpProvider):
             else:
                 headers["authorization"] = f"Bearer {key}"
         return headers
+
+    def _family_price(self, model: str) -> Price | None:
+        # OpenAI's variants (`gpt-4o-audio-preview`), and Claude served through OpenRouter and other gateways.
+        return openai_family_price(model) or claude_family_price(model)
 
     def _params(self) -> dict[str, str]:
         version = self.config.azure_api_version

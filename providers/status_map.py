@@ -11,9 +11,15 @@ Anthropic's 529 error type, OpenAI-compatible servers' 503 "busy"), then asks he
     529                       Overloaded             Anthropic's "overloaded_error"
     400, 404, 405, 413, 415, 422  BadRequest         this request is wrong everywhere; no failover
     409, other 4xx, 5xx, ...  Unavailable            undocumented or server-side: another provider may work
+
+One wording beats its status: Anthropic answers an empty prepaid balance with a 400 `invalid_request_error`
+"Your credit balance is too low to access the Anthropic API ..." (and the CLI quotes it). That is an exhausted
+quota (`error_type` `credit_balance`): fail over, never retry.
 """
 
 from __future__ import annotations
+
+import re
 
 from providers.errors import (
     AuthenticationFailed,
@@ -38,6 +44,15 @@ _BY_STATUS: dict[int, type[ProviderError]] = {
     529: Overloaded,
     **dict.fromkeys(BAD_REQUEST_STATUSES, BadRequest),
 }
+
+
+CREDIT_BALANCE = "credit_balance"
+_CREDIT_BALANCE_TEXT = re.compile(r"credit balance is too low", re.IGNORECASE)
+
+
+def is_credit_balance_message(text: str) -> bool:
+    """Whether an error message says the account's prepaid credit is used up."""
+    return bool(_CREDIT_BALANCE_TEXT.search(text))
 
 
 def error_class_for_status(status: int) -> type[ProviderError]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import logging
 import threading
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -129,6 +130,42 @@ async def test_config_prices_override_shipped_prices(server: FakeAnthropic) -> N
     assert response.cost_usd == pytest.approx(4.0)
 
 
+MILLION = {"input_tokens": 1_000_000, "output_tokens": 1_000_000}
+
+
+@pytest.mark.parametrize(
+    ("answered", "expected_usd"),
+    [
+        ("claude-opus-4-0", 15 + 75),
+        ("claude-opus-4-20250514", 15 + 75),
+        ("claude-opus-4-1-20250805", 15 + 75),
+        ("claude-3-7-sonnet-latest", 3 + 15),
+        ("claude-3-5-haiku-latest", 0.8 + 4),
+        ("claude-3-5-haiku-20241022", 0.8 + 4),
+        ("claude-haiku-4-5-20251001", 1 + 5),
+    ],
+)
+async def test_models_missing_from_the_table_are_priced_by_their_own_family(
+    server: FakeAnthropic, provider: AnthropicProvider, answered: str, expected_usd: float
+) -> None:
+    # The default model is claude-sonnet-4-5; the answering model is priced as itself, never as the default.
+    server.script(Scripted(200, anthropic_message(model=answered, usage=MILLION)))
+    response = await provider.execute_task(TASK, CTX)
+    assert response.cost_usd == pytest.approx(expected_usd)
+
+
+async def test_an_unknown_model_costs_the_fallback_price_with_one_warning(
+    server: FakeAnthropic, provider: AnthropicProvider, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    for _ in range(2):
+        server.script(Scripted(200, anthropic_message(model="claude-experimental-2", usage=MILLION)))
+        response = await provider.execute_task(TASK, CTX)
+        assert response.cost_usd == pytest.approx(3 + 15)  # Sonnet's price, not $0
+    warnings = [r.getMessage() for r in caplog.records if "claude-experimental-2" in r.getMessage()]
+    assert len(warnings) == 1 and "prices" in warnings[0]
+
+
 async def test_rate_limit_headers_become_quota_signals(provider: AnthropicProvider) -> None:
     signals: list[QuotaSignal] = []
     provider.add_quota_listener(signals.append)
@@ -169,6 +206,23 @@ async def test_status_maps_to_error_class(
     assert type(exc) is cls
     assert exc.error_type == error_type
     assert exc.provider_id == "claude-api" and exc.subscription == "team-a"
+
+
+async def test_credit_balance_too_low_400_is_quota_exhausted_with_failover_and_no_retry(
+    server: FakeAnthropic, provider: AnthropicProvider
+) -> None:
+    signals: list[QuotaSignal] = []
+    provider.add_quota_listener(signals.append)
+    message = (
+        "Your credit balance is too low to access the Anthropic API. "
+        "Please go to Plans & Billing to upgrade or purchase credits."
+    )
+    server.script(anthropic_error(400, "invalid_request_error", message))
+    exc = await failure(provider)
+    assert type(exc) is QuotaExhausted
+    assert exc.error_type == "credit_balance"
+    assert exc.failover_helps and not exc.retry_helps
+    assert [(s.limit_kind, s.status) for s in signals] == [("spend", "rejected")]
 
 
 async def test_vendor_message_is_kept_in_the_error(server: FakeAnthropic, provider: AnthropicProvider) -> None:
@@ -311,6 +365,19 @@ async def test_api_key_never_leaks_into_errors_or_signals(server: FakeAnthropic,
 
     response = await provider.execute_task(TASK, CTX)
     assert KEY not in response.model_dump_json()
+
+
+async def test_a_key_echoed_in_a_non_json_body_leaks_no_part_of_itself(
+    server: FakeAnthropic, provider: AnthropicProvider
+) -> None:
+    # A proxy's error page quoting the request: the body is cut to 100 characters, right through the key.
+    page = "<html><head><title>403</title></head><body>upstream proxy rejected x-api-key " + KEY + " here</body>"
+    assert page.index(KEY) < 100 < page.index(KEY) + len(KEY)
+    server.script(Scripted(200, page, {"content-type": "text/html"}))
+    exc = await failure(provider)
+    assert isinstance(exc, MalformedResponse)
+    assert [KEY[i : i + 8] for i in range(len(KEY) - 7) if KEY[i : i + 8] in str(exc)] == []
+    assert "[redacted]" in exc.message
 
 
 # --- health, lifecycle, capabilities -----------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -161,6 +162,56 @@ async def test_usage_is_normalised_so_cached_tokens_are_not_billed_twice(
     assert response.latency_ms > 0
     assert response.metadata == {"request_id": "req_42", "completion_id": "chatcmpl-AB7X8Yz"}
     assert response.subscription == "org-a"
+
+
+MILLION = {"prompt_tokens": 1_000_000, "completion_tokens": 1_000_000, "total_tokens": 2_000_000}
+
+
+@pytest.mark.parametrize(
+    ("configured", "answered", "expected_usd"),
+    [
+        ("gpt-4o-mini", "gpt-4o-mini-2024-07-18", 0.15 + 0.6),
+        ("gpt-4o-audio-preview", "gpt-4o-audio-preview-2024-12-17", 2.5 + 10),
+        ("openai/gpt-5-nano", "openai/gpt-5-nano", 0.05 + 0.4),
+        ("anthropic/claude-sonnet-4.5", "anthropic/claude-sonnet-4.5", 3 + 15),  # Claude through OpenRouter
+    ],
+)
+async def test_known_families_are_priced_even_when_no_table_names_the_model(
+    server: FakeOpenAI, configured: str, answered: str, expected_usd: float
+) -> None:
+    p = make_provider(server.url + "/v1", model=configured)
+    server.script(Scripted(200, chat_completion("ok", model=answered, usage=MILLION)))
+    response = await p.execute_task(TASK, CTX)
+    await p.aclose()
+    assert response.cost_usd == pytest.approx(expected_usd)
+
+
+async def test_an_unknown_local_model_costs_nothing_and_says_so_once(
+    server: FakeOpenAI, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    p = make_provider(server.url + "/v1", model="llama3.1")
+    for _ in range(2):
+        server.script(Scripted(200, chat_completion("ok", model="llama3.1", usage=MILLION)))
+        assert (await p.execute_task(TASK, CTX)).cost_usd == 0.0
+    await p.aclose()
+    warnings = [r.getMessage() for r in caplog.records if "llama3.1" in r.getMessage()]
+    assert len(warnings) == 1 and "$0" in warnings[0] and "prices" in warnings[0]
+
+
+async def test_the_configs_prices_decide_for_a_local_model_without_a_warning(
+    server: FakeOpenAI, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    free = make_provider(server.url + "/v1", model="llama3.1", prices={"*": {"input": 0, "output": 0}})
+    paid = make_provider(server.url + "/v1", model="llama3.1", prices={"llama3.1": {"input": 0.1, "output": 0.2}})
+    costs = []
+    for p in (free, paid):
+        server.script(Scripted(200, chat_completion("ok", model="llama3.1", usage=MILLION)))
+        costs.append((await p.execute_task(TASK, CTX)).cost_usd)
+        await p.aclose()
+    assert costs == [0.0, pytest.approx(0.3)]
+    assert not [r for r in caplog.records if "no price" in r.getMessage()]
 
 
 @pytest.mark.parametrize(
@@ -351,6 +402,18 @@ async def test_api_key_never_leaks(server: FakeOpenAI, provider: OpenAICompatibl
     assert KEY not in str(exc) and KEY not in repr(exc.args)
     assert exc.message.startswith("Incorrect API key provided: [redacted]")
     assert len(exc.message) <= 300
+
+
+async def test_a_key_echoed_in_a_non_json_body_leaks_no_part_of_itself(
+    server: FakeOpenAI, provider: OpenAICompatibleProvider
+) -> None:
+    # A proxy's error page quoting the request: the body is cut to 100 characters, right through the key.
+    page = "<html><head><title>Forbidden</title></head><body>gateway refused Bearer " + KEY + " here</body>"
+    assert page.index(KEY) < 100 < page.index(KEY) + len(KEY)
+    server.script(Scripted(200, page, {"content-type": "text/html"}))
+    exc = await failure(provider)
+    assert isinstance(exc, MalformedResponse)
+    assert [KEY[i : i + 8] for i in range(len(KEY) - 7) if KEY[i : i + 8] in str(exc)] == []
 
 
 # --- health, lifecycle, config -----------------------------------------------------------------------
