@@ -29,6 +29,7 @@ from providers.claude_cli_parse import (
     error_without_result,
     model_from,
     parse_output,
+    rate_limit_info,
     result_failed,
     usage_from,
 )
@@ -52,7 +53,9 @@ from providers.models import (
     ProviderResponse,
     QuotaSignal,
 )
+from providers.pricing import CLAUDE_SONNET, claude_family_price
 from providers.prompt import render_prompt
+from providers.redaction import redact, shorten, tail
 
 __all__ = ["ClaudeCliConfig", "ClaudeCliProvider", "SubscriptionConfig", "SubscriptionStatus"]
 
@@ -63,10 +66,22 @@ _MAX_PROMPT_ARG_BYTES = 100_000
 # After SIGTERM, how long the CLI gets to exit before the group gets SIGKILL.
 _KILL_GRACE_S = 1.0
 _VERSION_TIMEOUT_S = 10.0
-# Variables that would override a config dir's own login (PROVIDERS.md 1.5: they take precedence over it).
-_CREDENTIAL_VARS = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN")
+# What the CLI authenticates with before a config dir's own login, first match wins (PROVIDERS.md 1.5): a cloud
+# provider (the switches and their Claude-specific credentials), then these API-billed variables, then an OAuth
+# token. A child that gets one of them bills whatever it names, not the subscription it was sent to.
+_CLOUD_VARS = (
+    "CLAUDE_CODE_USE_BEDROCK",
+    "CLAUDE_CODE_USE_VERTEX",
+    "CLAUDE_CODE_USE_FOUNDRY",
+    "AWS_BEARER_TOKEN_BEDROCK",
+    "ANTHROPIC_FOUNDRY_API_KEY",
+)
+_API_KEY_VARS = ("ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_API_KEY")
+_LOGIN_VARS = ("CLAUDE_CODE_OAUTH_TOKEN",)
+CREDENTIAL_VARS = _CLOUD_VARS + _API_KEY_VARS + _LOGIN_VARS
 _KEY_SHAPED = re.compile(r"sk-ant-[A-Za-z0-9_\-]{8,}")
-_MIN_SECRET_LEN = 8
+_ERROR_TAIL_CHARS = 200
+_READ_CHUNK = 1 << 16
 
 
 class SubscriptionConfig(BaseModel):
@@ -93,7 +108,9 @@ class ClaudeCliConfig(ProviderConfig):
     max_turns: int | None = Field(default=None, gt=0)
     append_system_prompt: str | None = None
     allowed_tools: list[str] | None = None
-    # Empty: one implicit "default" subscription using this process's environment (and `api_key_env`, if set).
+    # Empty: one implicit "default" subscription: this machine's Claude Code login (or the key in `api_key_env`,
+    # if set). Its child never inherits ANTHROPIC_API_KEY or ANTHROPIC_AUTH_TOKEN: a key exported for the
+    # `anthropic` provider would otherwise silently bill the API instead of the subscription.
     subscriptions: list[SubscriptionConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -106,22 +123,11 @@ class ClaudeCliConfig(ProviderConfig):
         return self
 
 
-# USD per million tokens, used only when the CLI reports no `total_cost_usd` (very old versions).
-# Cache reads are 0.1x and 5-minute cache writes 1.25x the input price.
-_SONNET = Price(input=3.0, output=15.0, cache_read=0.30, cache_write=3.75)
-_FAMILY_PRICES: tuple[tuple[str, Price], ...] = (
-    ("opus-4-1", Price(input=15.0, output=75.0, cache_read=1.50, cache_write=18.75)),
-    ("opus-4-2", Price(input=15.0, output=75.0, cache_read=1.50, cache_write=18.75)),
-    ("opus", Price(input=5.0, output=25.0, cache_read=0.50, cache_write=6.25)),
-    ("haiku", Price(input=1.0, output=5.0, cache_read=0.10, cache_write=1.25)),
-    ("sonnet", _SONNET),
-)
-
-
 class ClaudeCliProvider(AIProvider):
     type_name: ClassVar[str] = "claude_cli"
     config_model: ClassVar[type[ProviderConfig]] = ClaudeCliConfig
-    default_prices: ClassVar[dict[str, Price]] = {"*": _SONNET}
+    # Used only when the CLI reports no `total_cost_usd` (very old versions): the model's family, else Sonnet.
+    default_prices: ClassVar[dict[str, Price]] = {"*": CLAUDE_SONNET}
 
     config: ClaudeCliConfig
 
@@ -168,6 +174,7 @@ class ClaudeCliProvider(AIProvider):
             max_concurrency=self.config.max_concurrency,
             supports_workdir=True,
             available=self._executable() is not None,
+            exhausted_until=self._pool.exhausted_until(),
         )
 
     async def _probe(self) -> ProviderHealth:
@@ -180,24 +187,28 @@ class ClaudeCliProvider(AIProvider):
             )
         started = time.perf_counter()
         try:
-            code, stdout, stderr = await self._run([exe, "--version"], None, os.environ.copy(), _VERSION_TIMEOUT_S)
+            code, stdout, stderr = await self._run([exe, "--version"], None, self._probe_env(), _VERSION_TIMEOUT_S)
         except ProviderError as exc:
             return ProviderHealth(status=HealthStatus.UNHEALTHY, checked_at=utc_now(), detail=str(exc))
         latency_ms = (time.perf_counter() - started) * 1000
         if code != 0:
-            detail = f"`--version` exited with {code}: {self._redact(stderr.strip()[-200:])}"
+            detail = f"`--version` exited with {code}: {tail(self._redact(stderr.strip()), _ERROR_TAIL_CHARS)}"
             return ProviderHealth(
                 status=HealthStatus.UNHEALTHY, checked_at=utc_now(), latency_ms=latency_ms, detail=detail
             )
-        reset = self._pool.earliest_reset()
-        if reset is not None:
-            # The CLI works but no subscription can take a call until `reset`.
-            detail = f"every subscription is out until {reset.isoformat()}"
+        until = self._pool.exhausted_until()
+        if until is not None:
+            # The CLI works, but no subscription can take a call before `until`.
+            why = ", ".join(f"{s.name} {s.out_reason or s.state}" for s in self._pool.status())
+            detail = f"no subscription can take a call until {until.isoformat()} ({why})"
             return ProviderHealth(
                 status=HealthStatus.DEGRADED, checked_at=utc_now(), latency_ms=latency_ms, detail=detail
             )
         return ProviderHealth(
-            status=HealthStatus.HEALTHY, checked_at=utc_now(), latency_ms=latency_ms, detail=stdout.strip()[:200]
+            status=HealthStatus.HEALTHY,
+            checked_at=utc_now(),
+            latency_ms=latency_ms,
+            detail=shorten(self._redact(stdout.strip()), _ERROR_TAIL_CHARS),
         )
 
     async def execute_task(self, task: AITask, context: ExecutionContext) -> ProviderResponse:
@@ -221,11 +232,13 @@ class ClaudeCliProvider(AIProvider):
             response = await self._execute_on(sub, exe, task, cwd, context)
         except ProviderError as exc:
             self._pool.failed(sub, exc)
+            self._signal_if_exhausted()
             raise
         except asyncio.CancelledError:
             self._pool.cancelled(sub)
             raise
         self._pool.succeeded(sub, affinity)
+        self._signal_if_exhausted()  # this call's requests and tokens may have used up the last client-side limit
         return response
 
     async def aclose(self) -> None:
@@ -246,9 +259,13 @@ class ClaudeCliProvider(AIProvider):
         via_stdin = len(prompt.encode()) > _MAX_PROMPT_ARG_BYTES
         argv = self._argv(exe, None if via_stdin else prompt)
         timeout = context.timeout_s or self.config.timeout_s
+        # stream-json prints one message per line as the run goes: act on rate-limit events at once, not after
+        # a long agent run, so rotation and routing move away while this run is still going.
+        streaming = self.config.output_format == "stream-json"
+        on_line = (lambda line: self._on_stream_line(sub, line)) if streaming else None
         started = time.perf_counter()
         code, stdout, stderr = await self._run(
-            argv, cwd, env, timeout, stdin=prompt if via_stdin else None, subscription=sub.name
+            argv, cwd, env, timeout, stdin=prompt if via_stdin else None, subscription=sub.name, on_line=on_line
         )
         latency_ms = (time.perf_counter() - started) * 1000
         if self._closing:
@@ -256,7 +273,7 @@ class ClaudeCliProvider(AIProvider):
             raise Cancelled(
                 "the provider was closed while the CLI ran", provider_id=self.provider_id, subscription=sub.name
             )
-        return self._response(sub, code, stdout, stderr, latency_ms)
+        return self._response(sub, code, stdout, stderr, latency_ms, rate_limits_seen=streaming)
 
     def _argv(self, exe: str, prompt: str | None) -> list[str]:
         cfg = self.config
@@ -277,28 +294,40 @@ class ClaudeCliProvider(AIProvider):
         return argv
 
     def _child_env(self, sub: Subscription) -> dict[str, str]:
+        """The child's environment: only the credential its subscription names reaches it."""
         env = os.environ.copy()
         # No child sees another subscription's key.
         for other in self._pool.subscriptions:
             if other.api_key_env and other is not sub:
                 env.pop(other.api_key_env, None)
-        if sub.kind == "config_dir":
-            for name in _CREDENTIAL_VARS:
+        if sub.kind == "default":
+            # This machine's own login (or OAuth token, or cloud provider set up for Claude Code). An API key
+            # exported for other tools must not take over: in -p mode the CLI always bills a key it finds.
+            for name in _API_KEY_VARS:
                 env.pop(name, None)
+            return env
+        # A config dir or a named key: anything earlier in the CLI's precedence would be used instead.
+        for name in CREDENTIAL_VARS:
+            env.pop(name, None)
+        if sub.kind == "config_dir":
             env["CLAUDE_CONFIG_DIR"] = sub.config_dir or ""
-        elif sub.kind == "api_key_env":
-            key = self.secret(sub.api_key_env)
-            if not key:
-                raise AuthenticationFailed(
-                    f"environment variable {sub.api_key_env} is not set",
-                    provider_id=self.provider_id,
-                    error_type="missing_api_key",
-                    subscription=sub.name,
-                )
-            env.pop("ANTHROPIC_AUTH_TOKEN", None)  # it would win over the key we pass
-            env["ANTHROPIC_API_KEY"] = key
-            self._known_secrets.add(key)
+            return env
+        key = self.secret(sub.api_key_env)
+        if not key:
+            raise AuthenticationFailed(
+                f"environment variable {sub.api_key_env} is not set",
+                provider_id=self.provider_id,
+                error_type="missing_api_key",
+                subscription=sub.name,
+            )
+        env["ANTHROPIC_API_KEY"] = key
+        self._known_secrets.add(key)
         return env
+
+    def _probe_env(self) -> dict[str, str]:
+        """`--version` needs no credentials, so it gets none."""
+        names = {*CREDENTIAL_VARS, *(s.api_key_env for s in self._pool.subscriptions if s.api_key_env)}
+        return {k: v for k, v in os.environ.items() if k not in names}
 
     async def _run(
         self,
@@ -309,8 +338,10 @@ class ClaudeCliProvider(AIProvider):
         *,
         stdin: str | None = None,
         subscription: str | None = None,
+        on_line: Callable[[str], None] | None = None,
     ) -> tuple[int, str, str]:
-        """Run the CLI to completion; on timeout or cancellation kill its whole process group."""
+        """Run the CLI to completion, handing `on_line` each stdout line as it arrives; on timeout or
+        cancellation kill its whole process group."""
         log.debug("running %s (%d args) in %s", argv[0], len(argv), cwd or ".")
         try:
             proc = await asyncio.create_subprocess_exec(
@@ -331,7 +362,9 @@ class ClaudeCliProvider(AIProvider):
             ) from exc
         self._children.add(proc)
         try:
-            out, err = await asyncio.wait_for(proc.communicate(stdin.encode() if stdin is not None else None), timeout)
+            out, err = await asyncio.wait_for(
+                _communicate(proc, stdin.encode() if stdin is not None else None, on_line), timeout
+            )
         except TimeoutError as exc:
             await _kill_group(proc)
             raise ProviderTimeout(
@@ -347,11 +380,14 @@ class ClaudeCliProvider(AIProvider):
             self._children.discard(proc)
         return proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace")
 
-    def _response(self, sub: Subscription, code: int, stdout: str, stderr: str, latency_ms: float) -> ProviderResponse:
+    def _response(
+        self, sub: Subscription, code: int, stdout: str, stderr: str, latency_ms: float, *, rate_limits_seen: bool
+    ) -> ProviderResponse:
         parsed = parse_output(stdout)
         now = self._wall_clock()
-        for info in parsed.rate_limits:
-            self._on_rate_limit(sub, info)
+        if not rate_limits_seen:
+            for info in parsed.rate_limits:
+                self._on_rate_limit(sub, info)
         kw: dict[str, Any] = {
             "provider_id": self.provider_id,
             "subscription": sub.name,
@@ -365,7 +401,7 @@ class ClaudeCliProvider(AIProvider):
         model = model_from(result) or parsed.model or self.config.model or "claude"
         cost = cost_from(result)
         if cost is None:
-            cost = self._price(model).cost(usage)
+            cost = self.cost_of(usage, model, self.config.model)
         self._pool.record_usage(sub, usage.total, cost)
         if result_failed(result):
             raise error_for_result(result, usage=usage, cost_usd=cost, model=model, **kw)
@@ -388,6 +424,11 @@ class ClaudeCliProvider(AIProvider):
                 "duration_ms": result.get("duration_ms"),
             },
         )
+
+    def _on_stream_line(self, sub: Subscription, line: str) -> None:
+        info = rate_limit_info(line)
+        if info is not None:
+            self._on_rate_limit(sub, info)
 
     def _on_rate_limit(self, sub: Subscription, info: dict[str, Any]) -> None:
         """Pass a `rate_limit_event` on to routing and act on it for rotation."""
@@ -413,28 +454,80 @@ class ClaudeCliProvider(AIProvider):
             self._pool.warn(sub, kind, reset_at)
         elif status == "rejected":
             self._pool.mark_out(sub, reset_at or self._wall_clock(), "rate_limit_rejected")
+            self._signal_if_exhausted()
         else:
             self._pool.clear_warning(sub, kind)
+
+    def _signal_if_exhausted(self) -> None:
+        """When no subscription can take a call, tell routing so, for the provider as a whole.
+
+        Each subscription's own errors and signals only steer rotation inside this provider; this one signal
+        (no subscription) makes routing stop sending tasks here until the first subscription is back, instead
+        of spending an attempt per task to learn that nothing can run.
+        """
+        until = self._pool.exhausted_until()
+        if until is None:
+            return
+        self.report_quota(
+            QuotaSignal(
+                provider_id=self.provider_id,
+                subscription=None,
+                limit_kind="subscriptions",
+                utilization=1.0,
+                reset_at=until,
+                status="rejected",
+            )
+        )
 
     # --- helpers ------------------------------------------------------------------------------
 
     def _executable(self) -> str | None:
         return shutil.which(os.path.expanduser(self.config.executable))
 
-    def _price(self, model: str) -> Price:
-        """The configured price if any, else the price of the model's family (model ids carry dates)."""
-        if model in self.config.prices or "*" in self.config.prices:
-            return self.price_for(model)
-        lowered = model.lower()
-        return next((price for family, price in _FAMILY_PRICES if family in lowered), _SONNET)
+    def _family_price(self, model: str) -> Price | None:
+        return claude_family_price(model)
 
     def _redact(self, text: str) -> str:
-        """Remove any credential value we know of, and anything shaped like an Anthropic key."""
-        values = self._known_secrets | {os.environ.get(n) or "" for n in _CREDENTIAL_VARS}
-        for value in sorted(values, key=len, reverse=True):  # longest first, so a key containing another goes whole
-            if value and len(value) >= _MIN_SECRET_LEN:
-                text = text.replace(value, "***")
-        return _KEY_SHAPED.sub("sk-ant-***", text)
+        """Remove any credential value we know of (whole, or cut at the text's edge), and anything shaped like
+        an Anthropic key."""
+        values = self._known_secrets | {os.environ.get(n) for n in CREDENTIAL_VARS if os.environ.get(n)}
+        return _KEY_SHAPED.sub("sk-ant-***", redact(text, values, "***"))
+
+
+async def _communicate(
+    proc: asyncio.subprocess.Process, stdin: bytes | None, on_line: Callable[[str], None] | None
+) -> tuple[bytes, bytes]:
+    """`proc.communicate()`, but each complete stdout line also goes to `on_line` the moment it arrives."""
+
+    async def feed() -> None:
+        if stdin is None or proc.stdin is None:
+            return
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # a CLI that exits early stops reading
+            proc.stdin.write(stdin)
+            await proc.stdin.drain()
+        proc.stdin.close()
+
+    async def read_stdout() -> bytes:
+        assert proc.stdout is not None
+        whole, pending = bytearray(), bytearray()
+        while chunk := await proc.stdout.read(_READ_CHUNK):
+            whole += chunk
+            if on_line is None:
+                continue
+            pending += chunk
+            *lines, rest = pending.split(b"\n")
+            pending = bytearray(rest)
+            for line in lines:
+                on_line(line.decode(errors="replace"))
+        return bytes(whole)
+
+    async def read_stderr() -> bytes:
+        assert proc.stderr is not None
+        return await proc.stderr.read()
+
+    out, err, _ = await asyncio.gather(read_stdout(), read_stderr(), feed())
+    await proc.wait()
+    return out, err
 
 
 async def _kill_group(proc: asyncio.subprocess.Process) -> None:

@@ -8,6 +8,7 @@ facts behind them are in PROVIDERS.md section 1: success is decided from `is_err
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,7 +27,8 @@ from providers.errors import (
     Unavailable,
 )
 from providers.models import TokenUsage
-from providers.status_map import error_class_for_status
+from providers.redaction import shorten, tail
+from providers.status_map import CREDIT_BALANCE, error_class_for_status, is_credit_balance_message
 
 # When a usage-limit message names no reset time we can read, try the subscription again after this long.
 DEFAULT_USAGE_LIMIT_RESET = timedelta(hours=1)
@@ -80,6 +82,20 @@ def parse_output(stdout: str) -> CliOutput:
         else:
             out.non_json_lines += 1
     return out
+
+
+def rate_limit_info(line: str) -> dict[str, Any] | None:
+    """The `rate_limit_info` of one stream-json line if it is a `rate_limit_event`, else None."""
+    if '"rate_limit_event"' not in line:  # skip parsing the (long) assistant and result lines
+        return None
+    try:
+        message = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(message, dict) or message.get("type") != "rate_limit_event":
+        return None
+    info = message.get("rate_limit_info")
+    return info if isinstance(info, dict) else None
 
 
 def _take_message(out: CliOutput, message: dict[str, Any]) -> None:
@@ -188,7 +204,8 @@ def detect_usage_limit(text: str, now: datetime, local_tz: tzinfo | None = None)
     """The UTC reset time if `text` is a subscription usage-limit message, else None.
 
     A message we recognise but whose reset time we cannot read resets `DEFAULT_USAGE_LIMIT_RESET` from now.
-    Times without a zone are in `local_tz` (the machine's zone, which is where the CLI formats them).
+    Times without a zone are in `local_tz`, by default the machine's zone (`machine_zone`), which is where the
+    CLI formats them.
     """
     legacy = _LEGACY_LIMIT.search(text)
     if legacy:
@@ -212,7 +229,8 @@ def parse_reset_time(when: str, zone: str | None, now: datetime, local_tz: tzinf
     match = _WHEN.match(when.strip())
     if not match:
         return None
-    tz = _zone(zone) or local_tz or now.astimezone().tzinfo or UTC
+    # A real zone, not today's offset: a reset after a DST change is at that day's offset.
+    tz = _zone(zone) or local_tz or machine_zone()
     hour, minute = int(match["hour"]), int(match["minute"] or 0)
     ampm = (match["ampm"] or "").replace(".", "").lower()
     if ampm:
@@ -242,6 +260,30 @@ def parse_reset_time(when: str, zone: str | None, now: datetime, local_tz: tzinf
     return candidate.astimezone(UTC)
 
 
+def machine_zone() -> tzinfo:
+    """This machine's time zone with its DST rules: `TZ` as the C library reads it, else /etc/localtime.
+
+    Only when neither names a zone we can load is it the fixed UTC offset in force now.
+    """
+    name = os.environ.get("TZ", "").removeprefix(":")
+    if name:
+        zone = _zone_file(name) if name.startswith("/") else _zone(name)
+        return zone or _offset_now()
+    return _zone_file("/etc/localtime") or _offset_now()
+
+
+def _zone_file(path: str) -> tzinfo | None:
+    try:
+        with open(path, "rb") as f:
+            return ZoneInfo.from_file(f, key=os.path.basename(path))
+    except (OSError, ValueError):
+        return None
+
+
+def _offset_now() -> tzinfo:
+    return datetime.now(UTC).astimezone().tzinfo or UTC
+
+
 def _zone(name: str | None) -> tzinfo | None:
     if not name:
         return None
@@ -259,7 +301,7 @@ _AUTH_TEXT = re.compile(
 )
 _OVERLOAD_TEXT = re.compile(r"overloaded_error|\b529\b", re.IGNORECASE)
 _RATE_LIMIT_TEXT = re.compile(r"rate_limit_error|\b429\b", re.IGNORECASE)
-_BILLING_TEXT = re.compile(r"credit balance is too low|billing_error", re.IGNORECASE)
+_BILLING_TEXT = re.compile(r"billing_error", re.IGNORECASE)
 
 
 def error_for_result(
@@ -279,7 +321,8 @@ def error_for_result(
     error after some turns, has already been billed); they ride on the error so the ledger records them.
     """
     text = _result_text(result)
-    quoted = redact(text[:_ERROR_TEXT_LIMIT]) or "(no message)"
+    # Redact the whole text before shortening it: a key cut in two by shortening would no longer match.
+    quoted = shorten(redact(text), _ERROR_TEXT_LIMIT) or "(no message)"
     status = result.get("api_error_status")
     status = int(status) if isinstance(status, int | float | str) and str(status).isdigit() else None
     kw: dict[str, Any] = {
@@ -304,6 +347,9 @@ def error_for_result(
         # cap, and it says nothing about the provider's health. The fix is a larger max_turns or a smaller task.
         turns = result.get("num_turns")
         return BadRequest(f"stopped at the max-turns limit after {turns} turns: {quoted}", error_type="max_turns", **kw)
+    if is_credit_balance_message(text):
+        # The API's 400 "credit balance is too low": the money behind this subscription is gone, whatever the status.
+        return QuotaExhausted(quoted, error_type=CREDIT_BALANCE, **kw)
     if status is not None:
         return _error_for_status(status, quoted, kw)
     # Older CLIs (before 2.1.110) give no status; fall back to the wording of the error text.
@@ -350,8 +396,8 @@ def error_without_result(
             **kw,
         )
     if returncode != 0 and not stdout.strip():
-        tail = redact(stderr.strip()[-_ERROR_TEXT_LIMIT:]) or "(no output)"
-        return Unavailable(f"claude exited with {returncode} and no result: {tail}", error_type="exit_status", **kw)
+        last = tail(redact(stderr.strip()), _ERROR_TEXT_LIMIT) or "(no output)"
+        return Unavailable(f"claude exited with {returncode} and no result: {last}", error_type="exit_status", **kw)
     lines = out.non_json_lines
     return MalformedResponse(
         f"no result object in the output ({lines} non-JSON lines, exit status {returncode})",

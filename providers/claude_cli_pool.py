@@ -141,7 +141,7 @@ class SubscriptionPool:
                     f"unknown subscription {forced!r}", provider_id=self.provider_id, error_type="unknown_subscription"
                 )
             if not self._usable(sub, tokens, cost):
-                raise self._exhausted([sub], tokens, cost)
+                raise self._exhausted([sub], tokens, cost, whole_pool=False)
             return self._take(sub)
         if affinity is not None:
             pinned = self._by_name.get(self._affinity.get(affinity, ""))
@@ -151,7 +151,8 @@ class SubscriptionPool:
         order = [self._subs[(self._cursor + i) % n] for i in range(n)]
         usable = [s for s in order if self._usable(s, tokens, cost)]
         if not usable:
-            raise self._exhausted(self._subs, tokens, cost)
+            # Not one subscription's error: the provider as a whole cannot serve until the earliest comes back.
+            raise self._exhausted(self._subs, tokens, cost, whole_pool=True)
         # A warned subscription is still usable, but only once every unwarned one is not.
         preferred = [s for s in usable if not self._warned(s)] or usable
         chosen = preferred[0]
@@ -184,8 +185,10 @@ class SubscriptionPool:
             return "over_limit"
         return "warning" if self._warned(sub) else "available"
 
-    def _exhausted(self, subs: list[Subscription], tokens: float, cost: float) -> QuotaExhausted:
-        """The error for "nothing can take this call", carrying the earliest time one could."""
+    def _soonest(
+        self, subs: list[Subscription], tokens: float, cost: float
+    ) -> tuple[datetime, Subscription, str] | None:
+        """The earliest moment one of `subs` could take this call, which one, and why it cannot now."""
         now_wall = self._wall_clock()
         soonest: tuple[datetime, Subscription, str] | None = None
         for sub in subs:
@@ -199,21 +202,37 @@ class SubscriptionPool:
                 at, reason = now_wall + timedelta(seconds=wait), "client_limit"
             if soonest is None or at < soonest[0]:
                 soonest = (at, sub, reason)
+        return soonest
+
+    def _exhausted(self, subs: list[Subscription], tokens: float, cost: float, *, whole_pool: bool) -> QuotaExhausted:
+        """The error for "nothing can take this call", carrying the earliest time one could.
+
+        With `whole_pool` the error names no subscription: the provider itself is out until `reset_at`, which
+        is what routing needs to hear to stop sending it tasks (a subscription's own error only rotates).
+        """
+        names = ", ".join(s.name for s in subs)
+        soonest = self._soonest(subs, tokens, cost)
         if soonest is None:
             return QuotaExhausted(
-                "the task is larger than every subscription's client-side limits",
+                f"the task is larger than the client-side limits of {names}",
                 provider_id=self.provider_id,
                 error_type="client_limit",
+                subscription=None if whole_pool else subs[0].name,
             )
         at, sub, reason = soonest
-        names = ", ".join(s.name for s in subs)
+        now_wall = self._wall_clock()
+        message = (
+            f"no usable subscription ({names}); the earliest ({sub.name}) frees up at {at.isoformat()}"
+            if whole_pool
+            else f"subscription {sub.name} cannot take a call before {at.isoformat()} ({reason})"
+        )
         return QuotaExhausted(
-            f"no usable subscription ({names}); the earliest ({sub.name}) frees up at {at.isoformat()}",
+            message,
             provider_id=self.provider_id,
             error_type=reason,
             reset_at=at,
             retry_after_s=max(0.0, (at - now_wall).total_seconds()),
-            subscription=sub.name,
+            subscription=None if whole_pool else sub.name,
         )
 
     # --- outcomes ------------------------------------------------------------------------------
@@ -306,10 +325,9 @@ class SubscriptionPool:
             for s in self._subs
         ]
 
-    def earliest_reset(self) -> datetime | None:
-        """When the first out subscription comes back, if every subscription is out; else None."""
-        states = [self.state(s) for s in self._subs]
-        if any(st not in ("out", "probing") for st in states):
+    def exhausted_until(self) -> datetime | None:
+        """When the first subscription can take a call again, if none can take one now; else None."""
+        if any(self._usable(s, 0, 0.0) for s in self._subs):
             return None
-        resets = [s.reset_at for s in self._subs if s.reset_at is not None]
-        return min(resets, default=None)
+        soonest = self._soonest(self._subs, 0, 0.0)
+        return soonest[0] if soonest is not None else None

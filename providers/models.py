@@ -109,7 +109,11 @@ class ProviderCapabilities(_Frozen):
     models: tuple[str, ...] = ()
     max_concurrency: int = 4
     supports_workdir: bool = False
+    # Installed and configured; a temporary shortage of quota does not change it (routers read it once).
     available: bool = True
+    # Set while every quota behind the provider is used up (e.g. all `claude_cli` subscriptions are out): the
+    # earliest moment (UTC) one can take a call again.
+    exhausted_until: datetime | None = None
 
     def serves(self, task_type: str) -> bool:
         return self.available and (self.task_types is None or task_type in self.task_types)

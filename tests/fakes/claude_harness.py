@@ -71,6 +71,18 @@ class FakeCli:
     def grandchildren(self) -> list[int]:
         return [r["pid"] for r in self.records() if r.get("event") == "grandchild"]
 
+    def max_in_flight(self) -> int:
+        """The most runs alive at once, from the start and `finished` times of runs that used `hold_s`."""
+        ends = {r["pid"]: r["at"] for r in self.records() if r.get("event") == "finished"}
+        edges = sorted(
+            [(c["started"], 1) for c in self.calls() if c["pid"] in ends] + [(at, -1) for at in ends.values()]
+        )  # at a tie the end sorts first: a run that ended as another began did not overlap it
+        in_flight = peak = 0
+        for _, step in edges:
+            in_flight += step
+            peak = max(peak, in_flight)
+        return peak
+
 
 def pid_alive(pid: int) -> bool:
     """Whether a process exists and is not a zombie waiting to be reaped."""
@@ -101,6 +113,9 @@ def wait_dead(pid: int, timeout_s: float = 5.0) -> bool:
 SECRETS: dict[str, str] = {
     "KEY_B": "sk-ant-api03-SECRET-VALUE-B-0123456789",
     "KEY_C": "sk-ant-api03-SECRET-VALUE-C-9876543210",
+    # A gateway's key (used with ANTHROPIC_BASE_URL): not shaped like an Anthropic key, so only redacting the
+    # known value can keep it out of error text.
+    "KEY_GW": "gw-live-ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789",
 }
 PARENT_KEY = "sk-ant-api03-PARENT-KEY-5555555555"
 

@@ -13,11 +13,14 @@ A list is consumed one step per invocation for that key (the last step repeats).
     kind: success (default) | usage_limit | api_error | max_turns | garbage | exit_silent | sleep | plain_text
     result, message, status (api_error_status), include_status (default true), subtype, model, usage,
     cost (null = omit total_cost_usd), rate_limit_events ([rate_limit_info, ...]), exit_code, stderr,
-    sleep_s, spawn_grandchild, echo_api_key (prints the key to stderr, as a misbehaving CLI might),
+    sleep_s, hold_s (seconds between the rate-limit events and the result, as a long agent run takes),
+    spawn_grandchild, echo_api_key (prints the key to stderr, as a misbehaving CLI might),
     require_key_sha256 (answer 401 unless ANTHROPIC_API_KEY hashes to this, so tests check the key by hash).
 
 Each invocation appends one JSON line to FAKE_CLAUDE_LOG: argv, cwd, the CLAUDE_CONFIG_DIR value, which
-credential variables were present (names and booleans only, never values), the scenario key and the pid.
+credential variables were present (names and booleans only, never values), which credential the real CLI
+would use (`auth_source`, by its precedence in PROVIDERS.md 1.5), the scenario key, the pid and the start
+time; a run with `hold_s` also logs a `finished` event with its end time.
 """
 
 from __future__ import annotations
@@ -113,6 +116,19 @@ def append_log(record: dict[str, Any]) -> None:
         with open(log_path, "a") as f:
             fcntl.flock(f, fcntl.LOCK_EX)
             f.write(json.dumps(record) + "\n")
+
+
+# PROVIDERS.md 1.5: the CLI uses the first of these it finds; a config dir's own login comes last.
+CLOUD_SWITCHES = ("CLAUDE_CODE_USE_BEDROCK", "CLAUDE_CODE_USE_VERTEX", "CLAUDE_CODE_USE_FOUNDRY")
+CLOUD_CREDENTIALS = ("AWS_BEARER_TOKEN_BEDROCK", "ANTHROPIC_FOUNDRY_API_KEY")
+
+
+def auth_source() -> str:
+    """Which credential the real CLI would bill this run to."""
+    for name in (*CLOUD_SWITCHES, "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN"):
+        if os.environ.get(name):
+            return name
+    return "login"  # the OAuth login stored in CLAUDE_CONFIG_DIR (or ~/.claude)
 
 
 def usage_block(step: dict[str, Any], prompt: str, text: str) -> dict[str, Any]:
@@ -232,6 +248,9 @@ def main(argv: list[str]) -> int:
         "has_auth_token": "ANTHROPIC_AUTH_TOKEN" in os.environ,
         "has_oauth_token": "CLAUDE_CODE_OAUTH_TOKEN" in os.environ,
         "key_vars": sorted(name for name in os.environ if "API_KEY" in name),
+        "cloud_vars": sorted(name for name in (*CLOUD_SWITCHES, *CLOUD_CREDENTIALS) if name in os.environ),
+        "auth_source": auth_source(),
+        "started": time.time(),
         "prompt_via_stdin": args["prompt"] is None,
         "prompt_len": len(prompt),
         "key": key,
@@ -294,6 +313,8 @@ def main(argv: list[str]) -> int:
                     "session_id": session_id,
                 }
             )
+    if step.get("hold_s"):
+        time.sleep(float(step["hold_s"]))
     result = result_object(step, prompt, model, session_id, num_turns=int(step.get("num_turns", 1)))
     if streaming and kind == "success":
         emit(
@@ -318,6 +339,8 @@ def main(argv: list[str]) -> int:
         emit(result)
     else:
         print(json.dumps(result))
+    if step.get("hold_s"):
+        append_log({"event": "finished", "pid": os.getpid(), "at": time.time()})
     default_exit = 1 if result["is_error"] else 0
     return int(step.get("exit_code", default_exit))
 

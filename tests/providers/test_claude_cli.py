@@ -100,16 +100,29 @@ async def test_success_reports_text_usage_cost_model_and_session(cli: FakeCli, m
     assert isinstance(response.metadata["session_id"], str) and response.metadata["session_id"]
 
 
-async def test_cost_falls_back_to_the_price_table_when_the_cli_reports_none(cli: FakeCli, make: Make) -> None:
+@pytest.mark.parametrize(
+    ("model", "per_million"),
+    [
+        ("claude-sonnet-4-5-20250929", (3.0, 15.0)),
+        ("claude-opus-4-5-20251101", (5.0, 25.0)),
+        ("claude-opus-4-1-20250805", (15.0, 75.0)),
+        ("claude-opus-4-20250514", (15.0, 75.0)),
+        ("claude-3-5-haiku-20241022", (0.8, 4.0)),
+        ("claude-haiku-4-5-20251001", (1.0, 5.0)),
+    ],
+)
+async def test_cost_falls_back_to_the_family_price_when_the_cli_reports_none(
+    cli: FakeCli, make: Make, model: str, per_million: tuple[float, float]
+) -> None:
     usage = {
         "input_tokens": 1000,
         "output_tokens": 2000,
         "cache_read_input_tokens": 0,
         "cache_creation_input_tokens": 0,
     }
-    cli.scenario({"default": {"usage": usage, "cost": None}})
+    cli.scenario({"default": {"usage": usage, "cost": None, "model": model}})
     response = await make().execute_task(task(), CTX)
-    assert response.cost_usd == pytest.approx((1000 * 3.0 + 2000 * 15.0) / 1_000_000)
+    assert response.cost_usd == pytest.approx((1000 * per_million[0] + 2000 * per_million[1]) / 1_000_000)
 
 
 async def test_json_output_format_reads_the_single_result_object(cli: FakeCli, make: Make) -> None:
@@ -180,6 +193,7 @@ async def test_config_dir_children_lose_every_credential_variable(cli: FakeCli, 
     assert call["has_api_key"] is False
     assert call["has_auth_token"] is False
     assert call["has_oauth_token"] is False
+    assert call["auth_source"] == "login"  # the login stored in the config dir
 
 
 async def test_api_key_subscription_gets_its_key_and_no_other_subscriptions(
@@ -197,11 +211,53 @@ async def test_api_key_subscription_gets_its_key_and_no_other_subscriptions(
     assert "KEY_C" not in call["key_vars"]
 
 
-async def test_default_subscription_uses_the_parent_environment(cli: FakeCli, make: Make) -> None:
+async def test_default_subscription_bills_this_machines_login_not_an_exported_api_key(cli: FakeCli, make: Make) -> None:
+    # The parent exports ANTHROPIC_API_KEY (e.g. for the `anthropic` provider) and ANTHROPIC_AUTH_TOKEN: in -p
+    # mode the CLI would bill either instead of the subscription (PROVIDERS.md 1.5).
     await make().execute_task(task(), CTX)
     call = cli.calls()[0]
-    assert call["has_api_key"] is True
+    assert (call["has_api_key"], call["has_auth_token"]) == (False, False)
+    assert call["has_oauth_token"] is True  # `claude setup-token`'s subscription token is a login, kept
+    assert call["auth_source"] == "CLAUDE_CODE_OAUTH_TOKEN"
     assert call["config_dir"] is None
+
+
+async def test_default_subscription_with_api_key_env_gets_that_key_only(
+    cli: FakeCli, make: Make, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLAUDE_CODE_USE_BEDROCK", "1")  # would win over the key
+    cli.scenario({"api_key": {"result": "billed to KEY_B", "require_key_sha256": sha256(SECRETS["KEY_B"])}})
+    response = await make(api_key_env="KEY_B").execute_task(task(), CTX)
+    call = cli.calls()[0]
+    assert response.text == "billed to KEY_B"
+    assert call["auth_source"] == "ANTHROPIC_API_KEY"
+    assert call["cloud_vars"] == [] and call["has_auth_token"] is False
+
+
+CLOUD_ENV = {
+    "CLAUDE_CODE_USE_BEDROCK": "1",
+    "AWS_BEARER_TOKEN_BEDROCK": "bedrock-api-key-value-123456",
+    "CLAUDE_CODE_USE_VERTEX": "1",
+    "CLAUDE_CODE_USE_FOUNDRY": "1",
+    "ANTHROPIC_FOUNDRY_API_KEY": "foundry-api-key-value-123456",
+}
+
+
+async def test_cloud_provider_variables_never_reach_a_subscription_child(
+    cli: FakeCli, make: Make, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # First in the CLI's precedence: left in place, they would bill Bedrock/Vertex/Foundry instead of the
+    # config dir's login or the subscription's key.
+    for name, value in CLOUD_ENV.items():
+        monkeypatch.setenv(name, value)
+    cli.scenario({"api_key": {"require_key_sha256": sha256(SECRETS["KEY_B"])}})
+    subs = [*config_dirs(tmp_path, "a"), {"name": "b", "api_key_env": "KEY_B"}]
+    provider = make(subscriptions=subs)
+    await provider.execute_task(task(), ExecutionContext(subscription="a"))
+    await provider.execute_task(task(), ExecutionContext(subscription="b"))
+    dir_call, key_call = cli.calls()
+    assert (dir_call["cloud_vars"], dir_call["auth_source"]) == ([], "login")
+    assert (key_call["cloud_vars"], key_call["auth_source"]) == ([], "ANTHROPIC_API_KEY")
 
 
 async def test_missing_key_variable_fails_authentication_naming_it(cli: FakeCli, make: Make) -> None:
@@ -282,6 +338,31 @@ async def test_api_error_status_maps_to_the_error_hierarchy(
     assert info.value.error_type == error_type
     assert info.value.subscription == "default"
     assert info.value.provider_id == "claude"
+
+
+async def test_an_error_result_fails_even_when_the_cli_exits_0(cli: FakeCli, make: Make) -> None:
+    # Success is read from the result object, never from the exit code (PROVIDERS.md 1.4).
+    cli.scenario({"default": {"kind": "api_error", "status": 529, "exit_code": 0}})
+    with pytest.raises(Overloaded):
+        await make().execute_task(task(), CTX)
+
+
+async def test_a_successful_result_succeeds_even_when_the_cli_exits_non_zero(cli: FakeCli, make: Make) -> None:
+    cli.scenario({"default": {"result": "done anyway", "exit_code": 1}})
+    response = await make().execute_task(task(), CTX)
+    assert response.text == "done anyway"
+
+
+async def test_credit_balance_too_low_is_quota_exhausted_whatever_the_status(cli: FakeCli, make: Make) -> None:
+    message = (
+        'API Error: 400 {"type":"error","error":{"type":"invalid_request_error","message":"Your credit balance '
+        'is too low to access the Anthropic API. Please go to Plans & Billing to upgrade or purchase credits."}}'
+    )
+    cli.scenario({"default": {"kind": "api_error", "status": 400, "message": message}})
+    with pytest.raises(QuotaExhausted) as info:
+        await make().execute_task(task(), CTX)
+    assert info.value.error_type == "credit_balance"
+    assert info.value.failover_helps and not info.value.retry_helps
 
 
 async def test_older_clis_without_api_error_status_are_classified_by_text(cli: FakeCli, make: Make) -> None:
@@ -454,12 +535,40 @@ async def test_a_broken_install_is_unhealthy(cli: FakeCli, make: Make) -> None:
     assert "broken install" in health.detail
 
 
-async def test_execute_batch_runs_tasks_concurrently(cli: FakeCli, make: Make) -> None:
-    results = await make(max_concurrency=3).execute_batch([task(id=f"t{i}") for i in range(3)], CTX)
-    assert [type(r).__name__ for r in results] == ["ProviderResponse"] * 3
+async def test_execute_batch_runs_at_most_max_concurrency_clis_at_once(cli: FakeCli, make: Make) -> None:
+    cli.scenario({"default": {"hold_s": 0.5}})
+    results = await make(max_concurrency=3).execute_batch([task(id=f"t{i}") for i in range(10)], CTX)
+    assert [type(r).__name__ for r in results] == ["ProviderResponse"] * 10
+    assert cli.max_in_flight() == 3  # concurrent, and bounded
 
 
 # --- secrets --------------------------------------------------------------------------------------------
+
+
+def windows(secret: str, size: int = 8) -> list[str]:
+    """Every `size`-character piece of a secret: none may appear in text we store."""
+    return [secret[i : i + size] for i in range(len(secret) - size + 1)]
+
+
+async def test_a_key_straddling_the_quoting_limit_leaks_no_part_of_itself(cli: FakeCli, make: Make) -> None:
+    key = SECRETS["KEY_GW"]
+    # The error text is quoted up to 300 characters: these put the key across that boundary, at the start of the
+    # result text and at the end of the stderr tail.
+    cli.scenario(
+        {
+            "api_key": [
+                {"kind": "api_error", "status": 500, "message": "x" * 280 + key + " tail"},
+                {"kind": "exit_silent", "exit_code": 1, "stderr": "head " + key + "y" * 280},
+            ]
+        }
+    )
+    provider = make(subscriptions=[{"name": "gw", "api_key_env": "KEY_GW"}])
+    for _ in range(2):
+        with pytest.raises(ProviderError) as info:
+            await provider.execute_task(task(), CTX)
+        text = f"{info.value} {info.value.args}"
+        assert [w for w in windows(key) if w in text] == []
+        assert "***" in text
 
 
 async def test_no_secret_value_reaches_errors_status_or_logs(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -14,6 +16,8 @@ from providers.claude_cli_parse import (
     cost_from,
     detect_usage_limit,
     error_for_result,
+    error_without_result,
+    machine_zone,
     model_from,
     parse_output,
     parse_reset_time,
@@ -82,6 +86,26 @@ def test_reset_times_keep_the_wall_clock_across_a_dst_change() -> None:
     # New York springs forward on 8 March 2026: 3am the next day is UTC-4, not UTC-5.
     before = datetime(2026, 3, 8, 4, 0, tzinfo=UTC)  # 23:00 EST on the 7th
     assert parse_reset_time("3am", "America/New_York", before) == datetime(2026, 3, 8, 7, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def machine_in_new_york(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The machine's zone set the way a user sets it: TZ (the C library re-reads it after tzset)."""
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_a_time_without_a_zone_is_read_in_the_machines_zone_with_its_dst_rules(machine_in_new_york: None) -> None:
+    # 01:30 EST on 8 March 2026; at 2am New York springs forward, so "9am" today is 9am EDT (UTC-4), not
+    # the UTC-5 offset in force right now.
+    before_the_change = datetime(2026, 3, 8, 6, 30, tzinfo=UTC)
+    assert detect_usage_limit("5-hour limit reached ∙ resets 9am", before_the_change) == datetime(
+        2026, 3, 8, 13, 0, tzinfo=UTC
+    )
+    assert machine_zone().utcoffset(datetime(2026, 7, 1)) == timedelta(hours=-4)
 
 
 @pytest.mark.parametrize("when", ["25pm", "13am", "10:75", "Foo 12, 4am", "soon"])
@@ -169,6 +193,34 @@ def test_error_mapping_without_a_status_reads_the_text() -> None:
     assert isinstance(_error(_result(is_error=True, result="Connection reset")), Unavailable)
     turns = _error(_result(subtype="error_max_turns", is_error=True, terminal_reason="max_turns", num_turns=3))
     assert isinstance(turns, BadRequest) and turns.error_type == "max_turns"
+
+
+def test_credit_balance_text_is_quota_exhausted_even_with_a_400_status() -> None:
+    text = "API Error: 400 Your credit balance is too low to access the Anthropic API."
+    for result in (_result(is_error=True, api_error_status=400, result=text), _result(is_error=True, result=text)):
+        error = _error(result)
+        assert isinstance(error, QuotaExhausted) and error.error_type == "credit_balance"
+
+
+KEY = "gw-live-ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+
+
+def _leaked(text: str) -> list[str]:
+    return [KEY[i : i + 8] for i in range(len(KEY) - 7) if KEY[i : i + 8] in text]
+
+
+def test_a_key_across_the_quoting_limit_is_redacted_before_the_text_is_cut() -> None:
+    def redact(text: str) -> str:
+        return text.replace(KEY, "***")
+
+    result = _result(is_error=True, api_error_status=500, result="x" * 280 + KEY + " tail")
+    error = error_for_result(result, provider_id="p", subscription="s", now=NOW, redact=redact)
+    assert _leaked(str(error)) == []
+    stderr = "head " + KEY + "y" * 280
+    silent = error_without_result(
+        parse_output(""), "", stderr, 1, provider_id="p", subscription="s", now=NOW, redact=redact
+    )
+    assert _leaked(str(silent)) == []
 
 
 def test_quoted_error_text_is_redacted_and_bounded() -> None:

@@ -199,7 +199,7 @@ async def test_only_one_trial_call_runs_while_a_subscription_is_being_reprobed(
     assert states(provider)["a"] == "out"
 
 
-async def test_when_every_subscription_is_out_the_error_carries_the_earliest_reset(
+async def test_when_every_subscription_is_out_the_provider_itself_is_out_until_the_earliest_reset(
     cli: FakeCli, make: Make, clock: FakeClock
 ) -> None:
     late, early = epoch_in(clock, 7200), epoch_in(clock, 1800)
@@ -212,15 +212,37 @@ async def test_when_every_subscription_is_out_the_error_carries_the_earliest_res
         }
     )
     provider = make(names="ab")
-    for _ in range(2):
-        with pytest.raises(QuotaExhausted):
-            await provider.execute_task(task(), CTX)
+    signals: list[QuotaSignal] = []
+    provider.add_quota_listener(signals.append)
+    with pytest.raises(QuotaExhausted) as first:
+        await provider.execute_task(task(), CTX)
+    assert first.value.subscription == "a"  # a's own error: rotation handles it, routing need not block
+    assert [s for s in signals if s.subscription is None] == []
+    with pytest.raises(QuotaExhausted):
+        await provider.execute_task(task(), CTX)
+    # The last one went out: routing hears at once that the provider as a whole is out until b's reset.
+    [whole] = [s for s in signals if s.subscription is None]
+    assert (whole.status, whole.reset_at) == ("rejected", datetime.fromtimestamp(early, UTC))
+
     with pytest.raises(QuotaExhausted) as info:
         await provider.execute_task(task(), CTX)
     assert len(cli.calls()) == 2  # nothing was run for the third call
-    assert info.value.reset_at == datetime.fromtimestamp(early, UTC)
-    assert (info.value.subscription, info.value.error_type) == ("b", "usage_limit")
-    assert (await provider.health()).status is HealthStatus.DEGRADED
+    error = info.value
+    assert error.subscription is None  # provider-wide: routing blocks the provider, no subscription is blamed
+    assert (error.error_type, error.reset_at) == ("usage_limit", datetime.fromtimestamp(early, UTC))
+    assert error.retry_after_s == pytest.approx(1800)
+    assert provider.capabilities().exhausted_until == datetime.fromtimestamp(early, UTC)
+    health = await provider.health()
+    assert health.status is HealthStatus.DEGRADED
+    assert datetime.fromtimestamp(early, UTC).isoformat() in health.detail
+    # Asking for one subscription by name still blames that one.
+    with pytest.raises(QuotaExhausted) as forced:
+        await provider.execute_task(task(), ExecutionContext(subscription="a"))
+    assert forced.value.subscription == "a"
+
+    clock.advance(1801)  # b is due for its trial call
+    assert provider.capabilities().exhausted_until is None
+    assert (await provider.health(use_cache=False)).status is HealthStatus.HEALTHY
 
 
 # --- rate-limit events ----------------------------------------------------------------------------------
@@ -284,6 +306,28 @@ async def test_rejected_takes_the_subscription_out_until_resets_at(cli: FakeCli,
     assert states(provider)["a"] == "probe_due"
 
 
+async def test_rate_limit_events_act_while_the_cli_is_still_running(cli: FakeCli, make: Make, clock: FakeClock) -> None:
+    # A long agent run: the CLI reports the rejection early and only prints its result seconds later.
+    resets = epoch_in(clock, 3600)
+    rejected = {"status": "rejected", "utilization": 1.0, "resetsAt": resets, "rateLimitType": "five_hour"}
+    cli.scenario({"by_config_dir": {"sub-a": {"rate_limit_events": [rejected], "hold_s": 3}}})
+    provider = make(names="ab")
+    signals: list[QuotaSignal] = []
+    provider.add_quota_listener(signals.append)
+    running = asyncio.create_task(provider.execute_task(task(), CTX))
+    for _ in range(100):
+        if signals:
+            break
+        await asyncio.sleep(0.05)
+    assert not running.done()
+    assert [(s.subscription, s.status) for s in signals] == [("a", "rejected")]
+    assert states(provider)["a"] == "out"
+    # Meanwhile the next task already goes elsewhere.
+    assert (await provider.execute_task(task(1), CTX)).subscription == "b"
+    assert (await running).subscription == "a"  # the run itself finished normally
+    assert len(signals) == 1  # and its event was not applied a second time
+
+
 # --- client-side limits ----------------------------------------------------------------------------------
 
 
@@ -293,7 +337,7 @@ async def test_client_side_request_limits_rotate_and_then_exhaust(cli: FakeCli, 
     assert await run(provider, 2) == ["a", "b"]
     with pytest.raises(QuotaExhausted) as info:
         await provider.execute_task(task(), CTX)
-    assert info.value.error_type == "client_limit"
+    assert (info.value.error_type, info.value.subscription) == ("client_limit", None)
     assert info.value.reset_at == clock.now() + timedelta(seconds=60)
     assert states(provider) == {"a": "over_limit", "b": "over_limit"}
     clock.advance(60)
