@@ -70,10 +70,13 @@ class HealthView:
 class HealthMonitor:
     """Refreshes every target's `HealthView` in the background on the running loop."""
 
-    def __init__(self, targets: Targets, *, timeout_s: float = HEALTH_TIMEOUT_S) -> None:
+    def __init__(
+        self, targets: Targets, *, timeout_s: float = HEALTH_TIMEOUT_S, min_interval_s: float = MIN_INTERVAL_S
+    ) -> None:
         # Weak: the monitor must not keep its router alive.
         self._targets = weakref.WeakMethod(targets)  # type: ignore[arg-type]
         self._timeout_s = timeout_s
+        self.min_interval_s = min_interval_s
         self._task: asyncio.Task[None] | None = None
 
     def ensure_started(self) -> None:
@@ -86,6 +89,10 @@ class HealthMonitor:
             except RuntimeError:
                 return
         self._task = asyncio.get_running_loop().create_task(self._run(), name="switchboard-health")
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
 
     def stop(self) -> None:
         if self._task is not None:
@@ -110,7 +117,7 @@ class HealthMonitor:
             await self._check_due(targets)
             soonest = min(view.next_due for _, view in targets)
             del targets
-            await asyncio.sleep(max(MIN_INTERVAL_S, soonest - time.monotonic()))
+            await asyncio.sleep(max(self.min_interval_s, soonest - time.monotonic()))
 
     async def _check_due(self, targets: list[tuple[AIProvider, HealthView]]) -> None:
         now = time.monotonic()
@@ -119,7 +126,7 @@ class HealthMonitor:
             await asyncio.gather(*(self._check(p, v) for p, v in due))
 
     async def _check(self, provider: AIProvider, view: HealthView) -> None:
-        ttl = max(MIN_INTERVAL_S, provider.config.health_ttl_s)
+        ttl = max(self.min_interval_s, provider.config.health_ttl_s)
         try:
             health = await asyncio.wait_for(provider.health(use_cache=True), self._timeout_s)
         except TimeoutError:

@@ -262,3 +262,32 @@ async def test_quota_windows_and_blocks_survive_a_restart(sqlite_url: str) -> No
     assert result.provider_id == "spare"
     assert result.decision["skipped"]["limited"].startswith("quota: requests_per_hour 5/5")
     assert result.decision["skipped"]["blocked"].startswith("quota: quota_exhausted")
+
+
+async def test_a_critical_task_reaches_the_last_capable_provider_despite_same_provider_retries() -> None:
+    async def no_sleep(seconds: float) -> None:
+        return None
+
+    providers = {f"p{i}": {"priority": i, "failure_rate": 1.0, "fail_with": "overloaded"} for i in range(5)}
+    providers["last"] = {"priority": 9}
+    router = _engine(providers)
+    router._sleep = no_sleep
+    critical = await router.route(
+        AITask(id="c", type="code_review", prompt="p", max_attempts=3, priority=Priority.CRITICAL)
+    )
+    assert critical.status == "completed" and critical.provider_id == "last"
+    assert [a.provider_id for a in critical.attempts] == ["p0", "p1", "p2", "p3", "p4", "last"]
+    # a normal task still spends its attempts as before: one retry on the overloaded provider, then failover
+    normal = await router.route(AITask(id="n", type="code_review", prompt="p", max_attempts=3))
+    assert [a.provider_id for a in normal.attempts] == ["p0", "p0", "p1"]
+
+
+@pytest.mark.parametrize(("fail_with", "observed"), [("bad_request", False), ("unavailable", True)])
+async def test_only_the_providers_own_failures_lower_its_adaptive_score(fail_with: str, observed: bool) -> None:
+    router = _engine({"p": {"priority": 1, "failure_rate": 1.0, "fail_with": fail_with}, "ok": {"priority": 2}})
+    for task in _tasks(3):
+        await router.route(task)
+    score = router.adaptive.get("p", "code_review")
+    assert (score is not None and score < router.adaptive.prior_score) is observed
+    if not observed:
+        assert score is None  # the caller's own mistake says nothing about the provider

@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from providers import AITask
-from providers.local_mock import LocalMockConfig
+from providers import AITask, Limits, Priority
+from providers.local_mock import LocalMockConfig, LocalMockProvider
 from routing import registry as registry_module
 from routing.config import parse_config
-from routing.registry import ProviderRegistry, provider_type_names
+from routing.registry import ProviderRegistry, ProviderUpdateError, provider_type_names
 from routing.router import Router
+from tests.routing.engine_kit import calls, tasks
 
 PLUGIN = '''
 """A complete third-party provider: echoes the prompt back."""
@@ -94,3 +95,60 @@ async def test_providers_are_added_updated_and_removed_while_running() -> None:
     router.sync_providers()
     assert (await router.route(task)).decision["candidates"] == ["a"]
     await registry.aclose()
+
+
+def _limited(limit: int, **values: object) -> LocalMockConfig:
+    return LocalMockConfig(latency_ms=0, priority=1, limits=Limits(requests_per_hour=limit), **values)  # type: ignore[arg-type]
+
+
+async def test_an_update_keeps_the_providers_quota_windows() -> None:
+    registry = ProviderRegistry.from_configs({"lim": _limited(5), "spare": LocalMockConfig(latency_ms=0, priority=2)})
+    router = Router(registry, health_checks=False)
+    first = [await router.route(t) for t in tasks(10, priority=Priority.CRITICAL)]
+    assert calls(first, "lim") == 5
+
+    await registry.update("lim", _limited(5, max_concurrency=8))  # same limits, another setting
+    router.sync_providers()
+    assert router.state("lim").gate.limit == 8
+    second = [await router.route(t) for t in tasks(10, prefix="second", priority=Priority.CRITICAL)]
+    assert calls(second, "lim") == 0  # still 5 of 5 in this hour
+
+    await registry.update("lim", _limited(7))  # a raised limit: what was used still counts against it
+    router.sync_providers()
+    third = [await router.route(t) for t in tasks(10, prefix="third", priority=Priority.CRITICAL)]
+    assert calls(third, "lim") == 2
+    await registry.aclose()
+
+
+async def test_an_update_keeps_an_open_circuit_open() -> None:
+    registry = ProviderRegistry.from_configs(
+        {"dead": LocalMockConfig(latency_ms=0, priority=1, failure_rate=1.0), "ok": LocalMockConfig(latency_ms=0)}
+    )
+    router = Router(registry, health_checks=False)
+    for t in tasks(5):
+        await router.route(t)
+    assert router.state("dead").breaker.state == "open"
+    await registry.update("dead", LocalMockConfig(latency_ms=0, priority=1, failure_rate=1.0, timeout_s=5))
+    router.sync_providers()
+    result = await router.route(tasks(1, prefix="after")[0])
+    assert result.provider_id == "ok" and result.decision["skipped"]["dead"] == "circuit_open"
+    await registry.aclose()
+
+
+class ClosingMock(LocalMockProvider):
+    closed = False
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+async def test_a_failed_update_leaves_the_old_provider_in_place_and_says_why() -> None:
+    registry = ProviderRegistry()
+    old = ClosingMock("spare", LocalMockConfig(latency_ms=0))
+    registry.add_instance(old)
+    router = Router(registry, health_checks=False)
+    with pytest.raises(ProviderUpdateError, match=r"unknown provider type 'nope'.*the old one stays in place"):
+        await registry.update("spare", LocalMockConfig.model_construct(type="nope", priority=2))
+    assert registry.get("spare") is old and not old.closed
+    router.sync_providers()
+    assert (await router.route(tasks(1)[0])).provider_id == "spare"
