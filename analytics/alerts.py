@@ -8,6 +8,8 @@ from typing import Any
 
 import pandas as pd
 
+from analytics.format import duration, usd
+
 # Prefect event names are "switchboard.alert.<kind>".
 DAILY_COST, ERROR_RATE, QUOTA_FORECAST = "daily_cost", "error_rate", "quota_forecast"
 
@@ -19,8 +21,8 @@ class AlertThresholds:
     daily_cost_usd: float | None = None
     error_rate: float | None = None
     quota_forecast_hours: float | None = None
-    # A provider needs this many attempts before its own error rate can raise an alert (one failed call of
-    # one is 100% but says little); the overall rate always counts.
+    # A provider needs this many attempts that count for it before its own error rate can raise an alert (one
+    # failed call of one is 100% but says little); the overall rate always counts.
     min_attempts: int = 10
 
 
@@ -57,11 +59,12 @@ def check_alerts(
             if cost > limit:
                 label = pd.Timestamp(day).strftime("%Y-%m-%d")
                 alerts.append(
-                    Alert(
-                        DAILY_COST, label, float(cost), limit, f"cost on {label} was ${cost:,.2f}, over ${limit:,.2f}"
-                    )
+                    Alert(DAILY_COST, label, float(cost), limit, f"cost on {label} was {usd(cost)}, over {usd(limit)}")
                 )
-    if thresholds.error_rate is not None and totals["attempts"]:
+    # Error rates count the provider's failures only: cancelled, bad_request and budget_exceeded attempts are
+    # the caller's or the router's own outcomes (analytics.outcomes), as in every success rate of the report.
+    judged = totals["attempts"] - totals["not_provider_failures"]
+    if thresholds.error_rate is not None and judged and totals["success_rate"] is not None:
         limit = thresholds.error_rate
         overall = 1.0 - totals["success_rate"]
         if overall > limit:
@@ -71,19 +74,22 @@ def check_alerts(
                     "all",
                     overall,
                     limit,
-                    f"{overall:.1%} of {totals['attempts']:,} attempts failed, over {limit:.1%}",
+                    f"{overall:.1%} of {judged:,} attempts failed at the provider, over {limit:.1%}",
                 )
             )
         for row in performance.itertuples(index=False):
+            counted = row.attempts - row.not_provider_failures
+            if counted < thresholds.min_attempts or pd.isna(row.success_rate):
+                continue
             error_rate = 1.0 - row.success_rate
-            if row.attempts >= thresholds.min_attempts and error_rate > limit:
+            if error_rate > limit:
                 alerts.append(
                     Alert(
                         ERROR_RATE,
                         row.provider_id,
                         error_rate,
                         limit,
-                        f"{row.provider_id}: {error_rate:.1%} of {row.attempts:,} attempts failed, over {limit:.1%}",
+                        f"{row.provider_id}: {error_rate:.1%} of {counted:,} attempts failed, over {limit:.1%}",
                     )
                 )
     if thresholds.quota_forecast_hours is not None and not quota.empty:
@@ -98,7 +104,8 @@ def check_alerts(
                         f"{who}:{row.limit}",
                         float(hours),
                         limit,
-                        f"{who} {row.limit} runs out in {hours:.1f} h at the current rate (alert at {limit:g} h)",
+                        f"{who} {row.limit} runs out in {duration(hours)} at the current rate "
+                        f"(alert at {duration(limit)})",
                     )
                 )
     return alerts

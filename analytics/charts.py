@@ -1,4 +1,4 @@
-"""Report charts as PNG bytes: cost over time by provider, latency percentiles, quota utilisation.
+"""Report charts as PNG bytes: cost over time, latency percentiles, quota utilisation, circuit health.
 
 Drawn on matplotlib's `Figure` with the Agg canvas directly (no pyplot): no global figure state, no GUI
 backend, safe inside Prefect worker threads and on machines without a display.
@@ -21,6 +21,7 @@ CHARTS = {
     "cost_over_time": "Cost per UTC day by provider",
     "latency_percentiles": "Latency percentiles of successful attempts",
     "quota_utilisation": "Quota utilisation per limit",
+    "circuit_health": "Circuit opens (up) and recoveries (down) per UTC day by provider",
 }
 _DPI = 100
 
@@ -31,6 +32,7 @@ def render_charts(report: Report) -> dict[str, bytes]:
         "cost_over_time": _png(_cost_over_time, report.tables["cost_over_time"]),
         "latency_percentiles": _png(_latency, report.tables["performance"]),
         "quota_utilisation": _png(_quota, report.tables["quota"], report.settings.policy.near_limit),
+        "circuit_health": _png(_circuit_health, report.tables["health"]),
     }
 
 
@@ -107,3 +109,41 @@ def _quota(ax: Axes, frame: pd.DataFrame, near_limit: float) -> None:
     ax.set_xlabel("% of limit")
     ax.set_title(title)
     ax.legend(fontsize="small")
+
+
+def _circuit_health(ax: Axes, frame: pd.DataFrame) -> None:
+    title = CHARTS["circuit_health"]
+    if frame.empty or not (frame["circuit_opened"].sum() or frame["circuit_closed"].sum()):
+        _empty(ax, title)
+        ax.text(0.5, 0.35, "(no circuit opened or recovered)", ha="center", va="center", transform=ax.transAxes)
+        return
+    days = sorted(frame["day"].unique())
+    labels = [pd.Timestamp(d).strftime("%m-%d") for d in days]
+    x = np.arange(len(days))
+    opens = frame.pivot_table(index="day", columns="provider_id", values="circuit_opened", aggfunc="sum")
+    closes = frame.pivot_table(index="day", columns="provider_id", values="circuit_closed", aggfunc="sum")
+    opens, closes = opens.reindex(days, fill_value=0).fillna(0), closes.reindex(days, fill_value=0).fillna(0)
+    up, down = np.zeros(len(days)), np.zeros(len(days))
+    colours = matplotlib_colours()
+    # One colour per provider: opens stacked above the axis, recoveries below it, so both read at a glance.
+    for i, provider in enumerate(opens.columns):
+        colour = colours[i % len(colours)]
+        opened = opens[provider].to_numpy(dtype=float)
+        closed = closes[provider].to_numpy(dtype=float) if provider in closes else np.zeros(len(days))
+        ax.bar(x, opened, bottom=up, color=colour, width=0.8, label=str(provider))
+        ax.bar(x, -closed, bottom=-down, color=colour, width=0.8, alpha=0.45, hatch="//")
+        up += opened
+        down += closed
+    ax.axhline(0, color="black", linewidth=0.8)
+    step = max(1, len(labels) // 15)
+    ax.set_xticks(x[::step], labels[::step], rotation=45, ha="right")
+    ax.set_ylabel("opens ↑  /  recoveries ↓")
+    ax.set_title(title)
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+
+
+def matplotlib_colours() -> list[str]:
+    """The default colour cycle, so a provider keeps one colour for its opens and its recoveries."""
+    from matplotlib import rcParams
+
+    return list(rcParams["axes.prop_cycle"].by_key()["color"])

@@ -155,7 +155,9 @@ def load_transitions(conn: Connection, f: ReportFilter) -> pd.DataFrame:
     """Each move after a failed attempt: (from provider, to provider, strategy) with counts and time lost.
 
     A task's attempt n (n > 1) is paired with its attempt n-1; if n-1 failed, the move is a retry when both
-    ran on the same provider and a failover otherwise. `lost_ms` is the failed attempts' latency.
+    ran on the same provider and a failover otherwise. `lost_ms` is the failed attempts' latency. `inner`
+    counts the moves whose earlier attempt is inside the window too: attempts minus `inner` is the number of
+    distinct tasks with an attempt in the window.
     """
     cur, prev = _U.alias("cur"), _U.alias("prev")
     join = cur.join(
@@ -163,21 +165,27 @@ def load_transitions(conn: Connection, f: ReportFilter) -> pd.DataFrame:
         and_(prev.c.run_id == cur.c.run_id, prev.c.task_id == cur.c.task_id, prev.c.attempt == cur.c.attempt - 1),
     )
     keys = [prev.c.provider_id.label("from_provider"), cur.c.provider_id.label("to_provider"), cur.c.strategy]
+    inner = func.sum(case((prev.c.started_at >= f.window.since, 1), else_=0)).label("inner")
     stmt = (
-        select(*keys, func.count().label("moves"), func.sum(prev.c.latency_ms).label("lost_ms"))
+        select(*keys, func.count().label("moves"), func.sum(prev.c.latency_ms).label("lost_ms"), inner)
         .select_from(join)
         .where(cur.c.attempt > 1, prev.c.outcome != "success", *_usage_where(f, cur))
         .group_by(*keys)
     )
-    frame = fetch_frame(conn, stmt, ["from_provider", "to_provider", "strategy", "moves", "lost_ms"])
+    frame = fetch_frame(conn, stmt, ["from_provider", "to_provider", "strategy", "moves", "lost_ms", "inner"])
     frame["moves"] = frame["moves"].astype("int64")
+    frame["inner"] = frame["inner"].astype("int64")
     frame["lost_ms"] = frame["lost_ms"].astype("float64")
     frame["kind"] = np.where(frame["from_provider"] == frame["to_provider"], "retry", "failover")
     return frame
 
 
 def load_events(conn: Connection, f: ReportFilter) -> pd.DataFrame:
-    """Provider events in the window, plus each provider's last circuit event before it (its state at `since`)."""
+    """Provider events in the window, plus each provider's last circuit event before it (its state at `since`).
+
+    `from_state` is the circuit state a circuit event left (`unknown` for a breaker that a new run or process
+    just created), taken from the event's detail; null for other events.
+    """
     circuit = _E.c.kind.like("circuit.%")
     latest = (
         select(_E.c.provider_id, func.max(_E.c.at).label("at"))
@@ -185,19 +193,28 @@ def load_events(conn: Connection, f: ReportFilter) -> pd.DataFrame:
         .group_by(_E.c.provider_id)
         .subquery()
     )
+    columns = [_E.c.provider_id, _E.c.subscription, _E.c.kind, _E.c.at, _E.c.detail]
     before = (
-        select(_E.c.provider_id, _E.c.subscription, _E.c.kind, _E.c.at, literal(True).label("before"))
+        select(*columns, literal(True).label("before"))
         .join(latest, and_(latest.c.provider_id == _E.c.provider_id, latest.c.at == _E.c.at))
         .where(circuit)
     )
-    inside = select(_E.c.provider_id, _E.c.subscription, _E.c.kind, _E.c.at, literal(False).label("before")).where(
-        _E.c.at >= f.window.since, _E.c.at < f.window.until
-    )
-    rows = [*conn.execute(before).all(), *conn.execute(inside).all()]
-    frame = pd.DataFrame(rows, columns=["provider_id", "subscription", "kind", "at", "before"])
+    inside = select(*columns, literal(False).label("before")).where(_E.c.at >= f.window.since, _E.c.at < f.window.until)
+    rows = [
+        (p, s, kind, at, _from_state(kind, detail), was_before)
+        for p, s, kind, at, detail, was_before in [*conn.execute(before).all(), *conn.execute(inside).all()]
+    ]
+    frame = pd.DataFrame(rows, columns=["provider_id", "subscription", "kind", "at", "from_state", "before"])
     frame["at"] = pd.to_datetime(frame["at"], utc=True)
     frame["before"] = frame["before"].astype(bool)
     return frame.sort_values(["at", "provider_id"], kind="stable").reset_index(drop=True)
+
+
+def _from_state(kind: str, detail: Any) -> str | None:
+    if not kind.startswith("circuit.") or not isinstance(detail, dict):
+        return None
+    value = detail.get("from")
+    return None if value is None else str(value)
 
 
 def load_usage_buckets(

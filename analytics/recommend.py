@@ -12,11 +12,11 @@ from typing import Any
 
 import pandas as pd
 
-from analytics.tables import rate
+from analytics.format import duration, usd
+from analytics.outcomes import CAPACITY_OUTCOMES
+from analytics.tables import rate, success_rate
 
 TOKEN_KINDS = ("input", "output", "cache_read", "cache_write")
-# Outcomes that say the provider had no room for the call, not that it is broken.
-CAPACITY_OUTCOMES = ("rate_limited", "quota_exhausted")
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +43,8 @@ class RecommendPolicy:
 
     # A cheaper provider qualifies when its success rate on the task type is at most this much lower (absolute).
     success_tolerance: float = 0.02
-    # Fewer attempts than this on a (provider, task type) or provider are too few to judge.
+    # Fewer attempts than this on a (provider, task type) or provider are too few to judge (attempts that count
+    # for the provider: not cancelled, bad_request or budget_exceeded).
     min_attempts: int = 20
     # Savings below this over the period are not worth a config change.
     min_saving_usd: float = 0.01
@@ -101,9 +102,10 @@ def cheaper_providers(
         return []
     per_kind = effective_prices(cube, prices)
     columns = [f"tokens_{k}" for k in TOKEN_KINDS]
-    stats = cube.groupby(["task_type", "provider_id"])[["attempts", "successes", "cost_usd", *columns]].sum()
-    stats["success_rate"] = rate(stats["successes"], stats["attempts"])
-    stats = stats[stats["attempts"] >= policy.min_attempts]
+    counts = ["attempts", "successes", "not_provider_failures", "cost_usd", *columns]
+    stats = cube.groupby(["task_type", "provider_id"])[counts].sum()
+    stats["success_rate"] = success_rate(stats)
+    stats = stats[stats["attempts"] - stats["not_provider_failures"] >= policy.min_attempts]
     out: list[Recommendation] = []
     for task_type, group in stats.groupby(level="task_type", sort=True):
         rows = group.droplevel("task_type")
@@ -129,7 +131,7 @@ def cheaper_providers(
                     message=(
                         f"Route {task_type} to {other} instead of {current}: success "
                         f"{there['success_rate']:.1%} vs {here['success_rate']:.1%} (tolerance "
-                        f"{policy.success_tolerance:.0%} points); saves ${saving:,.2f} over the period on "
+                        f"{policy.success_tolerance:.0%} points); saves {usd(saving)} over the period on "
                         f"{int(here['tokens_input']):,} input and {int(here['tokens_output']):,} output tokens."
                     ),
                     saving_usd=saving,
@@ -161,7 +163,7 @@ def near_limits(quota: pd.DataFrame, policy: RecommendPolicy) -> list[Recommenda
         row = group.iloc[0]
         who = provider if pd.isna(subscription) else f"{provider}/{subscription}"
         forecast = row["forecast_exhaustion_h"]
-        when = "" if math.isnan(forecast) else f"; at the current rate it runs out in {forecast:.1f} h"
+        when = "" if math.isnan(forecast) else f"; at the current rate it runs out in {duration(forecast)}"
         out.append(
             Recommendation(
                 kind="near_limit",
@@ -195,12 +197,14 @@ def provider_changes(
         else pd.Series(dtype="int64")
     )
     for row in performance.itertuples(index=False):
-        if row.attempts < policy.min_attempts:
+        # Judged on the attempts that count for the provider (analytics.outcomes), like every success rate.
+        counted = int(row.attempts - row.not_provider_failures)
+        if counted < policy.min_attempts or counted == 0:
             continue
         full = int(capacity.get(row.provider_id, 0))
         other_errors = row.errors - full
         # Judge reliability without the capacity errors: those say "no room", which more capacity fixes.
-        reliable = rate(row.attempts - other_errors, row.attempts)
+        reliable = rate(counted - other_errors, counted)
         if row.success_rate < policy.drop_below and reliable < policy.drop_below:
             out.append(
                 Recommendation(
@@ -208,25 +212,25 @@ def provider_changes(
                     subject=row.provider_id,
                     message=(
                         f"Drop {row.provider_id} or lower its priority: {row.success_rate:.1%} of "
-                        f"{row.attempts:,} attempts succeeded (threshold {policy.drop_below:.0%})."
+                        f"{counted:,} attempts succeeded (threshold {policy.drop_below:.0%})."
                     ),
-                    details={"success_rate": float(row.success_rate), "attempts": int(row.attempts)},
+                    details={"success_rate": float(row.success_rate), "attempts": counted},
                 )
             )
         elif reliable >= policy.drop_below and (
-            full / row.attempts >= policy.capacity_error_share or int(blocked.get(row.provider_id, 0)) > 0
+            full / counted >= policy.capacity_error_share or int(blocked.get(row.provider_id, 0)) > 0
         ):
             out.append(
                 Recommendation(
                     kind="add_capacity",
                     subject=row.provider_id,
                     message=(
-                        f"Add capacity to {row.provider_id}: it was out of room for {full:,} of {row.attempts:,} "
-                        f"attempts ({full / row.attempts:.1%}, rate limited or quota exhausted) and blocked "
+                        f"Add capacity to {row.provider_id}: it was out of room for {full:,} of {counted:,} "
+                        f"attempts ({full / counted:.1%}, rate limited or quota exhausted) and blocked "
                         f"{int(blocked.get(row.provider_id, 0))} times; counting those as served, its success "
                         f"rate would be {reliable:.1%}."
                     ),
-                    details={"capacity_errors": full, "attempts": int(row.attempts), "success_rate_without": reliable},
+                    details={"capacity_errors": full, "attempts": counted, "success_rate_without": reliable},
                 )
             )
     return out

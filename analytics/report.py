@@ -14,7 +14,7 @@ import pandas as pd
 from sqlalchemy import Connection, Engine
 
 from analytics.alerts import Alert, AlertThresholds, check_alerts
-from analytics.health import circuit_summary, health_trend
+from analytics.health import DEFAULT_COOLDOWN_S, circuit_summary, health_trend
 from analytics.load import ReportFilter, load_cube, load_events, load_latency_percentiles, load_transitions
 from analytics.quota import QuotaLimit, quota_table
 from analytics.recommend import (
@@ -48,11 +48,11 @@ TABLES: dict[str, str] = {
     "by_team": "Cost, tokens and attempts per team",
     "by_day": "Cost, tokens and attempts per UTC day",
     "cost_over_time": "Cost per UTC day and provider",
-    "performance": "Success rate, latency percentiles (successful attempts), failovers and retries per provider",
-    "errors": "Failed attempts per provider and error class",
+    "performance": "Success rate, latency percentiles (successful attempts), failovers, retries, circuit time",
+    "errors": "Failed attempts per provider and outcome (and whether it counts against the provider)",
     "quota": "Use of each configured limit: now, at its busiest, and forecast exhaustion",
     "routing": "Routing decisions per strategy: first-choice successes and time lost to failover and retries",
-    "health": "Circuit and quota events per UTC day and provider",
+    "health": "Circuit opens and recoveries, and quota events, per UTC day and provider",
 }
 
 
@@ -64,6 +64,8 @@ class ReportSettings:
     prices: Mapping[str, TokenPrice] = field(default_factory=dict)
     thresholds: AlertThresholds = field(default_factory=AlertThresholds)
     policy: RecommendPolicy = field(default_factory=RecommendPolicy)
+    # The providers file's `circuit.cooldown_s`: the longest an open circuit keeps a provider out.
+    circuit_cooldown_s: float = DEFAULT_COOLDOWN_S
 
 
 @dataclass
@@ -136,7 +138,7 @@ def build_report(
     cube = with_successes(cube)
     tables = {name: cost_table(cube, keys) for name, keys in COST_DIMENSIONS.items()}
     tables["cost_over_time"] = cost_over_time(cube)
-    circuit = circuit_summary(events, window)
+    circuit = circuit_summary(events, window, settings.circuit_cooldown_s)
     tables["performance"] = performance(cube, latency, transitions, circuit)
     tables["errors"] = error_mix(cube)
     tables["quota"] = quota

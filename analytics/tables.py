@@ -8,10 +8,12 @@ import numpy as np
 import pandas as pd
 
 from analytics.load import TOKEN_COLUMNS
+from analytics.outcomes import NOT_PROVIDER_FAILURES, SUCCESS, rate_or_none
 
 SUM_COLUMNS = (
     "attempts",
     "successes",
+    "not_provider_failures",
     "cost_usd",
     "tokens_input",
     "tokens_output",
@@ -31,10 +33,17 @@ COST_DIMENSIONS: dict[str, tuple[str, ...]] = {
 
 
 def with_successes(cube: pd.DataFrame) -> pd.DataFrame:
-    """The cube plus `successes` (its attempts where the outcome is success)."""
+    """The cube plus `successes` and `not_provider_failures` (attempts the provider is not judged on)."""
     out = cube.copy()
-    out["successes"] = np.where(out["outcome"] == "success", out["attempts"], 0).astype("int64")
+    out["successes"] = np.where(out["outcome"] == SUCCESS, out["attempts"], 0).astype("int64")
+    excluded = out["outcome"].isin(sorted(NOT_PROVIDER_FAILURES))
+    out["not_provider_failures"] = np.where(excluded, out["attempts"], 0).astype("int64")
     return out
+
+
+def success_rate(frame: pd.DataFrame) -> pd.Series:
+    """Successes over the attempts that count for the provider (`analytics.outcomes`), NaN when there are none."""
+    return rate(frame["successes"], frame["attempts"] - frame["not_provider_failures"])
 
 
 def rate(numerator: pd.Series | float, denominator: pd.Series | float) -> Any:
@@ -51,7 +60,7 @@ def cost_table(cube: pd.DataFrame, keys: tuple[str, ...]) -> pd.DataFrame:
     if cube.empty:
         return pd.DataFrame(columns=columns)
     grouped = cube.groupby(list(keys), dropna=False, sort=True)[list(SUM_COLUMNS)].sum().reset_index()
-    grouped["success_rate"] = rate(grouped["successes"], grouped["attempts"])
+    grouped["success_rate"] = success_rate(grouped)
     total = float(grouped["cost_usd"].sum())
     grouped["cost_share"] = grouped["cost_usd"] / total if total > 0 else 0.0
     if keys != ("day",):
@@ -68,15 +77,29 @@ def cost_over_time(cube: pd.DataFrame) -> pd.DataFrame:
 
 
 def totals(cube: pd.DataFrame, transitions: pd.DataFrame) -> dict[str, Any]:
+    """Headline figures. Two success rates, both null when undefined:
+
+    `attempt_success_rate` (also `success_rate`): successful attempts / attempts that count for the provider
+    (`analytics.outcomes`); `task_success_rate`: tasks with a successful attempt / tasks with any attempt in the
+    period. A task's attempts are counted once: attempts minus the moves whose earlier attempt is also inside
+    the period (`load_transitions`' `inner`), since a task's attempts are numbered 1, 2, ... without gaps.
+    """
     attempts = int(cube["attempts"].sum())
     successes = int(cube["successes"].sum())
+    excluded = int(cube["not_provider_failures"].sum())
     moves = transitions.groupby("kind")["moves"].sum() if not transitions.empty else pd.Series(dtype="int64")
+    inner = int(transitions["inner"].sum()) if not transitions.empty else 0
+    tasks = attempts - inner
+    attempt_rate = rate_or_none(successes, attempts - excluded)
     return {
         "cost_usd": float(cube["cost_usd"].sum()),
         "attempts": attempts,
         "successes": successes,
-        "success_rate": rate(successes, attempts),
-        "tasks": int(cube["first_attempts"].sum()),
+        "not_provider_failures": excluded,
+        "success_rate": attempt_rate,
+        "attempt_success_rate": attempt_rate,
+        "tasks": tasks,
+        "task_success_rate": rate_or_none(successes, tasks),
         **{c: int(cube[c].sum()) for c in TOKEN_COLUMNS},
         "failovers": int(moves.get("failover", 0)),
         "retries": int(moves.get("retry", 0)),
@@ -89,8 +112,9 @@ def performance(
 ) -> pd.DataFrame:
     """Per provider: success rate, latency percentiles (successful attempts), errors, moves away, circuit time.
 
-    `failovers` counts moves from this provider to another after a failed attempt here; `retries` counts
-    failed attempts here followed by another attempt here.
+    `errors` are the provider's failures; `not_provider_failures` (cancelled, bad_request, budget_exceeded)
+    are shown apart and left out of `success_rate`. `failovers` counts moves from this provider to another
+    after a failed attempt here; `retries` counts failed attempts here followed by another attempt here.
     """
     columns = [
         "provider_id",
@@ -98,6 +122,7 @@ def performance(
         "successes",
         "success_rate",
         "errors",
+        "not_provider_failures",
         "p50_ms",
         "p95_ms",
         "p99_ms",
@@ -109,9 +134,10 @@ def performance(
     ]
     if cube.empty:
         return pd.DataFrame(columns=columns)
-    out = cube.groupby("provider_id", sort=True)[["attempts", "successes"]].sum().reset_index()
-    out["success_rate"] = rate(out["successes"], out["attempts"])
-    out["errors"] = out["attempts"] - out["successes"]
+    counts = ["attempts", "successes", "not_provider_failures"]
+    out = cube.groupby("provider_id", sort=True)[counts].sum().reset_index()
+    out["success_rate"] = success_rate(out)
+    out["errors"] = out["attempts"] - out["successes"] - out["not_provider_failures"]
     out = out.merge(latency.drop(columns=["latency_n"]), on="provider_id", how="left")
     for kind, name in (("failover", "failovers"), ("retry", "retries")):
         moved = transitions[transitions["kind"] == kind].groupby("from_provider")["moves"].sum()
@@ -125,8 +151,12 @@ def performance(
 
 
 def error_mix(cube: pd.DataFrame) -> pd.DataFrame:
-    """Failed attempts per provider and error class, with their share of the provider's attempts."""
-    columns = ["provider_id", "outcome", "attempts", "share_of_attempts", "share_of_errors"]
+    """Failed attempts per provider and outcome, with their share of the provider's attempts and failed attempts.
+
+    `counts_against_provider` is false for the caller's and the router's own outcomes (`analytics.outcomes`).
+    """
+    columns = ["provider_id", "outcome", "counts_against_provider", "attempts", "share_of_attempts"]
+    columns.append("share_of_errors")
     if cube.empty:
         return pd.DataFrame(columns=columns)
     per_provider = cube.groupby("provider_id")["attempts"].sum()
@@ -135,6 +165,7 @@ def error_mix(cube: pd.DataFrame) -> pd.DataFrame:
     errors = out.groupby("provider_id")["attempts"].transform("sum")
     out["share_of_attempts"] = out["attempts"] / out["provider_id"].map(per_provider)
     out["share_of_errors"] = out["attempts"] / errors
+    out["counts_against_provider"] = ~out["outcome"].isin(sorted(NOT_PROVIDER_FAILURES))
     return out.sort_values(["provider_id", "attempts", "outcome"], ascending=[True, False, True], kind="stable")[
         columns
     ].reset_index(drop=True)

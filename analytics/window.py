@@ -31,11 +31,26 @@ class ReportWindow:
 
 
 def parse_duration(text: str) -> timedelta | None:
-    """`7d`, `12h`, `30m`, `45s`, `2w` (decimals allowed) -> timedelta; None if `text` is not a duration."""
+    """`7d`, `12h`, `30m`, `45s`, `2w` (decimals allowed) -> timedelta; None if `text` is not a duration.
+
+    Raises ValueError for a duration longer than Python's dates can hold (about 2.7 million years).
+    """
     match = _DURATION.match(text)
     if match is None:
         return None
-    return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2).lower()])
+    try:
+        return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2).lower()])
+    except OverflowError:
+        raise ValueError(f"{text.strip()!r} is too long a duration") from None
+
+
+def _before(now: datetime, duration: timedelta, text: str, option: str) -> datetime:
+    try:
+        return now - duration
+    except OverflowError:
+        raise ValueError(
+            f"{option}: {text.strip()!r} reaches back before the year 1; give a shorter duration or an ISO date"
+        ) from None
 
 
 def parse_instant(text: str, *, now: datetime, option: str = "--since") -> datetime:
@@ -43,9 +58,12 @@ def parse_instant(text: str, *, now: datetime, option: str = "--since") -> datet
 
     Raises ValueError naming `option` and the accepted forms.
     """
-    duration = parse_duration(text)
+    try:
+        duration = parse_duration(text)
+    except ValueError as exc:
+        raise ValueError(f"{option}: {exc}") from None
     if duration is not None:
-        return now - duration
+        return _before(now, duration, text, option)
     raw = text.strip()
     if raw.lower() == "now":
         return now

@@ -8,12 +8,17 @@ free of Prefect and the command starts fast.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Literal
 
 from cyclopts import Parameter
+from rich.console import Console
+from rich.markup import escape
+from rich.measure import Measurement
 from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
 
 from analytics import (
     AlertThresholds,
@@ -27,8 +32,11 @@ from analytics import (
     write_report,
 )
 from analytics.format import display_frame, format_totals
-from flows.cli import EXIT_INVALID, EXIT_OK, app, err_console, out_console
-from ledger import create_ledger_engine, default_database_url
+from analytics.source import LedgerNotFound, LedgerUnreadable, database_reason, open_existing_ledger, shown_url
+from analytics.window import ReportWindow
+from flows.cli import EXIT_FAILED, EXIT_INVALID, EXIT_OK, app, err_console, out_console
+from ledger import default_database_url
+from ledger.db import DATABASE_URL_ENV
 from providers.usage_window import LIMIT_SPECS
 from routing.config import SwitchboardConfig, load_config
 from routing.errors import InputError
@@ -55,7 +63,18 @@ _COLUMNS = {
         "tokens_input",
         "tokens_output",
     ],
-    "performance": ["provider_id", "success_rate", "p50_ms", "p95_ms", "p99_ms", "failovers", "retries"],
+    "performance": [
+        "provider_id",
+        "success_rate",
+        "errors",
+        "not_provider_failures",
+        "p50_ms",
+        "p95_ms",
+        "p99_ms",
+        "failovers",
+        "retries",
+        "circuit_open_s",
+    ],
     "by_team": ["team", "attempts", "success_rate", "cost_usd", "tokens_input", "tokens_output"],
     "by_task_type": ["task_type", "attempts", "success_rate", "cost_usd", "tokens_input", "tokens_output"],
     "by_day": ["day", "attempts", "success_rate", "cost_usd", "tokens_input", "tokens_output"],
@@ -88,21 +107,43 @@ def report_settings(config: SwitchboardConfig) -> ReportSettings:
         limits=tuple(limits),
         prices=prices,
         thresholds=AlertThresholds(alerts.daily_cost_usd, alerts.error_rate, alerts.quota_forecast_hours),
+        circuit_cooldown_s=config.circuit.cooldown_s,
     )
 
 
-def make_report(since: str, until: str | None, team: str | None, providers: str | Path | None) -> Report:
-    """Resolve the period and providers file, then build the report from the default ledger.
+def build_from_ledger(window: ReportWindow, team: str | None, settings: ReportSettings) -> Report:
+    """The report from the default ledger, which must exist (it is never created here).
 
-    Raises ValueError for a bad --since/--until and InputError for a bad providers file.
+    Raises LedgerNotFound (a ValueError: the URL names no ledger) or LedgerUnreadable (the database failed).
     """
-    window = report_window(since, until)
-    settings = report_settings(load_config(providers))
-    engine = create_ledger_engine(default_database_url())
+    url = default_database_url()
+    engine = open_existing_ledger(url)
     try:
         return build_report(engine, window, team=team, settings=settings)
+    except SQLAlchemyError as exc:
+        raise LedgerUnreadable(f"cannot read the ledger at {shown_url(url)}: {database_reason(exc)}") from None
     finally:
         engine.dispose()
+
+
+def prepare_folder(out: Path) -> Path:
+    """Create `--out` (and its parents) before the report is built, so a bad path fails fast; raises OSError."""
+    folder = out.expanduser()
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def describe_os_error(exc: OSError, fallback: Path) -> str:
+    """`<path>: <reason>` for an OSError, naming the file that failed (not just the folder)."""
+    path = exc.filename if exc.filename is not None else fallback
+    return f"{path}: {exc.strerror or exc}"
+
+
+def ledger_hint(exc: LedgerNotFound) -> str:
+    """The error, plus how to get a ledger when it is the default one that is missing."""
+    if os.environ.get(DATABASE_URL_ENV):
+        return f"{exc} (from ${DATABASE_URL_ENV})"
+    return f"{exc}; `switchboard run` creates it, or set ${DATABASE_URL_ENV} to another ledger"
 
 
 @app.command(name="report")
@@ -122,17 +163,29 @@ def report(
 ) -> int:
     """Usage and cost report over the ledger: cost, performance, quota, routing, recommendations, alerts.
 
-    Times are UTC; ISO values without an offset are UTC. Exit 2 on an invalid --since/--until or providers file.
+    Times are UTC; ISO values without an offset are UTC. Exit 2 on bad input (--since/--until, the providers
+    file, an --out folder that cannot be created, a ledger that does not exist); exit 1 when the ledger cannot
+    be read or a report file cannot be written. Nothing is printed on stdout then.
     """
     try:
-        built = make_report(since, until, team, providers.expanduser() if providers else None)
-    except ValueError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        return EXIT_INVALID
-    except InputError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        return EXIT_INVALID
-    files = write_report(built, out) if out is not None else None
+        window = report_window(since, until)
+        settings = report_settings(load_config(providers.expanduser() if providers else None))
+    except (ValueError, InputError) as exc:
+        return fail(EXIT_INVALID, str(exc))
+    try:
+        folder = prepare_folder(out) if out is not None else None
+    except OSError as exc:
+        return fail(EXIT_INVALID, f"--out {out}: cannot create this folder ({describe_os_error(exc, Path(str(out)))})")
+    try:
+        built = build_from_ledger(window, team, settings)
+    except LedgerNotFound as exc:
+        return fail(EXIT_INVALID, ledger_hint(exc))
+    except LedgerUnreadable as exc:
+        return fail(EXIT_FAILED, str(exc))
+    try:
+        files = write_report(built, folder) if folder is not None else None
+    except OSError as exc:
+        return fail(EXIT_FAILED, f"cannot write the report: {describe_os_error(exc, Path(str(folder)))}")
     if output_format == "json":
         document = built.to_json()
         if files is not None:
@@ -147,6 +200,12 @@ def report(
     return EXIT_OK
 
 
+def fail(code: int, message: str) -> int:
+    """Print `error: <message>` on stderr (the message verbatim, never read as markup) and return `code`."""
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    return code
+
+
 def render_report(built: Report) -> None:
     window = built.window
     scope = f" · team {built.team}" if built.team else ""
@@ -154,7 +213,9 @@ def render_report(built: Report) -> None:
         f"[bold]Usage report[/] {window.since:%Y-%m-%d %H:%M} → {window.until:%Y-%m-%d %H:%M} UTC{scope}",
         highlight=False,
     )
-    out_console.print("  ·  ".join(f"{label} [bold]{text}[/]" for label, text in format_totals(built.totals)))
+    # One line however narrow the output: a pipe or file gets it whole, a terminal wraps it itself.
+    totals = "  ·  ".join(f"{label} [bold]{escape(text)}[/]" for label, text in format_totals(built.totals))
+    out_console.print(totals, soft_wrap=True, highlight=False)
     for name, title in _HEADLINE.items():
         frame = built.tables[name]
         if frame.empty:
@@ -162,10 +223,10 @@ def render_report(built: Report) -> None:
         shown = display_frame(frame[[c for c in _COLUMNS[name] if c in frame.columns]])
         table = Table(title=title, title_justify="left")
         for column in shown.columns:
-            table.add_column(column, justify="left" if column in _COLUMNS[name][:1] else "right")
+            table.add_column(column, justify="left" if column in _COLUMNS[name][:1] else "right", overflow="fold")
         for row in shown.itertuples(index=False):
             table.add_row(*row)
-        out_console.print(table)
+        print_table(out_console, table)
     for heading, lines in (
         ("Alerts", [a.message for a in built.alerts]),
         ("Recommendations", [r.message for r in built.recommendations]),
@@ -181,3 +242,18 @@ def shortlist(lines: list[str], limit: int = 10) -> list[str]:
     if len(lines) <= limit:
         return lines
     return [*lines[:limit], f"… and {len(lines) - limit} more (see --format json or the HTML report)"]
+
+
+def print_table(console: Console, table: Table) -> None:
+    """Print a table whole: at its natural width when piped (so `grep` and files see every character), and
+    folded rather than cut off with "…" in a terminal narrower than the table."""
+    if console.is_terminal:
+        console.print(table)
+        return
+    natural = Measurement.get(console, console.options.update(width=_WIDEST), table).maximum
+    # Console.print never renders wider than the console, so a wide table gets a console of its own width.
+    wide = Console(file=console.file, width=max(console.width, natural), color_system=None, highlight=False)
+    wide.print(table)
+
+
+_WIDEST = 10_000

@@ -10,7 +10,8 @@ from typing import Annotated, Any, Literal
 from cyclopts import Parameter
 from rich.table import Table
 
-from flows.cli import EXIT_INVALID, EXIT_OK, app, err_console, out_console
+from analytics.format import money, percent
+from flows.cli import EXIT_FAILED, EXIT_INVALID, EXIT_OK, app, out_console
 from routing.errors import InputError
 
 
@@ -23,10 +24,19 @@ def simulate_command(
     strategy: Annotated[str | None, Parameter(help="Strategy to replay with (default: the config's).")] = None,
     output_format: Annotated[Literal["table", "json"], Parameter(name="--format", help="Output format.")] = "table",
 ) -> int:
-    """What-if: replay the recorded tasks through the routing engine against simulated providers."""
+    """What-if: replay the recorded tasks through the routing engine against simulated providers.
+
+    Exit 2 on bad input (--since/--until, the providers file or --strategy, a ledger that does not exist);
+    exit 1 when the ledger cannot be read.
+    """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from analytics.source import LedgerNotFound, LedgerUnreadable, database_reason, open_existing_ledger, shown_url
     from analytics.window import report_window
-    from flows.runtime import default_ledger, resolve_strategy
+    from flows.cli_report import fail, ledger_hint  # here: flows.cli imports both command modules at its end
+    from flows.runtime import resolve_strategy
     from flows.simulate import load_workload, simulate
+    from ledger import Ledger, default_database_url
     from routing.config import load_config
 
     try:
@@ -34,9 +44,20 @@ def simulate_command(
         config = load_config(providers)
         chosen = resolve_strategy(config, strategy)
     except (InputError, ValueError) as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        return EXIT_INVALID
-    workload = load_workload(default_ledger(), window.since, window.until)
+        return fail(EXIT_INVALID, str(exc))
+    url = default_database_url()
+    try:
+        ledger = Ledger(open_existing_ledger(url))
+    except LedgerNotFound as exc:
+        return fail(EXIT_INVALID, ledger_hint(exc))
+    except LedgerUnreadable as exc:
+        return fail(EXIT_FAILED, str(exc))
+    try:
+        workload = load_workload(ledger, window.since, window.until)
+    except SQLAlchemyError as exc:
+        return fail(EXIT_FAILED, f"cannot read the ledger at {shown_url(url)}: {database_reason(exc)}")
+    finally:
+        ledger.close()
     result = simulate(workload, config, chosen)
     if output_format == "json":
         sys.stdout.write(json.dumps(result, default=str) + "\n")
@@ -46,17 +67,21 @@ def simulate_command(
 
 
 def render(result: dict[str, Any]) -> None:
+    from flows.cli_report import print_table
+
     actual, predicted = result["actual"], result["predicted"]
     table = Table(
         title=f"what-if over {result['tasks']} recorded tasks ({result['window']['since'][:19]} .. "
-        f"{result['window']['until'][:19]}), strategy {result['strategy']}",
+        f"{result['window']['until'][:19]} UTC), strategy {result['strategy']}",
         title_justify="left",
     )
     for column in ("figure", "recorded", "predicted"):
-        table.add_column(column, justify="left" if column == "figure" else "right")
-    table.add_row("cost $", f"{actual['cost_usd']:.6f}", f"{predicted['cost_usd']:.6f}")
+        table.add_column(column, justify="left" if column == "figure" else "right", overflow="fold")
+    table.add_row("cost $", money(actual["cost_usd"]), money(predicted["cost_usd"]))
     table.add_row("attempts", str(actual["attempts"]), str(predicted["attempts"]))
-    table.add_row("success rate", f"{actual['success_rate']:.1%}", f"{predicted['success_rate']:.1%}")
+    table.add_row("tasks completed", str(actual["completed"]), str(predicted["completed"]))
+    for key, label in (("task_success_rate", "task success rate"), ("attempt_success_rate", "attempt success rate")):
+        table.add_row(label, percent(actual[key]), percent(predicted[key]))
     table.add_row("failovers", str(actual["failovers"]), str(predicted["failovers"]))
     for provider in sorted(set(actual["provider_mix"]) | set(predicted["provider_mix"])):
         table.add_row(
@@ -64,8 +89,34 @@ def render(result: dict[str, Any]) -> None:
             str(actual["provider_mix"].get(provider, 0)),
             str(predicted["provider_mix"].get(provider, 0)),
         )
-    out_console.print(table)
-    for event in predicted["quota_events"]:
-        detail = event.get("reason") or event.get("limit") or ""
-        line = f"predicted {event['kind']} on {event['provider']} at {event['at']} {detail}"
-        out_console.print(line, highlight=False)
+    print_table(out_console, table)
+    estimated = result["workload"]["usage_estimated"]
+    if estimated:
+        out_console.print(
+            f"{estimated} recorded task(s) never succeeded; they are priced at their task type's median tokens.",
+            highlight=False,
+        )
+    quota = quota_table(actual["quota_events"], predicted["quota_events"])
+    if quota is not None:
+        print_table(out_console, quota)
+
+
+def quota_table(recorded: list[dict[str, Any]], predicted: list[dict[str, Any]]) -> Table | None:
+    """Quota events per provider and kind, recorded beside predicted: how many, and the first one's time."""
+    keys = sorted({(e["provider"] or "", e["kind"]) for e in [*recorded, *predicted]})
+    if not keys:
+        return None
+    table = Table(title="quota events (UTC)", title_justify="left")
+    for column in ("provider", "event", "recorded", "predicted"):
+        table.add_column(column, justify="left", overflow="fold")
+    for provider, kind in keys:
+        table.add_row(provider, kind, _when(recorded, provider, kind), _when(predicted, provider, kind))
+    return table
+
+
+def _when(events: list[dict[str, Any]], provider: str, kind: str) -> str:
+    times = sorted(e["at"] for e in events if (e["provider"] or "") == provider and e["kind"] == kind)
+    if not times:
+        return "none"
+    first = times[0][:19].replace("T", " ")
+    return first if len(times) == 1 else f"{len(times)} times, first {first}"

@@ -21,10 +21,11 @@ from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
 from analytics import Report, ReportFiles, ReportSettings, build_report, frame_records, report_window, write_report
-from analytics.format import format_totals
+from analytics.format import format_totals, usd
+from analytics.source import open_existing_ledger
 from analytics.window import ReportWindow
 from flows.cli_report import report_settings, shortlist
-from ledger import create_ledger_engine, data_dir, default_database_url
+from ledger import data_dir, default_database_url
 from routing.config import load_config
 
 # Tables published as Prefect table artifacts (the rest are in the CSVs and the HTML).
@@ -49,7 +50,7 @@ def default_folder(window: ReportWindow, team: str | None) -> Path:
 # The ledger may be busy (SQLite lock, a PostgreSQL failover): a retry a moment later usually succeeds.
 @task(name="build-usage-report", retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE, persist_result=False)
 def build_step(window: ReportWindow, team: str | None, settings: ReportSettings) -> Report:
-    engine = create_ledger_engine(default_database_url())
+    engine = open_existing_ledger(default_database_url())
     try:
         return build_report(engine, window, team=team, settings=settings)
     finally:
@@ -109,6 +110,8 @@ def usage_report(
     )
     window = report_window(since, until)
     settings = report_settings(load_config(providers))
+    # A report never creates a ledger: a missing one fails here, at once, instead of after the step's retries.
+    open_existing_ledger(default_database_url()).dispose()
     update_progress_artifact(artifact_id=progress, progress=10.0)
     report = build_step(window, team, settings)
     update_progress_artifact(artifact_id=progress, progress=60.0)
@@ -118,9 +121,9 @@ def usage_report(
     alerts = alert_step(report)
     update_progress_artifact(artifact_id=progress, progress=100.0)
     logger.info(
-        "usage report %s: $%.2f over %d attempts, %d alerts, %d recommendations -> %s",
+        "usage report %s: %s over %d attempts, %d alerts, %d recommendations -> %s",
         _period(report),
-        report.totals["cost_usd"],
+        usd(report.totals["cost_usd"]),
         report.totals["attempts"],
         alerts,
         len(report.recommendations),

@@ -1,13 +1,20 @@
 """What-if replay: the recorded workload through the real routing engine, against simulated providers.
 
-    workload   one item per recorded task (run, task id, type, team, priority, tokens, when it started),
-               read from the ledger's attempts in the window
-    providers  one `SimulatedProvider` per provider of the other config: latency, error rate and error mix
-               from that provider's recorded attempts (or its config, for a mock never used); cost from the
-               config's prices (the provider type's shipped prices), else the recorded cost per token
+    workload   `analytics.workload`: one item per recorded task in the window (type, team, priority, the
+               engine's prompt and answer-length estimates, tokens, and the task's recorded calls per provider)
+    providers  one `SimulatedProvider` per provider of the other config: a call a task made on that provider
+               in the recording is played back as it happened (outcome, latency); any other call is drawn from
+               the provider's recorded error rate and error mix (or its config, for a mock never used); cost
+               from the config's prices (the provider type's shipped prices), else the recorded cost per token
     engine     the real `Router` with the other config's strategy, limits, circuit and budgets, on a virtual
                clock set to each task's original start, so quota windows, cooldowns and forecasts happen
                when they would have; nothing sleeps and nothing is called
+
+Under the config that recorded the window the engine makes the same choices, so the replay reproduces the
+recorded provider mix and cost (up to float rounding), failures included. It routes one task at a time, so
+what depended on concurrency in the recorded run can differ: calls held back while a new or half-open circuit
+admits only `probe_in_flight` probes, queues at `max_concurrency`, `least_loaded`'s in-flight counts, and
+`fastest_response`/`adaptive` scores learned from measured latencies.
 
 This module is where analytics (the recorded workload) meets routing (the engine), per DESIGN.md.
 """
@@ -18,12 +25,24 @@ import asyncio
 import hashlib
 import statistics
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
+from sqlalchemy import select
+
+from analytics.outcomes import SUCCESS, counts_for_provider, rate_or_none
+from analytics.workload import (
+    CALLER_ERROR,
+    ProviderProfile,
+    TaskFacts,
+    WorkItem,
+    Workload,
+    build_workload,
+    facts_from_decision,
+)
 from flows.summary import count_failovers
 from ledger import AttemptRecord, Ledger
+from ledger.models import Run, TaskRow
 from providers import (
     ERRORS_BY_OUTCOME,
     AIProvider,
@@ -38,90 +57,57 @@ from providers import (
     QuotaExhausted,
     TokenUsage,
 )
-from providers.base import utc_now
+from providers.base import CHARS_PER_TOKEN, utc_now
 from routing.config import SwitchboardConfig
 from routing.events import QUOTA_BLOCKED, QUOTA_FORECAST_CROSSED, RoutingEvent
 from routing.registry import ProviderRegistry, provider_class
 from routing.router import RoutedResult, Router, RunInfo
 
-# Outcomes that are the engine's own decisions or interruptions, not provider behaviour to replay.
-_NOT_PROVIDER_BEHAVIOUR = frozenset({"budget_exceeded", "cancelled", "bad_request"})
-
-
-@dataclass(frozen=True, slots=True)
-class WorkItem:
-    run_id: str
-    task_id: str
-    task_type: str
-    team: str | None
-    priority: Priority
-    usage: TokenUsage
-    offset_s: float  # seconds after the window's start when the task first started
-
-
-@dataclass
-class ProviderProfile:
-    """What the ledger says about one provider's behaviour."""
-
-    latencies_ms: list[float] = field(default_factory=list)
-    attempts: int = 0
-    failures: Counter[str] = field(default_factory=Counter)
-    cost: float = 0.0
-    tokens: int = 0
-
-    @property
-    def error_rate(self) -> float:
-        return sum(self.failures.values()) / self.attempts if self.attempts else 0.0
-
-    @property
-    def cost_per_token(self) -> float:
-        return self.cost / self.tokens if self.tokens else 0.0
-
-
-@dataclass(frozen=True)
-class Workload:
-    since: datetime
-    until: datetime
-    items: list[WorkItem]
-    attempts: list[AttemptRecord]
-    profiles: dict[str, ProviderProfile]
+QUOTA_KINDS = (QUOTA_BLOCKED, QUOTA_FORECAST_CROSSED)
+_QUOTA_DETAIL = ("reason", "limit", "exhausted_in_s")
+# What a task asks for when its spec says nothing (flows/spec.py's default): the engine's output estimate.
+DEFAULT_MAX_OUTPUT_TOKENS: int = AITask.model_fields["max_output_tokens"].default
+# Run ids per query when reading the tasks table (well under any database's bound-parameter limit).
+_RUNS_PER_QUERY = 500
 
 
 def load_workload(ledger: Ledger, since: datetime, until: datetime) -> Workload:
-    """The tasks and provider behaviour recorded in [since, until)."""
+    """The tasks, provider behaviour and quota events recorded in [since, until)."""
     attempts = ledger.attempts_between(since, until)
-    by_task: dict[tuple[str, str], list[AttemptRecord]] = defaultdict(list)
-    profiles: dict[str, ProviderProfile] = defaultdict(ProviderProfile)
-    for a in attempts:
-        by_task[(a.run_id, a.task_id)].append(a)
-        if a.outcome in _NOT_PROVIDER_BEHAVIOUR:
-            continue
-        profile = profiles[a.provider_id]
-        profile.attempts += 1
-        if a.outcome == "success":
-            profile.latencies_ms.append(a.latency_ms)
-            profile.cost += a.cost_usd
-            profile.tokens += a.usage.total
-        else:
-            profile.failures[a.outcome] += 1
-    priorities = ledger.task_priorities(run_id for run_id, _ in by_task)
-    items = []
-    for (run_id, task_id), task_attempts in by_task.items():
-        served = next((a for a in task_attempts if a.outcome == "success"), task_attempts[-1])
-        first = min(a.started_at for a in task_attempts)
-        items.append(
-            WorkItem(
-                run_id=run_id,
-                task_id=task_id,
-                task_type=served.task_type,
-                team=served.team,
-                priority=Priority(priorities.get((run_id, task_id), "normal")),
-                usage=served.usage,
-                offset_s=(first - since).total_seconds(),
-            )
-        )
-    items.sort(key=lambda item: item.offset_s)
-    return Workload(since, until, items, attempts, dict(profiles))
+    facts = _task_facts(ledger, {a.run_id for a in attempts})
+    events = [
+        _quota_event(e["provider_id"], e["kind"], e["at"], e.get("detail") or {})
+        for e in ledger.events_since(since, QUOTA_KINDS)
+        if e["at"] < until
+    ]
+    return build_workload(
+        since, until, attempts, facts, default_max_output_tokens=DEFAULT_MAX_OUTPUT_TOKENS, quota_events=events
+    )
+
+
+def _task_facts(ledger: Ledger, run_ids: set[str]) -> dict[tuple[str, str], TaskFacts]:
+    # Priority and routing decision of every task of these runs (Ledger.task_priorities reads only the
+    # priority; the decision holds the affinity key, the task's own strategy and, when recorded, the estimate).
+    ids = sorted(run_ids)
+    facts: dict[tuple[str, str], TaskFacts] = {}
+    query = select(TaskRow.run_id, TaskRow.task_id, TaskRow.priority, TaskRow.decision, Run.strategy).join(
+        Run, Run.run_id == TaskRow.run_id
+    )
+    with ledger.engine.connect() as conn:
+        for start in range(0, len(ids), _RUNS_PER_QUERY):
+            chunk = ids[start : start + _RUNS_PER_QUERY]
+            for run_id, task_id, priority, decision, strategy in conn.execute(query.where(TaskRow.run_id.in_(chunk))):
+                facts[(run_id, task_id)] = facts_from_decision(priority, decision, strategy)
+    return facts
+
+
+def _quota_event(provider: str | None, kind: str, at: datetime, detail: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "provider": provider,
+        "kind": kind,
+        "at": at.isoformat(timespec="seconds"),
+        **{k: v for k, v in detail.items() if k in _QUOTA_DETAIL},
+    }
 
 
 def _fraction(*parts: object) -> float:
@@ -138,7 +124,7 @@ class VirtualClock:
 
 
 class SimulatedProvider(AIProvider):
-    """Plays one provider from its recorded profile (or its config) without calling anything."""
+    """Plays one provider from the recording (or its config) without calling anything."""
 
     type_name: ClassVar[str] = "simulated"
 
@@ -154,9 +140,10 @@ class SimulatedProvider(AIProvider):
         super().__init__(provider_id, config, clock=clock)
         self._profile = profile
         self._pricing = pricing
-        self._latency = statistics.median(profile.latencies_ms) if profile and profile.latencies_ms else None
         self._latencies = sorted(profile.latencies_ms) if profile else []
         self._fallback_latency_ms = getattr(config, "latency_ms", fallback_latency_ms)
+        # How many calls each task has made here so far: the n-th call plays back the task's n-th recorded one.
+        self._calls_made: Counter[tuple[str, str]] = Counter()
         # A mock's server-side quota is part of its behaviour; replay it on the virtual clock.
         self._quota = getattr(config, "quota_requests", None)
         self._quota_reset_s = float(getattr(config, "quota_reset_s", 60.0))
@@ -175,19 +162,46 @@ class SimulatedProvider(AIProvider):
         return self._pricing.estimate_cost(task)
 
     async def execute_task(self, task: AITask, context: ExecutionContext) -> ProviderResponse:
+        item: WorkItem = task.metadata["item"]
         self._take_quota()
-        rate, mix = self._failure_model()
-        if rate > 0 and _fraction(self.provider_id, task.id, task.metadata.get("run_id"), context.attempt) < rate:
-            outcome = _pick(mix, _fraction("mix", self.provider_id, task.id, context.attempt))
-            raise ERRORS_BY_OUTCOME[outcome](f"simulated {outcome}", provider_id=self.provider_id, error_type="replay")
-        usage: TokenUsage = task.metadata["usage"]
+        outcome, latency_ms, failed_usage = self._next_call(item, context.attempt)
         model = self.config.model or ""
+        if outcome != SUCCESS:
+            error = ERRORS_BY_OUTCOME.get(outcome, ERRORS_BY_OUTCOME["unavailable"])
+            raise error(
+                f"replayed {outcome}",
+                provider_id=self.provider_id,
+                error_type="replay",
+                usage=failed_usage,
+                cost_usd=self._cost(model, failed_usage) if failed_usage else 0.0,
+            )
+        cost = self._cost(model, item.usage)
+        return ProviderResponse(
+            text="", model=model or "simulated", usage=item.usage, cost_usd=cost, latency_ms=latency_ms
+        )
+
+    def _next_call(self, item: WorkItem, attempt: int) -> tuple[str, float, TokenUsage | None]:
+        """(outcome, latency, tokens a failure used): the recorded call if there is one, else a draw."""
+        key = (item.run_id, item.task_id)
+        n = self._calls_made[key]
+        self._calls_made[key] += 1
+        recorded = item.calls.get(self.provider_id, ())
+        if n < len(recorded):
+            call = recorded[n]
+            return call.outcome, call.latency_ms, call.usage if call.cost_usd > 0 else None
+        latency = self._sample_latency(item.task_id)
+        if item.caller_error:  # the request itself was wrong; no provider would take it
+            return CALLER_ERROR, latency, None
+        rate, mix = self._failure_model()
+        if rate > 0 and _fraction(self.provider_id, item.task_id, item.run_id, attempt) < rate:
+            return _pick(mix, _fraction("mix", self.provider_id, item.task_id, item.run_id, attempt)), latency, None
+        return SUCCESS, latency, None
+
+    def _cost(self, model: str, usage: TokenUsage) -> float:
         cost = self._pricing.price_for(model).cost(usage)
         if cost == 0 and self._profile is not None:
             cost = usage.total * self._profile.cost_per_token
-        return ProviderResponse(
-            text="", model=model or "simulated", usage=usage, cost_usd=cost, latency_ms=self._sample_latency(task.id)
-        )
+        return cost
 
     def _failure_model(self) -> tuple[float, Counter[str]]:
         if self._profile is not None and self._profile.attempts:
@@ -253,8 +267,15 @@ def simulate(workload: Workload, config: SwitchboardConfig, strategy: str | None
         "window": {"since": workload.since.isoformat(), "until": workload.until.isoformat()},
         "strategy": chosen,
         "tasks": len(workload.items),
-        "actual": _actual_figures(workload),
-        "predicted": _predicted_figures(results, events, workload.since),
+        "workload": {
+            "tasks": len(workload.items),
+            # Tasks that never succeeded, replayed with their type's median tokens.
+            "usage_estimated": sum(item.usage_estimated for item in workload.items),
+            # Tasks whose routing decision recorded the engine's estimate (else it is derived from the tokens).
+            "estimates_recorded": sum(item.estimate_recorded for item in workload.items),
+        },
+        "actual": actual_figures(workload),
+        "predicted": predicted_figures(results, events, workload.since),
     }
 
 
@@ -265,61 +286,83 @@ def _virtual_sleep(clock: VirtualClock) -> Any:
     return sleep
 
 
+def replay_task(item: WorkItem) -> AITask:
+    """The task as the engine saw it: a prompt of the recorded estimated length (chars = tokens x 4, the
+    estimator's ratio), the task's answer-length estimate, priority, affinity and own strategy."""
+    try:
+        priority = Priority(item.priority)
+    except ValueError:
+        priority = Priority.NORMAL
+    metadata: dict[str, Any] = {"item": item}
+    if item.strategy:
+        metadata["strategy"] = item.strategy
+    return AITask(
+        id=item.task_id,
+        type=item.task_type,
+        prompt="x" * (item.prompt_tokens * CHARS_PER_TOKEN),
+        priority=priority,
+        team=item.team,
+        affinity=item.affinity,
+        max_output_tokens=item.max_output_tokens,
+        metadata=metadata,
+    )
+
+
 async def _replay(router: Router, workload: Workload, clock: VirtualClock, strategy: str) -> list[RoutedResult]:
     results = []
     for item in workload.items:
         clock.now = max(clock.now, item.offset_s)
-        task = AITask(
-            id=item.task_id,
-            type=item.task_type,
-            prompt="(replayed)",
-            priority=item.priority,
-            team=item.team,
-            max_output_tokens=max(1, item.usage.output),
-            metadata={"usage": item.usage, "run_id": item.run_id},
-        )
-        results.append(await router.route(task, RunInfo(run_id=f"sim-{item.run_id}", strategy=strategy)))
+        run = RunInfo(run_id=f"sim-{item.run_id}", strategy=strategy)
+        results.append(await router.route(replay_task(item), run))
     return results
 
 
-def _actual_figures(workload: Workload) -> dict[str, Any]:
+def actual_figures(workload: Workload) -> dict[str, Any]:
     by_task: dict[tuple[str, str], list[AttemptRecord]] = defaultdict(list)
     for a in workload.attempts:
         by_task[(a.run_id, a.task_id)].append(a)
-    served = Counter(a.provider_id for a in workload.attempts if a.outcome == "success")
-    completed = sum(1 for attempts in by_task.values() if any(a.outcome == "success" for a in attempts))
+    served = Counter(a.provider_id for a in workload.attempts if a.outcome == SUCCESS)
+    completed = sum(1 for attempts in by_task.values() if any(a.outcome == SUCCESS for a in attempts))
     return {
         "cost_usd": sum(a.cost_usd for a in workload.attempts),
         "attempts": len(workload.attempts),
+        "tasks": len(by_task),
         "completed": completed,
-        "success_rate": completed / len(by_task) if by_task else 0.0,
+        **_success_rates(completed, len(by_task), [a.outcome for a in workload.attempts]),
         "failovers": sum(count_failovers(sorted(v, key=lambda a: a.attempt)) for v in by_task.values()),
         "provider_mix": dict(sorted(served.items())),
+        "quota_events": workload.recorded_quota_events,
     }
 
 
-def _predicted_figures(
+def predicted_figures(
     results: list[RoutedResult], events: list[tuple[float, RoutingEvent]], since: datetime
 ) -> dict[str, Any]:
     attempts = [a for r in results for a in r.attempts]
     served = Counter(r.provider_id for r in results if r.status == "completed")
     completed = sum(1 for r in results if r.status == "completed")
     quota = [
-        {
-            "provider": e.provider_id,
-            "kind": e.kind,
-            "at": (since + timedelta(seconds=at)).isoformat(timespec="seconds"),
-            **{k: v for k, v in e.detail.items() if k in ("reason", "limit", "exhausted_in_s")},
-        }
+        _quota_event(e.provider_id, e.kind, since + timedelta(seconds=at), e.detail)
         for at, e in events
-        if e.kind in (QUOTA_BLOCKED, QUOTA_FORECAST_CROSSED)
+        if e.kind in QUOTA_KINDS
     ]
     return {
         "cost_usd": sum(a.cost_usd for a in attempts),
         "attempts": len(attempts),
+        "tasks": len(results),
         "completed": completed,
-        "success_rate": completed / len(results) if results else 0.0,
+        **_success_rates(completed, len(results), [a.outcome for a in attempts]),
         "failovers": sum(count_failovers(r.attempts) for r in results),
         "provider_mix": dict(sorted(served.items())),
         "quota_events": quota,
+    }
+
+
+def _success_rates(completed: int, tasks: int, outcomes: list[str]) -> dict[str, float | None]:
+    """The report's two rates (analytics.outcomes), null when undefined: tasks completed / tasks, and
+    successful attempts / attempts that count for the provider (not cancelled, bad_request, budget_exceeded)."""
+    judged = [o for o in outcomes if counts_for_provider(o)]
+    return {
+        "task_success_rate": rate_or_none(completed, tasks),
+        "attempt_success_rate": rate_or_none(sum(o == SUCCESS for o in judged), len(judged)),
     }

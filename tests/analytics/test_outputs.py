@@ -23,7 +23,7 @@ from tests.analytics import sample_ledger as sample
 
 WINDOW = ReportWindow(sample.SINCE, sample.UNTIL)
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-CHARTS = ("cost_over_time", "latency_percentiles", "quota_utilisation")
+CHARTS = ("cost_over_time", "latency_percentiles", "quota_utilisation", "circuit_health")
 
 
 class _Page(HTMLParser):
@@ -131,7 +131,10 @@ def test_empty_ledger(engine: Engine, tmp_path: Path) -> None:
     document = json.loads(json.dumps(report.to_json(), allow_nan=False))
     assert document["totals"]["cost_usd"] == 0.0
     assert document["totals"]["attempts"] == 0
-    assert document["totals"]["success_rate"] is None  # undefined, not 0% and not NaN
+    # undefined, not 0% and not NaN
+    assert document["totals"]["success_rate"] is None
+    assert document["totals"]["attempt_success_rate"] is None and document["totals"]["task_success_rate"] is None
+    assert document["totals"]["tasks"] == 0
     assert document["by_provider"] == [] and document["by_day"] == [] and document["recommendations"] == []
     assert {r["used"] for r in document["quota"]} == {0.0}
     files = write_report(report, tmp_path / "empty")
@@ -164,8 +167,11 @@ def test_single_row_ledger(engine: Engine, tmp_path: Path) -> None:
         "cost_usd": 0.0123,
         "attempts": 1,
         "successes": 1,
+        "not_provider_failures": 0,
         "success_rate": 1.0,
+        "attempt_success_rate": 1.0,
         "tasks": 1,
+        "task_success_rate": 1.0,
         "tokens_input": 1000,
         "tokens_output": 200,
         "tokens_cache_read": 0,
@@ -202,5 +208,12 @@ def test_single_failed_attempt_has_no_latency_and_zero_success(engine: Engine) -
     assert document["totals"]["success_rate"] == 0.0
     assert document["performance"][0]["p50_ms"] is None
     assert document["errors"] == [
-        {"provider_id": "solo", "outcome": "timeout", "attempts": 1, "share_of_attempts": 1.0, "share_of_errors": 1.0}
+        {
+            "provider_id": "solo",
+            "outcome": "timeout",
+            "counts_against_provider": True,
+            "attempts": 1,
+            "share_of_attempts": 1.0,
+            "share_of_errors": 1.0,
+        }
     ]

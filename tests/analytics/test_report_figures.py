@@ -31,8 +31,11 @@ def test_totals_cost_to_the_cent_and_rates(engine: Engine) -> None:
     assert totals["cost_usd"] == pytest.approx(65.55, abs=CENT)
     assert totals["attempts"] == 10
     assert totals["successes"] == 7
-    assert totals["success_rate"] == pytest.approx(0.7)
+    assert totals["success_rate"] == totals["attempt_success_rate"] == pytest.approx(0.7)
+    assert totals["not_provider_failures"] == 0
+    # 10 attempts, 3 of them moves within the period (t3: 2, r2/t2: 1): 7 tasks, every one succeeded in the end.
     assert totals["tasks"] == 7
+    assert totals["task_success_rate"] == 1.0
     assert totals["tokens_input"] == 12_100_000
     assert totals["tokens_output"] == 6_100_000
     assert (totals["failovers"], totals["retries"]) == (2, 1)
@@ -105,11 +108,12 @@ def test_performance_latency_percentiles_errors_failovers_and_retries(engine: En
 def test_circuit_time_and_health_trend(engine: Engine) -> None:
     report = _report(engine)
     perf = _rows(report, "performance", "provider_id")
-    # gamma open 03:00:05 -> closed 03:01:05 (half-open counts as not closed); beta open since before the
-    # window until 00:10 (counted from since, not an open in the window); alpha open from 23:00 to until.
-    assert (perf["gamma"]["circuit_opens"], perf["gamma"]["circuit_open_s"]) == (1, 60.0)
-    assert (perf["beta"]["circuit_opens"], perf["beta"]["circuit_open_s"]) == (0, 600.0)
-    assert (perf["alpha"]["circuit_opens"], perf["alpha"]["circuit_open_s"]) == (1, 3600.0)
+    # Open time runs from an open to the provider's next circuit event, at most the cooldown (30 s by default):
+    # gamma open 03:00:05 -> half-open 03:00:35: 30 s; beta opened at 23:00 the day before, so its spell ended
+    # (23:00:30) before the window; alpha opened at 23:00 with nothing after it: the cooldown, 30 s.
+    assert (perf["gamma"]["circuit_opens"], perf["gamma"]["circuit_open_s"]) == (1, 30.0)
+    assert (perf["beta"]["circuit_opens"], perf["beta"]["circuit_open_s"]) == (0, 0.0)
+    assert (perf["alpha"]["circuit_opens"], perf["alpha"]["circuit_open_s"]) == (1, 30.0)
     health = {(r["day"], r["provider_id"]): r for r in report.to_json()["health"]}
     assert health[("2026-11-01", "gamma")]["circuit_opened"] == 1
     assert health[("2026-11-01", "gamma")]["circuit_half_open"] == 1
@@ -118,6 +122,16 @@ def test_circuit_time_and_health_trend(engine: Engine) -> None:
     assert health[("2026-11-02", "beta")]["quota_blocked"] == 1
     assert health[("2026-11-02", "alpha")]["circuit_opened"] == 1
     assert len(health) == 4
+
+
+def test_a_longer_cooldown_keeps_circuits_open_longer(engine: Engine) -> None:
+    report = _report(engine, settings=ReportSettings(circuit_cooldown_s=3600))
+    perf = _rows(report, "performance", "provider_id")
+    # gamma's half-open event still ends its spell at 30 s; beta's open (10-31 23:00) now lasts to 00:00 = since;
+    # alpha's (11-02 23:00) to 00:00 = until: the whole cooldown.
+    assert perf["gamma"]["circuit_open_s"] == 30.0
+    assert perf["beta"]["circuit_open_s"] == 0.0
+    assert perf["alpha"]["circuit_open_s"] == 3600.0
 
 
 def test_routing_efficiency_per_strategy(engine: Engine) -> None:
@@ -182,6 +196,7 @@ def test_alerts(engine: Engine) -> None:
         ("error_rate", "beta"),  # 1 of 4 = 25% > 20%
     }
     assert alerts[("daily_cost", "2026-11-01")].value == pytest.approx(38.50)
+    assert alerts[("daily_cost", "2026-11-01")].message == "cost on 2026-11-01 was $38.50, over $30.00"
     assert alerts[("error_rate", "all")].value == pytest.approx(0.3)
     assert [a["kind"] for a in report.to_json()["alerts"]].count("error_rate") == 3
 

@@ -69,6 +69,7 @@ def test_flow_writes_the_folder_and_publishes_artifacts_and_alert_events(tmp_pat
         "cost_over_time.png",
         "latency_percentiles.png",
         "quota_utilisation.png",
+        "circuit_health.png",
     }
     assert all(Path(p).stat().st_size > 0 for p in result["files"]["csv"].values())
     kinds = sorted((a["kind"], a["subject"]) for a in result["alerts"])

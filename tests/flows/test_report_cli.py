@@ -126,6 +126,7 @@ def test_invalid_format_or_providers_file_exits_2(filled_db: Path, tmp_path: Pat
 
 
 def test_empty_ledger_prints_strict_json(tmp_path: Path) -> None:
+    create_ledger_engine(f"sqlite:///{tmp_path / 'empty.db'}").dispose()  # a ledger with no attempts yet
     result = report(tmp_path / "empty.db", tmp_path, "--format", "json")
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)

@@ -86,7 +86,7 @@ def test_replay_under_the_same_config_reproduces_cost_and_provider_mix(recorded:
     # stated tolerance: the same provider mix, cost within 1%, the same success rate
     assert predicted["provider_mix"] == actual["provider_mix"]
     assert predicted["cost_usd"] == pytest.approx(actual["cost_usd"], rel=0.01)
-    assert predicted["success_rate"] == actual["success_rate"] == 1.0
+    assert predicted["task_success_rate"] == actual["task_success_rate"] == 1.0
     assert predicted["failovers"] >= 1
 
 
