@@ -171,3 +171,52 @@ def test_forecast_is_zero_when_already_at_the_limit(clock: Clock) -> None:
     forecast = tracker.forecast_exhaustion()
     assert forecast["requests_per_day"] == 0.0
     assert forecast["tokens_per_day"] == pytest.approx(980 / 2.0)
+
+
+def test_past_entries_added_out_of_order_expire_in_time_order(clock: Clock) -> None:
+    clock.t = 1000
+    window = SlidingWindow(60, clock)
+    for at, amount in [(990.0, 1.0), (950.0, 2.0), (999.0, 4.0), (930.0, 8.0), (900.0, 16.0)]:
+        window.add_at(at, amount)  # 900 is a full span old: ignored
+    assert window.events() == [(950.0, 2.0), (990.0, 1.0), (999.0, 4.0)]
+    assert window.total() == 7
+    clock.t = 1011  # 950 expires, the later ones stay
+    assert window.total() == 5
+
+
+def test_bulk_load_matches_one_by_one_adds_and_keeps_what_the_window_already_held(clock: Clock) -> None:
+    clock.t = 5000
+    points = [(5000 - (i * 37) % 3600, float(i % 5 + 1)) for i in range(2000)]
+    one_by_one = SlidingWindow(3600, clock)
+    for at, amount in sorted(points):
+        one_by_one.add_at(at, amount)
+    bulk = SlidingWindow(3600, clock)
+    bulk.add(3.0)  # something counted live before the restore ran
+    bulk.load(points)
+    assert bulk.total() == one_by_one.total() + 3.0
+    assert [t for t, _ in bulk.events()] == sorted(t for t, _ in bulk.events())
+    clock.t += 1800
+    assert bulk.total() == sum(a for at, a in points if at > clock.t - 3600) + 3.0
+
+
+def test_tracker_load_counts_each_past_call_in_every_window(clock: Clock) -> None:
+    clock.t = 100_000
+    tracker = LimitTracker(Limits(requests_per_minute=10, requests_per_hour=100, tokens_per_day=10_000), clock)
+    tracker.load([(30.0, 100, 0.0), (10.0, 50, 0.0), (1800.0, 200, 0.0), (90_000.0, 999, 0.0)])
+    assert tracker.usage() == {
+        "requests_per_minute": (2.0, 10.0),
+        "requests_per_hour": (3.0, 100.0),
+        "tokens_per_day": (350.0, 10_000.0),
+    }
+
+
+def test_a_new_tracker_carries_over_the_windows_it_shares_with_the_old_one(clock: Clock) -> None:
+    old = LimitTracker(Limits(requests_per_hour=5, tokens_per_day=1000), clock)
+    for _ in range(3):
+        old.record(tokens=100)
+        clock.t += 60
+    new = LimitTracker(Limits(requests_per_hour=7, requests_per_minute=2), clock)
+    new.carry_over(old)
+    assert new.usage() == {"requests_per_minute": (0.0, 2.0), "requests_per_hour": (3.0, 7.0)}
+    clock.t = 3600 + 30  # the first call (at 0) leaves the hour window, the one at 60 does not
+    assert new.usage()["requests_per_hour"] == (2.0, 7.0)

@@ -1,0 +1,177 @@
+"""After a restart the router rebuilds its quota state from the ledger, subscriptions included.
+
+Each "run" is a fresh router over fresh providers (what a new `switchboard run` process builds), sharing
+only the ledger; the Claude Code CLI is the fake one from tests/fakes, which speaks the real wire format.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flows.runtime import ledger_observer, restore_router_state
+from ledger import AttemptRecord, Ledger, NewTask
+from providers import AITask, Priority
+from routing.config import SwitchboardConfig, parse_config
+from routing.registry import ProviderRegistry
+from routing.router import Router, RunInfo
+from tests.fakes.claude_harness import FakeCli, config_dirs, install_fake
+
+
+@pytest.fixture
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeCli:
+    return install_fake(tmp_path / "fake-claude", monkeypatch)
+
+
+def _config(tmp_path: Path, subscriptions: list[dict[str, Any]]) -> SwitchboardConfig:
+    return parse_config(
+        {
+            "providers": {
+                "claude": {"type": "claude_cli", "priority": 1, "subscriptions": subscriptions},
+                "mock": {"type": "local_mock", "priority": 2, "latency_ms": 0},
+            }
+        },
+        str(tmp_path / "providers.yaml"),
+    )
+
+
+def _run(ledger: Ledger, name: str) -> str:
+    run_id, _ = ledger.start_or_resume_run(
+        batch_name=name,
+        batch_hash=name,
+        team=None,
+        strategy="priority_based",
+        tasks=[NewTask(task_id="t", task_type="code_review", priority="critical")],
+    )
+    return run_id
+
+
+async def _route_in_a_new_process(config: SwitchboardConfig, ledger: Ledger, name: str) -> Any:
+    """What one `switchboard run` does for one task: build everything, restore from the ledger, route."""
+    run_id = _run(ledger, name)
+    router = Router(
+        ProviderRegistry.from_configs(config.providers),
+        config,
+        recorder=lambda attempt: ledger.record_attempts([attempt]),
+        observer=ledger_observer(ledger),
+        health_checks=False,
+    )
+    restore_router_state(router, ledger, run_id)
+    try:
+        task = AITask(id="t", type="code_review", prompt=f"review for {name}", priority=Priority.CRITICAL)
+        return await router.route(task, RunInfo(run_id=run_id))
+    finally:
+        await router.registry.aclose()
+
+
+async def test_a_subscription_limit_holds_across_runs(tmp_path: Path, sqlite_url: str, cli: FakeCli) -> None:
+    subscriptions = config_dirs(tmp_path, "a")
+    subscriptions[0]["limits"] = {"requests_per_hour": 1}
+    config = _config(tmp_path, subscriptions)
+    ledger = Ledger(url=sqlite_url)
+    first = await _route_in_a_new_process(config, ledger, "first")
+    assert (first.provider_id, first.attempts[0].subscription) == ("claude", "a")
+    second = await _route_in_a_new_process(config, ledger, "second")
+    assert second.provider_id == "mock" and second.decision["skipped"]["claude"].startswith("quota: ")
+    assert len(cli.calls()) == 1
+
+
+async def test_a_subscription_window_is_rebuilt_from_the_attempts_alone(
+    tmp_path: Path, sqlite_url: str, cli: FakeCli
+) -> None:
+    subscriptions = config_dirs(tmp_path, "a")
+    subscriptions[0]["limits"] = {"requests_per_hour": 1}
+    config = _config(tmp_path, subscriptions)
+    ledger = Ledger(url=sqlite_url)
+    run_id = _run(ledger, "earlier")
+    at = datetime.now(UTC) - timedelta(minutes=20)
+    ledger.record_attempts(
+        [
+            AttemptRecord(
+                run_id=run_id,
+                task_id="t",
+                provider_id="claude",
+                subscription="a",
+                task_type="code_review",
+                attempt=1,
+                outcome="success",
+                started_at=at,
+                finished_at=at,
+            )
+        ]
+    )
+    result = await _route_in_a_new_process(config, ledger, "later")
+    assert result.provider_id == "mock" and cli.calls() == []
+    assert result.decision["skipped"]["claude"].startswith("quota: every subscription is out (a: requests_per_hour 1/1")
+
+
+async def test_a_subscription_out_until_its_reset_stays_out_after_a_restart(
+    tmp_path: Path, sqlite_url: str, cli: FakeCli
+) -> None:
+    reset = int(time.time()) + 3 * 3600
+    cli.scenario(
+        {
+            "by_config_dir": {
+                "sub-a": {"kind": "usage_limit", "message": f"Claude AI usage limit reached|{reset}"},
+                "sub-b": {"result": "LGTM"},
+            }
+        }
+    )
+    config = _config(tmp_path, config_dirs(tmp_path, "a", "b"))
+    ledger = Ledger(url=sqlite_url)
+    first = await _route_in_a_new_process(config, ledger, "first")
+    out = first.attempts[0]
+    assert (out.provider_id, out.subscription, out.outcome) == ("claude", "a", "quota_exhausted")
+    # A new process: the CLI pool starts with both subscriptions in rotation, "a" first. Routing knows better.
+    second = await _route_in_a_new_process(config, ledger, "second")
+    assert [(a.provider_id, a.subscription, a.outcome) for a in second.attempts] == [("claude", "b", "success")]
+    assert [c["key"] for c in cli.calls()] == ["config_dir:sub-a", "config_dir:sub-b"]
+
+
+async def test_every_subscription_out_keeps_the_provider_out_after_a_restart(
+    tmp_path: Path, sqlite_url: str, cli: FakeCli
+) -> None:
+    config = _config(tmp_path, config_dirs(tmp_path, "a", "b"))
+    ledger = Ledger(url=sqlite_url)
+    reset = (datetime.now(UTC) + timedelta(hours=2)).isoformat()
+    for sub in ("a", "b"):
+        ledger.record_provider_event("claude", "quota.blocked", {"reason": "usage_limit", "reset_at": reset}, sub)
+    result = await _route_in_a_new_process(config, ledger, "after")
+    assert result.provider_id == "mock" and cli.calls() == []
+    assert "every subscription is out" in result.decision["skipped"]["claude"]
+
+
+async def test_a_day_of_attempts_is_restored_into_every_window(tmp_path: Path, sqlite_url: str, cli: FakeCli) -> None:
+    subscriptions = config_dirs(tmp_path, "a")
+    subscriptions[0]["limits"] = {"requests_per_day": 5000}
+    config = _config(tmp_path, subscriptions)
+    ledger = Ledger(url=sqlite_url)
+    run_id = _run(ledger, "history")
+    now = datetime.now(UTC)
+    # Recorded out of time order, as concurrent tasks commit them.
+    ages_s = [(i * 7919) % 86000 for i in range(4000)]
+    ledger.record_attempts(
+        AttemptRecord(
+            run_id=run_id,
+            task_id="t",
+            provider_id="claude",
+            subscription="a",
+            task_type="code_review",
+            attempt=i + 1,
+            outcome="success",
+            started_at=now - timedelta(seconds=age),
+            finished_at=now - timedelta(seconds=age),
+        )
+        for i, age in enumerate(ages_s)
+    )
+    router = Router(ProviderRegistry.from_configs(config.providers), config, health_checks=False)
+    restore_router_state(router, ledger, run_id)
+    skipped = (await router.route(AITask(id="x", type="code_review", prompt="p"))).decision["skipped"]
+    # 4000 of 5000 used: over the non-critical share? no (4000 + 1 <= 4500); over the switch threshold? no.
+    assert "claude" not in skipped
+    assert router.state("claude").quota.pressure() == pytest.approx(4001 / 5000)
+    await router.registry.aclose()
