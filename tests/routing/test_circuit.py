@@ -202,3 +202,15 @@ def test_settings_reject_unknown_keys_and_min_calls_beyond_window() -> None:
         CircuitSettings(window=5, min_calls=10)
     with pytest.raises(ValidationError):
         CircuitSettings().failure_threshold = 1  # type: ignore[misc]
+
+
+def test_unknown_never_has_more_probes_out_than_failures_still_needed_to_open() -> None:
+    breaker = _breaker(FakeClock(), failure_threshold=3, probe_in_flight=2)
+    calls = 0
+    while breaker.state is CircuitState.UNKNOWN:
+        while breaker.admits():
+            breaker.begin()
+            calls += 1
+        breaker.fail()  # every probe of a dead provider fails
+    assert breaker.state is CircuitState.OPEN
+    assert calls == 3  # failure_threshold, although two probes were allowed in flight at a time
