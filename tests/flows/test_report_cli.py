@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -176,3 +177,79 @@ def test_report_settings_from_a_providers_file() -> None:
     assert settings.prices["claude"].input > 0  # claude_cli's built-in "*" price
     thresholds = settings.thresholds
     assert (thresholds.daily_cost_usd, thresholds.error_rate, thresholds.quota_forecast_hours) == (50, 0.05, 6)
+
+
+def test_tables_are_whole_when_piped_into_a_narrow_terminal_width(filled_db: Path, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "flows", "report", *PERIOD],
+        capture_output=True,
+        text=True,
+        env=_env(filled_db, tmp_path / "home") | {"COLUMNS": "60"},
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "…" not in result.stdout  # nothing cut off ("provide…")
+    header = next(line for line in result.stdout.splitlines() if "provider_id" in line and "tokens_output" in line)
+    assert "success_rate" in header and "cost_share" in header  # one line per row: greppable
+    assert "attempt success rate 70.0%" in result.stdout and "task success rate 100.0%" in result.stdout
+
+
+@pytest.mark.parametrize("option", ["--since", "--until"])
+def test_a_duration_beyond_the_calendar_exits_2_with_a_message(filled_db: Path, tmp_path: Path, option: str) -> None:
+    args = ["--since", "99999999d"] if option == "--since" else ["--since", "1d", "--until", "99999999d"]
+    result = report(filled_db, tmp_path, *args)
+    assert result.returncode == 2
+    assert f"{option}: '99999999d' reaches back before the year 1" in " ".join(result.stderr.split())
+    assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+def test_an_out_folder_that_cannot_be_created_exits_2_naming_it(filled_db: Path, tmp_path: Path) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder")
+    result = report(filled_db, tmp_path, *PERIOD, "--out", str(afile / "x"))
+    assert result.returncode == 2
+    message = " ".join(result.stderr.split())
+    assert f"--out {afile / 'x'}: cannot create this folder" in message and "Not a directory" in message
+    assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+def test_a_report_file_that_cannot_be_written_exits_1_naming_it(filled_db: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    (out / "report.html").mkdir(parents=True)  # a folder where the HTML file must go
+    result = report(filled_db, tmp_path, *PERIOD, "--out", str(out), "--format", "json")
+    assert result.returncode == 1
+    message = " ".join(result.stderr.split())
+    assert f"cannot write the report: {out / 'report.html'}: Is a directory" in message
+    assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+def test_a_mistyped_ledger_url_is_an_error_and_creates_nothing(tmp_path: Path) -> None:
+    missing = tmp_path / "nonexistent" / "dir" / "x.db"
+    result = report(missing, tmp_path, "--format", "json")
+    assert result.returncode == 2
+    assert f"no ledger at {missing}" in " ".join(result.stderr.split())
+    assert "SWITCHBOARD_DATABASE_URL" in result.stderr
+    assert not missing.parent.exists()  # neither the folder nor the database was created
+    assert result.stdout == ""
+
+
+def test_a_database_without_the_ledgers_tables_is_not_a_ledger(tmp_path: Path) -> None:
+    other = tmp_path / "other.db"
+    sqlite3.connect(other).execute("CREATE TABLE notes (x TEXT)").connection.commit()
+    result = report(other, tmp_path)
+    assert result.returncode == 2
+    assert "is not a Switchboard ledger" in " ".join(result.stderr.split())
+    assert [r[0] for r in sqlite3.connect(other).execute("SELECT name FROM sqlite_master WHERE type='table'")] == [
+        "notes"
+    ]  # no ledger tables were added
+
+
+def test_a_file_that_is_not_a_database_exits_1(tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.db"
+    garbage.write_text("this is not SQLite " * 100)
+    result = report(garbage, tmp_path)
+    assert result.returncode == 1
+    assert "cannot open the ledger" in result.stderr or "cannot read the ledger" in result.stderr
+    assert "file is not a database" in " ".join(result.stderr.split())
+    assert "Traceback" not in result.stderr

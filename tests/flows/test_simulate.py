@@ -422,3 +422,34 @@ def test_recorded_quota_events_are_shown_beside_the_predicted_ones(ledger_url: s
     console.print(quota_table(recorded, result["predicted"]["quota_events"]))
     line = next(row for row in console.export_text().splitlines() if "quota.forecast_crossed" in row)
     assert "cheap" in line and "2026-11-01 10:03:00" in line and predicted[0]["at"][:19].replace("T", " ") in line
+
+
+@pytest.mark.slow
+def test_simulate_command_errors_are_messages_not_tracebacks(tmp_path: Path) -> None:
+    providers = tmp_path / "same.json"
+    providers.write_text(json.dumps(RECORDED))
+    ledger_db = tmp_path / "ledger.db"
+    Ledger(url=f"sqlite:///{ledger_db}").close()
+    garbage = tmp_path / "garbage.db"
+    garbage.write_text("not SQLite " * 200)
+    missing = tmp_path / "no" / "such" / "x.db"
+
+    def simulate_cli(db: Path, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "flows", "simulate", "--providers", str(providers), *args],
+            capture_output=True,
+            text=True,
+            env=dict(os.environ, SWITCHBOARD_DATABASE_URL=f"sqlite:///{db}"),
+            cwd=ROOT,
+            timeout=120,
+        )
+
+    huge = simulate_cli(ledger_db, "--since", "99999999d")
+    assert huge.returncode == 2 and "--since: '99999999d' reaches back before the year 1" in huge.stderr
+    absent = simulate_cli(missing)
+    assert absent.returncode == 2 and f"no ledger at {missing}" in " ".join(absent.stderr.split())
+    assert not missing.parent.exists()
+    broken = simulate_cli(garbage)
+    assert broken.returncode == 1 and "file is not a database" in " ".join(broken.stderr.split())
+    for done in (huge, absent, broken):
+        assert "Traceback" not in done.stderr and done.stdout == ""
