@@ -11,9 +11,11 @@ from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
+from matplotlib import rcParams
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from analytics.report import Report
 
@@ -124,12 +126,12 @@ def _circuit_health(ax: Axes, frame: pd.DataFrame) -> None:
     closes = frame.pivot_table(index="day", columns="provider_id", values="circuit_closed", aggfunc="sum")
     opens, closes = opens.reindex(days, fill_value=0).fillna(0), closes.reindex(days, fill_value=0).fillna(0)
     up, down = np.zeros(len(days)), np.zeros(len(days))
-    colours = matplotlib_colours()
+    colours = list(rcParams["axes.prop_cycle"].by_key()["color"])
     # One colour per provider: opens stacked above the axis, recoveries below it, so both read at a glance.
     for i, provider in enumerate(opens.columns):
         colour = colours[i % len(colours)]
         opened = opens[provider].to_numpy(dtype=float)
-        closed = closes[provider].to_numpy(dtype=float) if provider in closes else np.zeros(len(days))
+        closed = closes[provider].to_numpy(dtype=float)
         ax.bar(x, opened, bottom=up, color=colour, width=0.8, label=str(provider))
         ax.bar(x, -closed, bottom=-down, color=colour, width=0.8, alpha=0.45, hatch="//")
         up += opened
@@ -137,13 +139,9 @@ def _circuit_health(ax: Axes, frame: pd.DataFrame) -> None:
     ax.axhline(0, color="black", linewidth=0.8)
     step = max(1, len(labels) // 15)
     ax.set_xticks(x[::step], labels[::step], rotation=45, ha="right")
+    # Counts both ways from the axis: whole numbers, recoveries shown as positive counts below it.
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _pos: f"{abs(value):g}"))
     ax.set_ylabel("opens ↑  /  recoveries ↓")
     ax.set_title(title)
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
-
-
-def matplotlib_colours() -> list[str]:
-    """The default colour cycle, so a provider keeps one colour for its opens and its recoveries."""
-    from matplotlib import rcParams
-
-    return list(rcParams["axes.prop_cycle"].by_key()["color"])

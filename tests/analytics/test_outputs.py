@@ -217,3 +217,23 @@ def test_single_failed_attempt_has_no_latency_and_zero_success(engine: Engine) -
             "share_of_errors": 1.0,
         }
     ]
+
+
+def _coloured_pixels(path: Path) -> int:
+    """Pixels that are clearly not grey: bars and legend swatches, not axes or text."""
+    rgb = matplotlib.image.imread(path)[..., :3]
+    return int(((rgb.max(axis=-1) - rgb.min(axis=-1)) > 0.25).sum())
+
+
+def test_circuit_health_chart_draws_opens_and_recoveries(engine: Engine, tmp_path: Path) -> None:
+    sample.fill(engine)
+    files = write_report(build_report(engine, WINDOW), tmp_path / "out")
+    chart = files.png["circuit_health"]
+    _check_png_file(chart)
+    # gamma and alpha opened, gamma and beta recovered: bars in provider colours above and below the axis.
+    assert _coloured_pixels(chart) > 2_000
+    page = _parse(files.html.read_text(encoding="utf-8"))  # type: ignore[union-attr]
+    assert "Circuit opens (up) and recoveries (down) per UTC day by provider" in page.headings
+    quiet = write_report(build_report(engine, ReportWindow(WINDOW.until, WINDOW.until.replace(day=4))), tmp_path / "q")
+    _check_png_file(quiet.png["circuit_health"])  # a real image saying there is nothing to show
+    assert _coloured_pixels(quiet.png["circuit_health"]) == 0
