@@ -18,10 +18,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 from cyclopts import Parameter
 from rich.markup import escape
+from rich.padding import Padding
 from rich.table import Table
 
 from flows.cli import EXIT_FAILED, EXIT_INVALID, EXIT_OK, app, err_console, out_console
 from providers import ClaudeCliConfig, ClaudeCliProvider
+from providers.claude_cli import CREDENTIAL_VARS
 from routing.errors import InputError
 
 if TYPE_CHECKING:
@@ -29,8 +31,8 @@ if TYPE_CHECKING:
     from routing.registry import ProviderRegistry
 
 DEFAULT_CHECK_TIMEOUT_S = 20.0
-# Credentials the Claude CLI reads from the environment; a `--version` probe runs with them present.
-_CLI_CREDENTIAL_VARS = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN")
+# Credentials the Claude CLI reads from the environment: scrubbed from the output whatever happens.
+_CLI_CREDENTIAL_VARS = CREDENTIAL_VARS
 _MIN_SECRET_LEN = 8
 
 
@@ -216,50 +218,54 @@ def _scrubber(configs: Iterable[ProviderConfig], secrets: SecretResolver) -> Cal
 
 
 def _render(report: dict[str, Any], check: bool, scrub: Callable[[str], str]) -> None:
-    table = Table(title=f"providers · {report['source']} · strategy {report['strategy']}", title_justify="left")
-    columns = ["provider", "type", "prio", "capabilities", "model", "limits"]
-    if check:
-        columns += ["health", "latency ms", "detail"]
-    for column in columns:
-        table.add_column(column, no_wrap=column in ("provider", "type"))
+    """One block per provider, a label and a value per line: readable at 80 columns and in a pipe, where a
+    table of nine columns cut every cell to "…". Long values wrap under their label; nothing is cut."""
+    title = f"providers · {report['source']} · strategy {report['strategy']}"
+    out_console.print(escape(scrub(title)), highlight=False)
     for p in report["providers"]:
-        caps = p["capabilities"] if p["capabilities"] == "all" else ", ".join(p["capabilities"])
-        name = p["id"] if p["enabled"] else f"{p['id']} (disabled)"
+        heading = f"[bold]{escape(p['id'])}[/] {escape(p['type'])} · priority {p['priority']}"
+        if not p["enabled"]:
+            heading += " · disabled"
         if p["available"] is False:
-            name += " (not installed)"
-        plain = [name, p["type"], str(p["priority"]), caps, p["model"] or "-", _limits_text(p["limits"])]
-        row = [escape(scrub(cell)) for cell in plain]
-        if check:
-            h = p.get("health") or {}
-            latency = h.get("latency_ms")
-            row += [
-                _health_text(h.get("status")),
-                "-" if latency is None else f"{latency:.0f}",
-                escape(scrub(h.get("detail") or "")),
-            ]
-        table.add_row(*row)
-    out_console.print(table)
-    for p in report["providers"]:
-        for s in p.get("subscriptions") or []:
-            where = f"config_dir {s['config_dir']}" if s["config_dir"] else f"api_key_env {s['api_key_env']}"
-            extra = []
-            if s.get("config_dir_exists") is False:
-                extra.append("dir missing: log in with CLAUDE_CONFIG_DIR=<dir> claude, then /login")
-            if s.get("api_key"):
-                extra.append(f"key {s['api_key']}")
-            if s.get("reset_at"):
-                extra.append(f"out until {s['reset_at']} ({s.get('out_reason')})")
-            line = (
-                f"  {p['id']} · subscription [bold]{escape(s['name'])}[/]: {escape(where)} · "
-                f"limits {escape(_limits_text(s['limits']))} · {s['state'] or '-'}"
-                + "".join(f" · {escape(e)}" for e in extra)
-            )
-            out_console.print(scrub(line), highlight=False)
-        if p["api_key_env"]:
-            out_console.print(f"  {p['id']} · key from {escape(p['api_key_env'])}: {p['api_key']}", highlight=False)
+            heading += " · [red]not installed[/]"
+        out_console.print()
+        out_console.print(heading, highlight=False)
+        out_console.print(Padding(_details(p, check, scrub), (0, 0, 0, 2)), highlight=False)
     if check:
+        out_console.print()
         verdict = "all providers answer" if report["healthy"] else "[red]some providers are unhealthy[/]"
         out_console.print(verdict)
+
+
+def _details(p: dict[str, Any], check: bool, scrub: Callable[[str], str]) -> Table:
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(no_wrap=True, style="dim")
+    grid.add_column(overflow="fold")
+
+    def row(label: str, value: str, markup: str = "") -> None:
+        grid.add_row(label, markup + escape(scrub(value)))
+
+    row("capabilities", p["capabilities"] if p["capabilities"] == "all" else ", ".join(p["capabilities"]))
+    row("model", p["model"] or "-")
+    row("limits", _limits_text(p["limits"]))
+    if check:
+        h = p.get("health") or {}
+        latency = h.get("latency_ms")
+        parts = ["-" if latency is None else f"{latency:.0f} ms", h.get("detail") or ""]
+        row("health", " · ".join(x for x in parts if x), markup=_health_text(h.get("status")) + " · ")
+    if p["api_key_env"]:
+        row("key", f"{p['api_key_env']}: {p['api_key']}")
+    for s in p.get("subscriptions") or []:
+        where = f"config_dir {s['config_dir']}" if s["config_dir"] else f"api_key_env {s['api_key_env']}"
+        extra = [f"limits {_limits_text(s['limits'])}", s["state"] or "-"]
+        if s.get("config_dir_exists") is False:
+            extra.append("dir missing: log in with CLAUDE_CONFIG_DIR=<dir> claude, then /login")
+        if s.get("api_key"):
+            extra.append(f"key {s['api_key']}")
+        if s.get("reset_at"):
+            extra.append(f"out until {s['reset_at']} ({s.get('out_reason')})")
+        row("subscription", f"{s['name']}: {where} · " + " · ".join(extra))
+    return grid
 
 
 def _limits_text(limits: dict[str, Any]) -> str:

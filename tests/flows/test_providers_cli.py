@@ -195,3 +195,29 @@ def test_check_gives_up_on_a_silent_provider_after_the_timeout(
     health = {p["id"]: p["health"] for p in json.loads(result.stdout)["providers"]}
     assert health["slow"]["status"] == "unhealthy" and health["slow"]["detail"] == "no answer within 1s"
     assert health["mock"]["status"] == "healthy"  # probed concurrently, unaffected
+
+
+def test_check_output_is_readable_at_80_columns_in_a_pipe(
+    env: dict[str, str], tmp_path: Path, anthropic: FakeAnthropic
+) -> None:
+    # Long health details: each must come through whole, wrapped under its label, never cut to "…".
+    path = write_providers(
+        tmp_path,
+        {
+            "cli": {"type": "claude_cli", "capabilities": ["code_review", "bug_fix", "feature", "code_analysis"]},
+            "api": {"type": "anthropic", "base_url": anthropic.url, "api_key_env": "NOT_SET_IN_THIS_TEST"},
+            "down": {"type": "openai_compatible", "base_url": closed_port_url() + "/v1", "model": "llama3.1"},
+        },
+    )
+    probe = switchboard("providers", "--providers", path, "--check", "--json", env=env)
+    details = {p["id"]: p["health"]["detail"] for p in json.loads(probe.stdout)["providers"]}
+    assert all(len(d) > 40 or pid == "cli" for pid, d in details.items())
+
+    text = switchboard("providers", "--providers", path, "--check", env={**env, "COLUMNS": "80"})
+    assert text.returncode == 1
+    assert "…" not in text.stdout
+    assert max(len(line.rstrip()) for line in text.stdout.splitlines()) <= 80
+    flat = " ".join(text.stdout.split())
+    for pid, detail in details.items():
+        assert " ".join(detail.split()) in flat, pid
+    assert "bug_fix, code_analysis, code_review, feature" in flat  # sorted, whole

@@ -8,11 +8,13 @@ Token counts and costs are checked exactly, in the `--json` output and in the le
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -109,9 +111,11 @@ def openai() -> Iterator[FakeOpenAI]:
         yield server
 
 
-def run_batch(tmp_path: Path, providers: dict[str, Any], cli: FakeCli) -> tuple[subprocess.CompletedProcess[str], Path]:
+def run_batch(
+    tmp_path: Path, providers: dict[str, Any], cli: FakeCli, batch: dict[str, Any] = SPEC
+) -> tuple[subprocess.CompletedProcess[str], Path]:
     spec = tmp_path / "spec.json"
-    spec.write_text(json.dumps(SPEC))
+    spec.write_text(json.dumps(batch))
     providers_file = tmp_path / "providers.json"
     doc = {"version": 1, "strategy": "priority_based", "circuit": {"failure_threshold": 50}, "providers": providers}
     providers_file.write_text(json.dumps(doc))
@@ -272,3 +276,38 @@ def test_each_task_lands_on_its_provider_with_exact_tokens_and_cost(
     assert len(chat) == 1 and chat[0].headers["authorization"] == f"Bearer {OPENAI_KEY}"
     for text in (result.stdout, result.stderr):
         assert all(key not in text for key in (ANTHROPIC_KEY, OPENAI_KEY, TEAM_B_KEY))
+
+
+def test_when_every_subscription_is_out_routing_skips_the_provider_instead_of_spending_attempts(
+    tmp_path: Path,
+) -> None:
+    # Both logins answer with the usage-limit message, resetting in two hours. Once the second is out, the
+    # provider as a whole is out: later tasks must go straight to the mock, without a claude attempt each.
+    cli = FakeCli(tmp_path / "fake-claude")
+    resets = int(time.time()) + 7200
+    cli.scenario({"default": {"kind": "usage_limit", "message": f"Claude AI usage limit reached|{resets}"}})
+    subs = []
+    for name in ("a", "b"):
+        (tmp_path / f"sub-{name}").mkdir()
+        subs.append({"name": name, "config_dir": str(tmp_path / f"sub-{name}")})
+    providers = {
+        "claude": {"type": "claude_cli", "priority": 1, "subscriptions": subs},
+        "mock": {"type": "local_mock", "priority": 2, "failure_rate": 0},
+    }
+    chain = [{"id": f"t{i}", "type": "code_review", "prompt": f"p{i}"} for i in range(5)]
+    for before, task in itertools.pairwise(chain):
+        task["depends_on"] = [before["id"]]  # one at a time, so the order of events is fixed
+    result, _ = run_batch(tmp_path, providers, cli, {"name": "all-out", "tasks": chain})
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    tasks = {t["id"]: t for t in json.loads(result.stdout)["tasks"]}
+    attempts = {
+        tid: [(a["provider"], a["subscription"], a["outcome"]) for a in t["attempts"]] for tid, t in tasks.items()
+    }
+    assert attempts == {
+        "t0": [("claude", "a", "quota_exhausted"), ("mock", None, "success")],
+        "t1": [("claude", "b", "quota_exhausted"), ("mock", None, "success")],
+        "t2": [("mock", None, "success")],
+        "t3": [("mock", None, "success")],
+        "t4": [("mock", None, "success")],
+    }
+    assert len(cli.calls()) == 2  # every claude attempt in the ledger is a CLI run that really happened

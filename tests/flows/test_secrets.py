@@ -213,12 +213,11 @@ def test_no_key_value_leaks_into_output_ledger_logs_or_artifacts(tmp_path: Path)
         }
     )
     hostile = [f"invalid x-api-key {anthropic_key}", f"Incorrect API key provided: {openai_key}."]
-    with FakeAnthropic(api_key="something-else") as anthropic, FakeOpenAI(api_key="something-else") as openai:
-        # Hostile servers: every 401 body quotes the key the client sent.
+    # The model lists answer (routing skips a provider whose health check fails, and these must be called);
+    # the completions are hostile: every 401 body quotes the key the client sent.
+    with FakeAnthropic() as anthropic, FakeOpenAI() as openai:
         anthropic.script(*[anthropic_error(401, "authentication_error", hostile[0]) for _ in range(10)])
-        anthropic.script(anthropic_error(401, "authentication_error", hostile[0]), path="/v1/models")
         openai.script(*[openai_error(401, hostile[1], "invalid_request_error", "invalid_api_key") for _ in range(10)])
-        openai.script(openai_error(401, hostile[1], "invalid_request_error", "invalid_api_key"), path="/v1/models")
         providers = {
             "claude": {
                 "type": "claude_cli",
@@ -267,6 +266,9 @@ def test_no_key_value_leaks_into_output_ledger_logs_or_artifacts(tmp_path: Path)
 
         run = switchboard("run", str(tmp_path / "spec.json"), "--providers", str(tmp_path / "providers.json"),
                           "--json", "--verbose")  # fmt: skip
+        # Now the health checks are hostile too.
+        anthropic.script(anthropic_error(401, "authentication_error", hostile[0]), path="/v1/models")
+        openai.script(openai_error(401, hostile[1], "invalid_request_error", "invalid_api_key"), path="/v1/models")
         check = switchboard("providers", "--providers", str(tmp_path / "providers.json"), "--check", "--json")
         listing = switchboard("providers", "--providers", str(tmp_path / "providers.json"))
 
