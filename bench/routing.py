@@ -5,13 +5,17 @@
 
 Measures, for Switchboard and for LiteLLM's Router (10 deployments, `mock_response`, no network):
 - selection time per decision for every strategy (median, p99): Switchboard's whole planning step
-  (capability, circuit, quota and budget filters plus the strategy's order), LiteLLM's deployment pick;
+  (capability, circuit, health, quota and budget filters plus the strategy's order), LiteLLM's deployment
+  pick (`Router.select`); ours twice: plain, and with a realistic config (limits on every provider, a run
+  and a day budget, quota windows already holding a few thousand calls);
 - routing overhead per call: `route()` with the SQLite ledger on (each call waits for its attempt row's
   commit) minus a direct call of the zero-latency mock; for LiteLLM `Router.acompletion` minus a direct
   `litellm.acompletion`, both with `mock_response`;
-- routed calls per second with many tasks in flight;
-- time from a failure being known to the next provider's call starting.
-Prints a table and writes bench/results/routing.json.
+- routed calls per second with many tasks in flight: against zero-latency mocks (the engine's own cost),
+  and against mocks answering after 10 ms (calls really in flight, queued on per-provider slots);
+- time from a failure being known to the next provider's call starting;
+- restoring quota windows from 20,000 recorded attempts (what every run start does).
+Prints a table and writes bench/results/routing.json, with the load average before and after.
 """
 
 from __future__ import annotations
@@ -29,14 +33,14 @@ import tempfile
 import time
 import warnings
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ledger import Ledger, LedgerWriter, NewTask  # noqa: E402
+from ledger import AttemptRecord, Ledger, LedgerWriter, NewTask  # noqa: E402
 from providers import AITask, ExecutionContext  # noqa: E402
 from providers.local_mock import LocalMockConfig, LocalMockProvider  # noqa: E402
 from routing.config import STRATEGY_NAMES, SwitchboardConfig  # noqa: E402
@@ -59,17 +63,29 @@ def summary(values_us: list[float]) -> dict[str, float]:
 # --- Switchboard ------------------------------------------------------------------------------------
 
 
+IN_FLIGHT_LATENCY_MS = 10.0
+# Per-provider limits and budgets far above what the benchmark uses: every check runs, none refuses.
+REALISTIC_LIMITS = {"requests_per_minute": 10**7, "tokens_per_hour": 10**10, "cost_usd_per_day": 10.0**7}
+REALISTIC_BUDGET = {"max_cost_usd_per_run": 10.0**7, "max_cost_usd_per_day": 10.0**7}
+
+
 def switchboard_router(
-    ledger: Ledger | None, *, failing_first: bool = False, concurrency: int = 64
+    ledger: Ledger | None,
+    *,
+    failing_first: bool = False,
+    concurrency: int = 64,
+    latency_ms: float = 0.0,
+    realistic: bool = False,
 ) -> tuple[Router, LedgerWriter | None]:
     registry = ProviderRegistry()
     for i in range(PROVIDERS):
         config = LocalMockConfig(
-            latency_ms=0,
+            latency_ms=latency_ms,
             priority=i + 1,
             max_concurrency=concurrency,
             capabilities=None if i % 2 else ["code_review", "bug_fix", "summarization"],
             failure_rate=1.0 if failing_first and i == 0 else 0.0,
+            limits=REALISTIC_LIMITS if realistic else {},  # type: ignore[arg-type]
         )
         registry.add_instance(LocalMockProvider(f"mock{i}", config))
     settings = SwitchboardConfig.model_validate(
@@ -77,6 +93,7 @@ def switchboard_router(
         {
             "providers": {"_": {"type": "local_mock"}},
             "circuit": {"failure_threshold": 10**9, "min_calls": 10, "window": 20, "error_rate_threshold": 1.0},
+            **({"budget": REALISTIC_BUDGET} if realistic else {}),
         }
     )
     writer = LedgerWriter(ledger) if ledger else None
@@ -87,9 +104,12 @@ def task(i: int) -> AITask:
     return AITask(id=f"t{i}", type="code_review" if i % 3 else "summarization", prompt=f"Review change number {i}")
 
 
-def measure_selection(n: int) -> dict[str, dict[str, float]]:
-    router, _ = switchboard_router(None)
+async def measure_selection(n: int, *, realistic: bool = False) -> dict[str, dict[str, float]]:
+    router, _ = switchboard_router(None, realistic=realistic)
     run = RunInfo()
+    if realistic:
+        # Quota windows and budgets holding a few thousand calls, as in a long run.
+        await router.route_many([task(10**7 + i) for i in range(3000)], run)
     out: dict[str, dict[str, float]] = {}
     for name in STRATEGY_NAMES:
         tasks = [task(i) for i in range(n)]
@@ -147,9 +167,11 @@ async def measure_overhead(tmp: Path, calls: int) -> dict[str, float]:
     }
 
 
-async def measure_throughput(tmp: Path, calls: int) -> dict[str, float]:
-    ledger, run_id = new_ledger(tmp, "throughput.db")
-    router, writer = switchboard_router(ledger)
+async def measure_throughput(
+    tmp: Path, calls: int, *, latency_ms: float = 0.0, concurrency: int = 64, name: str = "throughput.db"
+) -> dict[str, float]:
+    ledger, run_id = new_ledger(tmp, name)
+    router, writer = switchboard_router(ledger, latency_ms=latency_ms, concurrency=concurrency)
     run = RunInfo(run_id=run_id, strategy="least_loaded")
     await router.route_many([task(10**6 + i) for i in range(500)], run)
     start = time.perf_counter()
@@ -158,7 +180,14 @@ async def measure_throughput(tmp: Path, calls: int) -> dict[str, float]:
     assert writer is not None
     writer.close()
     completed = sum(r.status == "completed" for r in results)
-    return {"calls": calls, "seconds": elapsed, "calls_per_s": completed / elapsed, "completed": completed}
+    return {
+        "calls": calls,
+        "mock_latency_ms": latency_ms,
+        "max_in_flight": PROVIDERS * concurrency,
+        "seconds": elapsed,
+        "calls_per_s": completed / elapsed,
+        "completed": completed,
+    }
 
 
 async def measure_failover(tmp: Path, calls: int) -> dict[str, float]:
@@ -173,6 +202,32 @@ async def measure_failover(tmp: Path, calls: int) -> dict[str, float]:
         if len(r.attempts) == 2
     ]
     return {"failovers": len(gaps), **summary(gaps)}
+
+
+def measure_restore(tmp: Path, attempts: int) -> dict[str, float]:
+    """Rebuild quota windows from `attempts` recorded attempts, out of time order, as a run start does."""
+    from flows.runtime import restore_router_state
+
+    ledger, run_id = new_ledger(tmp, "restore.db")
+    now = datetime.now(UTC)
+    ledger.record_attempts(
+        AttemptRecord(
+            run_id=run_id,
+            task_id="t",
+            provider_id=f"mock{i % PROVIDERS}",
+            task_type="code_review",
+            attempt=i + 1,
+            outcome="success",
+            cost_usd=0.001,
+            started_at=now - timedelta(seconds=(i * 7919) % 86_000),
+            finished_at=now,
+        )
+        for i in range(attempts)
+    )
+    router, _ = switchboard_router(None, realistic=True)
+    start = time.perf_counter()
+    restore_router_state(router, ledger, run_id)
+    return {"attempts": attempts, "ms": (time.perf_counter() - start) * 1000}
 
 
 # --- LiteLLM ----------------------------------------------------------------------------------------
@@ -200,6 +255,14 @@ def litellm_router(strategy: str = "simple-shuffle") -> Any:
     return LiteRouter(model_list=model_list, routing_strategy=strategy, num_retries=0)
 
 
+async def litellm_pick(router: Any, messages: list[dict[str, str]]) -> Any:
+    """One deployment pick, through `Router.select` where this LiteLLM has it (the older name is deprecated)."""
+    select = getattr(router, "select", None)
+    if select is not None:
+        return await select("bench", {}, messages=messages)
+    return await router.async_get_available_deployment(model="bench", request_kwargs={}, messages=messages)
+
+
 async def litellm_figures(calls: int, selection_n: int) -> dict[str, Any]:
     import litellm
 
@@ -217,15 +280,16 @@ async def litellm_figures(calls: int, selection_n: int) -> dict[str, Any]:
             model="openai/gpt-4o-mini", messages=messages, mock_response="ok", api_key="sk-bench"
         )
 
-    async def routed(i: int) -> Any:
-        return await router.acompletion(model="bench", messages=messages, mock_response="ok")
+    async def routed(i: int, delay_s: float | None = None) -> Any:
+        extra = {"mock_delay": delay_s} if delay_s else {}
+        return await router.acompletion(model="bench", messages=messages, mock_response="ok", **extra)
 
     await timed(100, routed)
     await timed(100, direct)
     routed_us = await timed(calls, routed)
     direct_us = await timed(calls, direct)
 
-    selection: dict[str, dict[str, float]] = {}
+    selection: dict[str, dict[str, Any]] = {}
     for strategy in (
         "simple-shuffle",
         "least-busy",
@@ -236,27 +300,34 @@ async def litellm_figures(calls: int, selection_n: int) -> dict[str, Any]:
         try:
             picker = litellm_router(strategy)
             for _ in range(100):
-                await picker.async_get_available_deployment(model="bench", messages=messages)
+                await litellm_pick(picker, messages)
             samples = []
             for _ in range(selection_n):
                 start = time.perf_counter_ns()
-                await picker.async_get_available_deployment(model="bench", messages=messages)
+                await litellm_pick(picker, messages)
                 samples.append((time.perf_counter_ns() - start) / 1000)
             selection[strategy] = summary(samples)
         except Exception as exc:  # a strategy this litellm version lacks
-            selection[strategy] = {"error": str(exc)[:100]}
+            selection[strategy] = {"error": f"{type(exc).__name__}: {str(exc)[:100]}"}
 
     many = max(calls, 2000)
     start = time.perf_counter()
     await asyncio.gather(*(routed(i) for i in range(many)))
     elapsed = time.perf_counter() - start
+    in_flight = 2000
+    start = time.perf_counter()
+    await asyncio.gather(*(routed(i, IN_FLIGHT_LATENCY_MS / 1000) for i in range(in_flight)))
+    in_flight_elapsed = time.perf_counter() - start
+    picks = [f["p99_us"] for f in selection.values() if "p99_us" in f]
     return {
         "version": getattr(litellm, "__version__", None) or _dist_version("litellm"),
         "routed_median_us": statistics.median(routed_us),
         "direct_median_us": statistics.median(direct_us),
         "overhead_us_median": statistics.median(routed_us) - statistics.median(direct_us),
         "selection": selection,
+        "selection_us_p99": max(picks) if picks else None,
         "calls_per_s": many / elapsed,
+        "calls_per_s_in_flight": in_flight / in_flight_elapsed,
     }
 
 
@@ -281,42 +352,73 @@ def machine() -> dict[str, Any]:
     }
 
 
+def load_average() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
 def print_table(result: dict[str, Any]) -> None:
     sb, lt = result["switchboard"], result.get("litellm")
     print(f"\nSelection time per decision, {PROVIDERS} providers (µs)")
-    print(f"{'strategy':<24}{'median':>10}{'p99':>10}")
+    print(f"{'strategy':<26}{'plain median':>14}{'p99':>8}{'realistic median':>18}{'p99':>8}")
     for name, fig in sb["selection"].items():
-        print(f"{'switchboard ' + name:<24}{fig['median_us']:>10.1f}{fig['p99_us']:>10.1f}")
+        real = sb["selection_realistic"][name]
+        print(
+            f"{'switchboard ' + name:<26}{fig['median_us']:>14.1f}{fig['p99_us']:>8.1f}"
+            f"{real['median_us']:>18.1f}{real['p99_us']:>8.1f}"
+        )
     if lt:
         for name, fig in lt["selection"].items():
             if "median_us" in fig:
-                print(f"{'litellm ' + name:<24}{fig['median_us']:>10.1f}{fig['p99_us']:>10.1f}")
+                print(f"{'litellm ' + name:<26}{fig['median_us']:>14.1f}{fig['p99_us']:>8.1f}")
+            else:
+                print(f"{'litellm ' + name:<26}  {fig.get('error', '')[:60]}")
     print("\nPer call and throughput")
-    print(f"{'figure':<40}{'switchboard':>14}{'litellm':>14}{'ratio':>10}")
+    print(f"{'figure':<52}{'switchboard':>14}{'litellm':>14}{'ratio':>10}")
 
     def row(label: str, ours: float, theirs: float | None, fmt: str = "{:.1f}", higher_better: bool = False) -> None:
         # The ratio says how many times better we are: their/our time, or our/their rate.
         ratio = f"{(ours / theirs if higher_better else theirs / ours):.1f}x" if theirs and ours else "-"
-        print(f"{label:<40}{fmt.format(ours):>14}{(fmt.format(theirs) if theirs else '-'):>14}{ratio:>10}")
+        print(f"{label:<52}{fmt.format(ours):>14}{(fmt.format(theirs) if theirs else '-'):>14}{ratio:>10}")
 
+    row("selection p99, worst strategy, plain config, µs", sb["selection_us_p99"], lt and lt["selection_us_p99"])
+    row("selection p99, worst strategy, realistic config, µs", sb["selection_realistic_us_p99"], None)
     row("routing overhead per call, median µs", sb["overhead_us_median"], lt and lt["overhead_us_median"])
-    row("routed calls per second", sb["calls_per_s"], lt and lt["calls_per_s"], "{:.0f}", higher_better=True)
-    print(f"{'worst strategy selection p99 µs':<40}{sb['selection_us_p99']:>14.1f}")
+    row("routed calls/s, zero-latency mock", sb["calls_per_s"], lt and lt["calls_per_s"], "{:.0f}", True)
+    inflight = sb["throughput_in_flight"]
+    row(
+        f"routed calls/s, {IN_FLIGHT_LATENCY_MS:g} ms mock, up to {inflight['max_in_flight']} in flight",
+        sb["calls_per_s_in_flight"],
+        lt and lt["calls_per_s_in_flight"],
+        "{:.0f}",
+        True,
+    )
     fo = sb["failover"]
-    print(f"{'failure known -> next call, median µs':<40}{fo['median_us']:>14.1f}   (p99 {fo['p99_us']:.1f})")
+    print(f"{'failure known -> next call, median µs':<52}{fo['median_us']:>14.1f}   (p99 {fo['p99_us']:.1f})")
+    rs = sb["restore"]
+    print(f"{'restore windows from ' + format(rs['attempts'], ',') + ' attempts, ms':<52}{rs['ms']:>14.1f}")
     if lt:
         ratio = lt["overhead_us_median"] / sb["overhead_us_median"]
         print(f"\nratio (LiteLLM overhead / ours): {ratio:.1f}x (target >= 5x)")
+    print(f"load average before / after: {result['load_average']['before']} / {result['load_average']['after']}")
 
 
 async def main_async(quick: bool) -> dict[str, Any]:
     calls = 500 if quick else 3000
+    load_before = load_average()
     with tempfile.TemporaryDirectory(prefix="sb-bench-") as tmp_name:
         tmp = Path(tmp_name)
-        selection = measure_selection(2000 if quick else 20000)
+        selection = await measure_selection(2000 if quick else 20000)
+        realistic = await measure_selection(2000 if quick else 20000, realistic=True)
         overhead = await measure_overhead(tmp, calls)
         throughput = await measure_throughput(tmp, 2000 if quick else 10000)
+        in_flight = await measure_throughput(
+            tmp, 2000 if quick else 10000, latency_ms=IN_FLIGHT_LATENCY_MS, concurrency=32, name="in_flight.db"
+        )
         failover = await measure_failover(tmp, 300 if quick else 2000)
+        restore = measure_restore(tmp, 20_000)
     result: dict[str, Any] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
@@ -324,11 +426,16 @@ async def main_async(quick: bool) -> dict[str, Any]:
         "switchboard": {
             "selection": selection,
             "selection_us_p99": max(f["p99_us"] for f in selection.values()),
+            "selection_realistic": realistic,
+            "selection_realistic_us_p99": max(f["p99_us"] for f in realistic.values()),
             "overhead_us_median": overhead["overhead_us_median"],
             "overhead": overhead,
             "calls_per_s": throughput["calls_per_s"],
             "throughput": throughput,
+            "calls_per_s_in_flight": in_flight["calls_per_s"],
+            "throughput_in_flight": in_flight,
             "failover": failover,
+            "restore": restore,
         },
     }
     if litellm_available():
@@ -339,6 +446,7 @@ async def main_async(quick: bool) -> dict[str, Any]:
         )
     else:
         print("litellm is not installed (pip install -e '.[bench]'): LiteLLM figures skipped", file=sys.stderr)
+    result["load_average"] = {"before": load_before, "after": load_average()}
     return result
 
 

@@ -43,6 +43,7 @@ LIMIT_SPECS: tuple[LimitSpec, ...] = (
     LimitSpec("tokens_per_day", "tokens", DAY_S),
     LimitSpec("cost_usd_per_day", "cost", DAY_S),
 )
+_MEASURES = {"requests": 0, "tokens": 1, "cost": 2}
 
 
 class SlidingWindow:
@@ -108,6 +109,13 @@ class SlidingWindow:
         self._prune(self._clock())
         return self._total
 
+    def total_at(self, now: float) -> float:
+        """`total()` for a clock reading the caller already took (one reading for several windows)."""
+        events = self._events
+        if events and events[0][0] <= now - self.span_s:
+            self._prune(now)
+        return self._total
+
     def events(self) -> list[tuple[float, float]]:
         """(time, amount) entries still inside the window, oldest first."""
         self._prune(self._clock())
@@ -148,6 +156,8 @@ class LimitTracker:
         self._clock = clock
         self._lock = threading.Lock()
         self._started = clock()
+        # share -> room left per measure (requests, tokens, cost) when last computed; cleared by every write.
+        self._room: dict[float, tuple[float, float, float]] = {}
         self._windows: dict[str, tuple[LimitSpec, float, SlidingWindow]] = {}
         for spec in LIMIT_SPECS:
             value = getattr(limits, spec.name)
@@ -173,6 +183,7 @@ class LimitTracker:
         """Count a call; callers may record the request up front and its tokens and cost once known."""
         amounts = {"requests": requests, "tokens": tokens, "cost": cost}
         with self._lock:
+            self._room.clear()
             for spec, _, window in self._windows.values():
                 window.add(amounts[spec.measure])
 
@@ -180,6 +191,7 @@ class LimitTracker:
         """Count a call made `seconds_ago` seconds before now (state rebuilt from the ledger after a restart)."""
         amounts = {"requests": requests, "tokens": tokens, "cost": cost}
         with self._lock:
+            self._room.clear()
             at = self._clock() - max(0.0, seconds_ago)
             for spec, _, window in self._windows.values():
                 window.add_at(at, amounts[spec.measure])
@@ -192,6 +204,7 @@ class LimitTracker:
         now = self._clock()
         rows = [(now - max(0.0, ago), tokens, cost) for ago, tokens, cost in calls]
         with self._lock:
+            self._room.clear()
             for spec, _, window in self._windows.values():
                 if spec.measure == "requests":
                     window.load((at, 1.0) for at, _, _ in rows)
@@ -208,9 +221,48 @@ class LimitTracker:
         with old._lock:
             kept = {name: window.events() for name, (_, _, window) in old._windows.items()}
         with self._lock:
+            self._room.clear()
             for name, (_, _, window) in self._windows.items():
                 if name in kept:
                     window.load(kept[name])
+
+    def first_over(
+        self, tokens: float = 0, cost: float = 0.0, requests: float = 1, share: float = 1.0
+    ) -> tuple[str, float, float] | None:
+        """(name, used, limit) of the first limit this call would take past `share` of it, or None.
+
+        The per-decision check. The room left per measure is kept until the next write: entries only ever
+        leave a window as time passes, so a call that fitted that room fits now, and most checks end there.
+        """
+        with self._lock:
+            room = self._room.get(share)
+            if room is not None and requests <= room[0] and tokens <= room[1] and cost <= room[2]:
+                return None
+            now = self._clock()
+            left = [math.inf, math.inf, math.inf]
+            over = None
+            for name, (spec, limit, window) in self._windows.items():
+                index = _MEASURES[spec.measure]
+                used = window.total_at(now)
+                cap = limit * share
+                if cap - used < left[index]:
+                    left[index] = cap - used
+                extra = (requests, tokens, cost)[index]
+                if over is None and extra > 0 and used + extra > cap:
+                    over = (name, used, limit)
+            self._room[share] = (left[0], left[1], left[2])
+        return over
+
+    def max_utilization(self) -> float:
+        """The highest used fraction of any configured limit (0 without limits)."""
+        highest = 0.0
+        with self._lock:
+            now = self._clock()
+            for _, limit, window in self._windows.values():
+                used = window.total_at(now) / limit
+                if used > highest:
+                    highest = used
+        return highest
 
     def usage(self) -> dict[str, tuple[float, float]]:
         """(used, limit) of each configured limit."""

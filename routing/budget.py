@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import UTC, date, datetime
@@ -60,6 +61,17 @@ class BudgetGuard:
         if day_cap is not None and day_total > day_cap:
             return f"budget: day would reach ${day_total:.4f} of ${day_cap:.4f}"
         return None
+
+    def room(self, run_id: str, *, reserved: bool = True) -> float:
+        """The largest estimate `refusal` would let through now (inf without caps): one check per decision."""
+        self._roll()
+        room = math.inf
+        run_cap, day_cap = self.budget.max_cost_usd_per_run, self.budget.max_cost_usd_per_day
+        if run_cap is not None:
+            room = run_cap - self._run_spent[run_id] - (self._reserved_run.get(run_id, 0.0) if reserved else 0.0)
+        if day_cap is not None:
+            room = min(room, day_cap - self._day_spent - (self._reserved_day if reserved else 0.0))
+        return room
 
     @property
     def calls_in_flight(self) -> int:

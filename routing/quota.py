@@ -76,6 +76,8 @@ class ProviderQuota:
         self.reserve = reserve_for_critical
         self._observer = observer
         self._above_threshold = False
+        # Known to be below switch_threshold since the last write (see over_threshold).
+        self._below = False
         # Affinity key -> the subscription that served it, so a named subscription keeps the prompt cache.
         self._sub_affinity: OrderedDict[str, str] = OrderedDict()
 
@@ -101,6 +103,9 @@ class ProviderQuota:
 
     def refusal(self, tokens: float, cost: float, *, critical: bool) -> str | None:
         """Why this call must not go to the provider now (a short reason for the decision record), or None."""
+        own = self._own
+        if not self._subs and own.blocked_until is None and own.cooloff_until is None and not own.specs:
+            return None  # nothing could refuse: the common case, checked per provider per decision
         reason, _ = self.admission(tokens, cost, critical=critical, affinity=None)
         return reason
 
@@ -138,12 +143,19 @@ class ProviderQuota:
         return util
 
     def over_threshold(self) -> bool:
-        return self.pressure() >= self.switch_threshold
+        # Checked per candidate per decision. Below the threshold stays below until the next write (windows only
+        # empty as time passes, reports only expire), so that answer is kept; "above" is checked afresh.
+        if self._below:
+            return False
+        above = self.pressure() >= self.switch_threshold
+        self._below = not above
+        return above
 
     # --- accounting -------------------------------------------------------------------------------
 
     def begin(self, subscription: str | None = None) -> None:
         """Count the request when it is sent, so concurrent calls see each other against request limits."""
+        self._below = False
         if self._own.specs:
             self._own.tracker.record(tokens=0, cost=0.0, requests=1)
         sub = self._subs.get(subscription) if subscription else None
@@ -173,6 +185,7 @@ class ProviderQuota:
                     self._sub_affinity.popitem(last=False)
 
     def on_error(self, error: ProviderError) -> None:
+        self._below = False
         scope = self._scope_for(error.subscription)
         if isinstance(error, QuotaExhausted):
             seconds = self._seconds_until(error.reset_at)
@@ -188,6 +201,7 @@ class ProviderQuota:
                 scope.cool_off(wait)
 
     def on_signal(self, signal: QuotaSignal) -> None:
+        self._below = False
         scope = self._scope_for(signal.subscription)
         seconds = self._seconds_until(signal.reset_at)
         if signal.status == "rejected" or (signal.remaining is not None and signal.remaining <= 0):
@@ -208,6 +222,7 @@ class ProviderQuota:
 
     def restore_usage(self, calls: Iterable[PastCall]) -> None:
         """Replay recorded attempts (from the ledger) into the windows after a restart; O(n log n)."""
+        self._below = False
         own: list[tuple[float, float, float]] = []
         by_sub: dict[str, list[tuple[float, float, float]]] = {}
         for ago, tokens, cost, subscription in calls:
@@ -225,15 +240,18 @@ class ProviderQuota:
         self.restore_usage([(seconds_ago, tokens, cost, subscription)])
 
     def restore_block(self, reset_at: datetime, reason: str, subscription: str | None = None) -> None:
+        self._below = False
         seconds = self._seconds_until(reset_at)
         if seconds is not None and seconds > 0:
             self._scope_for(subscription).block(self._clock() + seconds, reason)
 
     def clear_block(self, subscription: str | None = None) -> None:
+        self._below = False
         self._scope_for(subscription).unblock()
 
     def carry_over(self, old: ProviderQuota) -> None:
         """Keep what `old` knew (windows of the limits both have, blocks, cool-offs, reports) across an update."""
+        self._below = False
         self._own.carry_over(old._own)
         for name, sub in self._subs.items():
             if name in old._subs:
@@ -280,6 +298,7 @@ class ProviderQuota:
     def _check_threshold(self) -> None:
         pressure = self.pressure()
         above = pressure >= self.switch_threshold
+        self._below = not above
         if above and not self._above_threshold:
             forecast = self._own.tracker.earliest_exhaustion() if self._own.specs else None
             self._emit(

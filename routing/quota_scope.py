@@ -62,21 +62,18 @@ class QuotaScope:
             return f"rate_limited: cooling off ({self.cooloff_until - now:.1f}s left)"
         if not self.specs:
             return None
-        usage = self.tracker.usage()
-        amounts = {"requests": 1.0, "tokens": tokens, "cost": cost}
-        for spec, _ in self.specs:
-            used, limit = usage[spec.name]
-            extra = amounts[spec.measure]
-            if extra > 0 and used + extra > limit * share:
-                # Below the full limit, the rest is the reserve only critical tasks may use.
-                return f"{spec.name} {used:g}/{limit:g}" + (" (reserve kept for critical)" if share < 1 else "")
-        return None
+        over = self.tracker.first_over(tokens, cost, 1.0, share)
+        if over is None:
+            return None
+        name, used, limit = over
+        # Below the full limit, the rest is the reserve only critical tasks may use.
+        return f"{name} {used:g}/{limit:g}" + (" (reserve kept for critical)" if share < 1 else "")
 
     def pressure(self, now: float) -> float:
         """Highest used fraction of any configured or reported limit; 1.0 while blocked."""
         if self.blocked(now):
             return 1.0
-        util = max(self.tracker.utilization().values(), default=0.0) if self.specs else 0.0
+        util = self.tracker.max_utilization() if self.specs else 0.0
         if self.signals:
             expired = [kind for kind, (_, until) in self.signals.items() if now >= until]
             for kind in expired:

@@ -285,7 +285,8 @@ class Router:
         wants_score = strategy_name == "adaptive"
         prompt_tokens = estimate_prompt_tokens(task)
         output_tokens = task.max_output_tokens
-        budget_on = self.budget.active
+        # Money reserved by calls in flight may settle lower: that is checked (and waited for) at the call.
+        budget_room = self.budget.room(run.run_id, reserved=False) if self.budget.active else None
         candidates: list[Candidate] = []
         skipped: dict[str, str] = decision["skipped"]
         estimates: dict[str, tuple[float, float]] = {}
@@ -318,8 +319,7 @@ class Router:
                 cost = (prompt_tokens * st.prices[0] + output_tokens * st.prices[1]) / 1_000_000
             estimates[provider_id] = (tokens, cost)
             reason = st.quota.refusal(tokens, cost, critical=critical)
-            if reason is None and budget_on:
-                # Money reserved by calls in flight may settle lower: that is checked (and waited for) at the call.
+            if reason is None and budget_room is not None and cost > budget_room:
                 reason = self.budget.refusal(run.run_id, cost, reserved=False)
             if reason is not None:
                 skipped[provider_id] = reason
@@ -346,10 +346,13 @@ class Router:
         sticky = self.affinity.get(task.affinity)
         if sticky is not None:
             ordered.sort(key=lambda st: st.provider.provider_id != sticky)
-        known = decision["candidates"]
-        known.extend(c.provider_id for c in candidates if c.provider_id not in known)
-        listed = decision["order"]
-        listed.extend(st.provider.provider_id for st in ordered if st.provider.provider_id not in listed)
+        if not decision["order"] and not decision["candidates"]:
+            decision["candidates"] = [c.provider_id for c in candidates]
+            decision["order"] = [st.provider.provider_id for st in ordered]
+        else:  # a later plan of the same task: add what is new
+            known, listed = decision["candidates"], decision["order"]
+            known.extend(c.provider_id for c in candidates if c.provider_id not in known)
+            listed.extend(st.provider.provider_id for st in ordered if st.provider.provider_id not in listed)
         return _Plan(ordered, estimates)
 
     async def _run(
@@ -540,13 +543,14 @@ class Router:
         done: AttemptRecord | None = None
         try:
             try:
-                response = await provider.execute_task(task, context)
-                if not isinstance(response, ProviderResponse):
+                answer = await provider.execute_task(task, context)
+                if not isinstance(answer, ProviderResponse):
                     raise MalformedResponse(
-                        f"execute_task returned {type(response).__name__}, not a ProviderResponse",
+                        f"execute_task returned {type(answer).__name__}, not a ProviderResponse",
                         provider_id=provider.provider_id,
                         error_type="not_a_response",
                     )
+                response = answer
             except ProviderError as exc:
                 error = exc
             except Exception as exc:  # a provider's bug: recorded and failed over like an outage

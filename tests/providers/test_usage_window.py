@@ -220,3 +220,18 @@ def test_a_new_tracker_carries_over_the_windows_it_shares_with_the_old_one(clock
     assert new.usage() == {"requests_per_minute": (0.0, 2.0), "requests_per_hour": (3.0, 7.0)}
     clock.t = 3600 + 30  # the first call (at 0) leaves the hour window, the one at 60 does not
     assert new.usage()["requests_per_hour"] == (2.0, 7.0)
+
+
+def test_first_over_sees_every_write_and_every_expiry(clock: Clock) -> None:
+    tracker = LimitTracker(Limits(requests_per_minute=3, tokens_per_minute=100), clock)
+    assert tracker.first_over(tokens=50) is None  # remembered room: 3 requests, 100 tokens
+    for _ in range(3):
+        tracker.record(tokens=20)
+        clock.t += 10
+    assert tracker.first_over(tokens=10) == ("requests_per_minute", 3.0, 3.0)
+    assert tracker.first_over(tokens=10, share=2.0) is None
+    assert tracker.first_over(tokens=50, share=2.0) is None  # 60 + 50 <= 200
+    clock.t = 60.5  # the first call has left the window
+    assert tracker.first_over(tokens=61) == ("tokens_per_minute", 40.0, 100.0)
+    assert tracker.first_over(tokens=60) is None
+    assert tracker.max_utilization() == pytest.approx(2 / 3)

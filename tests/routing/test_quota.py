@@ -158,3 +158,17 @@ async def test_rate_limited_without_retry_after_is_remembered_across_sequential_
     assert calls(again, "rl") == 1
     clock.now += 1.0
     assert calls([await router.route(tasks(1, prefix="still")[0])], "rl") == 0
+
+
+def test_a_provider_past_the_switch_threshold_comes_back_once_its_window_empties() -> None:
+    clock = FakeClock()
+    quota = _quota(clock, limits=Limits(requests_per_minute=10), switch_threshold=0.5)
+    assert not quota.over_threshold()
+    for _ in range(5):
+        quota.begin()
+        quota.settle(0, 0.0)
+    assert quota.over_threshold()
+    clock.now += 61
+    assert not quota.over_threshold()
+    quota.begin()
+    assert not quota.over_threshold()  # 1 of 10
