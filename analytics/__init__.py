@@ -1,19 +1,27 @@
-"""Ledger -> pandas -> usage and cost reports: tables, charts, HTML, recommendations and alerts.
+"""Ledger -> pandas -> usage and cost reports: tables, charts, HTML, recommendations and alerts; the recorded
+workload a what-if replay runs (`analytics.workload`; the replay itself is in flows/simulate.py).
 
-Imports `ledger` only; config values (limits, prices, alert thresholds) come in as plain arguments.
+Imports `ledger`, and from `providers` only its pure value objects and window arithmetic (`providers.models`,
+`providers.usage_window`: the quota forecast is routing's own projection, not a copy). Config values (limits,
+prices, alert thresholds, the circuit cooldown) come in as plain arguments.
 """
 
 from analytics.alerts import Alert, AlertThresholds, check_alerts
+from analytics.outcomes import NOT_PROVIDER_FAILURES
 from analytics.output import ReportFiles, csv_text, write_report
 from analytics.quota import QuotaLimit
 from analytics.recommend import Recommendation, RecommendPolicy, TokenPrice
 from analytics.report import TABLES, Report, ReportSettings, build_report, frame_records
+from analytics.source import LedgerNotFound, LedgerUnreadable, open_existing_ledger
 from analytics.window import ReportWindow, parse_duration, parse_instant, report_window
 
 __all__ = [
+    "NOT_PROVIDER_FAILURES",
     "TABLES",
     "Alert",
     "AlertThresholds",
+    "LedgerNotFound",
+    "LedgerUnreadable",
     "QuotaLimit",
     "RecommendPolicy",
     "Recommendation",
@@ -26,6 +34,7 @@ __all__ = [
     "check_alerts",
     "csv_text",
     "frame_records",
+    "open_existing_ledger",
     "parse_duration",
     "parse_instant",
     "report_window",

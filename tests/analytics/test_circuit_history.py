@@ -110,3 +110,17 @@ def test_a_spell_open_before_the_window_counts_from_since() -> None:
     )
     (row,) = circuit_summary(events, WEEK, cooldown_s=30).itertuples()
     assert (row.circuit_opens, row.circuit_open_s) == (0, 5.0)  # 10 s before since, 5 s inside
+
+
+def test_postgresql_reads_the_same_circuit_history(engine: Engine, pg_engine: Engine) -> None:
+    from analytics.load import ReportFilter, load_events
+
+    frames = []
+    for each in (engine, pg_engine):
+        _fill(each)
+        with each.connect() as conn:
+            events = load_events(conn, ReportFilter(WEEK))
+        summary = circuit_summary(events, WEEK).to_dict(orient="records")
+        frames.append((summary, health_trend(events).to_dict(orient="records")))
+    assert frames[0] == frames[1]
+    assert frames[0][0][0]["circuit_open_s"] == pytest.approx(54.425682)  # flaky, as on SQLite above
