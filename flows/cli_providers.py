@@ -24,6 +24,7 @@ from rich.table import Table
 from flows.cli import EXIT_FAILED, EXIT_INVALID, EXIT_OK, app, err_console, out_console
 from providers import ClaudeCliConfig, ClaudeCliProvider
 from providers.claude_cli import CREDENTIAL_VARS
+from providers.redaction import MIN_SECRET_LEN
 from routing.errors import InputError
 
 if TYPE_CHECKING:
@@ -31,9 +32,6 @@ if TYPE_CHECKING:
     from routing.registry import ProviderRegistry
 
 DEFAULT_CHECK_TIMEOUT_S = 20.0
-# Credentials the Claude CLI reads from the environment: scrubbed from the output whatever happens.
-_CLI_CREDENTIAL_VARS = CREDENTIAL_VARS
-_MIN_SECRET_LEN = 8
 
 
 @app.command(name="providers")
@@ -199,13 +197,14 @@ def _safe_url(url: str | None) -> str | None:
 
 def _scrubber(configs: Iterable[ProviderConfig], secrets: SecretResolver) -> Callable[[str], str]:
     """Replace every key value this command could have seen; the output must never carry one."""
-    names = set(_CLI_CREDENTIAL_VARS)
+    # Credentials the Claude CLI reads from the environment are scrubbed too, whatever the config names.
+    names = set(CREDENTIAL_VARS)
     for cfg in configs:
         names.add(cfg.api_key_env)
         if isinstance(cfg, ClaudeCliConfig):
             names.update(s.api_key_env for s in cfg.subscriptions)
-    values = {secrets(n) or "" for n in names if n} | {os.environ.get(n) or "" for n in _CLI_CREDENTIAL_VARS}
-    values = sorted((v for v in values if len(v) >= _MIN_SECRET_LEN), key=len, reverse=True)
+    values = {secrets(n) or "" for n in names if n} | {os.environ.get(n) or "" for n in CREDENTIAL_VARS}
+    values = sorted((v for v in values if len(v) >= MIN_SECRET_LEN), key=len, reverse=True)
 
     def scrub(text: str) -> str:
         for value in values:

@@ -57,7 +57,7 @@ from providers.pricing import CLAUDE_SONNET, claude_family_price
 from providers.prompt import render_prompt
 from providers.redaction import redact, shorten, tail
 
-__all__ = ["ClaudeCliConfig", "ClaudeCliProvider", "SubscriptionConfig", "SubscriptionStatus"]
+__all__ = ["CREDENTIAL_VARS", "ClaudeCliConfig", "ClaudeCliProvider", "SubscriptionConfig", "SubscriptionStatus"]
 
 log = logging.getLogger(__name__)
 
