@@ -80,7 +80,8 @@ _API_KEY_VARS = ("ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_API_KEY")
 _LOGIN_VARS = ("CLAUDE_CODE_OAUTH_TOKEN",)
 CREDENTIAL_VARS = _CLOUD_VARS + _API_KEY_VARS + _LOGIN_VARS
 _KEY_SHAPED = re.compile(r"sk-ant-[A-Za-z0-9_\-]{8,}")
-_ERROR_TAIL_CHARS = 200
+# Health details quote at most this much of the CLI's output.
+_DETAIL_CHARS = 200
 _READ_CHUNK = 1 << 16
 
 
@@ -192,7 +193,7 @@ class ClaudeCliProvider(AIProvider):
             return ProviderHealth(status=HealthStatus.UNHEALTHY, checked_at=utc_now(), detail=str(exc))
         latency_ms = (time.perf_counter() - started) * 1000
         if code != 0:
-            detail = f"`--version` exited with {code}: {tail(self._redact(stderr.strip()), _ERROR_TAIL_CHARS)}"
+            detail = f"`--version` exited with {code}: {tail(self._redact(stderr.strip()), _DETAIL_CHARS)}"
             return ProviderHealth(
                 status=HealthStatus.UNHEALTHY, checked_at=utc_now(), latency_ms=latency_ms, detail=detail
             )
@@ -208,7 +209,7 @@ class ClaudeCliProvider(AIProvider):
             status=HealthStatus.HEALTHY,
             checked_at=utc_now(),
             latency_ms=latency_ms,
-            detail=shorten(self._redact(stdout.strip()), _ERROR_TAIL_CHARS),
+            detail=shorten(self._redact(stdout.strip()), _DETAIL_CHARS),
         )
 
     async def execute_task(self, task: AITask, context: ExecutionContext) -> ProviderResponse:
