@@ -39,11 +39,10 @@ from providers import (
     Priority,
     ProviderError,
     ProviderResponse,
-    TokenUsage,
 )
-from providers.base import estimate_prompt_tokens
-from providers.errors import MalformedResponse, Unavailable
+from routing.admission import Admitter
 from routing.affinity import AffinityMap
+from routing.attempts import CALLER_FAULTS, HEALTH_FAILURES, attempt_record, internal_error, not_a_response
 from routing.budget import BudgetGuard
 from routing.circuit import CircuitBreaker, CircuitState
 from routing.config import SwitchboardConfig
@@ -58,29 +57,22 @@ from routing.events import (
 )
 from routing.failover import FailoverPolicy, Retry, Stop
 from routing.health import HealthMonitor, HealthView
+from routing.planner import Plan, Planner
 from routing.provider_state import ProviderState, subscription_limits
 from routing.quota import ProviderQuota
 from routing.registry import ProviderRegistry
 from routing.stats import AdaptiveScores, HistoryRecord, LatencyStats
-from routing.strategies import Candidate, Strategy, make_strategy
 
 log = logging.getLogger(__name__)
 
 # Returns None (recorded synchronously) or a future that completes once the row is committed.
 AttemptRecorder = Callable[[AttemptRecord], Future[None] | None]
 
-# Errors that say something about the provider's health; the others (quota, rate limits, the caller's own
-# mistakes, cancellations) must not open its circuit.
-_HEALTH_FAILURES = frozenset({"unavailable", "timeout", "overloaded", "malformed_response", "authentication"})
-# The caller's own fault: says nothing about how well the provider serves a task type (see stats.py).
-CALLER_FAULTS = frozenset({"bad_request", "budget_exceeded", "cancelled"})
 _CIRCUIT_EVENTS = {
     CircuitState.OPEN: CIRCUIT_OPENED,
     CircuitState.HALF_OPEN: CIRCUIT_HALF_OPEN,
     CircuitState.CLOSED: CIRCUIT_CLOSED,
 }
-_UNHEALTHY = HealthStatus.UNHEALTHY
-_OPEN = CircuitState.OPEN
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,21 +106,6 @@ class RoutedResult:
             await asyncio.shield(asyncio.wrap_future(self.pending_commits.pop(0)))
 
 
-@dataclass(slots=True)
-class _Admission:
-    """The outcome of waiting for a turn on one provider."""
-
-    refusal: str | None
-    subscription: str | None = None
-    waited: bool = False
-
-
-@dataclass(slots=True)
-class _Plan:
-    order: list[ProviderState]
-    estimates: dict[str, tuple[float, float]]
-
-
 class Router:
     def __init__(
         self,
@@ -154,9 +131,9 @@ class Router:
         self.adaptive = AdaptiveScores()
         self.affinity = AffinityMap()
         self.budget = BudgetGuard(self.config.budget)
-        self._budget_waiters: list[asyncio.Future[None]] = []
-        self._strategies: dict[str, Strategy] = {}
+        self._admitter = Admitter(self.budget)
         self._states: dict[str, ProviderState] = {}
+        self._planner = Planner(self._states, self.latency, self.adaptive, self.budget, self.affinity)
         self.health = HealthMonitor(self._health_targets) if health_checks else None
         self.sync_providers()
 
@@ -251,7 +228,7 @@ class Router:
             self.health.ensure_started()  # checks run beside the first decisions, never in front of them
         strategy_name = str(task.metadata.get("strategy") or run.strategy)
         critical = task.priority is Priority.CRITICAL
-        decision = self._new_decision(task, strategy_name)
+        decision = self._planner.new_decision(task, strategy_name)
         plan = self._plan(task, run, strategy_name, critical, decision)
         result = RoutedResult(task_id=task.id, status="failed", decision=decision)
         try:
@@ -261,13 +238,6 @@ class Router:
                 await result.committed()
         return result
 
-    def _new_decision(self, task: AITask, strategy_name: str) -> dict[str, Any]:
-        decision: dict[str, Any] = {"strategy": strategy_name, "candidates": [], "skipped": {}, "order": []}
-        decision["chosen"] = None
-        if task.affinity:
-            decision["affinity"] = {"key": task.affinity, "sticky": self.affinity.get(task.affinity)}
-        return decision
-
     def _plan(
         self,
         task: AITask,
@@ -276,84 +246,10 @@ class Router:
         critical: bool,
         decision: dict[str, Any] | None = None,
         exclude: frozenset[str] | set[str] = frozenset(),
-    ) -> _Plan:
-        # This runs for every decision: plain loops and precomputed per-provider facts, no pydantic.
+    ) -> Plan:
         if decision is None:
-            decision = self._new_decision(task, strategy_name)
-        strategy = self._strategy(strategy_name)
-        wants_latency = strategy_name == "fastest_response"
-        wants_score = strategy_name == "adaptive"
-        prompt_tokens = estimate_prompt_tokens(task)
-        output_tokens = task.max_output_tokens
-        # Money reserved by calls in flight may settle lower: that is checked (and waited for) at the call.
-        budget_room = self.budget.room(run.run_id, reserved=False) if self.budget.active else None
-        candidates: list[Candidate] = []
-        skipped: dict[str, str] = decision["skipped"]
-        estimates: dict[str, tuple[float, float]] = {}
-        task_type = task.type
-        for provider_id, st in self._states.items():
-            if provider_id in exclude:
-                continue
-            if not st.available:
-                skipped[provider_id] = "unavailable"
-                continue
-            if st.task_types is not None and task_type not in st.task_types:
-                skipped[provider_id] = "capability"
-                continue
-            # Only an open circuit excludes; unknown and half-open ones admit probes, and tasks wait for them.
-            if st.breaker.state is _OPEN:
-                skipped[provider_id] = "circuit_open"
-                continue
-            if st.health.status is _UNHEALTHY:
-                skipped[provider_id] = st.health.refusal() or "unhealthy"
-                continue
-            if st.prices is None:
-                try:
-                    estimate = st.provider.estimate_cost(task)
-                except Exception as exc:  # a plugin's bug must not escape route()
-                    skipped[provider_id] = f"internal:{type(exc).__name__} (estimate_cost)"
-                    continue
-                tokens, cost = estimate.tokens_input + estimate.tokens_output, estimate.cost_usd
-            else:
-                tokens = prompt_tokens + output_tokens
-                cost = (prompt_tokens * st.prices[0] + output_tokens * st.prices[1]) / 1_000_000
-            estimates[provider_id] = (tokens, cost)
-            reason = st.quota.refusal(tokens, cost, critical=critical)
-            if reason is None and budget_room is not None and cost > budget_room:
-                reason = self.budget.refusal(run.run_id, cost, reserved=False)
-            if reason is not None:
-                skipped[provider_id] = reason
-                continue
-            skipped.pop(provider_id, None)
-            candidates.append(
-                Candidate(
-                    provider_id,
-                    st.priority,
-                    st.gate.in_use,
-                    st.gate.limit,
-                    self.latency.get(provider_id, task_type) if wants_latency else None,
-                    cost,
-                    st.capability_match,
-                    self.adaptive.get(provider_id, task_type) if wants_score else None,
-                    st.index,
-                )
-            )
-        states = self._states
-        ordered = [states[c.provider_id] for c in strategy.order(candidates, task_type)]
-        # Stable: providers near a limit keep their relative order but come after the others.
-        if any(st.quota.watched for st in ordered):
-            ordered.sort(key=lambda st: st.quota.over_threshold())
-        sticky = self.affinity.get(task.affinity)
-        if sticky is not None:
-            ordered.sort(key=lambda st: st.provider.provider_id != sticky)
-        if not decision["order"] and not decision["candidates"]:
-            decision["candidates"] = [c.provider_id for c in candidates]
-            decision["order"] = [st.provider.provider_id for st in ordered]
-        else:  # a later plan of the same task: add what is new
-            known, listed = decision["candidates"], decision["order"]
-            known.extend(c.provider_id for c in candidates if c.provider_id not in known)
-            listed.extend(st.provider.provider_id for st in ordered if st.provider.provider_id not in listed)
-        return _Plan(ordered, estimates)
+            decision = self._planner.new_decision(task, strategy_name)
+        return self._planner.plan(task, run.run_id, strategy_name, critical, decision, exclude)
 
     async def _run(
         self,
@@ -361,7 +257,7 @@ class Router:
         run: RunInfo,
         strategy: str,
         critical: bool,
-        plan: _Plan,
+        plan: Plan,
         first_attempt: int,
         result: RoutedResult,
     ) -> None:
@@ -391,7 +287,7 @@ class Router:
             seen.add(provider_id)
             calls_here = 0
             while True:
-                admission = await self._admit(st, task, run, estimates[provider_id], critical)
+                admission = await self._admitter.admit(st, task, run.run_id, estimates[provider_id], critical)
                 waited = waited or admission.waited
                 if admission.refusal is not None:
                     skipped[provider_id] = admission.refusal
@@ -412,9 +308,8 @@ class Router:
                 step = self._policy.decide(error, calls_here)
                 if isinstance(step, Stop):
                     return
-                retry = isinstance(step, Retry) and self._may_retry(critical, calls, task, allowed, order, seen)
-                if retry:
-                    await self._sleep(step.delay_s)  # type: ignore[union-attr]
+                if isinstance(step, Retry) and self._may_retry(critical, calls, task, allowed, order, seen):
+                    await self._sleep(step.delay_s)
                     continue
                 previous_failed = provider_id
                 break
@@ -441,73 +336,6 @@ class Router:
         result.outcome = "budget_exceeded" if budget_only else "unavailable"
         reasons = "; ".join(f"{p}: {r}" for p, r in skipped.items()) or "no providers configured"
         result.error = f"no provider can take task type {task.type!r} now ({reasons})"
-
-    # --- admission --------------------------------------------------------------------------------
-
-    async def _admit(
-        self, st: ProviderState, task: AITask, run: RunInfo, estimate: tuple[float, float], critical: bool
-    ) -> _Admission:
-        """Wait for a turn on `st` and take a slot (circuit, quota and budget checked as the slot is taken),
-        or say why this provider must be skipped. Nothing awaits between the checks and the take."""
-        gate, breaker, quota = st.gate, st.breaker, st.quota
-        tokens, cost = estimate
-        budget_on = self.budget.active
-        ticket: int | None = None
-        woken = waited = False
-        while True:
-            reason = self._refusal(st)
-            subscription = None
-            if reason is None:
-                reason, subscription = quota.admission(tokens, cost, critical=critical, affinity=task.affinity)
-            if reason is None and budget_on:
-                reason = self.budget.refusal(run.run_id, cost, reserved=False)
-            if reason is not None:
-                if woken:
-                    gate.wake()  # this turn is not taken: pass it on
-                return _Admission(reason, waited=waited)
-            if budget_on and self.budget.refusal(run.run_id, cost) is not None and self.budget.calls_in_flight:
-                # Only estimates of calls in flight stand in the way; they settle, often lower. Wait for one.
-                if woken:
-                    gate.wake()
-                await self._budget_settled()
-                ticket, woken, waited = None, False, True
-                continue
-            if (woken or not gate.queued) and gate.has_room and breaker.admits():
-                gate.enter()
-                breaker.begin()
-                quota.begin(subscription)
-                if budget_on:
-                    self.budget.reserve(run.run_id, cost)
-                return _Admission(None, subscription, waited)
-            if woken:
-                # The turn came but the slot did not (a probe still out): pass nothing on, queue again in place.
-                woken = False
-            ticket = await gate.wait(task.priority.rank, ticket)
-            woken = waited = True
-
-    @staticmethod
-    def _refusal(st: ProviderState) -> str | None:
-        """Circuit and health: the provider-wide reasons to skip it now."""
-        if st.removed:
-            return "removed"
-        if st.breaker.state is _OPEN:
-            return "circuit_open"
-        return st.health.refusal()
-
-    async def _budget_settled(self) -> None:
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._budget_waiters.append(waiter)
-        try:
-            await waiter
-        finally:
-            if not waiter.done():
-                self._budget_waiters.remove(waiter)
-
-    def _wake_budget_waiters(self) -> None:
-        waiters, self._budget_waiters = self._budget_waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
 
     # --- one call ---------------------------------------------------------------------------------
 
@@ -545,16 +373,12 @@ class Router:
             try:
                 answer = await provider.execute_task(task, context)
                 if not isinstance(answer, ProviderResponse):
-                    raise MalformedResponse(
-                        f"execute_task returned {type(answer).__name__}, not a ProviderResponse",
-                        provider_id=provider.provider_id,
-                        error_type="not_a_response",
-                    )
+                    raise not_a_response(provider, answer)
                 response = answer
             except ProviderError as exc:
                 error = exc
             except Exception as exc:  # a provider's bug: recorded and failed over like an outage
-                error = _internal_error(provider, exc)
+                error = internal_error(provider, exc)
         except asyncio.CancelledError:
             done = self._record(result, record, t0, outcome="cancelled")
             result.status, result.outcome, result.error = "cancelled", "cancelled", "cancelled while calling"
@@ -596,7 +420,7 @@ class Router:
         outcome = done.outcome if done is not None else "cancelled"
         if outcome == "success":
             st.breaker.succeed()
-        elif outcome in _HEALTH_FAILURES:
+        elif outcome in HEALTH_FAILURES:
             st.breaker.fail()
         else:
             st.breaker.abandon()
@@ -605,7 +429,7 @@ class Router:
         st.quota.settle(tokens, cost, subscription=done.subscription if done else None, counted=counted)
         if self.budget.active:
             self.budget.settle(run.run_id, estimate[1], cost)
-            self._wake_budget_waiters()
+            self._admitter.budget_settled()
         st.gate.leave()
 
     def _record(
@@ -618,19 +442,7 @@ class Router:
         error: ProviderError | None = None,
         response: ProviderResponse | None = None,
     ) -> AttemptRecord:
-        attempt = AttemptRecord(
-            **record,
-            finished_at=datetime.now(UTC),
-            outcome=outcome,
-            error_type=error.error_type if error else None,
-            error_message=str(error)[:500] if error else None,
-            subscription=(response.subscription if response else error.subscription if error else None),
-            model=response.model if response else error.model if error else None,
-            usage=(response.usage if response else error.usage if error and error.usage else TokenUsage()),
-            cost_usd=response.cost_usd if response else error.cost_usd if error else 0.0,
-            latency_ms=(time.perf_counter() - t0) * 1000,
-            output=response.text if response else None,
-        )
+        attempt = attempt_record(record, t0, outcome=outcome, error=error, response=response)
         result.attempts.append(attempt)
         if self._recorder is not None:
             try:
@@ -643,12 +455,6 @@ class Router:
         return attempt
 
     # --- helpers ----------------------------------------------------------------------------------
-
-    def _strategy(self, name: str) -> Strategy:
-        strategy = self._strategies.get(name)
-        if strategy is None:
-            strategy = self._strategies[name] = make_strategy(name)
-        return strategy
 
     def _waker(self, provider_id: str) -> Callable[[], None]:
         """Wake the provider's waiters so they look again (its circuit or health changed)."""
@@ -674,12 +480,3 @@ class Router:
     def _emit(self, event: RoutingEvent) -> None:
         if self._observer is not None:
             self._observer(event)
-
-
-def _internal_error(provider: AIProvider, exc: Exception) -> ProviderError:
-    """A non-ProviderError from a provider, as the outage it amounts to for routing."""
-    name = type(exc).__name__
-    log.warning("provider %s raised %s; recorded as unavailable", provider.provider_id, name, exc_info=exc)
-    error = Unavailable(f"{name}: {exc}"[:300], provider_id=provider.provider_id, error_type=f"internal:{name}")
-    error.__cause__ = exc
-    return error

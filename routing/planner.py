@@ -1,0 +1,156 @@
+"""Planning a task's route: filter the providers that can take it now and order the rest.
+
+    filter   capability, availability, open circuit, health, quota (critical tasks may use the reserve),
+             the budget already spent (reservations of calls in flight are left to admission, which waits
+             for them)
+    order    the strategy's order; providers past `switch_threshold` of a limit go last; the provider that
+             served the task's affinity key goes first
+
+Runs for every decision, so plain loops over precomputed per-provider facts, no pydantic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from providers import AITask, HealthStatus
+from providers.base import estimate_prompt_tokens
+from routing.affinity import AffinityMap
+from routing.budget import BudgetGuard
+from routing.circuit import CircuitState
+from routing.provider_state import ProviderState
+from routing.stats import AdaptiveScores, LatencyStats
+from routing.strategies import Candidate, Strategy, make_strategy
+
+_UNHEALTHY = HealthStatus.UNHEALTHY
+_OPEN = CircuitState.OPEN
+
+
+@dataclass(slots=True)
+class Plan:
+    order: list[ProviderState]
+    # provider id -> (estimated tokens, estimated cost) of this task there
+    estimates: dict[str, tuple[float, float]]
+
+
+class Planner:
+    """Reads the engine's live state (loop-confined); holds only the strategies' own state."""
+
+    def __init__(
+        self,
+        states: dict[str, ProviderState],
+        latency: LatencyStats,
+        adaptive: AdaptiveScores,
+        budget: BudgetGuard,
+        affinity: AffinityMap,
+    ) -> None:
+        self._states = states
+        self._latency = latency
+        self._adaptive = adaptive
+        self._budget = budget
+        self._affinity = affinity
+        self._strategies: dict[str, Strategy] = {}
+
+    def new_decision(self, task: AITask, strategy_name: str) -> dict[str, Any]:
+        """The task's decision record, filled in by its plans and calls."""
+        decision: dict[str, Any] = {"strategy": strategy_name, "candidates": [], "skipped": {}, "order": []}
+        decision["chosen"] = None
+        if task.affinity:
+            decision["affinity"] = {"key": task.affinity, "sticky": self._affinity.get(task.affinity)}
+        return decision
+
+    def plan(
+        self,
+        task: AITask,
+        run_id: str,
+        strategy_name: str,
+        critical: bool,
+        decision: dict[str, Any],
+        exclude: frozenset[str] | set[str] = frozenset(),
+    ) -> Plan:
+        """The providers that can take `task` now, best first; skipped ones land in `decision` with why.
+
+        `exclude` (providers this task already tried) are left out silently: a later plan of the same task.
+        """
+        # This runs for every decision: plain loops and precomputed per-provider facts, no pydantic.
+        strategy = self._strategy(strategy_name)
+        wants_latency = strategy_name == "fastest_response"
+        wants_score = strategy_name == "adaptive"
+        prompt_tokens = estimate_prompt_tokens(task)
+        output_tokens = task.max_output_tokens
+        # Money reserved by calls in flight may settle lower: that is checked (and waited for) at the call.
+        budget_room = self._budget.room(run_id, reserved=False) if self._budget.active else None
+        candidates: list[Candidate] = []
+        skipped: dict[str, str] = decision["skipped"]
+        estimates: dict[str, tuple[float, float]] = {}
+        task_type = task.type
+        for provider_id, st in self._states.items():
+            if provider_id in exclude:
+                continue
+            if not st.available:
+                skipped[provider_id] = "unavailable"
+                continue
+            if st.task_types is not None and task_type not in st.task_types:
+                skipped[provider_id] = "capability"
+                continue
+            # Only an open circuit excludes; unknown and half-open ones admit probes, and tasks wait for them.
+            if st.breaker.state is _OPEN:
+                skipped[provider_id] = "circuit_open"
+                continue
+            if st.health.status is _UNHEALTHY:
+                skipped[provider_id] = st.health.refusal() or "unhealthy"
+                continue
+            if st.prices is None:
+                try:
+                    estimate = st.provider.estimate_cost(task)
+                except Exception as exc:  # a plugin's bug must not escape route()
+                    skipped[provider_id] = f"internal:{type(exc).__name__} (estimate_cost)"
+                    continue
+                tokens, cost = estimate.tokens_input + estimate.tokens_output, estimate.cost_usd
+            else:
+                tokens = prompt_tokens + output_tokens
+                cost = (prompt_tokens * st.prices[0] + output_tokens * st.prices[1]) / 1_000_000
+            estimates[provider_id] = (tokens, cost)
+            reason = st.quota.refusal(tokens, cost, critical=critical)
+            if reason is None and budget_room is not None and cost > budget_room:
+                reason = self._budget.refusal(run_id, cost, reserved=False)
+            if reason is not None:
+                skipped[provider_id] = reason
+                continue
+            skipped.pop(provider_id, None)
+            candidates.append(
+                Candidate(
+                    provider_id,
+                    st.priority,
+                    st.gate.in_use,
+                    st.gate.limit,
+                    self._latency.get(provider_id, task_type) if wants_latency else None,
+                    cost,
+                    st.capability_match,
+                    self._adaptive.get(provider_id, task_type) if wants_score else None,
+                    st.index,
+                )
+            )
+        states = self._states
+        ordered = [states[c.provider_id] for c in strategy.order(candidates, task_type)]
+        # Stable: providers near a limit keep their relative order but come after the others.
+        if any(st.quota.watched for st in ordered):
+            ordered.sort(key=lambda st: st.quota.over_threshold())
+        sticky = self._affinity.get(task.affinity)
+        if sticky is not None:
+            ordered.sort(key=lambda st: st.provider.provider_id != sticky)
+        if not decision["order"] and not decision["candidates"]:
+            decision["candidates"] = [c.provider_id for c in candidates]
+            decision["order"] = [st.provider.provider_id for st in ordered]
+        else:  # a later plan of the same task: add what is new
+            known, listed = decision["candidates"], decision["order"]
+            known.extend(c.provider_id for c in candidates if c.provider_id not in known)
+            listed.extend(st.provider.provider_id for st in ordered if st.provider.provider_id not in listed)
+        return Plan(ordered, estimates)
+
+    def _strategy(self, name: str) -> Strategy:
+        strategy = self._strategies.get(name)
+        if strategy is None:
+            strategy = self._strategies[name] = make_strategy(name)
+        return strategy
