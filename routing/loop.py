@@ -70,7 +70,19 @@ class EngineLoop:
         self._loop.call_soon_threadsafe(cancel)
 
 
-@cache
+_start_lock = threading.Lock()
+
+
 def engine_loop() -> EngineLoop:
-    """The process's engine loop, started on first use."""
+    """The process's engine loop, started on first use.
+
+    Prefect starts several tasks at once on its thread pool; without the lock two of them could each start a
+    loop, each owning some providers' clients, with ledger futures settled on the wrong loop (a hang).
+    """
+    with _start_lock:
+        return _the_engine_loop()
+
+
+@cache
+def _the_engine_loop() -> EngineLoop:
     return EngineLoop()
