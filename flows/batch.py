@@ -31,6 +31,7 @@ from flows.artifacts import failover_markdown, publish_run_table
 from flows.events import PrefectEventForwarder
 from flows.heartbeat import flow_heartbeat, in_process_heartbeat
 from flows.nodes import NodeResult, run_node, run_nodes
+from flows.ownership import claim_renewed
 from flows.runtime import (
     RuntimeRef,
     close_runtime,
@@ -146,16 +147,16 @@ def process_batch(
             }
         )
     ledger = default_ledger()
-    resumed = run_id is not None
+    resumed: bool | None = None  # None: the caller (the CLI) started or resumed the run and says so itself
     if run_id is None:
         run_id, resumed = start_run(ledger, batch, chosen, fresh=fresh)
     ledger.set_flow_run_id(run_id, flow_run.get_id())
     chunked = choose_chunked(mode, len(batch.tasks), config)
     logger = get_run_logger()
     logger.info(
-        "run %s (%s) of batch %r: %d tasks, %s mode",
+        "run %s%s of batch %r: %d tasks, %s mode",
         run_id,
-        "resumed" if resumed else "new",
+        {True: " (resumed)", False: " (new)", None: ""}[resumed],
         batch.name,
         len(batch.tasks),
         "chunked" if chunked else "per-node",
@@ -164,11 +165,11 @@ def process_batch(
         progress=0.0, key=f"switchboard-progress-{run_id.lower()}", description=f"Switchboard run {run_id}"
     )
     runtime = open_runtime(
-        batch, config, chosen, run_id=run_id, resumed=resumed, ledger=ledger, observer=_observer(ledger)
+        batch, config, chosen, run_id=run_id, resumed=resumed is not False, ledger=ledger, observer=_observer(ledger)
     )
     handle = RunHandle(RuntimeRef.of(runtime))
     try:
-        with flow_heartbeat():
+        with flow_heartbeat(), claim_renewed(ledger, run_id):
             if chunked:
                 _run_chunked(batch, handle, progress_id, config.runner.chunk_size)
             else:

@@ -10,7 +10,9 @@ from typing import Annotated, Literal
 
 from cyclopts import App, CycloptsError, Parameter
 from rich.console import Console
+from rich.markup import escape
 
+from ledger import RunInProgress
 from routing.errors import InputError
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -114,7 +116,15 @@ def run(
     from flows.run_control import execute_run
 
     ledger = default_ledger()
-    run_id, resumed = start_run(ledger, batch, chosen, fresh=fresh)
+    try:
+        run_id, resumed = start_run(ledger, batch, chosen, fresh=fresh)
+    except RunInProgress as exc:
+        err_console.print(
+            f"[bold red]error:[/] {escape(str(exc))}; wait for it to finish, or pass --fresh to start a separate run",
+            highlight=False,
+            soft_wrap=True,
+        )
+        return EXIT_INVALID
     if resumed:
         err_console.print(f"resuming unfinished run [bold]{run_id}[/] of {batch.name!r}", highlight=False)
     with LedgerProgress(ledger, run_id, total=len(batch.tasks), console=err_console):

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 
+from flows.ownership import owner_active, this_owner
 from flows.secrets import secret_resolver
 from flows.spec import BatchSpec, load_spec
 from ledger import Ledger, LedgerWriter, NewTask, default_database_url
@@ -77,6 +78,7 @@ def resolve_strategy(config: SwitchboardConfig, strategy: str | None) -> str:
 
 
 def start_run(ledger: Ledger, spec: BatchSpec, strategy: str, *, fresh: bool = False) -> tuple[str, bool]:
+    """Start or resume the spec's run, claimed for this process; RunInProgress if another live one has it."""
     tasks = [
         NewTask(
             task_id=t.id,
@@ -93,6 +95,8 @@ def start_run(ledger: Ledger, spec: BatchSpec, strategy: str, *, fresh: bool = F
         strategy=strategy,
         tasks=tasks,
         fresh=fresh,
+        owner=this_owner(),
+        owner_active=owner_active,
     )
 
 

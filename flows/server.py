@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 
+from flows.processes import pid_alive, reap
 from ledger import data_dir as _ledger_data_dir
 
 DEFAULT_PORT = 4200
@@ -312,33 +313,11 @@ def _read_pid(pid_file: Path) -> int | None:
         return None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    _reap(pid)  # if it is our own dead child, this makes it vanish
-    if not Path("/proc/self").exists():
-        return True  # no /proc (macOS): trust kill(0)
-    try:  # a zombie (dead, not yet reaped by its parent) is not running
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False  # reaped just now
-
-
 def _live_pid(pid_file: Path) -> int | None:
     pid = _read_pid(pid_file)
-    if pid is None or not _alive(pid):
+    if pid is None or not pid_alive(pid):
         return None
     return pid
-
-
-def _reap(pid: int) -> None:
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)
 
 
 def _terminate(pid_file: Path) -> None:
@@ -347,12 +326,12 @@ def _terminate(pid_file: Path) -> None:
     if pid is not None:
         _signal_group(pid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_GRACE_S
-        while time.monotonic() < deadline and (_alive(pid) or group_members(pid)):
+        while time.monotonic() < deadline and (pid_alive(pid) or group_members(pid)):
             time.sleep(0.1)
-        if _alive(pid) or group_members(pid):
+        if pid_alive(pid) or group_members(pid):
             _signal_group(pid, signal.SIGKILL)
             time.sleep(0.2)
-            _reap(pid)
+            reap(pid)
     pid_file.unlink(missing_ok=True)
 
 

@@ -2,7 +2,7 @@
 
 from ledger.db import create_ledger_engine, data_dir, default_database_url, migrate
 from ledger.records import AttemptRecord, NewTask, RunRecord, TaskOutcome, TaskState, UsagePoint
-from ledger.store import TERMINAL_TASK_STATUSES, Ledger, new_run_id, utc_now
+from ledger.store import TERMINAL_TASK_STATUSES, Ledger, RunInProgress, new_run_id, utc_now
 from ledger.writer import LedgerWriter
 
 __all__ = [
@@ -11,6 +11,7 @@ __all__ = [
     "Ledger",
     "LedgerWriter",
     "NewTask",
+    "RunInProgress",
     "RunRecord",
     "TaskOutcome",
     "TaskState",

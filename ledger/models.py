@@ -46,6 +46,9 @@ class Run(Base):
     strategy: Mapped[str | None] = mapped_column(String(40))
     started_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
+    # The process running it ("host:pid") and when it last renewed its claim; see Ledger.start_or_resume_run.
+    owner: Mapped[str | None] = mapped_column(String(200))
+    heartbeat_at: Mapped[datetime | None]
 
     __table_args__ = (Index("ix_runs_name_hash", "batch_name", "batch_hash", "started_at"),)
 

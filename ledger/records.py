@@ -65,6 +65,8 @@ class RunRecord(_Record):
     strategy: str | None
     started_at: datetime
     finished_at: datetime | None
+    owner: str | None = None
+    heartbeat_at: datetime | None = None
 
 
 class TaskOutcome(_Record):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,6 +18,15 @@ from ledger.records import AttemptRecord, NewTask, RunRecord, TaskOutcome, TaskS
 from providers import TokenUsage
 
 TERMINAL_TASK_STATUSES = frozenset({"completed", "failed", "skipped", "cancelled"})
+
+
+class RunInProgress(Exception):
+    """The spec's unfinished run is being run by another live process right now."""
+
+    def __init__(self, run_id: str, owner: str | None, heartbeat_at: datetime | None) -> None:
+        self.run_id, self.owner, self.heartbeat_at = run_id, owner, heartbeat_at
+        seen = f", last seen {heartbeat_at:%Y-%m-%d %H:%M:%S} UTC" if heartbeat_at else ""
+        super().__init__(f"run {run_id} of this spec is in progress in another process ({owner}{seen})")
 
 
 def utc_now() -> datetime:
@@ -50,12 +59,17 @@ class Ledger:
         strategy: str | None,
         tasks: Sequence[NewTask],
         fresh: bool = False,
+        owner: str | None = None,
+        owner_active: Callable[[str, datetime | None], bool] | None = None,
     ) -> tuple[str, bool]:
         """Resume the newest unfinished run of this exact spec, else start one; returns (run_id, resumed).
 
         A run is unfinished until every task completed. Resuming puts its non-completed tasks back to
-        `pending`; completed tasks keep their outputs and are never executed again.
+        `pending`; completed tasks keep their outputs and are never executed again. The run is claimed for
+        `owner`; a run still `running` under another owner that `owner_active(owner, heartbeat_at)` says is
+        alive is not resumed (RunInProgress): both would call its unfinished tasks.
         """
+        now = utc_now()
         with self._sessions.begin() as session:
             previous = None
             if not fresh:
@@ -66,17 +80,42 @@ class Ledger:
                     .limit(1)
                 ).first()
             if previous is not None and previous.status != "completed":
-                previous.status = "running"
-                previous.finished_at = None
-                if strategy:
-                    previous.strategy = strategy
+                claimed_from = (previous.owner, previous.heartbeat_at)
+                if (
+                    previous.status == "running"
+                    and previous.owner not in (None, owner)
+                    and owner_active is not None
+                    and owner_active(previous.owner, previous.heartbeat_at)
+                ):
+                    raise RunInProgress(previous.run_id, previous.owner, previous.heartbeat_at)
+                # Compare-and-set: of two processes resuming at once, the one whose claim lands second finds
+                # the owner changed under it and backs off.
+                claim = (
+                    update(Run)
+                    .where(
+                        Run.run_id == previous.run_id,
+                        Run.owner.is_(None) if claimed_from[0] is None else Run.owner == claimed_from[0],
+                        Run.heartbeat_at.is_(None) if claimed_from[1] is None else Run.heartbeat_at == claimed_from[1],
+                    )
+                    .values(
+                        status="running",
+                        finished_at=None,
+                        owner=owner,
+                        heartbeat_at=now,
+                        **({"strategy": strategy} if strategy else {}),
+                    )
+                    .execution_options(synchronize_session=False)
+                )
+                if session.execute(claim).rowcount != 1:
+                    session.rollback()
+                    current = self.get_run(previous.run_id)
+                    raise RunInProgress(previous.run_id, current.owner if current else None, now)
                 session.execute(
                     update(TaskRow)
                     .where(TaskRow.run_id == previous.run_id, TaskRow.status != "completed")
-                    .values(status="pending", error=None, provider_id=None, updated_at=utc_now())
+                    .values(status="pending", error=None, provider_id=None, updated_at=now)
                 )
                 return previous.run_id, True
-            now = utc_now()
             run_id = new_run_id(now)
             session.add(
                 Run(
@@ -87,6 +126,8 @@ class Ledger:
                     status="running",
                     strategy=strategy,
                     started_at=now,
+                    owner=owner,
+                    heartbeat_at=now,
                 )
             )
             session.flush()
@@ -104,6 +145,17 @@ class Ledger:
                 for i, t in enumerate(tasks)
             )
             return run_id, False
+
+    def renew_run_claim(self, run_id: str, owner: str) -> bool:
+        """Say `owner` is still running `run_id`; False when another process has taken the run over."""
+        with self._sessions.begin() as session:
+            renewed = session.execute(
+                update(Run)
+                .where(Run.run_id == run_id, Run.owner == owner)
+                .values(heartbeat_at=utc_now())
+                .execution_options(synchronize_session=False)
+            )
+            return renewed.rowcount == 1
 
     def set_flow_run_id(self, run_id: str, flow_run_id: str | None) -> None:
         with self._sessions.begin() as session:
@@ -521,4 +573,6 @@ def _run_record(r: Run) -> RunRecord:
         strategy=r.strategy,
         started_at=r.started_at,
         finished_at=r.finished_at,
+        owner=r.owner,
+        heartbeat_at=r.heartbeat_at,
     )

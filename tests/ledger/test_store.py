@@ -133,3 +133,40 @@ def test_run_state_reads_can_be_limited_to_some_tasks(ledger: Ledger) -> None:
     assert ledger.last_attempt_numbers(run_id) == {"a": 2, "b": 1}
     assert set(ledger.recorded_successes(run_id, {"b"})) == {"b"}
     assert set(ledger.recorded_successes(run_id)) == {"a", "b"}
+
+
+def test_a_run_in_progress_elsewhere_is_not_resumed_until_its_owner_is_gone(ledger: Ledger) -> None:
+    from ledger import RunInProgress
+
+    start = {"batch_name": "b", "batch_hash": "h4", "team": "qa", "strategy": "s", "tasks": TASKS}
+    run_id, _ = ledger.start_or_resume_run(**start, owner="host-a:1")
+    record = ledger.get_run(run_id)
+    assert record is not None and record.owner == "host-a:1" and record.heartbeat_at is not None
+
+    seen: list[tuple[str, datetime | None]] = []
+
+    def alive(owner: str, heartbeat_at: datetime | None) -> bool:
+        seen.append((owner, heartbeat_at))
+        return True
+
+    with pytest.raises(RunInProgress) as raised:
+        ledger.start_or_resume_run(**start, owner="host-b:2", owner_active=alive)
+    assert raised.value.run_id == run_id and raised.value.owner == "host-a:1"
+    assert seen == [("host-a:1", record.heartbeat_at)]
+    # The owner itself may resume (e.g. a second run_batch in the same process) ...
+    assert ledger.start_or_resume_run(**start, owner="host-a:1", owner_active=alive) == (run_id, True)
+    # ... and once the owner is gone, another process takes the run over; the old owner's renewals now fail.
+    assert ledger.renew_run_claim(run_id, "host-a:1")
+    resumed = ledger.start_or_resume_run(**start, owner="host-b:2", owner_active=lambda owner, at: False)
+    assert resumed == (run_id, True)
+    assert ledger.get_run(run_id).owner == "host-b:2"  # type: ignore[union-attr]
+    assert not ledger.renew_run_claim(run_id, "host-a:1")
+    assert ledger.renew_run_claim(run_id, "host-b:2")
+
+
+def test_a_finished_or_interrupted_run_is_resumed_whoever_owned_it(ledger: Ledger) -> None:
+    start = {"batch_name": "b", "batch_hash": "h5", "team": "qa", "strategy": "s", "tasks": TASKS}
+    run_id, _ = ledger.start_or_resume_run(**start, owner="host-a:1")
+    ledger.finish_run(run_id, "interrupted")
+    resumed = ledger.start_or_resume_run(**start, owner="host-b:2", owner_active=lambda owner, at: True)
+    assert resumed == (run_id, True)

@@ -1,0 +1,61 @@
+"""Two `switchboard run`s of the same spec at once: the second neither resumes the first's run nor calls its tasks."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+
+def _running_run(db: Path, timeout: float = 120.0) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if db.exists():
+            with sqlite3.connect(db) as conn:
+                try:
+                    row = conn.execute("select run_id from runs where status = 'running'").fetchone()
+                except sqlite3.OperationalError:  # tables not created yet
+                    row = None
+            if row:
+                return str(row[0])
+        time.sleep(0.2)
+    raise AssertionError("the first run never started")
+
+
+def test_the_same_spec_run_twice_at_once_is_refused_not_run_twice(tmp_path: Path) -> None:
+    spec = tmp_path / "slow.yaml"
+    spec.write_text("name: slow\ntasks:\n  - {id: only, type: code_review, prompt: take your time}\n")
+    providers = tmp_path / "providers.yaml"
+    providers.write_text("providers:\n  slow: {type: local_mock, latency_ms: 6000}\n")
+    db = tmp_path / "ledger.db"
+    env = dict(
+        os.environ,
+        SWITCHBOARD_HOME=str(tmp_path / "home"),
+        SWITCHBOARD_DATABASE_URL=f"sqlite:///{db}",
+        SWITCHBOARD_PREFECT="ephemeral",
+        PREFECT_HOME=str(tmp_path / "prefect"),
+    )
+    command = [sys.executable, "-m", "flows", "run", str(spec), "--providers", str(providers)]
+    first = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        run_id = _running_run(db)
+        second = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert second.returncode == 2, second.stderr
+        assert f"run {run_id} of this spec is in progress in another process" in second.stderr
+        assert "--fresh" in second.stderr
+        _, first_err = first.communicate(timeout=180)
+        assert first.returncode == 0, first_err
+    finally:
+        if first.poll() is None:
+            first.kill()
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("select count(*) from runs").fetchone() == (1,)
+        assert conn.execute("select task_id, attempt from provider_usage").fetchall() == [("only", 1)]
