@@ -123,7 +123,9 @@ class Planner:
                 Candidate(
                     provider_id,
                     st.priority,
-                    st.gate.in_use,
+                    # Load is what is in flight plus what already queues for a slot, so that tasks planned while
+                    # every provider is busy spread their waiting over all of them.
+                    st.gate.in_use + st.gate.waiting,
                     st.gate.limit,
                     self._latency.get(provider_id, task_type) if wants_latency else None,
                     cost,

@@ -25,6 +25,7 @@ class Candidate:
     provider_id: str
     # Lower goes first, as in the provider config.
     priority: int
+    # Calls in flight plus tasks queued for a slot.
     in_flight: int
     max_concurrency: int
     # Latency EWMA for this task type; None until the provider has been measured.
@@ -88,7 +89,7 @@ def _load_key(c: Candidate) -> tuple[float, int, int]:
 
 
 class LeastLoaded:
-    """Lowest in_flight / max_concurrency first, ties by priority."""
+    """Lowest in_flight / max_concurrency first (queued tasks count as load), ties by priority."""
 
     __slots__ = ()
     name: str = "least_loaded"

@@ -222,3 +222,10 @@ async def test_a_half_open_circuit_lets_probes_through_and_the_rest_wait_for_the
     assert _served_everything(results)
     assert router.state("flaky").breaker.state == "closed"
     assert calls(results, "flaky") == 30  # the others waited for the probe, then went to the recovered provider
+
+
+async def test_least_loaded_spreads_tasks_that_queue_while_every_provider_is_busy() -> None:
+    router = engine({"a": _mock(1, 2), "b": _mock(2, 2)})
+    results = await router.route_many(tasks(20), RunInfo(strategy="least_loaded"))
+    assert _served_everything(results)
+    assert calls(results, "a") == calls(results, "b") == 10  # not 18 queued behind "a" and 2 on "b"
