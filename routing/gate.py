@@ -16,12 +16,14 @@ import itertools
 class PriorityGate:
     """At most `limit` calls in flight; a queue of waiters ordered by rank (higher first), then arrival."""
 
-    __slots__ = ("_arrival", "_queue", "_woken", "in_use", "limit")
+    __slots__ = ("_arrival", "_queue", "_woken", "in_use", "limit", "waiting")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.in_use = 0
         self._queue: list[tuple[int, int, asyncio.Future[None]]] = []
+        # Tasks queued for a turn (read per decision by least_loaded, so kept as a plain attribute).
+        self.waiting = 0
         self._arrival = itertools.count()
         # Waiters woken but not yet resumed; until they have had their look, newcomers queue behind them.
         self._woken = 0
@@ -35,16 +37,13 @@ class PriorityGate:
         """Whether anyone is ahead of a newcomer (queued or woken and about to re-check)."""
         return bool(self._queue) or self._woken > 0
 
-    @property
-    def waiting(self) -> int:
-        return len(self._queue)
-
     async def wait(self, rank: int, ticket: int | None = None) -> int:
         """Queue until woken; returns the ticket that keeps this waiter's place if it has to wait again."""
         if ticket is None:
             ticket = next(self._arrival)
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._queue, (-rank, ticket, waiter))
+        self.waiting = len(self._queue)
         try:
             await waiter
         except asyncio.CancelledError:
@@ -54,6 +53,7 @@ class PriorityGate:
             else:
                 self._queue = [w for w in self._queue if w[2] is not waiter]
                 heapq.heapify(self._queue)
+                self.waiting = len(self._queue)
             raise
         self._woken -= 1
         return ticket
@@ -66,6 +66,7 @@ class PriorityGate:
                 waiter.set_result(None)
                 self._woken += 1
                 n -= 1
+        self.waiting = len(self._queue)
 
     def wake_all(self) -> None:
         self.wake(len(self._queue))

@@ -118,7 +118,8 @@ class Planner:
             if reason is not None:
                 skipped[provider_id] = reason
                 continue
-            skipped.pop(provider_id, None)
+            if exclude:  # a later plan: a provider skipped before may be fine now
+                skipped.pop(provider_id, None)
             candidates.append(
                 Candidate(
                     provider_id,

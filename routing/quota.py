@@ -78,6 +78,9 @@ class ProviderQuota:
         self._above_threshold = False
         # Known to be below switch_threshold since the last write (see over_threshold).
         self._below = False
+        # Whether this provider can be near a limit at all (configured limits, subscriptions or a reported
+        # quota); read per candidate per decision, so an attribute that only ever turns on.
+        self.watched = bool(self._own.specs) or bool(self._subs)
         # Affinity key -> the subscription that served it, so a named subscription keeps the prompt cache.
         self._sub_affinity: OrderedDict[str, str] = OrderedDict()
 
@@ -87,11 +90,6 @@ class ProviderQuota:
     def has_limits(self) -> bool:
         """Whether any configured limit (provider or subscription) needs the usage history after a restart."""
         return bool(self._own.specs) or any(s.specs for s in self._subs.values())
-
-    @property
-    def watched(self) -> bool:
-        """Whether this provider can be near a limit at all (configured limits or a reported quota)."""
-        return self._own.watched or bool(self._subs)
 
     @property
     def blocked_until(self) -> float | None:
@@ -113,6 +111,9 @@ class ProviderQuota:
         self, tokens: float, cost: float, *, critical: bool, affinity: str | None
     ) -> tuple[str | None, str | None]:
         """(why not, None) or (None, the subscription the call must use, None for the provider's own choice)."""
+        own = self._own
+        if not self._subs and own.blocked_until is None and own.cooloff_until is None and not own.specs:
+            return None, None  # nothing could refuse (see refusal)
         now = self._clock()
         share = 1.0 if critical else 1.0 - self.reserve
         reason = self._scope_refusal(self._own, now, tokens, cost, share)
@@ -166,6 +167,8 @@ class ProviderQuota:
         self, tokens: float, cost: float, *, subscription: str | None = None, counted: str | None = None
     ) -> None:
         """A finished call's usage; `counted` is the subscription whose request `begin` already counted."""
+        if not self.watched:
+            return  # no limit to count against, no report to compare with
         if self._own.specs and (tokens or cost):
             self._own.tracker.record(tokens=tokens, cost=cost, requests=0)
         sub = self._subs.get(subscription) if subscription else None
@@ -174,6 +177,8 @@ class ProviderQuota:
         self._check_threshold()
 
     def on_success(self, subscription: str | None = None, affinity: str | None = None) -> None:
+        if not self._subs and self._own.cooloff_until is None and not self._own.cooloff_s:
+            return  # nothing to reset
         self._own.succeeded()
         sub = self._subs.get(subscription) if subscription else None
         if sub is not None:
@@ -216,6 +221,7 @@ class ProviderQuota:
             utilization = max(utilization or 0.0, self.switch_threshold)
         if utilization is not None:
             scope.report(signal.limit_kind, utilization, self._clock() + (seconds if seconds is not None else 60.0))
+            self.watched = True
             self._check_threshold()
 
     # --- restarts and updates ---------------------------------------------------------------------
@@ -258,6 +264,7 @@ class ProviderQuota:
                 sub.carry_over(old._subs[name])
         self._sub_affinity = OrderedDict(old._sub_affinity)
         self._above_threshold = old._above_threshold
+        self.watched = self.watched or old.watched
 
     # --- internals --------------------------------------------------------------------------------
 

@@ -81,10 +81,6 @@ class QuotaScope:
             util = max(util, max((u for u, _ in self.signals.values()), default=0.0))
         return util
 
-    @property
-    def watched(self) -> bool:
-        return bool(self.specs) or bool(self.signals)
-
     # --- changes ----------------------------------------------------------------------------------
 
     def block(self, until: float, reason: str) -> bool:
