@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from ledger.db import create_ledger_engine
 from ledger.models import ProviderEvent, ProviderRow, ProviderUsage, Run, TaskRow
 from ledger.records import AttemptRecord, NewTask, RunRecord, TaskOutcome, TaskState, UsagePoint
-from providers import TokenUsage
+from providers import NOT_ABOUT_THE_PROVIDER, TokenUsage
 
 TERMINAL_TASK_STATUSES = frozenset({"completed", "failed", "skipped", "cancelled"})
 
@@ -170,14 +170,24 @@ class Ledger:
             row = session.get(Run, run_id)
             return None if row is None else _run_record(row)
 
-    def find_run(self, prefix: str) -> RunRecord | None:
-        """A run by its full id or a unique prefix of it."""
+    def find_run(self, prefix: str, *, shown: int = 5) -> RunRecord | None:
+        """A run by its full id or a unique prefix of it; None when nothing matches.
+
+        A prefix several runs share raises LookupError naming the newest `shown` of them, so the caller can say
+        "ambiguous" rather than "not found".
+        """
         exact = self.get_run(prefix)
         if exact is not None:
             return exact
+        matching = select(Run.run_id).where(Run.run_id.startswith(prefix, autoescape=True))
         with self._sessions() as session:
-            rows = session.scalars(select(Run).where(Run.run_id.startswith(prefix, autoescape=True)).limit(2)).all()
-            return _run_record(rows[0]) if len(rows) == 1 else None
+            ids = session.scalars(matching.order_by(Run.started_at.desc()).limit(shown + 1)).all()
+            total = session.scalar(select(func.count()).select_from(matching.subquery())) if len(ids) > shown else 0
+        if len(ids) <= 1:
+            return self.get_run(ids[0]) if ids else None
+        total = total or len(ids)
+        listed = ", ".join(ids[:shown]) + (f", … ({total - shown} more)" if total > shown else "")
+        raise LookupError(f"run id prefix {prefix!r} is ambiguous: {total} runs match ({listed})")
 
     def list_runs(self, limit: int = 20) -> list[RunRecord]:
         with self._sessions() as session:
@@ -308,7 +318,8 @@ class Ledger:
                 func.avg(case((ProviderUsage.outcome == "success", ProviderUsage.latency_ms))),
                 func.avg(case((ProviderUsage.outcome == "success", ProviderUsage.cost_usd))),
             )
-            .where(ProviderUsage.started_at >= since, ProviderUsage.outcome != "cancelled")
+            # The same attempts the engine scores live: the caller's own faults say nothing about the provider.
+            .where(ProviderUsage.started_at >= since, ProviderUsage.outcome.not_in(sorted(NOT_ABOUT_THE_PROVIDER)))
             .group_by(ProviderUsage.provider_id, ProviderUsage.task_type)
         )
         with self._sessions() as session:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from providers.base import AIProvider, Limits, ProviderConfig, SecretResolver, env_secrets
 from providers.errors import (
     ERRORS_BY_OUTCOME,
+    NOT_ABOUT_THE_PROVIDER,
     OUTCOMES,
     AuthenticationFailed,
     BadRequest,
@@ -81,6 +82,7 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "ERRORS_BY_OUTCOME",
+    "NOT_ABOUT_THE_PROVIDER",
     "OUTCOMES",
     "AIProvider",
     "AITask",

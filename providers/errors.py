@@ -136,3 +136,6 @@ ERRORS_BY_OUTCOME: dict[str, type[ProviderError]] = {
     )
 }
 OUTCOMES: frozenset[str] = frozenset({"success", *ERRORS_BY_OUTCOME})
+# Outcomes that say nothing about the provider: the caller's request was wrong, the router's budget said no,
+# or the caller stopped the call. Success rates, adaptive scores, alerts and recommendations leave them out.
+NOT_ABOUT_THE_PROVIDER: frozenset[str] = frozenset({"bad_request", "budget_exceeded", "cancelled"})

@@ -22,8 +22,6 @@ log = logging.getLogger(__name__)
 # Errors that say something about the provider's health; the others (quota, rate limits, the caller's own
 # mistakes, cancellations) must not open its circuit.
 HEALTH_FAILURES = frozenset({"unavailable", "timeout", "overloaded", "malformed_response", "authentication"})
-# The caller's own fault: says nothing about how well the provider serves a task type.
-CALLER_FAULTS = frozenset({"bad_request", "budget_exceeded", "cancelled"})
 
 
 def attempt_record(

@@ -32,6 +32,7 @@ from typing import Any
 
 from ledger import AttemptRecord
 from providers import (
+    NOT_ABOUT_THE_PROVIDER,
     AIProvider,
     AITask,
     ExecutionContext,
@@ -42,7 +43,7 @@ from providers import (
 )
 from routing.admission import Admitter
 from routing.affinity import AffinityMap
-from routing.attempts import CALLER_FAULTS, HEALTH_FAILURES, attempt_record, internal_error, not_a_response
+from routing.attempts import HEALTH_FAILURES, attempt_record, internal_error, not_a_response
 from routing.budget import BudgetGuard
 from routing.circuit import CircuitBreaker, CircuitState
 from routing.config import SwitchboardConfig
@@ -393,7 +394,7 @@ class Router:
                 self._release(st, run, estimate, done, subscription)
         if error is not None:
             st.quota.on_error(error)
-            if error.outcome not in CALLER_FAULTS:
+            if error.outcome not in NOT_ABOUT_THE_PROVIDER:
                 self.adaptive.observe(provider.provider_id, task.type, False, done.latency_ms, done.cost_usd)
             result.outcome, result.error, result.provider_id = error.outcome, str(error), None
             return error

@@ -170,3 +170,11 @@ def test_a_finished_or_interrupted_run_is_resumed_whoever_owned_it(ledger: Ledge
     ledger.finish_run(run_id, "interrupted")
     resumed = ledger.start_or_resume_run(**start, owner="host-b:2", owner_active=lambda owner, at: True)
     assert resumed == (run_id, True)
+
+
+def test_history_scores_providers_only_on_what_was_their_doing(ledger: Ledger) -> None:
+    run_id, _ = ledger.start_or_resume_run(batch_name="b", batch_hash="h6", team="qa", strategy="s", tasks=TASKS)
+    outcomes = ["success", "unavailable", "bad_request", "budget_exceeded", "cancelled", "success"]
+    ledger.record_attempts([_attempt(run_id, "a", n, outcome) for n, outcome in enumerate(outcomes, start=1)])
+    (row,) = ledger.history(datetime.now(UTC) - timedelta(hours=1))
+    assert (row["provider_id"], row["attempts"], row["successes"]) == ("p", 3, 2)
