@@ -8,11 +8,12 @@ import sys
 from pathlib import Path
 from typing import Annotated, Literal
 
-from cyclopts import App, CycloptsError, Parameter
+from cyclopts import App, CycloptsError, Parameter, validators
 from rich.console import Console
 from rich.markup import escape
 
 from ledger import RunInProgress
+from ledger.db import LedgerUnavailable
 from routing.errors import InputError
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -21,6 +22,12 @@ PREFECT_MODE_ENV = "SWITCHBOARD_PREFECT"
 app = App(name="switchboard", help="Run batches of AI tasks across many providers, with failover and a usage ledger.")
 err_console = Console(stderr=True)
 out_console = Console()
+
+
+def print_error(message: str) -> None:
+    """`error: <message>` on stderr, the message printed as written (file contents, names and paths in it are
+    never read as console markup)."""
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 def _quiet_prefect(verbose: bool) -> None:
@@ -84,28 +91,34 @@ def run(
 ) -> int:
     """Run a batch spec (YAML or JSON).
 
-    Exit 0 when all tasks completed, 1 when any failed or was skipped, 2 on invalid input, 130 when interrupted.
+    Exit 0 when all tasks completed, 1 when any failed or was skipped, 2 on invalid input (the spec, the
+    providers file, --strategy, or a ledger database that cannot be opened), 130 when interrupted.
     With --deployment, exit 0 once the run is submitted.
     """
-    from flows.runtime import default_ledger, resolve_inputs, start_run
+    from flows.runtime import default_ledger, resolve_strategy, start_run
+    from flows.spec import load_spec
+    from routing.config import load_config
 
     try:
-        batch, config, chosen = resolve_inputs(spec, providers, strategy)
+        batch, config = load_spec(spec), load_config(providers)
     except InputError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        print_error(str(exc))
         return EXIT_INVALID
-    except ValueError as exc:  # a bad --strategy value
-        err_console.print(f"[bold red]error:[/] --strategy: {exc}", highlight=False)
+    try:
+        chosen = resolve_strategy(config, strategy)
+    except ValueError as exc:
+        print_error(f"--strategy: {exc}")
         return EXIT_INVALID
+    # Before Prefect: a ledger that cannot be opened stops the run here (LedgerUnavailable, see main).
+    ledger = default_ledger() if deployment is None else None
 
     _quiet_prefect(verbose)
     try:
         api = _connect_prefect()
     except Exception as exc:  # the server could not start: say why and how to run without it
-        err_console.print(
-            f"[bold red]error:[/] could not start the local Prefect server: {exc}\n"
-            f"set PREFECT_API_URL to a running server, or {PREFECT_MODE_ENV}=ephemeral to run without one",
-            highlight=False,
+        print_error(
+            f"could not start the local Prefect server: {exc}\n"
+            f"set PREFECT_API_URL to a running server, or {PREFECT_MODE_ENV}=ephemeral to run without one"
         )
         return EXIT_FAILED
     providers_file = str(providers.expanduser().resolve()) if providers else None
@@ -115,18 +128,14 @@ def run(
     from flows.progress import LedgerProgress
     from flows.run_control import execute_run
 
-    ledger = default_ledger()
+    assert ledger is not None  # opened above whenever there is no deployment
     try:
         run_id, resumed = start_run(ledger, batch, chosen, fresh=fresh)
     except RunInProgress as exc:
-        err_console.print(
-            f"[bold red]error:[/] {escape(str(exc))}; wait for it to finish, or pass --fresh to start a separate run",
-            highlight=False,
-            soft_wrap=True,
-        )
+        print_error(f"{exc}; wait for it to finish, or pass --fresh to start a separate run")
         return EXIT_INVALID
     if resumed:
-        err_console.print(f"resuming unfinished run [bold]{run_id}[/] of {batch.name!r}", highlight=False)
+        err_console.print(f"resuming unfinished run [bold]{run_id}[/] of {escape(repr(batch.name))}", highlight=False)
     with LedgerProgress(ledger, run_id, total=len(batch.tasks), console=err_console):
         status = execute_run(batch, config, providers_file, chosen, run_id=run_id, ledger=ledger, mode=mode)
 
@@ -155,7 +164,7 @@ def _submit(
 ) -> int:
     """Trigger the deployment on a worker and report the flow run it created."""
     if api is None:
-        err_console.print("[bold red]error:[/] --deployment needs a Prefect server (unset SWITCHBOARD_PREFECT)")
+        print_error(f"--deployment needs a Prefect server (unset {PREFECT_MODE_ENV})")
         return EXIT_INVALID
     from flows.triggers import submit_batch
 
@@ -164,14 +173,14 @@ def _submit(
     if as_json:
         sys.stdout.write(json.dumps({"deployment": deployment, "flow_run_id": flow_run_id, "ui_url": url}) + "\n")
     else:
-        out_console.print(f"submitted {deployment}: flow run {flow_run_id}\n{url}", highlight=False)
+        out_console.print(f"submitted {deployment}: flow run {flow_run_id}\n{url}", highlight=False, markup=False)
     return EXIT_OK
 
 
 @app.command
 def runs(
     *,
-    limit: int = 20,
+    limit: Annotated[int, Parameter(validator=validators.Number(gte=1), help="How many runs (at least 1).")] = 20,
     as_json: Annotated[bool, Parameter(name="--json", negative="")] = False,
 ) -> int:
     """List recent runs, newest first."""
@@ -194,15 +203,22 @@ def show(
     *,
     as_json: Annotated[bool, Parameter(name="--json", negative="")] = False,
 ) -> int:
-    """Show a run's tasks, routing decisions and outputs (a unique prefix of the id is enough)."""
+    """Show a run's tasks, routing decisions and outputs (a unique prefix of the id is enough).
+
+    Exit 1 when no run, or more than one, matches.
+    """
     from flows.render import render_run
     from flows.runtime import default_ledger
     from flows.summary import run_summary
 
     ledger = default_ledger()
-    found = ledger.find_run(run_id)
+    try:
+        found = ledger.find_run(run_id)
+    except LookupError as exc:  # a prefix several runs share
+        print_error(f"{exc}; give more of the id")
+        return EXIT_FAILED
     if found is None:
-        err_console.print(f"[bold red]error:[/] no run {run_id!r} in the ledger (see `switchboard runs`)")
+        print_error(f"no run {run_id!r} in the ledger (see `switchboard runs`)")
         return EXIT_FAILED
     summary = run_summary(ledger, found.run_id, explain=True)
     if as_json:
@@ -216,6 +232,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         code = app(argv if argv is not None else sys.argv[1:], exit_on_error=False, print_error=True)
     except CycloptsError:
+        code = EXIT_INVALID
+    except LedgerUnavailable as exc:  # any command that opens the ledger; nothing was run or written
+        print_error(str(exc))
         code = EXIT_INVALID
     except KeyboardInterrupt:
         code = EXIT_INTERRUPTED

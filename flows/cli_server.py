@@ -8,7 +8,7 @@ from typing import Annotated
 
 from cyclopts import App, Parameter
 
-from flows.cli import EXIT_FAILED, EXIT_OK, app, err_console, out_console
+from flows.cli import EXIT_FAILED, EXIT_OK, app, out_console, print_error
 from flows.server import ServerError, ServerInfo
 
 server_app = App(name="server", help="Manage the local Prefect server (and a worker for the `switchboard` pool).")
@@ -22,14 +22,18 @@ def _describe(info: ServerInfo) -> None:
     owner = f" (pid {info.pid}, started by switchboard)" if info.managed else ""
     if info.running and not info.managed:
         owner = " (not started by switchboard)"
-    out_console.print(f"Prefect server: {state}{owner}", highlight=False)
-    out_console.print(f"  API:    {info.api_url}", highlight=False)
-    out_console.print(f"  UI:     {info.ui_url}", highlight=False)
     worker = f"running (pid {info.worker_pid})" if info.worker_pid else "not running"
-    out_console.print(f"  worker: {worker} on pool {info.pool!r}", highlight=False)
-    out_console.print(f"  server log: {info.server_log}", highlight=False, soft_wrap=True)
-    out_console.print(f"  worker log: {info.worker_log}", highlight=False, soft_wrap=True)
-    out_console.print(f"  Prefect home: {info.prefect_home}", highlight=False, soft_wrap=True)
+    lines = [
+        f"Prefect server: {state}{owner}",
+        f"  API:    {info.api_url}",
+        f"  UI:     {info.ui_url}",
+        f"  worker: {worker} on pool {info.pool!r}",
+        f"  server log: {info.server_log}",
+        f"  worker log: {info.worker_log}",
+        f"  Prefect home: {info.prefect_home}",
+    ]
+    for line in lines:  # paths and URLs as written: `[...]` in a folder name is not markup
+        out_console.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
 @server_app.command
@@ -45,7 +49,7 @@ def start(
     try:
         info = start_server(port, wait=True, with_worker=worker)
     except ServerError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        print_error(str(exc))  # it may quote the server's log, brackets and all
         return EXIT_FAILED
     if as_json:
         sys.stdout.write(json.dumps(info.to_dict()) + "\n")
@@ -55,7 +59,9 @@ def start(
         out_console.print(f"started in {info.startup_s:.1f} s", highlight=False)
     else:
         out_console.print("(it was already running)", highlight=False)
-    out_console.print(f"Use it from other tools with: export PREFECT_API_URL={info.api_url}", highlight=False)
+    out_console.print(
+        f"Use it from other tools with: export PREFECT_API_URL={info.api_url}", highlight=False, markup=False
+    )
     return EXIT_OK
 
 
@@ -67,10 +73,8 @@ def stop(*, port: PortOption = None) -> int:
     before = server_status(port)
     info = stop_server(port)
     if info.running:
-        err_console.print(
-            f"[bold red]error:[/] a Prefect server still answers on {info.api_url}; "
-            "Switchboard did not start it, so it left it alone",
-            highlight=False,
+        print_error(
+            f"a Prefect server still answers on {info.api_url}; Switchboard did not start it, so it left it alone"
         )
         return EXIT_FAILED
     stopped = [name for name, pid in (("worker", before.worker_pid), ("server", before.pid)) if pid]

@@ -1,83 +1,175 @@
-"""Human-readable tables for `switchboard run`, `runs` and `show`."""
+"""Human-readable tables for `switchboard run`, `runs` and `show`.
+
+Everything shown here that a user or a provider wrote (batch and task names, provider names, outputs, errors,
+routing reasons) goes in as `Text`, never as console markup: `list[str]`, `[docs]` or `nightly [/] review` must
+print as written, not be read as styles (or crash the command).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
+from rich.text import Text
 
 _STATUS_STYLE = {"completed": "green", "failed": "red", "skipped": "yellow", "cancelled": "magenta"}
+# Wide enough for any table we print; a piped table is rendered at its natural width up to this.
+_WIDEST = 10_000
+# The narrowest a column whose words may be broken is made before giving up on a plan of our own.
+_NARROWEST = 8
 
 
-def _status(status: str) -> str:
-    style = _STATUS_STYLE.get(status)
-    return f"[{style}]{status}[/]" if style else status
+def print_whole(console: Console, table: Table, *, breakable: tuple[int, ...] = ()) -> None:
+    """Print a table without cutting anything.
+
+    In a terminal narrower than the table, cells first wrap between words (see `_narrow`); if that is not
+    enough, words are broken in the `breakable` columns (say, task ids before provider names), and only then
+    anywhere. Piped (a file, `grep`, `less`), the table gets the width it needs: there is no screen edge.
+    """
+    natural = Measurement.get(console, console.options.update(width=_WIDEST), table).maximum
+    if console.is_terminal:
+        _narrow(console, table, natural - console.width, breakable)
+        console.print(table)
+        return
+    # Console.print never renders wider than the console, so a wide table gets a console of its own width.
+    wide = Console(file=console.file, width=max(console.width, natural), color_system=None, highlight=False)
+    wide.print(table)
 
 
-def _attempts_text(attempts: list[dict[str, Any]]) -> str:
-    return " → ".join(f"{a['provider']}:{'ok' if a['outcome'] == 'success' else a['outcome']}" for a in attempts) or "-"
+def _narrow(console: Console, table: Table, excess: int, breakable: tuple[int, ...]) -> None:
+    """Fix column widths that take `excess` off the table: first from every column in proportion to what it
+    can give by wrapping between words (its natural width less its longest word), then by breaking words in
+    the `breakable` columns, down to `_NARROWEST`.
+
+    Rich on its own narrows the widest columns first, which broke provider names in the attempts column
+    while other columns could still wrap. When this plan cannot save enough, widths are left to rich, whose
+    own narrowing breaks words anywhere but never drops a character.
+    """
+    if excess <= 0:
+        return
+    options = console.options.update(width=_WIDEST)
+    spans = [
+        [Measurement.get(console, options, cell) for cell in (column.header, *column.cells)] for column in table.columns
+    ]
+    widths = [max(m.maximum for m in column) for column in spans]
+    slack = [width - max(m.minimum for m in column) for width, column in zip(widths, spans, strict=True)]
+    remaining, left = excess, sum(slack)
+    for index, give in enumerate(slack):
+        taken = min(give, round(remaining * give / left)) if left else 0
+        widths[index] -= taken
+        remaining, left = remaining - taken, left - give
+    for index in breakable:
+        taken = min(remaining, max(widths[index] - _NARROWEST, 0))
+        widths[index] -= taken
+        remaining -= taken
+    if remaining > 0:
+        return
+    for column, width in zip(table.columns, widths, strict=True):
+        column.width = width
+
+
+def _status(status: str) -> Text:
+    return Text(status, style=_STATUS_STYLE.get(status, ""))
+
+
+def _attempts_text(attempts: list[dict[str, Any]]) -> Text:
+    """One attempt per line (`flaky: unavailable`, `→ steady: ok`), so a narrow column wraps between
+    attempts instead of cutting provider names short."""
+    if not attempts:
+        return Text("-")
+    lines = [
+        ("→ " if i else "") + f"{a['provider']}: {'ok' if a['outcome'] == 'success' else a['outcome']}"
+        for i, a in enumerate(attempts)
+    ]
+    return Text("\n".join(lines))
+
+
+def _table(title: Text, columns: dict[str, str]) -> Table:
+    """A table whose cells wrap (folding a word only when it alone is wider than its column), never cut."""
+    table = Table(title=title, title_justify="left", highlight=False)
+    for name, justify in columns.items():
+        table.add_column(name, justify=justify, overflow="fold")  # type: ignore[arg-type]
+    return table
 
 
 def render_run(console: Console, summary: dict[str, Any], *, explain: bool = False, outputs: bool = False) -> None:
     run, totals = summary["run"], summary["totals"]
-    table = Table(title=f"run {run['id']} · {run['name']} · {run['status']}", title_justify="left")
-    for column in ("task", "status", "provider", "attempts", "cost $", "latency ms"):
-        table.add_column(
-            column, justify="right" if column in ("cost $", "latency ms") else "left", no_wrap=column != "attempts"
-        )
+    table = _table(
+        Text(f"run {run['id']} · {run['name']} · {run['status']}"),
+        {
+            "task": "left",
+            "status": "left",
+            "provider": "left",
+            "attempts": "left",
+            "cost $": "right",
+            "latency\nms": "right",
+        },
+    )
     for t in summary["tasks"]:
         table.add_row(
-            t["id"],
+            Text(t["id"]),
             _status(t["status"]),
-            t["provider"] or "-",
+            Text(t["provider"] or "-"),
             _attempts_text(t["attempts"]),
             f"{t['cost_usd']:.6f}",
             f"{t['latency_ms']:.0f}",
         )
-    console.print(table)
+    print_whole(console, table, breakable=(0, 2))  # task ids, then the provider column, break before attempts
     console.print(
         f"completed {totals['completed']} · failed {totals['failed']} · skipped {totals['skipped']}"
         + (f" · cancelled {totals['cancelled']}" if totals.get("cancelled") else "")
         + f" · failovers {totals['failovers']} · cost ${totals['cost_usd']:.6f}",
         highlight=False,
+        markup=False,
     )
     if run.get("ui_url"):
-        console.print(f"Prefect flow run: {run['ui_url']}", highlight=False, soft_wrap=True)
+        console.print(Text(f"Prefect flow run: {run['ui_url']}"), highlight=False, soft_wrap=True)
     elif run.get("flow_run_id"):
-        console.print(f"Prefect flow run: {run['flow_run_id']}", highlight=False)
+        console.print(Text(f"Prefect flow run: {run['flow_run_id']}"), highlight=False)
     for t in summary["tasks"]:
         if explain and t.get("decision"):
-            d = t["decision"]
-            skipped = ", ".join(f"{p} ({why})" for p, why in (d.get("skipped") or {}).items()) or "none"
-            console.print(
-                f"[bold]{t['id']}[/]: strategy {d.get('strategy')}; order {' > '.join(d.get('order') or [])}; "
-                f"skipped {skipped}; chosen {d.get('chosen') or '-'}",
-                highlight=False,
-            )
+            console.print(_decision_line(t["id"], t["decision"]), highlight=False)
         if outputs and (t["output"] or t.get("error")):
-            console.print(
-                f"[bold]{t['id']}[/] output: {t['output'] or ''}"
-                + (f"\n  error: {t['error']}" if t.get("error") else ""),
-                highlight=False,
-            )
+            console.print(_output_block(t), highlight=False)
+
+
+def _decision_line(task_id: str, decision: dict[str, Any]) -> Text:
+    skipped = ", ".join(f"{p} ({why})" for p, why in (decision.get("skipped") or {}).items()) or "none"
+    order = " > ".join(decision.get("order") or [])
+    return Text.assemble(
+        (task_id, "bold"),
+        f": strategy {decision.get('strategy')}; order {order}; skipped {skipped}; "
+        f"chosen {decision.get('chosen') or '-'}",
+    )
+
+
+def _output_block(task: dict[str, Any]) -> Text:
+    text = Text.assemble((task["id"], "bold"), f" output: {task['output'] or ''}")
+    if task.get("error"):
+        text.append(f"\n  error: {task['error']}")
+    return text
 
 
 def render_runs(console: Console, summaries: list[dict[str, Any]]) -> None:
-    table = Table(title="runs (newest first)", title_justify="left")
-    for column in ("run", "batch", "status", "started (UTC)", "done", "failed", "cost $"):
-        # Ids must stay whole: people copy them into `switchboard show`.
-        table.add_column(column, no_wrap=column == "run")
+    """A listing without borders (like `docker ps`), so it fits 80 columns with the ids whole."""
+    table = Table(title=Text("runs (newest first)"), title_justify="left", box=None, pad_edge=False, highlight=False)
+    table.add_column("run", no_wrap=True)  # whole, on one line: people copy ids into `switchboard show`
+    # The rest wrap (folding a word only when it alone is wider than its column) rather than being cut.
+    table.add_column("batch", overflow="fold")
+    table.add_column("status", overflow="fold")
+    table.add_column("done", justify="right", overflow="fold")
+    table.add_column("cost $", justify="right", overflow="fold")
+    table.add_column("started (UTC)", overflow="fold")
     for s in summaries:
         run, totals = s["run"], s["totals"]
-        total = len(s["tasks"])
         table.add_row(
-            run["id"],
-            run["name"],
+            Text(run["id"]),
+            Text(run["name"]),
             _status(run["status"]),
-            run["started_at"][:19].replace("T", " "),
-            f"{totals['completed']}/{total}",
-            str(totals["failed"] + totals["skipped"]),
+            f"{totals['completed']}/{len(s['tasks'])}",
             f"{totals['cost_usd']:.6f}",
+            run["started_at"][:16].replace("T", " "),  # to the minute: the id has the seconds
         )
-    console.print(table)
+    print_whole(console, table, breakable=(1,))  # batch names break; ids never do

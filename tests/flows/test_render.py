@@ -1,0 +1,117 @@
+"""The human tables of `run`, `runs` and `show`: text printed as written, nothing cut at 80 columns or in a pipe."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from rich.console import Console
+
+from flows.render import render_run, render_runs
+
+PROVIDERS = ("claude_primary_subscription", "openai_compatible_fallback", "local_mock_of_last_resort")
+
+
+def _attempt(provider: str, outcome: str) -> dict[str, Any]:
+    return {"provider": provider, "outcome": outcome, "cost_usd": 0.0, "latency_ms": 1.0}
+
+
+def _summary(name: str = "pr-review", **task: Any) -> dict[str, Any]:
+    entry = {
+        "id": "review-frontend-and-backend",
+        "status": "completed",
+        "provider": PROVIDERS[-1],
+        "attempts": [
+            _attempt(PROVIDERS[0], "quota_exhausted"),
+            _attempt(PROVIDERS[1], "unavailable"),
+            _attempt(PROVIDERS[2], "success"),
+        ],
+        "output": "done",
+        "error": None,
+        "cost_usd": 0.000123,
+        "latency_ms": 1234.0,
+        "decision": {"strategy": "priority_based", "order": list(PROVIDERS), "skipped": {}, "chosen": PROVIDERS[-1]},
+        **task,
+    }
+    return {
+        "run": {
+            "id": "r20261130-050430-a19804",
+            "name": name,
+            "status": "completed",
+            "flow_run_id": None,
+            "started_at": "2026-11-30T05:04:30+00:00",
+        },
+        "tasks": [entry],
+        "totals": {"completed": 1, "failed": 0, "skipped": 0, "cancelled": 0, "cost_usd": 0.000123, "failovers": 2},
+    }
+
+
+def _console(width: int, *, terminal: bool) -> tuple[Console, io.StringIO]:
+    out = io.StringIO()
+    return Console(file=out, width=width, force_terminal=terminal, color_system=None, highlight=False), out
+
+
+def _column(text: str, index: int) -> list[str]:
+    """The lines of one column of a boxed table, in order."""
+    return [line.split("│")[index].strip() for line in text.splitlines() if line.count("│") == 7]
+
+
+def test_at_80_columns_the_summary_fits_with_usual_provider_names_whole() -> None:
+    console, out = _console(80, terminal=True)
+    attempts = [_attempt("claude_primary", "quota_exhausted"), _attempt("mock_primary", "unavailable")]
+    render_run(console, _summary(attempts=[*attempts, _attempt("mock_backup", "success")], provider="mock_backup"))
+    text = out.getvalue()
+    assert max(len(line) for line in text.splitlines()) <= 80 and "…" not in text
+    lines = _column(text, 4)
+    for provider in ("claude_primary", "mock_primary", "mock_backup"):
+        assert any(provider in line for line in lines), lines  # whole on one line, not folded
+
+
+def test_at_80_columns_long_names_are_folded_never_cut() -> None:
+    console, out = _console(80, terminal=True)
+    render_run(console, _summary())
+    text = out.getvalue()
+    assert max(len(line) for line in text.splitlines()) <= 80 and "…" not in text
+    attempts = "".join(_column(text, 4))
+    for provider in PROVIDERS:  # every character is there, in order
+        assert provider in attempts
+    assert "review-frontend-and-backend" in "".join(_column(text, 1))
+
+
+def test_piped_the_summary_is_printed_at_its_natural_width() -> None:
+    console, out = _console(80, terminal=False)
+    render_run(console, _summary())
+    text = out.getvalue()
+    assert "claude_primary_subscription: quota_exhausted" in text
+    assert "→ openai_compatible_fallback: unavailable" in text and "→ local_mock_of_last_resort: ok" in text
+    assert "review-frontend-and-backend" in text and "…" not in text
+
+
+def test_brackets_in_names_outputs_errors_and_providers_are_not_markup() -> None:
+    console, out = _console(200, terminal=True)
+    summary = _summary(
+        name="nightly [/] review",
+        id="a[1]",
+        status="failed",
+        provider=None,
+        attempts=[_attempt("mock[eu]", "unavailable")],
+        output="returns list[str], see [docs]",
+        error="[flaky] unavailable: [bold]gone[/bold]",
+        decision={"strategy": "s", "order": ["mock[eu]"], "skipped": {"b[x]": "quota: [limit]"}, "chosen": None},
+    )
+    render_run(console, summary, explain=True, outputs=True)
+    render_runs(console, [summary])
+    text = out.getvalue()
+    assert text.count("nightly [/] review") == 2
+    assert "mock[eu]: unavailable" in text and "skipped b[x] (quota: [limit])" in text
+    assert "a[1] output: returns list[str], see [docs]" in text
+    assert "error: [flaky] unavailable: [bold]gone[/bold]" in text
+
+
+def test_runs_listing_fits_80_columns_with_the_id_whole() -> None:
+    console, out = _console(80, terminal=True)
+    render_runs(console, [_summary()])
+    lines = out.getvalue().splitlines()
+    assert max(len(line) for line in lines) <= 80
+    row = next(line for line in lines if line.startswith("r2026"))
+    assert row.split()[:5] == ["r20261130-050430-a19804", "pr-review", "completed", "1/1", "0.000123"]
