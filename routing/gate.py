@@ -73,6 +73,11 @@ class PriorityGate:
 
     def enter(self) -> None:
         self.in_use += 1
+        if self.in_use < self.limit and self._queue and not self._woken:
+            # Room is left and the last woken waiter has just taken its turn: the next waiter looks too. A
+            # task that arrived while others were woken queued behind them; without this it would wait for a
+            # call to finish (`leave`), and the queue would drain one call at a time with slots free.
+            self.wake()
 
     def leave(self) -> None:
         if self.in_use > 0:
