@@ -3,74 +3,74 @@
 `ledger.create_ledger_engine` creates the SQLite file (and its folder) and the schema on first use, which is
 right for `switchboard run` and wrong for a read-only command: a mistyped `SWITCHBOARD_DATABASE_URL` would
 silently report on a brand-new empty ledger. Here a missing file, or a database without the ledger's tables,
-is an error that names the URL; an existing ledger at an older schema is migrated, as any command does.
+is `LedgerNotFound`, and a database that cannot be opened is `LedgerUnavailable`, both the ledger's own error
+(one line naming the setting at fault, the reason and a hint; the CLI exits 2). An existing ledger at an older
+schema is migrated, as any command does.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from alembic.util import CommandError
 from sqlalchemy import Engine, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from ledger import create_ledger_engine, migrate
+from ledger.db import LedgerUnavailable, shown_url
 
 # The table every ledger has had since its first migration.
 _LEDGER_TABLE = "provider_usage"
+_NOT_CREATED = "`switchboard run` creates a ledger on first use; reports only read one, so check the path or URL"
+_CHECK = "check that the URL names a reachable database and that it is a Switchboard ledger"
 
 
-class LedgerNotFound(ValueError):
-    """The URL names no ledger (no such SQLite file, or a database without the ledger's tables)."""
+class LedgerNotFound(LedgerUnavailable):
+    """The URL names no ledger: no such SQLite file, or a database without the ledger's tables."""
 
 
 class LedgerUnreadable(RuntimeError):
-    """The ledger exists (or may) but could not be read: the database refused or failed."""
-
-
-def shown_url(url: str) -> str:
-    """The URL as it is safe to print (any password masked)."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return url
+    """An opened ledger failed while a report read it (the database went away, a query failed)."""
 
 
 def open_existing_ledger(url: str) -> Engine:
-    """An engine on the ledger at `url`, which must already exist.
-
-    Raises LedgerNotFound (the URL names no ledger) or LedgerUnreadable (the database failed), both naming
-    the URL and the reason.
-    """
+    """An engine on the ledger at `url`, which must already exist; raises LedgerNotFound or LedgerUnavailable."""
     try:
         parsed = make_url(url)
-    except ArgumentError as exc:
-        raise LedgerNotFound(f"{url!r} is not a database URL ({exc})") from None
+    except (ArgumentError, ValueError) as exc:  # ValueError: e.g. a port that is not a number
+        raise LedgerUnavailable(url, f"not a database URL ({exc})", _CHECK) from None
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""
         if database in ("", ":memory:") or database.startswith("file:"):
-            raise LedgerNotFound(f"{shown_url(url)} names no ledger file")
+            raise LedgerNotFound(url, "it names no ledger file", _NOT_CREATED)
         path = Path(database).expanduser()
         if not path.is_file():
-            raise LedgerNotFound(f"no ledger at {path} ({shown_url(url)}): the file does not exist")
+            raise LedgerNotFound(url, f"no ledger at {path}: the file does not exist", _NOT_CREATED)
+    engine: Engine | None = None
     try:
         engine = create_ledger_engine(url, migrate_schema=False)
-    except SQLAlchemyError as exc:
-        raise LedgerUnreadable(f"cannot open the ledger at {shown_url(url)}: {database_reason(exc)}") from None
-    try:
         if not inspect(engine).has_table(_LEDGER_TABLE):
-            raise LedgerNotFound(f"{shown_url(url)} is not a Switchboard ledger (it has no {_LEDGER_TABLE} table)")
+            raise LedgerNotFound(url, f"it is not a Switchboard ledger (it has no {_LEDGER_TABLE} table)", _CHECK)
         migrate(engine)
-    except LedgerNotFound:
-        engine.dispose()
+        return engine
+    except LedgerUnavailable:
+        if engine is not None:
+            engine.dispose()
         raise
-    except SQLAlchemyError as exc:
-        engine.dispose()
-        raise LedgerUnreadable(f"cannot read the ledger at {shown_url(url)}: {database_reason(exc)}") from None
-    return engine
+    except (SQLAlchemyError, CommandError, ImportError) as exc:  # ImportError: the database's driver is missing
+        if engine is not None:
+            engine.dispose()
+        raise LedgerUnavailable(url, f"cannot open the database: {database_reason(exc)}", _CHECK) from None
 
 
-def database_reason(exc: SQLAlchemyError) -> str:
-    # The driver's own message, without SQLAlchemy's statement dump and documentation link.
+def read_failure(url: str, exc: SQLAlchemyError) -> LedgerUnreadable:
+    """The error for a ledger that was opened but failed while being read."""
+    return LedgerUnreadable(f"cannot read the ledger at {shown_url(url)}: {database_reason(exc)}")
+
+
+def database_reason(exc: BaseException) -> str:
+    """The driver's own first line, without SQLAlchemy's statement dump and documentation link."""
     original = getattr(exc, "orig", None)
-    return str(original if original is not None else exc).strip().splitlines()[0]
+    lines = str(original if original is not None else exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__

@@ -8,16 +8,14 @@ free of Prefect and the command starts fast.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Literal
 
 from cyclopts import Parameter
-from rich.console import Console
 from rich.markup import escape
-from rich.measure import Measurement
 from rich.table import Table
+from rich.text import Text
 from sqlalchemy.exc import SQLAlchemyError
 
 from analytics import (
@@ -32,11 +30,12 @@ from analytics import (
     write_report,
 )
 from analytics.format import display_frame, format_totals
-from analytics.source import LedgerNotFound, LedgerUnreadable, database_reason, open_existing_ledger, shown_url
+from analytics.source import LedgerUnreadable, open_existing_ledger, read_failure
 from analytics.window import ReportWindow
-from flows.cli import EXIT_FAILED, EXIT_INVALID, EXIT_OK, app, err_console, out_console
+from flows.cli import EXIT_FAILED, EXIT_INVALID, EXIT_OK, app, out_console, print_error
+from flows.render import print_whole
 from ledger import default_database_url
-from ledger.db import DATABASE_URL_ENV
+from ledger.db import LedgerUnavailable
 from providers.usage_window import LIMIT_SPECS
 from routing.config import SwitchboardConfig, load_config
 from routing.errors import InputError
@@ -114,14 +113,15 @@ def report_settings(config: SwitchboardConfig) -> ReportSettings:
 def build_from_ledger(window: ReportWindow, team: str | None, settings: ReportSettings) -> Report:
     """The report from the default ledger, which must exist (it is never created here).
 
-    Raises LedgerNotFound (a ValueError: the URL names no ledger) or LedgerUnreadable (the database failed).
+    Raises LedgerUnavailable (LedgerNotFound when the URL names no ledger) or LedgerUnreadable (the database
+    failed while the report read it).
     """
     url = default_database_url()
     engine = open_existing_ledger(url)
     try:
         return build_report(engine, window, team=team, settings=settings)
     except SQLAlchemyError as exc:
-        raise LedgerUnreadable(f"cannot read the ledger at {shown_url(url)}: {database_reason(exc)}") from None
+        raise read_failure(url, exc) from None
     finally:
         engine.dispose()
 
@@ -137,13 +137,6 @@ def describe_os_error(exc: OSError, fallback: Path) -> str:
     """`<path>: <reason>` for an OSError, naming the file that failed (not just the folder)."""
     path = exc.filename if exc.filename is not None else fallback
     return f"{path}: {exc.strerror or exc}"
-
-
-def ledger_hint(exc: LedgerNotFound) -> str:
-    """The error, plus how to get a ledger when it is the default one that is missing."""
-    if os.environ.get(DATABASE_URL_ENV):
-        return f"{exc} (from ${DATABASE_URL_ENV})"
-    return f"{exc}; `switchboard run` creates it, or set ${DATABASE_URL_ENV} to another ledger"
 
 
 @app.command(name="report")
@@ -164,8 +157,9 @@ def report(
     """Usage and cost report over the ledger: cost, performance, quota, routing, recommendations, alerts.
 
     Times are UTC; ISO values without an offset are UTC. Exit 2 on bad input (--since/--until, the providers
-    file, an --out folder that cannot be created, a ledger that does not exist); exit 1 when the ledger cannot
-    be read or a report file cannot be written. Nothing is printed on stdout then.
+    file, an --out folder that cannot be created, a ledger that does not exist or cannot be opened); exit 1
+    when the opened ledger fails while being read or a report file cannot be written. Nothing is printed on
+    stdout then.
     """
     try:
         window = report_window(since, until)
@@ -178,8 +172,8 @@ def report(
         return fail(EXIT_INVALID, f"--out {out}: cannot create this folder ({describe_os_error(exc, Path(str(out)))})")
     try:
         built = build_from_ledger(window, team, settings)
-    except LedgerNotFound as exc:
-        return fail(EXIT_INVALID, ledger_hint(exc))
+    except LedgerUnavailable as exc:  # LedgerNotFound too: the URL names no ledger
+        return fail(EXIT_INVALID, str(exc))
     except LedgerUnreadable as exc:
         return fail(EXIT_FAILED, str(exc))
     try:
@@ -202,13 +196,13 @@ def report(
 
 def fail(code: int, message: str) -> int:
     """Print `error: <message>` on stderr (the message verbatim, never read as markup) and return `code`."""
-    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    print_error(message)
     return code
 
 
 def render_report(built: Report) -> None:
     window = built.window
-    scope = f" · team {built.team}" if built.team else ""
+    scope = f" · team {escape(built.team)}" if built.team else ""
     out_console.print(
         f"[bold]Usage report[/] {window.since:%Y-%m-%d %H:%M} → {window.until:%Y-%m-%d %H:%M} UTC{scope}",
         highlight=False,
@@ -225,8 +219,8 @@ def render_report(built: Report) -> None:
         for column in shown.columns:
             table.add_column(column, justify="left" if column in _COLUMNS[name][:1] else "right", overflow="fold")
         for row in shown.itertuples(index=False):
-            table.add_row(*row)
-        print_table(out_console, table)
+            table.add_row(*(Text(cell) for cell in row))  # names are data, never console markup
+        print_whole(out_console, table)
     for heading, lines in (
         ("Alerts", [a.message for a in built.alerts]),
         ("Recommendations", [r.message for r in built.recommendations]),
@@ -234,7 +228,7 @@ def render_report(built: Report) -> None:
         if lines:
             out_console.print(f"[bold]{heading}[/]")
             for line in shortlist(lines):
-                out_console.print(f"  • {line}", highlight=False)
+                out_console.print(f"  • {line}", highlight=False, markup=False)
 
 
 def shortlist(lines: list[str], limit: int = 10) -> list[str]:
@@ -242,18 +236,3 @@ def shortlist(lines: list[str], limit: int = 10) -> list[str]:
     if len(lines) <= limit:
         return lines
     return [*lines[:limit], f"… and {len(lines) - limit} more (see --format json or the HTML report)"]
-
-
-def print_table(console: Console, table: Table) -> None:
-    """Print a table whole: at its natural width when piped (so `grep` and files see every character), and
-    folded rather than cut off with "…" in a terminal narrower than the table."""
-    if console.is_terminal:
-        console.print(table)
-        return
-    natural = Measurement.get(console, console.options.update(width=_WIDEST), table).maximum
-    # Console.print never renders wider than the console, so a wide table gets a console of its own width.
-    wide = Console(file=console.file, width=max(console.width, natural), color_system=None, highlight=False)
-    wide.print(table)
-
-
-_WIDEST = 10_000

@@ -9,9 +9,11 @@ from typing import Annotated, Any, Literal
 
 from cyclopts import Parameter
 from rich.table import Table
+from rich.text import Text
 
 from analytics.format import money, percent
 from flows.cli import EXIT_FAILED, EXIT_INVALID, EXIT_OK, app, out_console
+from flows.render import print_whole
 from routing.errors import InputError
 
 
@@ -26,17 +28,18 @@ def simulate_command(
 ) -> int:
     """What-if: replay the recorded tasks through the routing engine against simulated providers.
 
-    Exit 2 on bad input (--since/--until, the providers file or --strategy, a ledger that does not exist);
-    exit 1 when the ledger cannot be read.
+    Exit 2 on bad input (--since/--until, the providers file or --strategy, a ledger that does not exist or
+    cannot be opened); exit 1 when the opened ledger fails while being read.
     """
     from sqlalchemy.exc import SQLAlchemyError
 
-    from analytics.source import LedgerNotFound, LedgerUnreadable, database_reason, open_existing_ledger, shown_url
+    from analytics.source import open_existing_ledger, read_failure
     from analytics.window import report_window
-    from flows.cli_report import fail, ledger_hint  # here: flows.cli imports both command modules at its end
+    from flows.cli_report import fail  # here: flows.cli imports both command modules at its end
     from flows.runtime import resolve_strategy
     from flows.simulate import load_workload, simulate
     from ledger import Ledger, default_database_url
+    from ledger.db import LedgerUnavailable
     from routing.config import load_config
 
     try:
@@ -48,14 +51,12 @@ def simulate_command(
     url = default_database_url()
     try:
         ledger = Ledger(open_existing_ledger(url))
-    except LedgerNotFound as exc:
-        return fail(EXIT_INVALID, ledger_hint(exc))
-    except LedgerUnreadable as exc:
-        return fail(EXIT_FAILED, str(exc))
+    except LedgerUnavailable as exc:  # LedgerNotFound too: the URL names no ledger
+        return fail(EXIT_INVALID, str(exc))
     try:
         workload = load_workload(ledger, window.since, window.until)
     except SQLAlchemyError as exc:
-        return fail(EXIT_FAILED, f"cannot read the ledger at {shown_url(url)}: {database_reason(exc)}")
+        return fail(EXIT_FAILED, str(read_failure(url, exc)))
     finally:
         ledger.close()
     result = simulate(workload, config, chosen)
@@ -67,12 +68,12 @@ def simulate_command(
 
 
 def render(result: dict[str, Any]) -> None:
-    from flows.cli_report import print_table
-
     actual, predicted = result["actual"], result["predicted"]
     table = Table(
-        title=f"what-if over {result['tasks']} recorded tasks ({result['window']['since'][:19]} .. "
-        f"{result['window']['until'][:19]} UTC), strategy {result['strategy']}",
+        title=Text(
+            f"what-if over {result['tasks']} recorded tasks ({result['window']['since'][:19]} .. "
+            f"{result['window']['until'][:19]} UTC), strategy {result['strategy']}"
+        ),
         title_justify="left",
     )
     for column in ("figure", "recorded", "predicted"):
@@ -85,11 +86,11 @@ def render(result: dict[str, Any]) -> None:
     table.add_row("failovers", str(actual["failovers"]), str(predicted["failovers"]))
     for provider in sorted(set(actual["provider_mix"]) | set(predicted["provider_mix"])):
         table.add_row(
-            f"tasks served by {provider}",
+            Text(f"tasks served by {provider}"),  # a provider name is data, never console markup
             str(actual["provider_mix"].get(provider, 0)),
             str(predicted["provider_mix"].get(provider, 0)),
         )
-    print_table(out_console, table)
+    print_whole(out_console, table)
     estimated = result["workload"]["usage_estimated"]
     if estimated:
         out_console.print(
@@ -98,7 +99,7 @@ def render(result: dict[str, Any]) -> None:
         )
     quota = quota_table(actual["quota_events"], predicted["quota_events"])
     if quota is not None:
-        print_table(out_console, quota)
+        print_whole(out_console, quota)
 
 
 def quota_table(recorded: list[dict[str, Any]], predicted: list[dict[str, Any]]) -> Table | None:
@@ -110,7 +111,7 @@ def quota_table(recorded: list[dict[str, Any]], predicted: list[dict[str, Any]])
     for column in ("provider", "event", "recorded", "predicted"):
         table.add_column(column, justify="left", overflow="fold")
     for provider, kind in keys:
-        table.add_row(provider, kind, _when(recorded, provider, kind), _when(predicted, provider, kind))
+        table.add_row(Text(provider), kind, _when(recorded, provider, kind), _when(predicted, provider, kind))
     return table
 
 

@@ -245,11 +245,11 @@ def test_a_database_without_the_ledgers_tables_is_not_a_ledger(tmp_path: Path) -
     ]  # no ledger tables were added
 
 
-def test_a_file_that_is_not_a_database_exits_1(tmp_path: Path) -> None:
+def test_a_file_that_is_not_a_database_exits_2_like_every_command(tmp_path: Path) -> None:
     garbage = tmp_path / "garbage.db"
     garbage.write_text("this is not SQLite " * 100)
     result = report(garbage, tmp_path)
-    assert result.returncode == 1
-    assert "cannot open the ledger" in result.stderr or "cannot read the ledger" in result.stderr
-    assert "file is not a database" in " ".join(result.stderr.split())
+    assert result.returncode == 2  # a ledger that cannot be opened is bad input for every command
+    message = " ".join(result.stderr.split())
+    assert f"SWITCHBOARD_DATABASE_URL=sqlite:///{garbage}" in message and "file is not a database" in message
     assert "Traceback" not in result.stderr

@@ -450,6 +450,6 @@ def test_simulate_command_errors_are_messages_not_tracebacks(tmp_path: Path) -> 
     assert absent.returncode == 2 and f"no ledger at {missing}" in " ".join(absent.stderr.split())
     assert not missing.parent.exists()
     broken = simulate_cli(garbage)
-    assert broken.returncode == 1 and "file is not a database" in " ".join(broken.stderr.split())
+    assert broken.returncode == 2 and "file is not a database" in " ".join(broken.stderr.split())
     for done in (huge, absent, broken):
         assert "Traceback" not in done.stderr and done.stdout == ""
