@@ -13,14 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import select
 
 from flows.ownership import owner_active, this_owner
 from flows.secrets import secret_resolver
 from flows.spec import BatchSpec, load_spec
 from ledger import Ledger, LedgerWriter, NewTask, default_database_url
-from ledger.models import ProviderUsage
 from providers import Priority
+from routing.attempts import HEALTH_FAILURES
 from routing.config import SwitchboardConfig, check_strategy, load_config, parse_config
 from routing.events import FAILOVER, QUOTA_BLOCKED, QUOTA_RESET, RoutingEvent, RoutingObserver
 from routing.loop import engine_loop
@@ -31,6 +30,8 @@ from routing.stats import HistoryRecord
 
 # How far back the adaptive strategy's scores look.
 HISTORY_DAYS = 7
+# How long a provider's last calls still say whether it is up (its circuit's starting state in a new run).
+CIRCUIT_MEMORY = timedelta(minutes=10)
 
 
 @cache
@@ -109,17 +110,30 @@ def restore_router_state(router: Router, ledger: Ledger, run_id: str) -> None:
     budgets and adaptive scores survive restarts through the ledger.
 
     Windows are bulk-loaded (one sort per window): a day of attempts takes milliseconds at each run start.
+    Circuits start from the providers' last calls within `CIRCUIT_MEMORY` (closed after a success, open
+    after a run of failures), so a provider known to be up does not hold a new run's first burst to its
+    probe slots, and one known to be down is not tried again before its cooldown.
     """
     now = datetime.now(UTC)
     known = set(router.provider_ids())
     limited = [pid for pid in known if router.state(pid).quota.has_limits]
     if limited:
         calls: dict[str, list[PastCall]] = defaultdict(list)
-        rows = _recent_usage(ledger, now - timedelta(days=1), limited)
-        for provider_id, subscription, started_at, tokens, cost in rows:
-            calls[provider_id].append(((now - started_at).total_seconds(), tokens, cost, subscription))
+        for point in ledger.usage_since(now - timedelta(days=1), limited):
+            age_s = (now - point.started_at).total_seconds()
+            calls[point.provider_id].append((age_s, point.tokens, point.cost_usd, point.subscription))
         for provider_id, past in calls.items():
             router.state(provider_id).quota.restore_usage(past)
+    remembered = ledger.recent_outcomes(
+        now - CIRCUIT_MEMORY,
+        known,
+        {"success", *HEALTH_FAILURES},
+        per_provider=router.config.circuit.failure_threshold,
+    )
+    for provider_id, outcomes in remembered.items():
+        router.state(provider_id).breaker.restore(
+            [(outcome != "success", (now - at).total_seconds()) for outcome, at in outcomes]
+        )
     for event in ledger.events_since(now - timedelta(days=31), [QUOTA_BLOCKED, QUOTA_RESET]):
         if event["provider_id"] not in known:
             continue
@@ -144,30 +158,6 @@ def restore_router_state(router: Router, ledger: Ledger, run_id: str) -> None:
         )
         for h in ledger.history(now - timedelta(days=HISTORY_DAYS))
     )
-
-
-def _recent_usage(
-    ledger: Ledger, since: datetime, provider_ids: list[str]
-) -> list[tuple[str, str | None, datetime, int, float]]:
-    """(provider, subscription, started_at, tokens, cost) per attempt since `since`, cancelled ones left out.
-
-    `Ledger.usage_since` does not return the subscription, which subscription-level limits need.
-    """
-    tokens = (
-        ProviderUsage.tokens_input
-        + ProviderUsage.tokens_output
-        + ProviderUsage.tokens_cache_read
-        + ProviderUsage.tokens_cache_write
-    )
-    query = select(
-        ProviderUsage.provider_id, ProviderUsage.subscription, ProviderUsage.started_at, tokens, ProviderUsage.cost_usd
-    ).where(
-        ProviderUsage.started_at >= since,
-        ProviderUsage.outcome != "cancelled",
-        ProviderUsage.provider_id.in_(provider_ids),
-    )
-    with ledger.engine.connect() as connection:
-        return [(p, sub, at, int(t or 0), float(c or 0.0)) for p, sub, at, t, c in connection.execute(query)]
 
 
 def ledger_observer(ledger: Ledger) -> RoutingObserver:

@@ -85,6 +85,7 @@ class UsagePoint(NamedTuple):
     started_at: datetime
     tokens: int
     cost_usd: float
+    subscription: str | None = None
 
 
 class NewTask(_Record):

@@ -288,7 +288,8 @@ class Ledger:
             return float(value or 0.0)
 
     def usage_since(self, since: datetime, provider_ids: Iterable[str] | None = None) -> list[UsagePoint]:
-        """Per-attempt (provider, time, tokens, cost) since `since`: rebuilds quota windows after a restart."""
+        """Per-attempt (provider, time, tokens, cost, subscription) since `since`, cancelled ones left out:
+        rebuilds quota windows (provider and subscription level) after a restart."""
         query = select(
             ProviderUsage.provider_id,
             ProviderUsage.started_at,
@@ -297,14 +298,37 @@ class Ledger:
             + ProviderUsage.tokens_cache_read
             + ProviderUsage.tokens_cache_write,
             ProviderUsage.cost_usd,
+            ProviderUsage.subscription,
         ).where(ProviderUsage.started_at >= since, ProviderUsage.outcome != "cancelled")
         if provider_ids is not None:
             query = query.where(ProviderUsage.provider_id.in_(list(provider_ids)))
         with self._sessions() as session:
             return [
-                UsagePoint(p, at, int(tokens or 0), float(cost or 0.0))
-                for p, at, tokens, cost in session.execute(query)
+                UsagePoint(p, at, int(tokens or 0), float(cost or 0.0), subscription)
+                for p, at, tokens, cost, subscription in session.execute(query)
             ]
+
+    def recent_outcomes(
+        self, since: datetime, provider_ids: Iterable[str], outcomes: Collection[str], *, per_provider: int
+    ) -> dict[str, list[tuple[str, datetime]]]:
+        """provider -> its newest `per_provider` attempts (outcome, finished_at) since `since` whose outcome is
+        one of `outcomes`, newest first: what a circuit breaker remembers across runs."""
+        recent: dict[str, list[tuple[str, datetime]]] = {}
+        with self._sessions() as session:
+            for provider_id in provider_ids:  # a handful of providers; each query walks the (provider, time) index
+                rows = session.execute(
+                    select(ProviderUsage.outcome, ProviderUsage.finished_at)
+                    .where(
+                        ProviderUsage.provider_id == provider_id,
+                        ProviderUsage.started_at >= since,
+                        ProviderUsage.outcome.in_(sorted(outcomes)),
+                    )
+                    .order_by(ProviderUsage.started_at.desc())
+                    .limit(per_provider)
+                ).all()
+                if rows:
+                    recent[provider_id] = [(outcome, at) for outcome, at in rows]
+        return recent
 
     def history(self, since: datetime) -> list[dict[str, Any]]:
         """Attempts, successes, mean latency and mean success cost per (provider, task type) since `since`."""

@@ -24,7 +24,7 @@ Not thread-safe by design: the engine drives every breaker from its one event lo
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from enum import StrEnum
 from typing import Self
 
@@ -143,6 +143,28 @@ class CircuitBreaker:
         """Whether the circuit is neither closed nor open: calls wait for a probe slot instead of being refused."""
         state = self.state
         return state is CircuitState.UNKNOWN or state is CircuitState.HALF_OPEN
+
+    def restore(self, recent: Sequence[tuple[bool, float]]) -> None:
+        """Start from what earlier runs saw: `recent` is (failed, seconds ago) of the provider's last calls,
+        newest first, only outcomes that count for the circuit.
+
+        Last call succeeded: closed, so a new run does not funnel its first burst through the probes again.
+        The last `failure_threshold` calls failed: open for the rest of the cooldown, half-open after it.
+        Otherwise unknown, counting the failures since the last success (fewer probes go out before it
+        opens). Quiet: these transitions were reported when they happened.
+        """
+        if not recent or self._state is not CircuitState.UNKNOWN:
+            return
+        failures = next((i for i, (failed, _) in enumerate(recent) if not failed), len(recent))
+        if failures == 0:
+            self._state = CircuitState.CLOSED
+        elif failures < self._failure_threshold:
+            self._consecutive = failures
+        elif recent[0][1] < self._cooldown_s:
+            self._state = CircuitState.OPEN
+            self._open_until = self._clock() + self._cooldown_s - recent[0][1]
+        else:
+            self._state = CircuitState.HALF_OPEN
 
     def begin(self) -> None:
         """Count a call as in flight; call right after `admits()` returned True."""

@@ -175,3 +175,52 @@ async def test_a_day_of_attempts_is_restored_into_every_window(tmp_path: Path, s
     assert "claude" not in skipped
     assert router.state("claude").quota.pressure() == pytest.approx(4001 / 5000)
     await router.registry.aclose()
+
+
+def _past_calls(ledger: Ledger, run_id: str, provider_id: str, outcomes: list[str], ago_s: float) -> None:
+    now = datetime.now(UTC)
+    ledger.record_attempts(
+        AttemptRecord(
+            run_id=run_id,
+            task_id=f"{provider_id}-{i}",
+            provider_id=provider_id,
+            task_type="code_review",
+            attempt=1,
+            outcome=outcome,
+            started_at=now - timedelta(seconds=ago_s + i),
+            finished_at=now - timedelta(seconds=ago_s + i),
+        )
+        for i, outcome in enumerate(outcomes)
+    )
+
+
+async def test_circuits_start_from_what_earlier_runs_saw(tmp_path: Path, sqlite_url: str) -> None:
+    config = parse_config(
+        {
+            "strategy": "priority_based",
+            "circuit": {"failure_threshold": 3, "cooldown_s": 60, "probe_in_flight": 2},
+            "providers": {
+                "down": {"type": "local_mock", "priority": 1, "latency_ms": 50, "max_concurrency": 50},
+                "up": {"type": "local_mock", "priority": 2, "latency_ms": 50, "max_concurrency": 50},
+                "new": {"type": "local_mock", "priority": 3, "latency_ms": 50, "max_concurrency": 50},
+            },
+        },
+        str(tmp_path / "providers.yaml"),
+    )
+    ledger = Ledger(url=sqlite_url)
+    earlier = _run(ledger, "earlier")
+    _past_calls(ledger, earlier, "down", ["unavailable", "timeout", "unavailable"], ago_s=5)
+    _past_calls(ledger, earlier, "up", ["success", "rate_limited", "unavailable"], ago_s=5)  # newest first
+    router = Router(ProviderRegistry.from_configs(config.providers), config, health_checks=False)
+    restore_router_state(router, ledger, _run(ledger, "now"))
+
+    results = await router.route_many([AITask(id=f"t{i}", type="code_review", prompt="p") for i in range(20)])
+    assert all(r.status == "completed" for r in results)
+    # "down" failed three times a moment ago: its circuit is open, nothing is sent to it.
+    assert all(r.decision["skipped"].get("down") == "circuit_open" for r in results)
+    # "up" answered last time: the whole burst goes at once instead of two probes first.
+    starts = sorted(a.started_at for r in results for a in r.attempts)
+    first_answer = min(a.finished_at for r in results for a in r.attempts)
+    assert {r.provider_id for r in results} == {"up"}
+    assert all(start < first_answer for start in starts)
+    await router.registry.aclose()

@@ -214,3 +214,37 @@ def test_unknown_never_has_more_probes_out_than_failures_still_needed_to_open() 
         breaker.fail()  # every probe of a dead provider fails
     assert breaker.state is CircuitState.OPEN
     assert calls == 3  # failure_threshold, although two probes were allowed in flight at a time
+
+
+def test_restore_from_earlier_runs_closes_opens_or_counts_failures() -> None:
+    clock = FakeClock()
+    up = _breaker(clock)
+    up.restore([(False, 30.0), (True, 40.0)])
+    assert up.state is CircuitState.CLOSED and up.admits()
+
+    changes: list[tuple[CircuitState, CircuitState]] = []
+    down = _breaker(clock, changes, failure_threshold=3, cooldown_s=30)
+    down.restore([(True, 10.0), (True, 12.0), (True, 15.0), (False, 100.0)])
+    assert down.state is CircuitState.OPEN and not down.admits()
+    assert down.open_until == pytest.approx(clock.now + 20)  # the rest of the cooldown of the newest failure
+    clock.now += 20
+    assert down.state is CircuitState.HALF_OPEN
+    assert changes == [(CircuitState.OPEN, CircuitState.HALF_OPEN)]  # restoring itself reported nothing
+
+    long_down = _breaker(clock, failure_threshold=3, cooldown_s=30)
+    long_down.restore([(True, 50.0), (True, 60.0), (True, 70.0)])
+    assert long_down.state is CircuitState.HALF_OPEN
+
+    shaky = _breaker(clock, failure_threshold=4, probe_in_flight=3)
+    shaky.restore([(True, 5.0), (True, 7.0), (False, 9.0)])
+    assert shaky.state is CircuitState.UNKNOWN
+    shaky.begin()
+    shaky.begin()
+    assert not shaky.admits()  # two failures remembered: two more probes could open it, so no third
+    shaky.fail()
+    shaky.fail()
+    assert shaky.state is CircuitState.OPEN
+
+    fresh = _breaker(clock)
+    fresh.restore([])
+    assert fresh.state is CircuitState.UNKNOWN
