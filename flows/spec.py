@@ -132,6 +132,11 @@ def parse_spec(doc: dict[str, Any], source: str) -> BatchSpec:
     return spec
 
 
+def task_location(index: int, task_id: object) -> str:
+    """Where a task is in the spec, the one form every task-level error uses: `tasks[3] (id 'review-2')`."""
+    return f"tasks[{index}]" + (f" (id {task_id!r})" if task_id else "")
+
+
 def _name_tasks(problems: list[str], doc: dict[str, Any]) -> list[str]:
     """Turn `tasks.3.prompt` into `tasks[3] (id 'review-2').prompt` so the user finds the task."""
     tasks = doc.get("tasks") if isinstance(doc.get("tasks"), list) else []
@@ -141,9 +146,8 @@ def _name_tasks(problems: list[str], doc: dict[str, Any]) -> list[str]:
         if len(parts) >= 2 and parts[0] == "tasks" and parts[1].split(":")[0].isdigit():
             index = int(parts[1].split(":")[0])
             task_id = tasks[index].get("id") if index < len(tasks) and isinstance(tasks[index], dict) else None
-            label = f"tasks[{index}]" + (f" (id {task_id!r})" if task_id else "")
             rest = line[len(f"tasks.{index}") :]
-            line = label + rest
+            line = task_location(index, task_id) + rest
         named.append(line)
     return named
 
@@ -151,17 +155,18 @@ def _name_tasks(problems: list[str], doc: dict[str, Any]) -> list[str]:
 def graph_problems(spec: BatchSpec) -> list[str]:
     """Duplicate ids, unknown dependencies and cycles (each cycle named as a path)."""
     problems: list[str] = []
-    seen: set[str] = set()
-    for t in spec.tasks:
-        if t.id in seen:
-            problems.append(f"tasks: duplicate id {t.id!r}")
-        seen.add(t.id)
-    for t in spec.tasks:
+    first_index: dict[str, int] = {}
+    for i, t in enumerate(spec.tasks):
+        if t.id in first_index:
+            also = task_location(first_index[t.id], t.id)
+            problems.append(f"{task_location(i, t.id)}.id: duplicate id {t.id!r} (also {also})")
+        first_index.setdefault(t.id, i)
+    for i, t in enumerate(spec.tasks):
         for dep in t.depends_on:
-            if dep not in seen:
-                problems.append(f"tasks.{t.id}.depends_on: unknown task {dep!r}")
+            if dep not in first_index:
+                problems.append(f"{task_location(i, t.id)}.depends_on: unknown task {dep!r}")
             elif dep == t.id:
-                problems.append(f"tasks.{t.id}.depends_on: a task cannot depend on itself")
+                problems.append(f"{task_location(i, t.id)}.depends_on: a task cannot depend on itself")
     if problems:
         return problems
     cycle = find_cycle({t.id: t.depends_on for t in spec.tasks})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -48,14 +49,14 @@ def test_cycle_is_named_as_a_path() -> None:
 
 
 def test_unknown_dependency_and_duplicate_id_are_reported() -> None:
-    with pytest.raises(SpecError, match=r"tasks\.b\.depends_on: unknown task 'nope'"):
+    with pytest.raises(SpecError, match=r"tasks\[1\] \(id 'b'\)\.depends_on: unknown task 'nope'"):
         parse_spec(
             _spec(
                 {"id": "a", "type": "t", "prompt": "p"}, {"id": "b", "type": "t", "prompt": "p", "depends_on": ["nope"]}
             ),
             "s",
         )
-    with pytest.raises(SpecError, match=r"duplicate id 'a'"):
+    with pytest.raises(SpecError, match=r"tasks\[1\] \(id 'a'\)\.id: duplicate id 'a' \(also tasks\[0\] \(id 'a'\)\)"):
         parse_spec(_spec({"id": "a", "type": "t", "prompt": "p"}, {"id": "a", "type": "t", "prompt": "q"}), "s")
 
 
@@ -73,6 +74,22 @@ def test_bad_field_names_the_task_and_field(task: dict, field: str) -> None:
     with pytest.raises(SpecError) as info:
         parse_spec(_spec({"id": "ok", "type": "t", "prompt": "p"}, task), "batch.yaml")
     assert f"tasks[1] (id 'x').{field}" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "tasks",
+    [
+        [{"id": "a", "type": "t", "prompt": "p", "priority": "urgent"}],  # a bad field (pydantic)
+        [{"id": "a", "type": "t", "prompt": "p", "depends_on": ["nope"]}],  # an unknown dependency
+        [{"id": "a", "type": "t", "prompt": "p", "depends_on": ["a"]}],  # itself
+        [{"id": "a", "type": "t", "prompt": "p"}, {"id": "a", "type": "t", "prompt": "q"}],  # a duplicate id
+    ],
+)
+def test_every_task_level_error_names_the_task_one_way(tasks: list[dict]) -> None:
+    with pytest.raises(SpecError) as info:
+        parse_spec(_spec(*tasks), "s.yaml")
+    for problem in info.value.problems:
+        assert re.match(r"tasks\[\d+\] \(id '[^']+'\)\.\w+: ", problem), problem
 
 
 def test_find_cycle_returns_none_for_a_dag() -> None:
