@@ -34,6 +34,7 @@ from flows.nodes import NodeResult, run_node, run_nodes
 from flows.ownership import claim_renewed
 from flows.runtime import (
     RuntimeRef,
+    check_same_spec,
     close_runtime,
     default_ledger,
     open_runtime,
@@ -150,6 +151,8 @@ def process_batch(
     resumed: bool | None = None  # None: the caller (the CLI) started or resumed the run and says so itself
     if run_id is None:
         run_id, resumed = start_run(ledger, batch, chosen, fresh=fresh)
+    else:
+        check_same_spec(ledger, run_id, batch)
     ledger.set_flow_run_id(run_id, flow_run.get_id())
     chunked = choose_chunked(mode, len(batch.tasks), config)
     logger = get_run_logger()

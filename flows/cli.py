@@ -137,7 +137,8 @@ def run(
     if resumed:
         err_console.print(f"resuming unfinished run [bold]{run_id}[/] of {escape(repr(batch.name))}", highlight=False)
     with LedgerProgress(ledger, run_id, total=len(batch.tasks), console=err_console):
-        status = execute_run(batch, config, providers_file, chosen, run_id=run_id, ledger=ledger, mode=mode)
+        spec_file = str(spec.expanduser().resolve())
+        status = execute_run(spec_file, config, providers_file, chosen, run_id=run_id, ledger=ledger, mode=mode)
 
     from flows.summary import run_summary
 

@@ -20,7 +20,7 @@ CANCEL_GRACE_S = 5.0
 
 
 def execute_run(
-    batch: BatchSpec,
+    spec: BatchSpec | str,
     config: SwitchboardConfig,
     providers: str | None,
     strategy: str,
@@ -29,12 +29,17 @@ def execute_run(
     ledger: Ledger,
     mode: str = "auto",
 ) -> str:
-    """Run the flow for an already started run; returns the run's final status."""
+    """Run the flow for an already started run; returns the run's final status.
+
+    `spec` is best the path the run's spec was loaded from: the flow run then stores a path, not the whole spec
+    (for 1,000 tasks Prefect spent 0.4-0.8 s walking, encoding and storing it), and reads the parsed spec back
+    from this process's cache.
+    """
     from flows.batch import run_batch_flow
 
     previous_handler = signal.signal(signal.SIGINT, _interrupt_handler())
     try:
-        run_batch_flow(config, spec=batch, providers=providers, strategy=strategy, run_id=run_id, mode=mode)
+        run_batch_flow(config, spec=spec, providers=providers, strategy=strategy, run_id=run_id, mode=mode)
     except (KeyboardInterrupt, concurrent.futures.CancelledError):
         if not engine_loop().stopping:
             raise

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict
 
 from flows.ownership import owner_active, this_owner
 from flows.secrets import secret_resolver
-from flows.spec import BatchSpec, load_spec
+from flows.spec import BatchSpec, SpecError, load_spec
 from ledger import Ledger, LedgerWriter, NewTask, default_database_url
 from providers import Priority
 from routing.attempts import HEALTH_FAILURES
@@ -99,6 +99,15 @@ def start_run(ledger: Ledger, spec: BatchSpec, strategy: str, *, fresh: bool = F
         owner=this_owner(),
         owner_active=owner_active,
     )
+
+
+def check_same_spec(ledger: Ledger, run_id: str, spec: BatchSpec) -> None:
+    """A run handed to the flow by its starter must be of this spec (a spec file may change in between)."""
+    run = ledger.get_run(run_id)
+    if run is None:
+        raise SpecError(spec.name, [f"run {run_id} is not in the ledger"])
+    if run.batch_hash != spec.content_hash():
+        raise SpecError(spec.name, [f"the spec changed after run {run_id} was started from it; run it again"])
 
 
 _runtimes: dict[str, BatchRuntime] = {}

@@ -5,10 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from providers import AITask, Priority
 from routing.config import check_strategy
@@ -64,19 +65,24 @@ class BatchSpec(BaseModel):
     workdir: str | None = None
     defaults: TaskDefaults = TaskDefaults()
     tasks: list[TaskSpec] = Field(min_length=1)
-    # Built once: the engine looks tasks up by id several times per node.
-    _tasks_by_id: dict[str, TaskSpec] = PrivateAttr(default_factory=dict)
 
-    def model_post_init(self, context: Any) -> None:
-        self._tasks_by_id = {t.id: t for t in self.tasks}
+    # Computed once per (frozen) spec: the engine looks tasks up by id several times per node, and the hash of a
+    # large spec costs milliseconds. Cached properties live outside the fields (equality and dumps ignore them).
+    @cached_property
+    def _index(self) -> dict[str, TaskSpec]:
+        return {t.id: t for t in self.tasks}
+
+    @cached_property
+    def _digest(self) -> str:
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
     def task(self, task_id: str) -> TaskSpec:
-        return self._tasks_by_id[task_id]
+        return self._index[task_id]
 
     def content_hash(self) -> str:
         """Identifies the spec's content, so re-running the same spec resumes its unfinished run."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+        return self._digest
 
     def to_ai_task(self, spec: TaskSpec, context: dict[str, str] | None = None) -> AITask:
         """The provider-facing task, with batch defaults applied and upstream outputs as context."""
@@ -117,7 +123,23 @@ class BatchSpec(BaseModel):
 
 
 def load_spec(path: str | Path) -> BatchSpec:
+    """The spec in a YAML or JSON file, checked; parsed once per version of the file in this process."""
     file = Path(path).expanduser()
+    try:
+        stat = file.stat()
+    except OSError:
+        return _parse_file(file)  # says what is wrong with the path
+    return _parse_unchanged(file, file.resolve(), stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=8)
+def _parse_unchanged(file: Path, resolved: Path, mtime_ns: int, size: int) -> BatchSpec:
+    # The CLI checks a spec before anything runs, then the flow it starts is handed the path (a short
+    # parameter for Prefect to store and show) and loads it again: a 1,000-task spec is parsed once.
+    return _parse_file(file)
+
+
+def _parse_file(file: Path) -> BatchSpec:
     return parse_spec(load_document(file, SpecError), str(file))
 
 

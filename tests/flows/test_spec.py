@@ -117,3 +117,31 @@ def test_content_hash_changes_with_content() -> None:
     one = parse_spec(_spec({"id": "a", "type": "t", "prompt": "p"}), "s")
     two = parse_spec(_spec({"id": "a", "type": "t", "prompt": "q"}), "s")
     assert one.content_hash() != two.content_hash()
+
+
+def test_a_file_is_parsed_once_per_version(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text("name: s\ntasks:\n  - {id: a, type: code_review, prompt: one}\n")
+    first = load_spec(path)
+    assert load_spec(str(path)) is first  # the flow reads back what the CLI checked, not the file again
+    path.write_text("name: s\ntasks:\n  - {id: a, type: code_review, prompt: two, priority: high}\n")
+    changed = load_spec(path)
+    assert changed.task("a").prompt == "two" and changed.content_hash() != first.content_hash()
+    path.write_text("name: s\ntasks:\n  - {id: a, type: code_review, prompt: ''}\n")
+    with pytest.raises(SpecError, match="prompt"):
+        load_spec(path)
+
+
+def test_a_run_handed_to_the_flow_must_be_of_the_same_spec(tmp_path: Path) -> None:
+    from flows.runtime import check_same_spec, start_run
+    from ledger import Ledger
+
+    ledger = Ledger(url=f"sqlite:///{tmp_path / 'ledger.db'}")
+    one = parse_spec({"name": "s", "tasks": [{"id": "a", "type": "t", "prompt": "one"}]}, "s")
+    two = parse_spec({"name": "s", "tasks": [{"id": "a", "type": "t", "prompt": "two"}]}, "s")
+    run_id, _ = start_run(ledger, one, "priority_based")
+    check_same_spec(ledger, run_id, one)
+    with pytest.raises(SpecError, match="the spec changed after run"):
+        check_same_spec(ledger, run_id, two)
+    with pytest.raises(SpecError, match="not in the ledger"):
+        check_same_spec(ledger, "r-missing", one)
