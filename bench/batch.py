@@ -93,18 +93,21 @@ print(json.dumps(times))
 """
 
 SWITCHBOARD_SCRIPT = """
-import json, sys, time
+import json, sys, tempfile, time
+from pathlib import Path
 from flows.batch import run_batch_flow
-from flows.spec import parse_spec
 from routing.config import load_config
 
 spec_doc, providers, runs, mode = json.loads(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
 config = load_config(providers)
+folder = Path(tempfile.mkdtemp(prefix="sb-bench-specs-"))
 times, statuses = [], []
 for i in range(runs + 1):
-    spec = parse_spec({**spec_doc, "name": spec_doc["name"] + f"-{i}"}, "bench")
+    # As `switchboard run` does: the flow is handed the spec file's path.
+    spec = folder / f"spec-{i}.json"
+    spec.write_text(json.dumps({**spec_doc, "name": spec_doc["name"] + f"-{i}"}))
     start = time.perf_counter()
-    result = run_batch_flow(config, spec=spec, providers=providers, fresh=True, mode=mode)
+    result = run_batch_flow(config, spec=str(spec), providers=providers, fresh=True, mode=mode)
     elapsed = time.perf_counter() - start
     statuses.append(result["status"])
     if i:  # the first run warms imports, clients and the server's caches

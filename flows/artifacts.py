@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextvars
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from prefect.artifacts import create_table_artifact
@@ -32,6 +35,15 @@ def publish_run_table(summary: dict[str, Any]) -> None:
         key=f"switchboard-{run_id.lower()}",
         description=f"Switchboard run {run_id}: who served what at what cost",
     )
+
+
+def in_parallel(*calls: Callable[[], object]) -> None:
+    """Run Prefect API calls side by side, each in a copy of this context (so artifacts still belong to the
+    flow run); raises the first call's error after all have finished."""
+    with ThreadPoolExecutor(max_workers=max(len(calls), 1), thread_name_prefix="switchboard-artifacts") as pool:
+        futures = [pool.submit(contextvars.copy_context().run, call) for call in calls]
+    for future in futures:
+        future.result()
 
 
 def failover_markdown(summary: dict[str, Any]) -> str:

@@ -1,9 +1,10 @@
 """What DAG nodes do, Prefect aside: reuse a recorded success, skip after a failed upstream, else route.
 
 One Prefect task may run one node (small DAGs, for per-node visibility in the UI) or a whole chunk of the
-DAG (large DAGs). Both go through `run_nodes`: it reads the ledger once, then runs the nodes on the engine
-loop, each starting as soon as its upstream tasks in the chunk finish (no waiting for a whole level), and
-hands results to the group-committing ledger writer.
+DAG (large DAGs). Both go through `run_nodes`: it takes what is known of the run (kept in memory by the
+flow's own process, else read from the ledger), runs the nodes on the engine loop, each starting as soon as
+its upstream tasks finish (no waiting for a whole level), and hands results to the group-committing ledger
+writer.
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
+from flows.run_state import KnownState, NodeResult
 from flows.runtime import BatchRuntime
-from ledger import TaskOutcome, TaskState
+from ledger import TaskOutcome
 from routing.loop import engine_loop
 from routing.router import RoutedResult
 
@@ -22,15 +23,6 @@ from routing.router import RoutedResult
 PROGRESS_EVERY_S = 1.0
 MAX_SELECTED_IDS = 2000
 CANCELLED_ERROR = "cancelled (interrupted)"
-
-
-@dataclass(frozen=True, slots=True)
-class NodeResult:
-    task_id: str
-    status: str  # completed | failed | skipped | cancelled
-    output: str | None = None
-    error: str | None = None
-    reused: bool = False
 
 
 def run_node(runtime: BatchRuntime, task_id: str) -> NodeResult:
@@ -42,19 +34,10 @@ def run_nodes(
 ) -> list[NodeResult]:
     """Run the given nodes, whose upstream tasks outside `task_ids` have finished; results in the order given."""
     ledger, run_id = runtime.ledger, runtime.run.run_id
-    # Only these nodes and their upstream tasks: a per-node run reads a handful of rows per node, not the
-    # whole run (with every output) once per node. Past a few thousand ids one scan of the run is cheaper
-    # than a long IN list (and stays under the databases' bound-parameter limits).
-    wanted = set(task_ids).union(*(runtime.spec.task(t).depends_on for t in task_ids))
-    selected = wanted if len(wanted) <= MAX_SELECTED_IDS else None
-    known = _KnownState(
-        states=ledger.task_states(run_id, selected),
-        successes=ledger.recorded_successes(run_id, selected),
-        last_attempts=ledger.last_attempt_numbers(run_id, selected),
-    )
-    results: dict[str, NodeResult] = {}
+    known = runtime.memory if runtime.memory is not None else _read_known(runtime, task_ids)
+    results = known.results
     try:
-        future = engine_loop().submit(_run_dag(runtime, list(task_ids), known, results))
+        future = engine_loop().submit(_run_dag(runtime, list(task_ids), known))
         while True:
             try:
                 future.result(timeout=PROGRESS_EVERY_S)
@@ -76,16 +59,15 @@ def run_nodes(
     return [results[t] for t in task_ids]
 
 
-@dataclass(frozen=True, slots=True)
-class _KnownState:
-    states: dict[str, TaskState]
-    successes: dict[str, tuple[str, str | None]]
-    last_attempts: dict[str, int]
+def _read_known(runtime: BatchRuntime, task_ids: Sequence[str]) -> KnownState:
+    # Only these nodes and their upstream tasks: a handful of rows per node, not the whole run (with every
+    # output). Past a few thousand ids one scan of the run is cheaper than a long IN list (and stays under the
+    # databases' bound-parameter limits).
+    wanted = set(task_ids).union(*(runtime.spec.task(t).depends_on for t in task_ids))
+    return KnownState.read(runtime.ledger, runtime.run.run_id, wanted if len(wanted) <= MAX_SELECTED_IDS else None)
 
 
-async def _run_dag(
-    runtime: BatchRuntime, task_ids: list[str], known: _KnownState, results: dict[str, NodeResult]
-) -> None:
+async def _run_dag(runtime: BatchRuntime, task_ids: list[str], known: KnownState) -> None:
     finished = {task_id: asyncio.Event() for task_id in task_ids}
     writes: list[concurrent.futures.Future[None]] = []
 
@@ -93,11 +75,13 @@ async def _run_dag(
         for dep in runtime.spec.task(task_id).depends_on:
             if dep in finished:
                 await finished[dep].wait()
-        result, outcome, routed = await _run_one(runtime, task_id, known, results)
+        result, outcome, routed = await _run_one(runtime, task_id, known)
         # Dependents may start on the answer now; the task is reported complete (the chunk finished) only
         # after its attempt rows and its outcome are committed. The writer commits in submission order, so
         # the outcome lands with its attempts (usually in the same transaction) or after them, never before.
-        results[task_id] = result
+        known.results[task_id] = result
+        if routed is not None and routed.attempts:
+            known.last_attempts[task_id] = routed.attempts[-1].attempt
         finished[task_id].set()
         if outcome is not None:
             writes.append(runtime.writer.submit_outcome(runtime.run.run_id, outcome))
@@ -110,8 +94,12 @@ async def _run_dag(
 
 
 async def _run_one(
-    runtime: BatchRuntime, task_id: str, known: _KnownState, results: dict[str, NodeResult]
+    runtime: BatchRuntime, task_id: str, known: KnownState
 ) -> tuple[NodeResult, TaskOutcome | None, RoutedResult | None]:
+    earlier = known.results.get(task_id)
+    if earlier is not None and earlier.status == "completed":
+        # Finished in this process already (Prefect retried its task after the node was done).
+        return NodeResult(task_id, "completed", output=earlier.output, reused=True), None, None
     state = known.states.get(task_id)
     if state is not None and state.status == "completed":
         # The ledger is the source of truth: a recorded success is never executed (or charged) again.
@@ -123,7 +111,7 @@ async def _run_one(
         return NodeResult(task_id, "completed", output=output, reused=True), outcome, None
 
     task_spec = runtime.spec.task(task_id)
-    upstream = {dep: _upstream(dep, known, results) for dep in task_spec.depends_on}
+    upstream = {dep: known.upstream(dep) for dep in task_spec.depends_on}
     blocked = {dep: status for dep, (status, _) in upstream.items() if status != "completed"}
     if blocked:
         error = "skipped: upstream not completed (" + ", ".join(f"{d} {s}" for d, s in blocked.items()) + ")"
@@ -143,13 +131,3 @@ async def _run_one(
         decision=routed.decision,
     )
     return NodeResult(task_id, routed.status, output=output, error=routed.error), outcome, routed
-
-
-def _upstream(dep: str, known: _KnownState, results: dict[str, NodeResult]) -> tuple[str, str | None]:
-    """(status, output) of an upstream task: finished in this chunk, or as the ledger had it."""
-    if dep in results:
-        return results[dep].status, results[dep].output
-    if dep in known.successes:
-        return "completed", known.successes[dep][1]
-    state = known.states.get(dep)
-    return (state.status, state.output) if state is not None else ("missing", None)

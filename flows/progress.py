@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections import Counter
 from types import TracebackType
 
 from rich.console import Console
@@ -45,7 +44,7 @@ class LedgerProgress:
     def _poll(self) -> None:
         while not self._stop.wait(POLL_S):
             try:
-                counts = Counter(s.status for s in self._ledger.task_states(self._run_id).values())
+                counts = self._ledger.task_status_counts(self._run_id)
             except Exception:  # a busy database must not kill the display; the next poll tries again
                 continue
             finished = sum(n for status, n in counts.items() if status != "pending")

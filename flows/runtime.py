@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from flows.ownership import owner_active, this_owner
+from flows.run_state import KnownState
 from flows.secrets import secret_resolver
 from flows.spec import BatchSpec, SpecError, load_spec
 from ledger import Ledger, LedgerWriter, NewTask, default_database_url
@@ -53,8 +54,10 @@ class BatchRuntime:
     router: Router
     writer: LedgerWriter
     run: RunInfo
-    resumed: bool
     observer: RoutingObserver
+    # In the process that runs the run's flow, what its nodes know of the run (see flows.run_state); None in a
+    # process that runs only some nodes (a Dask worker), whose nodes read the ledger.
+    memory: KnownState | None = None
 
     def close(self) -> None:
         engine_loop().run(self.registry.aclose(), cleanup=True)
@@ -114,14 +117,15 @@ _runtimes: dict[str, BatchRuntime] = {}
 _runtimes_lock = threading.Lock()
 
 
-def restore_router_state(router: Router, ledger: Ledger, run_id: str) -> None:
+def restore_router_state(router: Router, ledger: Ledger, run_id: str, *, scores: bool = True) -> None:
     """Quota windows (provider and subscription level), quota blocks (a provider's or one subscription's),
     budgets and adaptive scores survive restarts through the ledger.
 
     Windows are bulk-loaded (one sort per window): a day of attempts takes milliseconds at each run start.
     Circuits start from the providers' last calls within `CIRCUIT_MEMORY` (closed after a success, open
     after a run of failures), so a provider known to be up does not hold a new run's first burst to its
-    probe slots, and one known to be down is not tried again before its cooldown.
+    probe slots, and one known to be down is not tried again before its cooldown. The adaptive strategy's
+    scores (a scan of `HISTORY_DAYS` of attempts) are loaded only with `scores`.
     """
     now = datetime.now(UTC)
     known = set(router.provider_ids())
@@ -156,6 +160,8 @@ def restore_router_state(router: Router, ledger: Ledger, run_id: str) -> None:
     if router.budget.active:
         midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
         router.budget.seed(run_id=run_id, run_spent=ledger.run_cost(run_id), day_spent=ledger.cost_since(midnight))
+    if not scores:
+        return
     router.refresh_history(
         HistoryRecord(
             provider_id=h["provider_id"],
@@ -189,11 +195,15 @@ def open_runtime(
     strategy: str,
     *,
     run_id: str,
-    resumed: bool,
     ledger: Ledger,
     observer: RoutingObserver | None = None,
+    home: bool = True,
 ) -> BatchRuntime:
-    """Build providers and router for a run and make them findable by the run's Prefect tasks."""
+    """Build providers and router for a run and make them findable by the run's Prefect tasks.
+
+    `home`: this process runs the run's flow, so every node of the run runs here (thread runner) or reports
+    back here; it reads the run's state once and its nodes keep it up to date in memory.
+    """
     observer = observer or ledger_observer(ledger)
     # Keys come from env vars, else Prefect Secret blocks of the same name (inside a flow run or with a server).
     registry = ProviderRegistry.from_configs(config.providers, secrets=secret_resolver())
@@ -211,7 +221,8 @@ def open_runtime(
         )
     writer = LedgerWriter(ledger)
     router = Router(registry, config, recorder=writer.submit, observer=observer)
-    restore_router_state(router, ledger, run_id)
+    adaptive = strategy == "adaptive" or any(t.strategy == "adaptive" for t in spec.tasks)
+    restore_router_state(router, ledger, run_id, scores=adaptive)
     runtime = BatchRuntime(
         spec=spec,
         config=config,
@@ -220,8 +231,8 @@ def open_runtime(
         router=router,
         writer=writer,
         run=RunInfo(run_id=run_id, strategy=strategy, team=spec.team),
-        resumed=resumed,
         observer=observer,
+        memory=KnownState.read(ledger, run_id) if home else None,
     )
     with _runtimes_lock:
         _runtimes[run_id] = runtime
@@ -255,7 +266,7 @@ def runtime_for(ref: RuntimeRef) -> BatchRuntime:
     if runtime is not None:
         return runtime
     config = parse_config(ref.config, f"<config of run {ref.run_id}>")
-    runtime = open_runtime(ref.spec, config, ref.strategy, run_id=ref.run_id, resumed=True, ledger=default_ledger())
+    runtime = open_runtime(ref.spec, config, ref.strategy, run_id=ref.run_id, ledger=default_ledger(), home=False)
     atexit.register(close_runtime, ref.run_id)
     return runtime
 

@@ -205,6 +205,14 @@ class Ledger:
             rows = session.scalars(query.order_by(TaskRow.position)).all()
             return {r.task_id: _task_state(r) for r in rows}
 
+    def task_status_counts(self, run_id: str) -> dict[str, int]:
+        """status -> how many of the run's tasks have it: what progress displays poll, without the outputs."""
+        with self._sessions() as session:
+            rows = session.execute(
+                select(TaskRow.status, func.count()).where(TaskRow.run_id == run_id).group_by(TaskRow.status)
+            )
+            return {status: int(n) for status, n in rows}
+
     def task_state(self, run_id: str, task_id: str) -> TaskState | None:
         with self._sessions() as session:
             row = session.get(TaskRow, (run_id, task_id))

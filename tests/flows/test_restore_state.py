@@ -224,3 +224,27 @@ async def test_circuits_start_from_what_earlier_runs_saw(tmp_path: Path, sqlite_
     assert {r.provider_id for r in results} == {"up"}
     assert all(start < first_answer for start in starts)
     await router.registry.aclose()
+
+
+@pytest.mark.parametrize(
+    ("strategy", "task_strategy", "loaded"),
+    [("adaptive", None, True), ("priority_based", "adaptive", True), ("priority_based", None, False)],
+)
+def test_adaptive_scores_are_loaded_when_the_run_may_use_them(
+    tmp_path: Path, sqlite_url: str, strategy: str, task_strategy: str | None, loaded: bool
+) -> None:
+    from flows.runtime import close_runtime, open_runtime
+    from flows.spec import parse_spec
+
+    ledger = Ledger(url=sqlite_url)
+    _past_calls(ledger, _run(ledger, "earlier"), "mock", ["success", "success", "unavailable"], ago_s=3600)
+    task: dict[str, Any] = {"id": "t", "type": "code_review", "prompt": "p"}
+    if task_strategy:
+        task["strategy"] = task_strategy
+    spec = parse_spec({"name": f"adaptive-{strategy}", "tasks": [task]}, "spec")
+    config = parse_config({"providers": {"mock": {"type": "local_mock"}}}, "providers.yaml")
+    runtime = open_runtime(spec, config, strategy, run_id=_run(ledger, "now"), ledger=ledger)
+    try:
+        assert (runtime.router.adaptive.get("mock", "code_review") is not None) is loaded
+    finally:
+        close_runtime(runtime.run.run_id)

@@ -60,7 +60,7 @@ def record_run(ledger: Ledger, spec_doc: dict[str, Any] = SPEC, config_doc: dict
     spec = parse_spec(spec_doc, "spec")
     config = parse_config(config_doc, "recorded.yaml")
     run_id, _ = start_run(ledger, spec, config.strategy)
-    runtime = open_runtime(spec, config, config.strategy, run_id=run_id, resumed=False, ledger=ledger)
+    runtime = open_runtime(spec, config, config.strategy, run_id=run_id, ledger=ledger)
     try:
         for layer in spec.layers():
             run_nodes(runtime, [t.id for t in layer])

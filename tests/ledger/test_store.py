@@ -178,3 +178,10 @@ def test_history_scores_providers_only_on_what_was_their_doing(ledger: Ledger) -
     ledger.record_attempts([_attempt(run_id, "a", n, outcome) for n, outcome in enumerate(outcomes, start=1)])
     (row,) = ledger.history(datetime.now(UTC) - timedelta(hours=1))
     assert (row["provider_id"], row["attempts"], row["successes"]) == ("p", 3, 2)
+
+
+def test_task_status_counts(ledger: Ledger) -> None:
+    run_id, _ = ledger.start_or_resume_run(batch_name="b", batch_hash="h7", team="qa", strategy="s", tasks=TASKS)
+    assert ledger.task_status_counts(run_id) == {"pending": 2}
+    ledger.finish_task(run_id, "a", status="completed", provider_id="p", output="A")
+    assert ledger.task_status_counts(run_id) == {"pending": 1, "completed": 1}
