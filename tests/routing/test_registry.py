@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-import textwrap
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,48 +17,37 @@ from routing.registry import ProviderRegistry, ProviderUpdateError, provider_typ
 from routing.router import Router
 from tests.routing.engine_kit import calls, tasks
 
-PLUGIN = '''
-"""A complete third-party provider: echoes the prompt back."""
-from typing import ClassVar, Literal
-
-from providers import AIProvider, ProviderCapabilities, ProviderConfig, ProviderHealth, ProviderResponse, HealthStatus
-from providers.base import utc_now
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
-class EchoConfig(ProviderConfig):
-    type: Literal["echo"] = "echo"
-    prefix: str = "echo: "
+def _readme_block(first_line: str) -> str:
+    """The README's code block that starts with `first_line`: the plugin a user would copy."""
+    text = README.read_text()
+    start = text.index(first_line)
+    return text[start : text.index("```", start)]
 
 
-class EchoProvider(AIProvider):
-    type_name: ClassVar[str] = "echo"
-    config_model: ClassVar[type[ProviderConfig]] = EchoConfig
-
-    async def execute_task(self, task, context):
-        return ProviderResponse(text=self.config.prefix + task.prompt, model="echo-1")
-
-    def capabilities(self):
-        return ProviderCapabilities(task_types=self.task_types())
-
-    async def _probe(self):
-        return ProviderHealth(status=HealthStatus.HEALTHY, checked_at=utc_now())
-'''
+PLUGIN = _readme_block("# echo_provider.py")
+ENTRY_POINT = _readme_block("# the plugin's pyproject.toml")
 
 
 @pytest.fixture
 def echo_plugin(tmp_path: Path) -> Iterator[None]:
     """Install a plugin distribution the way pip would: a module plus a dist-info with an entry point."""
-    (tmp_path / "echo_plugin.py").write_text(textwrap.dedent(PLUGIN))
-    dist = tmp_path / "echo_plugin-0.1.dist-info"
+    (tmp_path / "echo_provider.py").write_text(PLUGIN)
+    dist = tmp_path / "echo_provider-0.1.dist-info"
     dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: echo-plugin\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[switchboard.providers]\necho = echo_plugin:EchoProvider\n")
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: echo-provider\nVersion: 0.1\n")
+    # pip writes the pyproject's [project.entry-points."switchboard.providers"] table as this file.
+    table = tomllib.loads(ENTRY_POINT)["project"]["entry-points"]["switchboard.providers"]
+    lines = "".join(f"{name} = {target}\n" for name, target in table.items())
+    (dist / "entry_points.txt").write_text(f"[switchboard.providers]\n{lines}")
     sys.path.insert(0, str(tmp_path))
     registry_module._entry_points.cache_clear()
     registry_module.provider_class.cache_clear()
     yield
     sys.path.remove(str(tmp_path))
-    sys.modules.pop("echo_plugin", None)
+    sys.modules.pop("echo_provider", None)
     registry_module._entry_points.cache_clear()
     registry_module.provider_class.cache_clear()
 
