@@ -19,14 +19,16 @@ from __future__ import annotations
 import gc
 from functools import cache
 from typing import Any, Literal
+from uuid import UUID
 
-from prefect import allow_failure, flow, get_run_logger, task
+from prefect import allow_failure, flow, get_client, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import TaskRun
+from prefect.context import FlowRunContext
 from prefect.futures import PrefectFuture, wait
 from prefect.runtime import flow_run
-from prefect.states import State
+from prefect.states import Completed, Crashed, Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.artifacts import failover_markdown, in_parallel, publish_run_table
@@ -48,7 +50,7 @@ from flows.spec import BatchSpec
 from flows.summary import run_summary
 from flows.task_runners import make_task_runner
 from ledger import Ledger
-from routing.config import Budget, SwitchboardConfig
+from routing.config import Budget, StrategyName, SwitchboardConfig
 
 DEFAULT_MAX_WORKERS = 16
 PROGRESS_EVERY_S = 1.0
@@ -96,10 +98,12 @@ class RunHandle:
 
 
 @task(name="route-task", task_run_name="{task_id}", **_TASK_OPTIONS)
-def execute_node(handle: RunHandle, task_id: str) -> str | None:
+def execute_node(handle: RunHandle, task_id: str) -> str | State | None:
     result: NodeResult = run_node(runtime_for(handle.ref), task_id)
     if result.status in ("failed", "cancelled"):
         raise NodeFailed(f"{task_id}: {result.error}")
+    if result.status == "skipped":  # never sent to a provider: say so in the UI rather than "Completed"
+        return Completed(name="Skipped", message=result.error)
     return result.output
 
 
@@ -130,18 +134,30 @@ def _percent_finished(ledger: Ledger, run_id: str) -> float:
 def process_batch(
     spec: BatchSpec | str,
     providers: str | None = None,
-    strategy: str | None = None,
+    strategy: StrategyName | None = None,
     max_cost_usd: float | None = None,
     mode: Mode = "auto",
     fresh: bool = False,
     run_id: str | None = None,
-) -> dict[str, Any]:
+) -> dict[str, Any] | State:
     """Run a batch spec (a path or an inline spec) through the routing step; returns the run's totals.
 
     `max_cost_usd` caps this run's spend (overriding the providers file's `budget.max_cost_usd_per_run`).
+    `run_id` is for the caller that started the run itself (`switchboard run`); leave it empty. The flow run
+    ends Failed (with the totals as its data) when a task did not complete.
     """
     freeze_startup_heap()
     batch, config, chosen = resolve_inputs(spec, providers, strategy)
+    wanted_runner = make_task_runner(config.runner)
+    if FlowRunContext.get().task_runner != wanted_runner:  # type: ignore[union-attr]
+        # Started with the decorator's runner (a deployment run on a worker) while the providers file asks for
+        # another (more threads, Dask): run the batch as a subflow that has it.
+        subflow = process_batch.with_options(task_runner=wanted_runner)
+        inner = subflow(spec, providers, strategy, max_cost_usd, mode, fresh, run_id, return_state=True)
+        result = inner.result(raise_on_failure=False)
+        if isinstance(result, BaseException):
+            raise result
+        return result if inner.is_completed() else Failed(message=inner.message, data=result)
     if max_cost_usd is not None:
         config = config.model_copy(
             update={
@@ -156,6 +172,7 @@ def process_batch(
         run_id, resumed = start_run(ledger, batch, chosen, fresh=fresh)
     else:
         check_same_spec(ledger, run_id, batch)
+    mark_abandoned_flow_run(ledger, run_id)
     ledger.set_flow_run_id(run_id, flow_run.get_id())
     chunked = choose_chunked(mode, len(batch.tasks), config)
     logger = get_run_logger()
@@ -229,7 +246,7 @@ def _observer(ledger: Ledger) -> PrefectEventForwarder:
     return PrefectEventForwarder(ledger)
 
 
-def finish_run(ledger: Ledger, run_id: str, progress_id: str | None = None) -> dict[str, Any]:
+def finish_run(ledger: Ledger, run_id: str, progress_id: str | None = None) -> dict[str, Any] | State:
     """Mark the run completed or failed from its tasks, publish its artifacts and return the totals."""
     all_done = set(ledger.task_status_counts(run_id)) == {"completed"}
     ledger.finish_run(run_id, "completed" if all_done else "failed")
@@ -244,7 +261,28 @@ def finish_run(ledger: Ledger, run_id: str, progress_id: str | None = None) -> d
         ),
         *([lambda: update_progress_artifact(artifact_id=progress_id, progress=100.0)] if progress_id else []),
     )
-    return {"run_id": run_id, "status": summary["run"]["status"], "totals": summary["totals"]}
+    result = {"run_id": run_id, "status": summary["run"]["status"], "totals": summary["totals"]}
+    if all_done:
+        return result
+    totals = summary["totals"]
+    not_done = ", ".join(f"{totals[k]} {k}" for k in ("failed", "skipped", "cancelled", "pending") if totals[k])
+    return Failed(message=f"{not_done} of {len(summary['tasks'])} tasks (run {run_id})", data=result)
+
+
+def mark_abandoned_flow_run(ledger: Ledger, run_id: str) -> None:
+    """A resumed run's previous flow run, if Prefect still thinks it runs (its process was killed), is Crashed."""
+    run = ledger.get_run(run_id)
+    previous = run.flow_run_id if run is not None else None
+    if not previous or previous == str(flow_run.get_id()):
+        return
+    try:
+        with get_client(sync_client=True) as client:
+            state = client.read_flow_run(UUID(previous)).state
+            if state is not None and not state.is_final():
+                message = f"abandoned: Switchboard run {run_id} was resumed by flow run {flow_run.get_id()}"
+                client.set_flow_run_state(UUID(previous), Crashed(message=message), force=True)
+    except Exception:  # only the UI's bookkeeping: never fail the resumed run over it
+        get_run_logger().warning("could not mark the abandoned flow run %s crashed", previous, exc_info=True)
 
 
 def batch_flow(config: SwitchboardConfig) -> Any:
@@ -253,9 +291,14 @@ def batch_flow(config: SwitchboardConfig) -> Any:
 
 
 def run_batch_flow(config: SwitchboardConfig, **parameters: Any) -> dict[str, Any]:
-    """Run the flow in this process with the providers file's task runner."""
+    """Run the flow in this process with the providers file's task runner; returns the run's totals (also when
+    the flow run ended Failed because a task did not complete), raises what crashed it."""
     with in_process_heartbeat():
-        return batch_flow(config)(**parameters)
+        state = batch_flow(config)(**parameters, return_state=True)
+    result = state.result(raise_on_failure=False)
+    if isinstance(result, BaseException):
+        raise result
+    return result
 
 
 __all__ = ["batch_flow", "choose_chunked", "chunks", "finish_run", "process_batch", "run_batch_flow"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator
 
@@ -15,7 +15,7 @@ from routing.errors import ConfigError, describe_validation_error
 from routing.registry import provider_class
 
 PROVIDERS_ENV = "SWITCHBOARD_PROVIDERS"
-STRATEGY_NAMES = (
+StrategyName = Literal[
     "round_robin",
     "least_loaded",
     "fastest_response",
@@ -23,7 +23,8 @@ STRATEGY_NAMES = (
     "capability_based",
     "cost_based",
     "adaptive",
-)
+]
+STRATEGY_NAMES: tuple[str, ...] = get_args(StrategyName)
 BUILTIN_SOURCE = "<built-in default providers>"
 
 

@@ -52,6 +52,23 @@ def test_dag_runs_with_failover_and_passes_upstream_outputs(tmp_path: Path, ledg
     assert len(ledger.attempts(result["run_id"])) == 10
 
 
+def _task_run_states(flow_run_id: object, expected: int = 5, timeout: float = 30.0) -> dict[str, str]:
+    """Task run name -> final state name, as the Prefect UI shows them (the server records them asynchronously)."""
+    import time
+
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while True:
+            runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+            final = {run.name: run.state.name for run in runs if run.state is not None and run.state.is_final()}
+            if len(final) >= expected or time.monotonic() > deadline:
+                return final
+            time.sleep(0.3)
+
+
 def test_failed_task_skips_its_dependents_only(tmp_path: Path, ledger_url: str) -> None:
     from flows.batch import process_batch
 
@@ -61,9 +78,19 @@ def test_failed_task_skips_its_dependents_only(tmp_path: Path, ledger_url: str) 
         "capabilities: [code_analysis, code_review, summarization]}\n"
         "  broken: {type: local_mock, latency_ms: 0, capabilities: [bug_fix], failure_rate: 1.0}\n",
     )
-    result = process_batch(spec=parse_spec(DAG, "dag"), providers=providers)
+    state = process_batch(spec=parse_spec(DAG, "dag"), providers=providers, return_state=True)
+    # The flow run itself ends Failed (the Prefect UI and automations see it), with the totals as its data.
+    assert state.is_failed() and "1 failed, 2 skipped of 5 tasks" in (state.message or "")
+    result = state.result(raise_on_failure=False)
     ledger = Ledger(url=ledger_url)
     states = {t: s.status for t, s in ledger.task_states(result["run_id"]).items()}
+    assert _task_run_states(state.state_details.flow_run_id) == {
+        "plan": "Completed",
+        "left": "Completed",
+        "right": "Failed",
+        "merge": "Skipped",
+        "after": "Skipped",
+    }
     assert states == {
         "plan": "completed",
         "left": "completed",
@@ -87,7 +114,7 @@ def test_rerun_of_a_failed_spec_resumes_and_only_runs_unfinished_tasks(tmp_path:
     broken = _providers(
         tmp_path, "providers:\n  m: {type: local_mock, latency_ms: 0, capabilities: [code_analysis, code_review]}\n"
     )
-    first = process_batch(spec=str(spec_path), providers=broken)
+    first = process_batch(spec=str(spec_path), providers=broken, return_state=True).result(raise_on_failure=False)
     assert first["status"] == "failed"
     ledger = Ledger(url=ledger_url)
     done_before = {a.task_id: a.attempt for a in ledger.attempts(first["run_id"])}
@@ -100,3 +127,47 @@ def test_rerun_of_a_failed_spec_resumes_and_only_runs_unfinished_tasks(tmp_path:
     # plan and left were not executed again: still exactly one (successful) attempt each
     assert sorted(a.task_id for a in attempts if a.task_id in done_before) == ["left", "plan"]
     assert all(a.outcome == "success" for a in attempts)
+
+
+def test_a_deployment_run_honours_the_providers_files_runner_through_a_subflow(tmp_path: Path, ledger_url: str) -> None:
+    from prefect import get_client
+
+    from flows.batch import process_batch
+
+    providers = _providers(tmp_path, "runner: {max_workers: 3}\nproviders:\n  m: {type: local_mock, latency_ms: 0}\n")
+    # Called like a worker calls it: with the decorator's 16-thread runner, not run_batch_flow's.
+    state = process_batch(spec=parse_spec(DAG, "dag-runner"), providers=providers, return_state=True)
+    assert state.is_completed()
+    result = state.result()
+    run = Ledger(url=ledger_url).get_run(result["run_id"])
+    assert run is not None and result["status"] == "completed"
+    outer = state.state_details.flow_run_id
+    assert run.flow_run_id and run.flow_run_id != str(outer)  # the batch ran in a subflow ...
+    with get_client(sync_client=True) as client:
+        inner = client.read_flow_run(run.flow_run_id)
+    assert inner.parent_task_run_id is not None  # ... of the deployment's flow run
+
+
+def test_resuming_marks_the_killed_runs_flow_run_crashed(tmp_path: Path, ledger_url: str) -> None:
+    from prefect import get_client
+    from prefect.states import Running
+
+    from flows.batch import process_batch, run_batch_flow
+    from flows.runtime import start_run
+    from routing.config import load_config
+
+    spec = parse_spec({**DAG, "name": "dag-killed"}, "dag")
+    providers = _providers(tmp_path, "providers:\n  m: {type: local_mock, latency_ms: 0}\n")
+    ledger = Ledger(url=ledger_url)
+
+    run_id, _ = start_run(ledger, spec, "priority_based")
+    with get_client(sync_client=True) as client:
+        killed = client.create_flow_run(process_batch, state=Running())  # a flow run whose process died
+    ledger.set_flow_run_id(run_id, str(killed.id))
+    ledger.finish_run(run_id, "interrupted")
+
+    result = run_batch_flow(load_config(providers), spec=spec, providers=providers)
+    assert result["run_id"] == run_id and result["status"] == "completed"
+    with get_client(sync_client=True) as client:
+        state = client.read_flow_run(killed.id).state
+    assert state is not None and state.is_crashed() and run_id in (state.message or "")
