@@ -56,6 +56,11 @@ class Planner:
         """The task's decision record, filled in by its plans and calls."""
         decision: dict[str, Any] = {"strategy": strategy_name, "candidates": [], "skipped": {}, "order": []}
         decision["chosen"] = None
+        # What every plan of this task prices and admits it by; recorded, a what-if replay sees the same.
+        decision["estimate"] = {
+            "prompt_tokens": estimate_prompt_tokens(task),
+            "max_output_tokens": task.max_output_tokens,
+        }
         if task.affinity:
             decision["affinity"] = {"key": task.affinity, "sticky": self._affinity.get(task.affinity)}
         return decision
@@ -77,8 +82,8 @@ class Planner:
         strategy = self._strategy(strategy_name)
         wants_latency = strategy_name == "fastest_response"
         wants_score = strategy_name == "adaptive"
-        prompt_tokens = estimate_prompt_tokens(task)
-        output_tokens = task.max_output_tokens
+        prompt_tokens = decision["estimate"]["prompt_tokens"]
+        output_tokens = decision["estimate"]["max_output_tokens"]
         # Money reserved by calls in flight may settle lower: that is checked (and waited for) at the call.
         budget_room = self._budget.room(run_id, reserved=False) if self._budget.active else None
         candidates: list[Candidate] = []

@@ -115,3 +115,13 @@ async def test_attempt_numbers_continue_from_first_attempt(first_attempt: int) -
     router = Router(_registry(a={"priority": 1, "failure_rate": 1.0}, b={"priority": 2}))
     result = await router.route(_task(), first_attempt=first_attempt)
     assert [a.attempt for a in result.attempts] == [first_attempt, first_attempt + 1]
+
+
+async def test_the_decision_records_the_estimate_the_task_was_priced_by() -> None:
+    from providers.base import estimate_prompt_tokens
+
+    router = Router(_registry(only={"priority": 1}))
+    task = AITask(id="t", type="code_review", prompt="x" * 400, max_output_tokens=321)
+    result = await router.route(task)
+    assert result.decision["estimate"] == {"prompt_tokens": estimate_prompt_tokens(task), "max_output_tokens": 321}
+    assert result.decision["estimate"]["prompt_tokens"] >= 100
