@@ -2,7 +2,8 @@
 
 It also holds `report_settings`, the one place where the providers file becomes the plain values analytics
 takes (limits, prices, alert thresholds); the `usage_report` flow imports it from here so this module stays
-free of Prefect and the command starts fast.
+free of Prefect and the command starts fast. analytics (pandas, matplotlib: 0.7 s to import) is imported by
+the functions that use it, so registering the command costs every other command nothing.
 """
 
 from __future__ import annotations
@@ -10,28 +11,13 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from cyclopts import Parameter
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
-from sqlalchemy.exc import SQLAlchemyError
 
-from analytics import (
-    AlertThresholds,
-    QuotaLimit,
-    Report,
-    ReportSettings,
-    TokenPrice,
-    build_report,
-    csv_text,
-    report_window,
-    write_report,
-)
-from analytics.format import display_frame, format_totals
-from analytics.source import LedgerUnreadable, open_existing_ledger, read_failure
-from analytics.window import ReportWindow
 from flows.cli import EXIT_FAILED, EXIT_INVALID, EXIT_OK, app, out_console, print_error
 from flows.render import print_whole
 from ledger import default_database_url
@@ -40,6 +26,10 @@ from providers.usage_window import LIMIT_SPECS
 from routing.config import SwitchboardConfig, load_config
 from routing.errors import InputError
 from routing.registry import provider_class
+
+if TYPE_CHECKING:
+    from analytics import Report, ReportSettings
+    from analytics.window import ReportWindow
 
 # The headline tables `--format table` prints, with their titles.
 _HEADLINE = {
@@ -84,6 +74,8 @@ _COLUMNS = {
 
 def report_settings(config: SwitchboardConfig) -> ReportSettings:
     """Limits, prices and alert thresholds from the providers file, as analytics' plain values."""
+    from analytics import AlertThresholds, QuotaLimit, ReportSettings, TokenPrice
+
     limits: list[QuotaLimit] = []
     prices: dict[str, TokenPrice] = {}
     for provider_id, provider in config.providers.items():
@@ -94,13 +86,11 @@ def report_settings(config: SwitchboardConfig) -> ReportSettings:
                 value = getattr(owned, spec.name)
                 if value is not None:
                     limits.append(QuotaLimit(provider_id, subscription, spec.name, spec.measure, spec.span_s, value))
-        # The same lookup the provider bills with (config first, then the type's defaults; model, then "*").
-        defaults = getattr(provider_class(provider.type), "default_prices", {})
-        for table in (provider.prices, defaults):
-            price = table.get(provider.model or "*") or table.get("*")
-            if price is not None:
-                prices[provider_id] = TokenPrice(price.input, price.output, price.cache_read, price.cache_write)
-                break
+        # The lookup the provider bills with: config, shipped table, the model's family, the type's fallback.
+        match = provider_class(provider.type).price_match(provider, provider.model or "")
+        if match.source != "unpriced":
+            price = match.price
+            prices[provider_id] = TokenPrice(price.input, price.output, price.cache_read, price.cache_write)
     alerts = config.alerts
     return ReportSettings(
         limits=tuple(limits),
@@ -116,6 +106,11 @@ def build_from_ledger(window: ReportWindow, team: str | None, settings: ReportSe
     Raises LedgerUnavailable (LedgerNotFound when the URL names no ledger) or LedgerUnreadable (the database
     failed while the report read it).
     """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from analytics import build_report
+    from analytics.source import open_existing_ledger, read_failure
+
     url = default_database_url()
     engine = open_existing_ledger(url)
     try:
@@ -161,6 +156,9 @@ def report(
     when the opened ledger fails while being read or a report file cannot be written. Nothing is printed on
     stdout then.
     """
+    from analytics import csv_text, report_window, write_report
+    from analytics.source import LedgerUnreadable
+
     try:
         window = report_window(since, until)
         settings = report_settings(load_config(providers.expanduser() if providers else None))
@@ -201,6 +199,8 @@ def fail(code: int, message: str) -> int:
 
 
 def render_report(built: Report) -> None:
+    from analytics.format import display_frame, format_totals
+
     window = built.window
     scope = f" · team {escape(built.team)}" if built.team else ""
     out_console.print(

@@ -11,7 +11,6 @@ from cyclopts import Parameter
 from rich.table import Table
 from rich.text import Text
 
-from analytics.format import money, percent
 from flows.cli import EXIT_FAILED, EXIT_INVALID, EXIT_OK, app, out_console
 from flows.render import print_whole
 from routing.errors import InputError
@@ -68,6 +67,8 @@ def simulate_command(
 
 
 def render(result: dict[str, Any]) -> None:
+    from analytics.format import money, percent  # analytics brings pandas: imported when a command needs it
+
     actual, predicted = result["actual"], result["predicted"]
     table = Table(
         title=Text(

@@ -67,7 +67,8 @@ class AnthropicProvider(HttpProvider):
     def _probe_url(self) -> str:
         return self._url("/v1/models")
 
-    def _family_price(self, model: str) -> Price | None:
+    @classmethod
+    def _family_price(cls, model: str) -> Price | None:
         return claude_family_price(model)
 
     async def execute_task(self, task: AITask, context: ExecutionContext) -> ProviderResponse:

@@ -169,8 +169,14 @@ class AIProvider(ABC):
         return self.resolve_price(model).price
 
     def resolve_price(self, *models: str) -> PriceMatch:
-        """The price of the first of `models` (e.g. the answering model, then the configured one) that a layer
-        knows, and the layer. Layers, first match wins:
+        """The price of the first of `models` (e.g. the answering model, then the configured one): see
+        `price_match`."""
+        return self.price_match(self.config, *models)
+
+    @classmethod
+    def price_match(cls, config: ProviderConfig, *models: str) -> PriceMatch:
+        """The price of the first of `models` that a layer knows for a provider of this type with `config`, and the
+        layer (reports price providers from their config alone, with this). Layers, first match wins:
 
         1. `config`: the config's `prices` by exact or undated name, then its `"*"` (the user decides);
         2. `shipped`: the type's own table by exact or undated name;
@@ -179,7 +185,7 @@ class AIProvider(ABC):
         5. `unpriced`: nothing knows the model, so $0.
         """
         names = [m for m in models if m]
-        configured = self.config.prices
+        configured = config.prices
         for model in names:
             for name in (model, undated(model)):
                 if name in configured:
@@ -188,13 +194,13 @@ class AIProvider(ABC):
             return PriceMatch(configured["*"], "config", None)
         for model in names:
             for name in (model, undated(model)):
-                if name in self.default_prices and name != "*":
-                    return PriceMatch(self.default_prices[name], "shipped", model)
-            family = self._family_price(model)
+                if name in cls.default_prices and name != "*":
+                    return PriceMatch(cls.default_prices[name], "shipped", model)
+            family = cls._family_price(model)
             if family is not None:
                 return PriceMatch(family, "family", model)
-        if "*" in self.default_prices:
-            return PriceMatch(self.default_prices["*"], "fallback", None)
+        if "*" in cls.default_prices:
+            return PriceMatch(cls.default_prices["*"], "fallback", None)
         return PriceMatch(Price(), "unpriced", None)
 
     def cost_of(self, usage: TokenUsage, model: str, configured: str | None = None) -> float:
@@ -218,7 +224,8 @@ class AIProvider(ABC):
                 )  # fmt: skip
         return match.price.cost(usage)
 
-    def _family_price(self, model: str) -> Price | None:
+    @classmethod
+    def _family_price(cls, model: str) -> Price | None:
         """A type's price for a model its table does not list, judged from the name; None when unknown."""
         return None
 

@@ -485,7 +485,8 @@ class ClaudeCliProvider(AIProvider):
     def _executable(self) -> str | None:
         return shutil.which(os.path.expanduser(self.config.executable))
 
-    def _family_price(self, model: str) -> Price | None:
+    @classmethod
+    def _family_price(cls, model: str) -> Price | None:
         return claude_family_price(model)
 
     def _redact(self, text: str) -> str:

@@ -78,7 +78,8 @@ class OpenAICompatibleProvider(HttpProvider):
                 headers["authorization"] = f"Bearer {key}"
         return headers
 
-    def _family_price(self, model: str) -> Price | None:
+    @classmethod
+    def _family_price(cls, model: str) -> Price | None:
         # OpenAI's variants (`gpt-4o-audio-preview`), and Claude served through OpenRouter and other gateways.
         return openai_family_price(model) or claude_family_price(model)
 

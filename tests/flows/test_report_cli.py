@@ -162,6 +162,8 @@ def test_report_settings_from_a_providers_file() -> None:
                     ],
                 },
                 "api": {"type": "anthropic", "model": "claude-haiku-4-5", "limits": {"tokens_per_day": 5_000_000}},
+                # In no price table: priced by its family, as the provider bills it, not at $0.
+                "opus": {"type": "anthropic", "model": "claude-opus-4-0"},
                 "mock": {"type": "local_mock", "prices": {"*": {"input": 0.25, "output": 0.75}}},
             },
         },
@@ -175,6 +177,7 @@ def test_report_settings_from_a_providers_file() -> None:
     assert settings.prices["mock"] == TokenPrice(0.25, 0.75)  # the file's price
     assert settings.prices["api"].input == 1.0 and settings.prices["api"].output == 5.0  # the type's, for its model
     assert settings.prices["claude"].input > 0  # claude_cli's built-in "*" price
+    assert settings.prices["opus"] == TokenPrice(15.0, 75.0, 1.5, 18.75)
     thresholds = settings.thresholds
     assert (thresholds.daily_cost_usd, thresholds.error_rate, thresholds.quota_forecast_hours) == (50, 0.05, 6)
 
