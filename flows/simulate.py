@@ -28,8 +28,6 @@ from collections import Counter, defaultdict
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
-from sqlalchemy import select
-
 from analytics.outcomes import SUCCESS, counts_for_provider, rate_or_none
 from analytics.workload import (
     CALLER_ERROR,
@@ -42,7 +40,6 @@ from analytics.workload import (
 )
 from flows.summary import count_failovers
 from ledger import AttemptRecord, Ledger
-from ledger.models import Run, TaskRow
 from providers import (
     ERRORS_BY_OUTCOME,
     AIProvider,
@@ -67,8 +64,6 @@ QUOTA_KINDS = (QUOTA_BLOCKED, QUOTA_FORECAST_CROSSED)
 _QUOTA_DETAIL = ("reason", "limit", "exhausted_in_s")
 # What a task asks for when its spec says nothing (flows/spec.py's default): the engine's output estimate.
 DEFAULT_MAX_OUTPUT_TOKENS: int = AITask.model_fields["max_output_tokens"].default
-# Run ids per query when reading the tasks table (well under any database's bound-parameter limit).
-_RUNS_PER_QUERY = 500
 
 
 def load_workload(ledger: Ledger, since: datetime, until: datetime) -> Workload:
@@ -86,19 +81,11 @@ def load_workload(ledger: Ledger, since: datetime, until: datetime) -> Workload:
 
 
 def _task_facts(ledger: Ledger, run_ids: set[str]) -> dict[tuple[str, str], TaskFacts]:
-    # Priority and routing decision of every task of these runs (Ledger.task_priorities reads only the
-    # priority; the decision holds the affinity key, the task's own strategy and, when recorded, the estimate).
-    ids = sorted(run_ids)
-    facts: dict[tuple[str, str], TaskFacts] = {}
-    query = select(TaskRow.run_id, TaskRow.task_id, TaskRow.priority, TaskRow.decision, Run.strategy).join(
-        Run, Run.run_id == TaskRow.run_id
-    )
-    with ledger.engine.connect() as conn:
-        for start in range(0, len(ids), _RUNS_PER_QUERY):
-            chunk = ids[start : start + _RUNS_PER_QUERY]
-            for run_id, task_id, priority, decision, strategy in conn.execute(query.where(TaskRow.run_id.in_(chunk))):
-                facts[(run_id, task_id)] = facts_from_decision(priority, decision, strategy)
-    return facts
+    # The decision holds the affinity key, the task's own strategy and, when recorded, the estimate.
+    return {
+        key: facts_from_decision(priority, decision, strategy)
+        for key, (priority, decision, strategy) in ledger.task_decisions(run_ids).items()
+    }
 
 
 def _quota_event(provider: str | None, kind: str, at: datetime, detail: dict[str, Any]) -> dict[str, Any]:

@@ -393,24 +393,23 @@ class Ledger:
         with self._sessions() as session:
             return [_attempt_record(r) for r in session.scalars(query)]
 
-    def task_priorities(self, run_ids: Iterable[str]) -> dict[tuple[str, str], str]:
-        ids = list(set(run_ids))
-        if not ids:
-            return {}
+    def task_decisions(
+        self, run_ids: Iterable[str], *, runs_per_query: int = 500
+    ) -> dict[tuple[str, str], tuple[str, dict[str, Any] | None, str | None]]:
+        """(run, task) -> (priority, routing decision, the run's strategy) for every task of these runs."""
+        ids = sorted(set(run_ids))
+        query = select(TaskRow.run_id, TaskRow.task_id, TaskRow.priority, TaskRow.decision, Run.strategy).join(
+            Run, Run.run_id == TaskRow.run_id
+        )
+        decisions: dict[tuple[str, str], tuple[str, dict[str, Any] | None, str | None]] = {}
         with self._sessions() as session:
-            rows = session.execute(
-                select(TaskRow.run_id, TaskRow.task_id, TaskRow.priority).where(TaskRow.run_id.in_(ids))
-            ).all()
-            return {(run_id, task_id): priority for run_id, task_id, priority in rows}
-
-    def last_attempt_number(self, run_id: str, task_id: str) -> int:
-        with self._sessions() as session:
-            value = session.scalar(
-                select(func.max(ProviderUsage.attempt)).where(
-                    ProviderUsage.run_id == run_id, ProviderUsage.task_id == task_id
-                )
-            )
-            return int(value or 0)
+            for start in range(0, len(ids), runs_per_query):  # under the databases' bound-parameter limits
+                chunk = ids[start : start + runs_per_query]
+                for run_id, task_id, priority, decision, strategy in session.execute(
+                    query.where(TaskRow.run_id.in_(chunk))
+                ):
+                    decisions[(run_id, task_id)] = (priority, decision, strategy)
+        return decisions
 
     def cost_since(self, since: datetime) -> float:
         with self._sessions() as session:

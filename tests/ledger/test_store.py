@@ -101,7 +101,7 @@ def test_attempts_are_idempotent_and_numbered(ledger: Ledger) -> None:
     ledger.record_attempts([_attempt(run_id, "a", 2)])  # replayed: must not charge twice
     rows = ledger.attempts(run_id, "a")
     assert [(r.attempt, r.outcome) for r in rows] == [(1, "unavailable"), (2, "success")]
-    assert ledger.last_attempt_number(run_id, "a") == 2 and ledger.last_attempt_number(run_id, "b") == 0
+    assert ledger.last_attempt_numbers(run_id) == {"a": 2}
     assert rows[1].usage == TokenUsage(input=10, output=3, cache_read=2)
 
 
@@ -185,3 +185,15 @@ def test_task_status_counts(ledger: Ledger) -> None:
     assert ledger.task_status_counts(run_id) == {"pending": 2}
     ledger.finish_task(run_id, "a", status="completed", provider_id="p", output="A")
     assert ledger.task_status_counts(run_id) == {"pending": 1, "completed": 1}
+
+
+def test_task_decisions_of_many_runs(ledger: Ledger) -> None:
+    runs = [
+        ledger.start_or_resume_run(batch_name="b", batch_hash=f"h8-{i}", team="qa", strategy=f"s{i}", tasks=TASKS)[0]
+        for i in range(3)
+    ]
+    ledger.finish_task(runs[1], "a", status="completed", provider_id="p", output="A", decision={"chosen": "p"})
+    decisions = ledger.task_decisions(runs, runs_per_query=2)  # two queries
+    assert len(decisions) == 6
+    assert decisions[(runs[1], "a")] == ("normal", {"chosen": "p"}, "s1")
+    assert decisions[(runs[2], "b")] == ("normal", None, "s2")
