@@ -131,18 +131,22 @@ class Ledger:
                 )
             )
             session.flush()
-            session.add_all(
-                TaskRow(
-                    run_id=run_id,
-                    task_id=t.task_id,
-                    task_type=t.task_type,
-                    priority=t.priority,
-                    team=t.team,
-                    status="pending",
-                    position=i,
-                    updated_at=now,
-                )
-                for i, t in enumerate(tasks)
+            # One executemany of plain rows: ORM objects for a 1,000-task batch cost tens of milliseconds.
+            session.execute(
+                insert(TaskRow),
+                [
+                    {
+                        "run_id": run_id,
+                        "task_id": t.task_id,
+                        "task_type": t.task_type,
+                        "priority": t.priority,
+                        "team": t.team,
+                        "status": "pending",
+                        "position": i,
+                        "updated_at": now,
+                    }
+                    for i, t in enumerate(tasks)
+                ],
             )
             return run_id, False
 
