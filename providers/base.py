@@ -113,6 +113,8 @@ class AIProvider(ABC):
         self._health_cache: tuple[float, ProviderHealth] | None = None
         # Models already warned about as priced by fallback, so the warning appears once, not per call.
         self._unpriced_models: set[str] = set()
+        # Prices by the models asked for: the lookup runs for every call, and the config never changes.
+        self._prices: dict[tuple[str, ...], PriceMatch] = {}
 
     # --- the contract -------------------------------------------------------------------------
 
@@ -171,7 +173,10 @@ class AIProvider(ABC):
     def resolve_price(self, *models: str) -> PriceMatch:
         """The price of the first of `models` (e.g. the answering model, then the configured one): see
         `price_match`."""
-        return self.price_match(self.config, *models)
+        match = self._prices.get(models)
+        if match is None:
+            match = self._prices[models] = self.price_match(self.config, *models)
+        return match
 
     @classmethod
     def price_match(cls, config: ProviderConfig, *models: str) -> PriceMatch:
