@@ -1,7 +1,7 @@
 """Batch flow benchmark against Prefect's own floor and the ideal, on a Prefect server that is already up.
 
     python bench/batch.py            # starts a private Prefect server (its start-up time is reported apart)
-    python bench/batch.py --quick    # smaller DAGs
+    python bench/batch.py --quick    # one run per figure instead of three
 
 DAGs are layers of fan-out and fan-in (1 -> W -> W -> ... -> 1). For each size (50, 1,000 tasks):
 - `noop`: the same DAG built from no-op Prefect tasks (one per node, wait_for its dependencies): Prefect's floor;
@@ -69,6 +69,7 @@ NOOP_SCRIPT = """
 import json, sys, time
 from prefect import flow, task, allow_failure
 from prefect.task_runners import ThreadPoolTaskRunner
+from flows.heartbeat import in_process_heartbeat
 
 spec = json.loads(sys.argv[1])
 
@@ -85,17 +86,19 @@ def noop_dag():
         f.wait()
 
 runs = int(sys.argv[2])
-noop_dag()  # warm up
 times = []
-for _ in range(runs):
-    start = time.perf_counter(); noop_dag(); times.append(time.perf_counter() - start)
+# Like for like: Switchboard's runs skip the sync flow's heartbeat join the same way (flows/heartbeat.py).
+with in_process_heartbeat():
+    noop_dag()  # warm up
+    for _ in range(runs):
+        start = time.perf_counter(); noop_dag(); times.append(time.perf_counter() - start)
 print(json.dumps(times))
 """
 
 SWITCHBOARD_SCRIPT = """
 import json, sys, tempfile, time
 from pathlib import Path
-from flows.batch import run_batch_flow
+from flows.batch import choose_chunked, run_batch_flow
 from routing.config import load_config
 
 spec_doc, providers, runs, mode = json.loads(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
@@ -112,7 +115,8 @@ for i in range(runs + 1):
     statuses.append(result["status"])
     if i:  # the first run warms imports, clients and the server's caches
         times.append(elapsed)
-print(json.dumps({"times": times, "statuses": statuses}))
+chunked = choose_chunked(mode, len(spec_doc["tasks"]), config)
+print(json.dumps({"times": times, "statuses": statuses, "mode": "chunked" if chunked else "per_node"}))
 """
 
 
@@ -181,7 +185,7 @@ def main() -> None:
                             "tasks": size,
                             "depth": depth,
                             "latency_ms": latency,
-                            "mode": "chunked" if size > 200 else "per_node",
+                            "mode": out["mode"],
                             "seconds": median,
                             "tasks_per_s": size / median,
                             "noop_floor_s": noop,
