@@ -223,7 +223,8 @@ def _run_per_node(batch: BatchSpec, handle: RunHandle, ledger: Ledger, progress_
     while pending:
         _, not_done = wait(pending, timeout=PROGRESS_EVERY_S)
         pending = list(not_done)
-        _progress(ledger, handle.ref.run_id, progress_id)
+        if pending:  # the end (100%) is published with the run's other artifacts
+            _progress(ledger, handle.ref.run_id, progress_id)
 
 
 def _run_chunked(batch: BatchSpec, handle: RunHandle, progress_id: str | None, chunk_size: int) -> None:
