@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 from prefect.artifacts import create_table_artifact
@@ -37,11 +38,13 @@ def publish_run_table(summary: dict[str, Any]) -> None:
     )
 
 
-def in_parallel(*calls: Callable[[], object]) -> None:
-    """Run Prefect API calls side by side, each in a copy of this context (so artifacts still belong to the
-    flow run); raises the first call's error after all have finished."""
-    with ThreadPoolExecutor(max_workers=max(len(calls), 1), thread_name_prefix="switchboard-artifacts") as pool:
-        futures = [pool.submit(contextvars.copy_context().run, call) for call in calls]
+@contextmanager
+def side_by_side() -> Iterator[Callable[[Callable[[], object]], None]]:
+    """Start Prefect API calls on threads as they are handed over, each in a copy of this context (so artifacts
+    still belong to the flow run); on exit wait for all and raise the first call's error."""
+    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="switchboard-artifacts") as pool:
+        futures: list[Future[object]] = []
+        yield lambda call: futures.append(pool.submit(contextvars.copy_context().run, call))
     for future in futures:
         future.result()
 

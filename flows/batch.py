@@ -31,7 +31,7 @@ from prefect.runtime import flow_run
 from prefect.states import Completed, Crashed, Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.artifacts import failover_markdown, in_parallel, publish_run_table
+from flows.artifacts import failover_markdown, publish_run_table, side_by_side
 from flows.events import PrefectEventForwarder
 from flows.heartbeat import flow_heartbeat, in_process_heartbeat
 from flows.nodes import NodeResult, run_node, run_nodes
@@ -251,17 +251,19 @@ def finish_run(ledger: Ledger, run_id: str, progress_id: str | None = None) -> d
     """Mark the run completed or failed from its tasks, publish its artifacts and return the totals."""
     all_done = set(ledger.task_status_counts(run_id)) == {"completed"}
     ledger.finish_run(run_id, "completed" if all_done else "failed")
-    summary = run_summary(ledger, run_id)
-    # Three round trips to the Prefect server, side by side.
-    in_parallel(
-        lambda: publish_run_table(summary),
-        lambda: create_markdown_artifact(
-            markdown=failover_markdown(summary),
-            key=f"switchboard-failovers-{run_id.lower()}",
-            description=f"Switchboard run {run_id}: failovers and their reasons",
-        ),
-        *([lambda: update_progress_artifact(artifact_id=progress_id, progress=100.0)] if progress_id else []),
-    )
+    # Three round trips to the Prefect server, side by side and beside reading the run's summary.
+    with side_by_side() as publish:
+        if progress_id is not None:
+            publish(lambda: update_progress_artifact(artifact_id=progress_id, progress=100.0))
+        summary = run_summary(ledger, run_id)
+        publish(lambda: publish_run_table(summary))
+        publish(
+            lambda: create_markdown_artifact(
+                markdown=failover_markdown(summary),
+                key=f"switchboard-failovers-{run_id.lower()}",
+                description=f"Switchboard run {run_id}: failovers and their reasons",
+            )
+        )
     result = {"run_id": run_id, "status": summary["run"]["status"], "totals": summary["totals"]}
     if all_done:
         return result

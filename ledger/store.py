@@ -18,6 +18,9 @@ from ledger.records import AttemptRecord, NewTask, RunRecord, TaskOutcome, TaskS
 from providers import NOT_ABOUT_THE_PROVIDER, TokenUsage
 
 TERMINAL_TASK_STATUSES = frozenset({"completed", "failed", "skipped", "cancelled"})
+# Core tables for bulk reads: rows straight from the cursor, no ORM identity map.
+_USAGE = ProviderUsage.__table__
+_TASKS = TaskRow.__table__
 
 
 class RunInProgress(Exception):
@@ -202,12 +205,11 @@ class Ledger:
 
     def task_states(self, run_id: str, task_ids: Collection[str] | None = None) -> dict[str, TaskState]:
         """The run's tasks (or only `task_ids`), in spec order."""
-        query = select(TaskRow).where(TaskRow.run_id == run_id)
+        query = select(_TASKS).where(_TASKS.c.run_id == run_id)
         if task_ids is not None:
-            query = query.where(TaskRow.task_id.in_(task_ids))
+            query = query.where(_TASKS.c.task_id.in_(task_ids))
         with self._sessions() as session:
-            rows = session.scalars(query.order_by(TaskRow.position)).all()
-            return {r.task_id: _task_state(r) for r in rows}
+            return {r.task_id: _task_state(r) for r in session.execute(query.order_by(_TASKS.c.position))}
 
     def task_status_counts(self, run_id: str) -> dict[str, int]:
         """status -> how many of the run's tasks have it: what progress displays poll, without the outputs."""
@@ -265,12 +267,11 @@ class Ledger:
             _add_attempts(session, attempts)
 
     def attempts(self, run_id: str, task_id: str | None = None) -> list[AttemptRecord]:
-        query = select(ProviderUsage).where(ProviderUsage.run_id == run_id)
+        query = select(_USAGE).where(_USAGE.c.run_id == run_id)
         if task_id is not None:
-            query = query.where(ProviderUsage.task_id == task_id)
+            query = query.where(_USAGE.c.task_id == task_id)
         with self._sessions() as session:
-            rows = session.scalars(query.order_by(ProviderUsage.task_id, ProviderUsage.attempt)).all()
-            return [_attempt_record(r) for r in rows]
+            return [_attempt_record(r) for r in session.execute(query.order_by(_USAGE.c.task_id, _USAGE.c.attempt))]
 
     def last_attempt_numbers(self, run_id: str, task_ids: Collection[str] | None = None) -> dict[str, int]:
         """task_id -> its highest attempt number so far, for the run's tasks (or only `task_ids`)."""
@@ -390,12 +391,12 @@ class Ledger:
     def attempts_between(self, since: datetime, until: datetime) -> list[AttemptRecord]:
         """Every attempt started in [since, until), oldest first (what-if replays read the workload from it)."""
         query = (
-            select(ProviderUsage)
-            .where(ProviderUsage.started_at >= since, ProviderUsage.started_at < until)
-            .order_by(ProviderUsage.started_at, ProviderUsage.id)
+            select(_USAGE)
+            .where(_USAGE.c.started_at >= since, _USAGE.c.started_at < until)
+            .order_by(_USAGE.c.started_at, _USAGE.c.id)
         )
         with self._sessions() as session:
-            return [_attempt_record(r) for r in session.scalars(query)]
+            return [_attempt_record(r) for r in session.execute(query)]
 
     def task_decisions(
         self, run_ids: Iterable[str], *, runs_per_query: int = 500
@@ -563,8 +564,10 @@ def _usage_values(a: AttemptRecord) -> dict[str, Any]:
     }
 
 
-def _attempt_record(r: ProviderUsage) -> AttemptRecord:
-    return AttemptRecord(
+def _attempt_record(r: Any) -> AttemptRecord:
+    """An attempt row (ORM object or Core row) as a record. Rows are ours and already typed by their columns,
+    so the record is built without validating again (a run's summary reads thousands of them)."""
+    return AttemptRecord.model_construct(
         run_id=r.run_id,
         task_id=r.task_id,
         provider_id=r.provider_id,
@@ -579,7 +582,7 @@ def _attempt_record(r: ProviderUsage) -> AttemptRecord:
         strategy=r.strategy,
         error_type=r.error_type,
         error_message=r.error_message,
-        usage=TokenUsage(
+        usage=TokenUsage.model_construct(
             input=r.tokens_input,
             output=r.tokens_output,
             cache_read=r.tokens_cache_read,
@@ -592,8 +595,9 @@ def _attempt_record(r: ProviderUsage) -> AttemptRecord:
     )
 
 
-def _task_state(r: TaskRow) -> TaskState:
-    return TaskState(
+def _task_state(r: Any) -> TaskState:
+    """A task row (ORM object or Core row) as a record, built without validating again (see _attempt_record)."""
+    return TaskState.model_construct(
         run_id=r.run_id,
         task_id=r.task_id,
         task_type=r.task_type,
