@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from cyclopts import App, CycloptsError, Parameter, validators
 from rich.console import Console
@@ -16,8 +17,14 @@ from ledger import RunInProgress
 from ledger.db import LedgerUnavailable
 from routing.errors import InputError
 
+if TYPE_CHECKING:
+    from flows.run_control import RunInterrupts
+    from flows.spec import BatchSpec
+    from ledger import Ledger
+    from routing.config import SwitchboardConfig
+
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
-PREFECT_MODE_ENV = "SWITCHBOARD_PREFECT"
+PREFECT_MODE_ENV = "SWITCHBOARD_PREFECT"  # flows.server.PREFECT_MODE_ENV, without importing httpx up front
 
 app = App(name="switchboard", help="Run batches of AI tasks across many providers, with failover and a usage ledger.")
 err_console = Console(stderr=True)
@@ -30,6 +37,12 @@ def print_error(message: str) -> None:
     err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
+def _ephemeral() -> bool:
+    return not os.environ.get("PREFECT_API_URL") and os.environ.get(PREFECT_MODE_ENV, "").strip().lower() == (
+        "ephemeral"
+    )
+
+
 def _quiet_prefect(verbose: bool) -> None:
     """Keep Prefect's own chatter off the terminal unless asked; must run before prefect is imported."""
     if not verbose:
@@ -38,26 +51,18 @@ def _quiet_prefect(verbose: bool) -> None:
     os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "CRITICAL")
     # No telemetry from the embedded server: it would try to reach the internet.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    if _ephemeral():
+        from flows.server import quiet_ephemeral_shutdown
+
+        quiet_ephemeral_shutdown()  # ... and SQLAlchemy's pool prints one more, through another logger
 
 
 def _connect_prefect() -> str | None:
-    """The Prefect API this run reports to: $PREFECT_API_URL, else the managed local server (started if needed).
+    """The Prefect API this run reports to (flows.server.connect_prefect), exported for Prefect; announces the
+    start of the managed local server. Must run before prefect is imported."""
+    from flows.server import connect_prefect
 
-    `SWITCHBOARD_PREFECT=ephemeral` keeps Prefect's ephemeral mode (a temporary server per run) instead.
-    Must run before prefect is imported.
-    """
-    if os.environ.get("PREFECT_API_URL"):
-        return os.environ["PREFECT_API_URL"]
-    if os.environ.get(PREFECT_MODE_ENV, "").lower() == "ephemeral":
-        return None
-    from flows.server import api_url, is_healthy
-
-    if not is_healthy():
-        err_console.print("starting the local Prefect server (once; `switchboard server stop` stops it) ...")
-    from flows.server import ensure_local_server
-
-    os.environ["PREFECT_API_URL"] = ensure_local_server()
-    return api_url()
+    return connect_prefect(announce=lambda message: err_console.print(message, highlight=False, markup=False))
 
 
 def _flow_run_url(api: str | None, flow_run_id: str | None) -> str | None:
@@ -91,12 +96,52 @@ def run(
 ) -> int:
     """Run a batch spec (YAML or JSON).
 
-    Exit 0 when all tasks completed, 1 when any failed or was skipped, 2 on invalid input (the spec, the
-    providers file, --strategy, or a ledger database that cannot be opened), 130 when interrupted.
-    With --deployment, exit 0 once the run is submitted.
+    Exit 0 when all tasks completed, 1 when any failed or was skipped or the Prefect API cannot be reached
+    (PREFECT_API_URL not answering, the local server not starting), 2 on invalid input (the spec, the
+    providers file, --strategy, a ledger database that cannot be opened, a Dask runner without a Prefect
+    server, an unknown --deployment), 130 when interrupted. With --deployment, exit 0 once the run is submitted.
     """
-    from flows.runtime import default_ledger, resolve_strategy, start_run
+    from flows.run_control import RunInterrupts
+
+    interrupts = RunInterrupts()
+    try:
+        ready = _prepare_run(spec, providers, strategy, verbose, deployment)
+        if not isinstance(ready, int) and deployment is None:
+            # From here until the summary is printed a Ctrl-C is noted, then handled (flows.run_control):
+            # whatever its moment, a run that was written ends `interrupted` and the summary still comes out.
+            interrupts.install()
+    except KeyboardInterrupt:
+        err_console.print("interrupted before the run started: nothing was written", highlight=False)
+        return EXIT_INTERRUPTED
+    if isinstance(ready, int):
+        return ready
+    if deployment is not None:
+        return _submit(spec, ready.providers_file, strategy, deployment, ready.api, as_json, fresh, mode)
+    try:
+        return _run_here(ready, spec, explain, as_json, fresh, mode, interrupts)
+    finally:
+        interrupts.uninstall()
+
+
+@dataclass(frozen=True)
+class _Ready:
+    """What `switchboard run` checked and opened before anything is written."""
+
+    batch: BatchSpec
+    config: SwitchboardConfig
+    chosen: str  # the strategy
+    ledger: Ledger | None  # None with --deployment: the worker's ledger records the run
+    api: str | None  # None in ephemeral mode
+    providers_file: str | None  # absolute, as the flow (or the worker) reads it
+
+
+def _prepare_run(
+    spec: Path, providers: Path | None, strategy: str | None, verbose: bool, deployment: str | None
+) -> _Ready | int:
+    """Check the inputs, open the ledger and reach Prefect; an exit code if any of it fails (nothing written)."""
+    from flows.runtime import default_ledger, resolve_strategy
     from flows.spec import load_spec
+    from flows.task_runners import runner_problem
     from routing.config import load_config
 
     try:
@@ -109,12 +154,37 @@ def run(
     except ValueError as exc:
         print_error(f"--strategy: {exc}")
         return EXIT_INVALID
+    if deployment is not None:
+        from flows.triggers import check_deployment_name
+
+        try:
+            check_deployment_name(deployment)
+        except ValueError as exc:
+            print_error(f"--deployment: {exc}")
+            return EXIT_INVALID
+    else:
+        problem = runner_problem(config.runner, has_server=not _ephemeral())
+        if problem is not None:
+            print_error(f"{config.source}: {problem}")
+            return EXIT_INVALID
+    from flows.server import PrefectUnreachable, check_api
+
+    if os.environ.get("PREFECT_API_URL"):
+        # A stale URL (after `switchboard server stop`, a reboot) is an environment problem: exit 1, said in one
+        # line before even the ledger is opened.
+        try:
+            check_api(os.environ["PREFECT_API_URL"])
+        except PrefectUnreachable as exc:
+            print_error(str(exc))
+            return EXIT_FAILED
     # Before Prefect: a ledger that cannot be opened stops the run here (LedgerUnavailable, see main).
     ledger = default_ledger() if deployment is None else None
-
     _quiet_prefect(verbose)
     try:
         api = _connect_prefect()
+    except PrefectUnreachable as exc:  # it stopped answering since the check above
+        print_error(str(exc))
+        return EXIT_FAILED
     except Exception as exc:  # the server could not start: say why and how to run without it
         print_error(
             f"could not start the local Prefect server: {exc}\n"
@@ -122,15 +192,24 @@ def run(
         )
         return EXIT_FAILED
     providers_file = str(providers.expanduser().resolve()) if providers else None
-    if deployment is not None:
-        return _submit(spec, providers_file, strategy, deployment, api, as_json)
+    return _Ready(batch, config, chosen, ledger, api, providers_file)
 
+
+def _run_here(
+    ready: _Ready, spec: Path, explain: bool, as_json: bool, fresh: bool, mode: str, interrupts: RunInterrupts
+) -> int:
     from flows.progress import LedgerProgress
     from flows.run_control import execute_run
+    from flows.runtime import start_run
+    from flows.summary import run_summary
 
-    assert ledger is not None  # opened above whenever there is no deployment
+    if interrupts.requested:  # Ctrl-C right after the checks: the run was not started
+        err_console.print("interrupted before the run started: nothing was written", highlight=False)
+        return EXIT_INTERRUPTED
+    ledger, batch = ready.ledger, ready.batch
+    assert ledger is not None  # opened by _prepare_run whenever there is no --deployment
     try:
-        run_id, resumed = start_run(ledger, batch, chosen, fresh=fresh)
+        run_id, resumed = start_run(ledger, batch, ready.chosen, fresh=fresh)
     except RunInProgress as exc:
         print_error(f"{exc}; wait for it to finish, or pass --fresh to start a separate run")
         return EXIT_INVALID
@@ -138,14 +217,22 @@ def run(
         err_console.print(f"resuming unfinished run [bold]{run_id}[/] of {escape(repr(batch.name))}", highlight=False)
     with LedgerProgress(ledger, run_id, total=len(batch.tasks), console=err_console):
         spec_file = str(spec.expanduser().resolve())
-        status = execute_run(spec_file, config, providers_file, chosen, run_id=run_id, ledger=ledger, mode=mode)
-
-    from flows.summary import run_summary
+        status = execute_run(
+            spec_file,
+            ready.config,
+            ready.providers_file,
+            ready.chosen,
+            run_id=run_id,
+            ledger=ledger,
+            mode=mode,
+            interrupts=interrupts,
+        )
 
     summary = run_summary(ledger, run_id, explain=explain)
-    summary["run"]["ui_url"] = _flow_run_url(api, summary["run"]["flow_run_id"])
+    summary["run"]["ui_url"] = _flow_run_url(ready.api, summary["run"]["flow_run_id"])
     if as_json:
         sys.stdout.write(json.dumps(summary, default=str) + "\n")
+        sys.stdout.flush()
     else:
         from flows.render import render_run
 
@@ -161,15 +248,28 @@ def run(
 
 
 def _submit(
-    spec: Path, providers: str | None, strategy: str | None, deployment: str, api: str | None, as_json: bool
+    spec: Path,
+    providers: str | None,
+    strategy: str | None,
+    deployment: str,
+    api: str | None,
+    as_json: bool,
+    fresh: bool,
+    mode: Literal["auto", "per_node", "chunked"],
 ) -> int:
     """Trigger the deployment on a worker and report the flow run it created."""
     if api is None:
         print_error(f"--deployment needs a Prefect server (unset {PREFECT_MODE_ENV})")
         return EXIT_INVALID
-    from flows.triggers import submit_batch
+    from flows.triggers import DeploymentNotFound, submit_batch
 
-    flow_run_id = submit_batch(spec, providers=providers, strategy=strategy, deployment=deployment)
+    try:
+        flow_run_id = submit_batch(
+            spec, providers=providers, strategy=strategy, fresh=fresh, mode=mode, deployment=deployment
+        )
+    except DeploymentNotFound as exc:
+        print_error(str(exc))
+        return EXIT_INVALID
     url = _flow_run_url(api, flow_run_id)
     if as_json:
         sys.stdout.write(json.dumps({"deployment": deployment, "flow_run_id": flow_run_id, "ui_url": url}) + "\n")

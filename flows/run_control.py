@@ -7,16 +7,78 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from types import FrameType
+from typing import Any
 
 from flows.spec import BatchSpec
-from ledger import Ledger
+from ledger import Ledger, TaskOutcome
 from routing.config import SwitchboardConfig
 from routing.loop import engine_loop
 
 # How long in-flight calls get to record their cancellation after Ctrl-C before we mark the rest ourselves.
 CANCEL_GRACE_S = 5.0
+CANCELLED = "cancelled (interrupted)"
+SignalHandler = Callable[[int, FrameType | None], Any] | int | None
+
+
+class RunInterrupts:
+    """Ctrl-C for one run started in this process, from just before its run row is written until its summary
+    is out, whatever the moment.
+
+    Outside the flow an interrupt is only noted: raising it there could leave the run row half-started, or the
+    summary half-printed, and the run `running` with nothing said. The run is then ended `interrupted` without
+    starting (or after) the flow. While the flow runs, the first Ctrl-C stops provider calls at once (Prefect
+    would otherwise wait for them) and unwinds the flow. A second Ctrl-C, at any point, exits immediately.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._in_flow = False
+        self._previous: SignalHandler = None
+        self._installed = False
+
+    def install(self) -> None:
+        self._previous = signal.signal(signal.SIGINT, self._handle)
+        self._installed = True
+
+    def uninstall(self) -> None:
+        if self._installed:
+            signal.signal(signal.SIGINT, self._previous)
+            self._installed = False
+
+    def __enter__(self) -> RunInterrupts:
+        self.install()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.uninstall()
+
+    @contextmanager
+    def flow_running(self) -> Iterator[None]:
+        """Inside it, Ctrl-C interrupts the flow there and then."""
+        self._in_flow = True
+        try:
+            yield
+        finally:
+            self._in_flow = False
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.requested:
+            os._exit(130)
+        self.requested = True
+        if self._in_flow:
+            self._in_flow = False  # the KeyboardInterrupt is raised once, not again from wherever it unwinds to
+            stop_engine()
+            raise KeyboardInterrupt
+
+
+def stop_engine() -> None:
+    """Stop provider calls at once; Prefect would now log every cancelled task run as a crash, and the ledger
+    and our summary say it better."""
+    engine_loop().cancel_all()
+    logging.getLogger("prefect").setLevel(logging.CRITICAL)
 
 
 def execute_run(
@@ -28,24 +90,33 @@ def execute_run(
     run_id: str,
     ledger: Ledger,
     mode: str = "auto",
+    interrupts: RunInterrupts | None = None,
 ) -> str:
     """Run the flow for an already started run; returns the run's final status.
 
     `spec` is best the path the run's spec was loaded from: the flow run then stores a path, not the whole spec
     (for 1,000 tasks Prefect spent 0.4-0.8 s walking, encoding and storing it), and reads the parsed spec back
-    from this process's cache.
+    from this process's cache. `interrupts`: the caller's, installed before it started the run (Ctrl-C before
+    the flow starts then skips it); without one, Ctrl-C is handled from here on.
     """
-    from flows.batch import run_batch_flow
-
-    previous_handler = signal.signal(signal.SIGINT, _interrupt_handler())
+    own = interrupts is None
+    watch = interrupts if interrupts is not None else RunInterrupts()
+    if own:
+        watch.install()
     try:
-        run_batch_flow(config, spec=spec, providers=providers, strategy=strategy, run_id=run_id, mode=mode)
-    except (KeyboardInterrupt, concurrent.futures.CancelledError):
-        if not engine_loop().stopping:
-            raise
+        from flows.batch import run_batch_flow  # imports Prefect: a second or so, during which Ctrl-C is noted
+
+        if not watch.requested:
+            try:
+                with watch.flow_running():
+                    run_batch_flow(config, spec=spec, providers=providers, strategy=strategy, run_id=run_id, mode=mode)
+            except (KeyboardInterrupt, concurrent.futures.CancelledError):
+                if not (watch.requested or engine_loop().stopping):
+                    raise
     finally:
-        signal.signal(signal.SIGINT, previous_handler)
-    if engine_loop().stopping:
+        if own:
+            watch.uninstall()
+    if watch.requested or engine_loop().stopping:
         interrupt_run(ledger, run_id)
         return "interrupted"
     run = ledger.get_run(run_id)
@@ -56,32 +127,18 @@ def execute_run(
     return run.status if run else "failed"
 
 
-def _interrupt_handler() -> Callable[[int, FrameType | None], None]:
-    """First Ctrl-C: stop provider calls at once (Prefect would otherwise wait for them), then unwind.
-    A second Ctrl-C exits immediately."""
-    interrupted = False
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        nonlocal interrupted
-        if interrupted:
-            os._exit(130)
-        interrupted = True
-        engine_loop().cancel_all()
-        # Prefect would now log every cancelled task run as a crash; the ledger and our summary say it better.
-        logging.getLogger("prefect").setLevel(logging.CRITICAL)
-        raise KeyboardInterrupt
-
-    return handler
-
-
 def interrupt_run(ledger: Ledger, run_id: str) -> None:
-    """Cancel in-flight provider calls, wait briefly for them to record, and mark the unfinished tasks cancelled."""
+    """Cancel in-flight provider calls, wait briefly for them to record, and mark the unfinished tasks cancelled
+    (they run again when the same spec is run again)."""
     loop = engine_loop()
     loop.cancel_all()
     deadline = time.monotonic() + CANCEL_GRACE_S
     while time.monotonic() < deadline and loop.in_flight() > 0:
         time.sleep(0.05)
-    for state in ledger.task_states(run_id).values():
-        if state.status == "pending":
-            ledger.finish_task(run_id, state.task_id, status="cancelled", error="cancelled (interrupted)")
+    unfinished = [s.task_id for s in ledger.task_states(run_id).values() if s.status == "pending"]
+    if unfinished:  # one transaction, not one per task (a 1,000-task run interrupted at its start)
+        ledger.finish_tasks(run_id, [TaskOutcome(task_id=t, status="cancelled", error=CANCELLED) for t in unfinished])
     ledger.finish_run(run_id, "interrupted")
+
+
+__all__ = ["CANCEL_GRACE_S", "RunInterrupts", "execute_run", "interrupt_run", "stop_engine"]

@@ -1,10 +1,12 @@
 """A managed local Prefect server (and a worker for the `switchboard` pool), Switchboard's embedded default.
 
 Without a server, Prefect's ephemeral mode starts a temporary one per process, which costs ~10 s per run,
-keeps only part of the task-run history and prints shutdown tracebacks (PREFECT.md gotcha 1). So with no
-`PREFECT_API_URL`, `switchboard run` calls `ensure_local_server()`: it reuses a server answering on
-127.0.0.1:PORT or starts one detached (its own session, so Ctrl-C in the user's terminal leaves it alone),
-with SQLite under the user's Prefect home. Logs and pid files live in Switchboard's data dir.
+keeps only part of the task-run history and prints shutdown tracebacks (PREFECT.md gotcha 1). So every batch
+started in this process (`switchboard run`, `flows.triggers.run_batch`) first calls `prefect_api()`:
+`PREFECT_API_URL` if set (checked to answer, so a stale URL is one clear error, not a traceback mid-run),
+Prefect's ephemeral mode if `SWITCHBOARD_PREFECT=ephemeral`, else `ensure_local_server()`, which reuses a
+server answering on 127.0.0.1:PORT or starts one detached (its own session, so Ctrl-C in the user's terminal
+leaves it alone), with SQLite under the user's Prefect home. Logs and pid files live in Switchboard's data dir.
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -30,6 +33,10 @@ from ledger import data_dir as _ledger_data_dir
 
 DEFAULT_PORT = 4200
 PORT_ENV = "SWITCHBOARD_PREFECT_PORT"
+# `SWITCHBOARD_PREFECT=ephemeral`: no managed server, Prefect's own temporary one per process (opt-in).
+PREFECT_MODE_ENV = "SWITCHBOARD_PREFECT"
+# How long a configured PREFECT_API_URL gets to answer its health check before a run starts.
+PROBE_TIMEOUT_S = 2.0
 HOST = "127.0.0.1"
 POOL_NAME = "switchboard"
 # `prefect server start` (SQLite) answers /api/health after ~5 s on our 2-core machines; a loaded CI box is slower.
@@ -40,6 +47,10 @@ LOG_ROTATE_BYTES = 20 * 1024 * 1024
 
 class ServerError(RuntimeError):
     """The local Prefect server (or its worker) could not be started or stopped."""
+
+
+class PrefectUnreachable(RuntimeError):
+    """PREFECT_API_URL names a Prefect API that does not answer; the message says what to do, in one line."""
 
 
 @dataclass(frozen=True)
@@ -229,6 +240,145 @@ def ensure_local_server(
     return api_url(paths.port)
 
 
+# --- which Prefect API a run in this process reports to ----------------------------------------------
+
+
+def ephemeral_requested() -> bool:
+    return os.environ.get(PREFECT_MODE_ENV, "").strip().lower() == "ephemeral"
+
+
+def prefect_api(configured: str | None, *, announce: Callable[[str], None] | None = None) -> str | None:
+    """The Prefect API a batch run in this process reports to, checked or started before anything is written.
+
+    `configured` is the PREFECT_API_URL in effect (the environment's, or Prefect's settings once imported).
+    - set: returned once `/health` answers, else PrefectUnreachable (a stale URL after `switchboard server stop`
+      or a reboot would otherwise fail deep inside the flow, after the run was recorded);
+    - else None with SWITCHBOARD_PREFECT=ephemeral (Prefect's temporary server, opt-in);
+    - else the managed local server's URL, started (and waited for) if none answers; ServerError if it cannot
+      start. `announce` is told first, since that takes 5-15 s.
+    """
+    if configured:
+        check_api(configured)
+        return configured
+    if ephemeral_requested():
+        return None
+    if not is_healthy() and announce is not None:
+        announce("starting the local Prefect server (once; `switchboard server stop` stops it) ...")
+    return ensure_local_server()
+
+
+def connect_prefect(*, announce: Callable[[str], None] | None = None) -> str | None:
+    """`prefect_api` for a process that has not imported prefect yet: exports the URL it settles on, so
+    Prefect (imported later) and the processes this one starts use it."""
+    api = prefect_api(os.environ.get("PREFECT_API_URL") or None, announce=announce)
+    if api is not None:
+        os.environ["PREFECT_API_URL"] = api
+    return api
+
+
+@contextlib.contextmanager
+def prefect_api_for_block(*, announce: Callable[[str], None] | None = None) -> Iterator[str | None]:
+    """`prefect_api` for a process that may have imported prefect already (a caller of `run_batch`): Prefect's
+    settings, and the environment that processes started meanwhile inherit (Dask workers), use the API it
+    settles on for the duration of the block; both are restored afterwards."""
+    from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
+
+    configured = get_current_settings().api.url
+    api = prefect_api(configured, announce=announce)
+    if api is None or api == configured:
+        yield api
+        return
+    saved = os.environ.get("PREFECT_API_URL")
+    os.environ["PREFECT_API_URL"] = api
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: api}):
+            yield api
+    finally:
+        if saved is None:
+            os.environ.pop("PREFECT_API_URL", None)
+        else:
+            os.environ["PREFECT_API_URL"] = saved
+
+
+def quiet_ephemeral_shutdown(data_dir: Path | None = None) -> Path | None:
+    """In ephemeral mode, hide the tracebacks Prefect's temporary server prints when it is stopped at exit.
+
+    Prefect SIGTERMs that server (a subprocess sharing our stderr) while its services still flush events; the
+    `prefect.server` loggers are kept quiet by PREFECT_SERVER_LOGGING_LEVEL, but SQLAlchemy's pool then logs
+    "Exception during reset or similar" with a CancelledError traceback through the root logger. Only a real
+    server avoids the cause (PREFECT.md gotcha 1); ephemeral mode is opt-in, so there we hide it: a copy of
+    Prefect's logging config with `sqlalchemy.pool` at CRITICAL, used by this process and, through the
+    environment, by the temporary server. A PREFECT_LOGGING_SETTINGS_PATH of the user's is left alone.
+    Must run before prefect is imported; returns the file it set, if any.
+    """
+    if os.environ.get("PREFECT_LOGGING_SETTINGS_PATH"):
+        return None
+    import importlib.util
+
+    import yaml
+
+    found = importlib.util.find_spec("prefect")
+    if found is None or not found.submodule_search_locations:
+        return None
+    default = Path(next(iter(found.submodule_search_locations))) / "logging" / "logging.yml"
+    try:
+        config = yaml.safe_load(default.read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    config.setdefault("loggers", {})["sqlalchemy.pool"] = {"level": "CRITICAL"}
+    target = (data_dir or _ledger_data_dir()).expanduser() / "prefect-logging-ephemeral.yml"
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # Written aside and renamed: another run starting at the same moment never reads half a file.
+        scratch = target.with_name(f".{target.name}.{os.getpid()}")
+        scratch.write_text(yaml.safe_dump(config, sort_keys=False))
+        scratch.replace(target)
+    except OSError:
+        return None
+    os.environ["PREFECT_LOGGING_SETTINGS_PATH"] = str(target)
+    return target
+
+
+def check_api(url: str, timeout: float = PROBE_TIMEOUT_S) -> None:
+    """Raise PrefectUnreachable (one line: what failed and what to do) unless `url` answers like a Prefect API."""
+    try:
+        # A proxy from the environment must never see (or swallow) loopback traffic; a remote API may need it.
+        response = httpx.get(f"{url.rstrip('/')}/health", timeout=timeout, trust_env=not _is_loopback(url))
+    except httpx.HTTPError as exc:
+        reason = f"no answer within {timeout:.0f} s" if isinstance(exc, httpx.TimeoutException) else _why(exc)
+        raise PrefectUnreachable(
+            f"no Prefect server answers at PREFECT_API_URL={url} ({reason}); {_what_to_do(url)}"
+        ) from None
+    # 401/403: a Prefect Cloud workspace that wants the API key Prefect itself sends; it does answer.
+    if response.status_code not in (200, 401, 403):
+        raise PrefectUnreachable(
+            f"PREFECT_API_URL={url} answers HTTP {response.status_code} to /health, not like a Prefect API; "
+            f"{_what_to_do(url)}"
+        )
+
+
+def _what_to_do(url: str) -> str:
+    ours = url.rstrip("/") == api_url()
+    start = "start it with `switchboard server start`" if ours else "start that server"
+    return (
+        f"{start}, or unset PREFECT_API_URL (Switchboard then starts its own local server), "
+        f"or set {PREFECT_MODE_ENV}=ephemeral with PREFECT_API_URL unset to run without a server"
+    )
+
+
+def _why(exc: httpx.HTTPError) -> str:
+    cause: BaseException = exc
+    while cause.__cause__ is not None or cause.__context__ is not None:
+        cause = cause.__cause__ or cause.__context__  # type: ignore[assignment]
+    text = str(cause) or type(cause).__name__
+    return "connection refused" if "refused" in text.lower() else text
+
+
+def _is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    return host in ("localhost", "127.0.0.1", "::1") or host.startswith("127.")
+
+
 # --- processes -------------------------------------------------------------------------------------
 
 
@@ -396,14 +546,22 @@ __all__ = [
     "DEFAULT_PORT",
     "POOL_NAME",
     "PORT_ENV",
+    "PREFECT_MODE_ENV",
+    "PrefectUnreachable",
     "ServerError",
     "ServerInfo",
     "ServerPaths",
     "api_url",
+    "check_api",
+    "connect_prefect",
     "ensure_local_server",
     "ensure_work_pool",
+    "ephemeral_requested",
     "group_members",
     "is_healthy",
+    "prefect_api",
+    "prefect_api_for_block",
+    "quiet_ephemeral_shutdown",
     "resolve_port",
     "server_paths",
     "server_status",

@@ -24,6 +24,7 @@ from flows import server
 
 ROOT = Path(__file__).resolve().parents[2]
 PREFECT = [sys.executable, "-m", "prefect"]
+SWITCHBOARD = [sys.executable, "-m", "flows"]
 pytestmark = pytest.mark.slow
 
 
@@ -127,8 +128,19 @@ def test_deployments_are_stored_with_schedules_pull_step_and_typed_parameters(st
 
 def test_deployment_run_from_the_cli_completes_on_a_worker(stack: dict[str, Any]) -> None:
     spec = ROOT / "examples" / "pr-review.yaml"
+    failing_first = ROOT / "examples" / "providers-failover.yaml"  # its top provider always fails
     triggered = _run(
-        [*PREFECT, "deployment", "run", "process-batch/process-batch", "--param", f"spec={spec}"], stack["env"]
+        [
+            *PREFECT,
+            "deployment",
+            "run",
+            "process-batch/process-batch",
+            "--param",
+            f"spec={spec}",
+            "--param",
+            f"providers={failing_first}",
+        ],
+        stack["env"],
     )
     match = re.search(r"UUID: ([0-9a-f-]{36})", triggered.stdout)
     assert match, triggered.stdout
@@ -137,15 +149,37 @@ def test_deployment_run_from_the_cli_completes_on_a_worker(stack: dict[str, Any]
     log = _run_worker_once(stack["env"])
     flow_run = _final_flow_run(stack["api_url"], flow_run_id)
     assert flow_run.state.is_completed(), log[-3000:]
-    assert flow_run.parameters == {"spec": str(spec)}
+    assert flow_run.parameters == {"spec": str(spec), "providers": str(failing_first)}
 
     tasks = _ledger_tasks(stack["ledger"], flow_run_id)
     assert len(tasks) == 12 and {status for _, status in tasks} == {"completed"}
-    tables = [a for a in _artifacts(stack["api_url"], flow_run_id) if a.type == "table"]
-    assert any(a.key and a.key.startswith("switchboard-") for a in tables)
-    table = next(a for a in tables if a.key and a.key.startswith("switchboard-r"))
-    rows = table.data if isinstance(table.data, list) else __import__("json").loads(table.data)
-    assert {row["task"] for row in rows} == {task for task, _ in tasks}
+    markdown = _check_run_artifacts(stack, flow_run_id, {task for task, _ in tasks})
+    # The failovers, each with its chain of attempts: flaky failed, steady answered.
+    assert "flaky: unavailable → steady: success" in markdown
+    assert "No failovers" not in markdown
+
+
+def _check_run_artifacts(stack: dict[str, Any], flow_run_id: str, task_ids: set[str]) -> str:
+    """The three artifacts a worker-run flow publishes: the table, the failovers (markdown) and the progress bar
+    at 100, each keyed by the ledger's run id. Returns the failovers' markdown."""
+    run_id = _ledger_run_id(stack["ledger"], flow_run_id).lower()
+    artifacts = {a.key: a for a in _artifacts(stack["api_url"], flow_run_id) if a.key}
+    table = artifacts[f"switchboard-{run_id}"]
+    assert table.type == "table"
+    rows = table.data if isinstance(table.data, list) else json.loads(table.data)
+    assert {row["task"] for row in rows} == task_ids and {row["status"] for row in rows} == {"completed"}
+    failovers = artifacts[f"switchboard-failovers-{run_id}"]
+    assert failovers.type == "markdown" and isinstance(failovers.data, str) and failovers.data.strip()
+    progress = artifacts[f"switchboard-progress-{run_id}"]
+    assert progress.type == "progress" and float(progress.data) == 100.0
+    return failovers.data
+
+
+def _ledger_run_id(path: Path, flow_run_id: str) -> str:
+    with sqlite3.connect(path) as db:
+        rows = db.execute("select run_id from runs where flow_run_id = ?", (flow_run_id,)).fetchall()
+    assert len(rows) == 1, rows
+    return str(rows[0][0])
 
 
 def test_submit_batch_triggers_the_deployment(stack: dict[str, Any], tmp_path: Path) -> None:
@@ -155,11 +189,13 @@ def test_submit_batch_triggers_the_deployment(stack: dict[str, Any], tmp_path: P
 
     providers = tmp_path / "providers.yaml"
     providers.write_text("providers:\n  fast: {type: local_mock, latency_ms: 0}\n")
+    # Several roots at once on the worker (per-node mode): eight independent tasks, then one that needs them all.
+    roots = [f"root-{n}" for n in range(8)]
     spec = {
         "name": f"submitted-{tmp_path.name}",
         "tasks": [
-            {"id": "plan", "type": "code_analysis", "prompt": "plan"},
-            {"id": "do", "type": "feature", "prompt": "do it", "depends_on": ["plan"]},
+            *({"id": root, "type": "code_analysis", "prompt": f"look at part {root}"} for root in roots),
+            {"id": "do", "type": "feature", "prompt": "do it", "depends_on": roots},
         ],
     }
     began = time.monotonic()
@@ -175,8 +211,8 @@ def test_submit_batch_triggers_the_deployment(stack: dict[str, Any], tmp_path: P
     assert flow_run.state.is_completed(), log[-3000:]
     assert flow_run.parameters["spec"]["name"] == spec["name"]
     assert flow_run.parameters["providers"] == str(providers)
-    assert sorted(_ledger_tasks(stack["ledger"], flow_run_id)) == [("do", "completed"), ("plan", "completed")]
-    assert any(a.type == "table" for a in _artifacts(stack["api_url"], flow_run_id))
+    assert sorted(_ledger_tasks(stack["ledger"], flow_run_id)) == sorted((t, "completed") for t in [*roots, "do"])
+    _check_run_artifacts(stack, flow_run_id, {*roots, "do"})
 
 
 def test_switchboard_run_with_deployment_submits_the_checked_spec(stack: dict[str, Any]) -> None:
@@ -212,3 +248,51 @@ def test_switchboard_run_with_deployment_submits_the_checked_spec(stack: dict[st
         cwd=ROOT,
     )
     assert bad.returncode == 2 and "missing.yaml" in bad.stderr
+
+
+def _flow_run_count(api_url: str) -> int:
+    with _client(api_url) as client:
+        return len(client.read_flow_runs(limit=200))
+
+
+def test_switchboard_run_with_deployment_passes_fresh_and_mode(stack: dict[str, Any]) -> None:
+    """--fresh and --mode were dropped on the way to the deployment; they are process_batch's parameters."""
+    done = _run(
+        [
+            *SWITCHBOARD,
+            "run",
+            "examples/pr-review.yaml",
+            "--deployment",
+            "process-batch/process-batch",
+            "--fresh",
+            "--mode",
+            "chunked",
+            "--json",
+        ],
+        stack["env"],
+    )
+    out = json.loads(done.stdout)
+    with _client(stack["api_url"]) as client:
+        flow_run = client.read_flow_run(UUID(out["flow_run_id"]))
+        client.delete_flow_run(flow_run.id)  # leave nothing for another test's worker to pick up
+    assert flow_run.parameters["fresh"] is True and flow_run.parameters["mode"] == "chunked"
+
+
+def test_switchboard_run_with_an_unknown_deployment_exits_2_and_creates_nothing(stack: dict[str, Any]) -> None:
+    """It printed a raw `ObjectNotFound: None` traceback."""
+    before = _flow_run_count(stack["api_url"])
+    bad = subprocess.run(
+        [*SWITCHBOARD, "run", "examples/pr-review.yaml", "--deployment", "process-batch/nightly"],
+        capture_output=True,
+        text=True,
+        env=stack["env"],
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert bad.returncode == 2, bad.stderr[-3000:]
+    lines = bad.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in bad.stderr, bad.stderr[-3000:]
+    assert f"no deployment 'process-batch/nightly' on {stack['api_url']}" in lines[0]
+    assert "prefect --no-prompt deploy --all" in lines[0]
+    assert bad.stdout == ""
+    assert _flow_run_count(stack["api_url"]) == before

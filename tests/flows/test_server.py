@@ -192,6 +192,8 @@ def test_dask_runner_needs_a_server_and_stays_on_loopback(monkeypatch: pytest.Mo
     cluster = local.kwargs["cluster_kwargs"]  # type: ignore[attr-defined]
     assert local.kwargs["cluster_class"] == "distributed.LocalCluster"  # type: ignore[attr-defined]
     assert cluster["n_workers"] == 3 and cluster["threads_per_worker"] == 1 and cluster["host"] == "127.0.0.1"
-    assert cluster["dashboard_address"] is None and cluster["local_directory"].startswith(str(tmp_path))
+    # The scheduler always serves HTTP: on loopback, on a port the OS picks (never 8787), without the dashboard.
+    assert cluster["dashboard_address"] == "127.0.0.1:0" and cluster["scheduler_kwargs"] == {"dashboard": False}
+    assert cluster["local_directory"].startswith(str(tmp_path))
     assert os.environ["DASK_TEMPORARY_DIRECTORY"].startswith(str(tmp_path))
     assert remote.kwargs == {"address": "tcp://127.0.0.1:8786"}  # type: ignore[attr-defined]

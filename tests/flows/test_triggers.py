@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import pytest
 
-from flows import triggers
+from flows import server, triggers
 from flows.spec import SpecError, parse_spec
 from ledger import Ledger
 from routing.errors import ConfigError
@@ -121,3 +128,62 @@ def test_submit_batch_rejects_bad_providers_and_strategy(no_server: list[dict[st
     with pytest.raises(TypeError):
         triggers.submit_batch(42)  # type: ignore[arg-type]
     assert no_server == []
+
+
+RUN_BATCH_SCRIPT = """
+import json, sys
+from flows.triggers import run_batch
+print(json.dumps(run_batch(sys.argv[1], providers=sys.argv[2])))
+"""
+
+
+@pytest.mark.slow
+def test_run_batch_uses_the_managed_local_server_by_default(tmp_path: Path, providers_file: Path) -> None:
+    """Without PREFECT_API_URL, run_batch fell back to Prefect's ephemeral mode: tracebacks on stderr at exit
+    and most of the task history lost (PREFECT.md gotcha 1). It now reports to the local server `switchboard
+    run` uses, starting it if needed, and every task run is on record there."""
+    from prefect.client.orchestration import SyncPrefectClient
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    dirs = {"data_dir": tmp_path / "home", "prefect_home": tmp_path / "prefect"}
+    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "SWITCHBOARD_PREFECT")}
+    env.update(
+        SWITCHBOARD_HOME=str(dirs["data_dir"]),
+        PREFECT_HOME=str(dirs["prefect_home"]),
+        SWITCHBOARD_PREFECT_PORT=str(port),
+        SWITCHBOARD_DATABASE_URL=f"sqlite:///{tmp_path / 'ledger.db'}",
+    )
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", RUN_BATCH_SCRIPT, str(ROOT / "examples" / "pr-review.yaml"), str(providers_file)],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=ROOT,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        result = json.loads(done.stdout)
+        assert result["status"] == "completed" and result["totals"]["completed"] == 12
+        for noise in ("Traceback", "Error flushing", "CancelledError", "Starting temporary server"):
+            assert noise not in done.stderr, done.stderr[-3000:]
+        info = server.server_status(port, **dirs)
+        assert info.running and info.managed  # started in the background, and left running for the next run
+        run = Ledger(url=env["SWITCHBOARD_DATABASE_URL"]).get_run(result["run_id"])
+        assert run is not None and run.flow_run_id
+        flow_runs = FlowRunFilter(id=FlowRunFilterId(any_=[UUID(run.flow_run_id)]))
+        deadline = time.monotonic() + 60
+        with SyncPrefectClient(info.api_url) as client:
+            while True:  # the server records task runs from events, a moment after they happen
+                task_runs = client.read_task_runs(flow_run_filter=flow_runs)
+                completed = [t for t in task_runs if t.state is not None and t.state.is_completed()]
+                if len(completed) >= 12 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.5)
+        # The whole history: one completed task run per batch task (ephemeral mode kept 19-31 of 200).
+        assert (len(task_runs), len(completed)) == (12, 12)
+    finally:
+        server.stop_server(port, **dirs)
