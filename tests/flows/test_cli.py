@@ -170,3 +170,79 @@ def test_ctrl_c_cancels_in_flight_calls_then_the_rerun_resumes(env: dict[str, st
     analyze = next(t for t in resumed["tasks"] if t["id"] == "analyze")
     assert [a["outcome"] for a in analyze["attempts"]] == ["cancelled", "success"]
     assert [a["attempt"] for a in analyze["attempts"]] == [1, 2]
+
+
+def _wide_spec(tmp_path: Path, tasks: int) -> Path:
+    spec = tmp_path / "wide.yaml"
+    spec.write_text(
+        "name: wide\ntasks:\n"
+        + "".join(f"  - {{id: t{n}, type: code_analysis, prompt: part {n}}}\n" for n in range(tasks))
+    )
+    return spec
+
+
+def test_ctrl_c_right_after_the_run_row_is_written_ends_it_interrupted(env: dict[str, str], tmp_path: Path) -> None:
+    """Ctrl-C within a second of the run row being created (while Prefect was still being imported) exited 130
+    with nothing on stdout despite --json, and left the run `running`."""
+    spec = _wide_spec(tmp_path, 30)
+    slow = tmp_path / "slow.yaml"
+    slow.write_text("providers:\n  slow: {type: local_mock, latency_ms: 200}\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flows", "run", str(spec), "--providers", str(slow), "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if _db(tmp_path).execute("select count(*) from runs").fetchone()[0]:
+                break
+        except sqlite3.OperationalError:  # not created or not migrated yet
+            pass
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)  # at once: the flow has not started yet
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr[-3000:]
+    out = json.loads(stdout)  # still exactly one JSON object
+    assert out["run"]["status"] == "interrupted"
+    run_id = out["run"]["id"]
+    db = _db(tmp_path)
+    assert db.execute("select status from runs").fetchall() == [("interrupted",)]
+    statuses = dict(db.execute("select status, count(*) from tasks group by status").fetchall())
+    assert "pending" not in statuses and sum(statuses.values()) == 30  # every task accounted for
+    assert f"resume {run_id}" in stderr
+
+    fast = tmp_path / "fast.yaml"
+    fast.write_text("providers:\n  fast: {type: local_mock, latency_ms: 0}\n")
+    again = switchboard("run", str(spec), "--providers", str(fast), "--json", env=env)
+    assert again.returncode == 0, again.stderr[-2000:]
+    resumed = json.loads(again.stdout)
+    assert resumed["run"]["id"] == run_id and resumed["totals"]["completed"] == 30  # nothing lost
+
+
+def test_ctrl_c_before_the_run_row_exists_writes_nothing_and_says_so(env: dict[str, str], tmp_path: Path) -> None:
+    """Interrupted while `switchboard run` still checks its Prefect API: no run, no ledger, one line."""
+    with socket.socket() as silent:  # accepts the health check's connection and never answers it
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/api"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "flows", "run", str(EXAMPLES / "pr-review.yaml"), "--json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**env, "PREFECT_API_URL": url},
+            cwd=ROOT,
+        )
+        silent.settimeout(60)
+        connection, _ = silent.accept()  # the check is waiting for an answer now
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+        connection.close()
+    assert proc.returncode == 130
+    assert stdout == "" and "Traceback" not in stderr
+    assert stderr.strip() == "interrupted before the run started: nothing was written"
+    assert not (tmp_path / "ledger.db").exists()

@@ -1,5 +1,5 @@
 """The Dask task runner (runner.kind: dask) runs a batch across worker processes, which rebuild the run's
-runtime from the ledger and config: both modes complete every task once."""
+runtime from the ledger and config: both modes complete every task once, on loopback only, quietly."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+psutil = pytest.importorskip("psutil")  # a dependency of distributed
 pytest.importorskip("prefect_dask")
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,17 +51,46 @@ def test_batch_runs_on_a_dask_cluster(server: dict[str, str], tmp_path: Path, mo
     script.write_text(SCRIPT)
     env = {**os.environ, **server, "SWITCHBOARD_DATABASE_URL": f"sqlite:///{tmp_path / 'ledger.db'}"}
     env.pop("SWITCHBOARD_PREFECT", None)
-    done = subprocess.run(
+    env["PREFECT_LOGGING_LEVEL"] = "WARNING"  # what `switchboard run` sets without --verbose
+    proc = subprocess.Popen(
         [sys.executable, str(script), str(providers), str(ROOT / "examples" / "pr-review.yaml"), mode],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
         env=env,
         cwd=tmp_path,
-        timeout=300,
     )
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.split()[-2:] == ["completed", "12"]
+    listening = _listening_while_running(proc)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr[-3000:]
+    assert stdout.split()[-2:] == ["completed", "12"]
+    # The cluster served something (scheduler, nannies, workers), all of it on loopback and none on 8787, the
+    # dashboard's port (which `dashboard_address: None` did not free).
+    assert listening, "saw no listening socket of the run's processes"
+    assert {host for host, _ in listening} == {"127.0.0.1"}, listening
+    assert 8787 not in {port for _, port in listening}, listening
+    # distributed's INFO lines (~33 a run) stay off stderr at Prefect's WARNING level.
+    assert not [line for line in stderr.splitlines() if "distributed." in line and "INFO" in line], stderr[-3000:]
     db = sqlite3.connect(tmp_path / "ledger.db")
     assert db.execute("select count(*) from tasks where status = 'completed'").fetchone() == (12,)
     # every task ran once, in a worker process
     assert db.execute("select count(*), count(distinct task_id) from provider_usage").fetchone() == (12, 12)
+
+
+def _listening_while_running(proc: subprocess.Popen[str]) -> set[tuple[str, int]]:
+    """(host, port) of every TCP socket the process and its children listened on, sampled until it exits."""
+    seen: set[tuple[str, int]] = set()
+    deadline = time.monotonic() + 300
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            family = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+        except psutil.NoSuchProcess:
+            break
+        for member in family:
+            try:
+                connections = member.net_connections(kind="tcp")
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+            seen |= {(c.laddr.ip, c.laddr.port) for c in connections if c.status == psutil.CONN_LISTEN}
+        time.sleep(0.2)
+    return seen
