@@ -14,6 +14,14 @@ provider itself cannot know), the call names a usable one (`ExecutionContext.sub
 Non-critical tasks may use only `1 - reserve_for_critical` of each configured limit; critical tasks may use
 all of it. Above `switch_threshold` of any limit a provider is still usable but ordered after the others.
 
+`quota.forecast_crossed` tells automations a provider is about to run out, before it does, once per crossing:
+when usage reaches `switch_threshold` of a limit (checked as each request is counted, not only when it
+settles), when a call is refused because it would pass the usable share of a limit (with the default reserve
+of 0.1 that share is 0.9 of it: usage may never reach a 0.9 threshold), or when the forecast says a limit runs
+out within `alerts.quota_forecast_hours`. It is re-armed once usage has fallen to half the threshold with no
+forecast inside the horizon (the window reset). A router that starts above the threshold (usage restored from
+the ledger) does not report it again: the run that crossed it did.
+
 Blocks: until the reported reset; a quota error or `rejected` spend signal with no reset at all (an empty
 balance, HTTP 402, `insufficient_quota`) blocks for `NO_RESET_BLOCK_S` (an hour): money does not come back
 in a minute, and a health probe cannot tell (listing models works with an empty balance). A `rejected`
@@ -23,6 +31,7 @@ starts a cool-off instead: the retry-after, or 1 s doubling to 60 s, reset by th
 
 from __future__ import annotations
 
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
@@ -30,6 +39,7 @@ from datetime import UTC, datetime, timedelta
 
 from providers import Limits, ProviderError, QuotaExhausted, QuotaSignal, RateLimited
 from providers.errors import SHORT_RETRY_AFTER_S
+from providers.usage_window import LIMIT_SPECS
 from routing.events import QUOTA_BLOCKED, QUOTA_FORECAST_CROSSED, QUOTA_RESET, RoutingEvent, RoutingObserver
 from routing.quota_scope import QuotaScope
 
@@ -40,6 +50,12 @@ NO_RESET_BLOCK_S = 3600.0
 REJECTED_BLOCK_S = 60.0
 _SPEND_KINDS = frozenset({"spend"})
 _MAX_AFFINITY_KEYS = 10_000
+# The forecast walks every window's entries: at most once a second per provider, not per call.
+FORECAST_EVERY_S = 1.0
+# A crossing is reported again only after usage fell to this fraction of switch_threshold (the window reset),
+# so a provider held at its cap, whose usage wobbles around the threshold as the window slides, reports once.
+REARM_FRACTION = 0.5
+_SPANS = {spec.name: spec.span_s for spec in LIMIT_SPECS}
 
 # A past call to restore: (seconds ago, tokens, cost, subscription).
 PastCall = tuple[float, float, float, str | None]
@@ -47,6 +63,15 @@ PastCall = tuple[float, float, float, str | None]
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def _over_a_limit(scope: QuotaScope, now: float) -> bool:
+    """Refused for its configured limits, not for a block or a cool-off (those are reported as blocked)."""
+    return (
+        bool(scope.specs)
+        and not scope.blocked(now)
+        and not (scope.cooloff_until is not None and now < scope.cooloff_until)
+    )
 
 
 class ProviderQuota:
@@ -63,6 +88,7 @@ class ProviderQuota:
         observer: RoutingObserver | None = None,
         clock: Clock = time.monotonic,
         wall_clock: WallClock = _utc_now,
+        forecast_horizon_s: float | None = None,
     ) -> None:
         self.provider_id = provider_id
         self._clock, self._wall = clock, wall_clock
@@ -75,12 +101,24 @@ class ProviderQuota:
         self.switch_threshold = switch_threshold
         self.reserve = reserve_for_critical
         self._observer = observer
-        self._above_threshold = False
+        # Inside a crossing: reported, not re-armed yet (see the module's docstring).
+        self._near = False
+        # `alerts.quota_forecast_hours` in seconds; None: crossings by usage only.
+        self.forecast_horizon_s = forecast_horizon_s
+        self._forecast_next = -math.inf
+        self._forecast: tuple[str, float] | None = None
+        # When usage was last restored from the ledger: the windows then hold entries older than this process,
+        # and a window's forecast (rate = what it holds / how long it was watched) is trusted a full span later.
+        self._restored_at: float | None = None
         # Known to be below switch_threshold since the last write (see over_threshold).
         self._below = False
         # Whether this provider can be near a limit at all (configured limits, subscriptions or a reported
         # quota); read per candidate per decision, so an attribute that only ever turns on.
         self.watched = bool(self._own.specs) or bool(self._subs)
+        # Whether counting a request (begin) can move the pressure at all.
+        self._request_limits = any(
+            spec.measure == "requests" for scope in (self._own, *self._subs.values()) for spec, _ in scope.specs
+        )
         # Affinity key -> the subscription that served it, so a named subscription keeps the prompt cache.
         self._sub_affinity: OrderedDict[str, str] = OrderedDict()
 
@@ -118,6 +156,8 @@ class ProviderQuota:
         share = 1.0 if critical else 1.0 - self.reserve
         reason = self._scope_refusal(self._own, now, tokens, cost, share)
         if reason is not None:
+            if not self._near and _over_a_limit(own, now):
+                self._check_near(refused=self._explain(reason))  # the usable share is used up for this work
             return self._explain(reason), None
         if not self._subs:
             return None, None
@@ -130,7 +170,10 @@ class ProviderQuota:
             else:
                 reasons.append(f"{sub.subscription}: {why}")
         if not usable:
-            return self._explain("every subscription is out (" + "; ".join(reasons) + ")"), None
+            reason = self._explain("every subscription is out (" + "; ".join(reasons) + ")")
+            if not self._near and any(_over_a_limit(sub, now) for sub in self._subs.values()):
+                self._check_near(refused=reason)
+            return reason, None
         if not reasons:
             return None, None
         return None, self._pick(usable, affinity, now)
@@ -162,6 +205,8 @@ class ProviderQuota:
         sub = self._subs.get(subscription) if subscription else None
         if sub is not None and sub.specs:
             sub.tracker.record(tokens=0, cost=0.0, requests=1)
+        if self._request_limits:
+            self._check_near()  # a request limit is crossed when the request goes out, not when it returns
 
     def settle(
         self, tokens: float, cost: float, *, subscription: str | None = None, counted: str | None = None
@@ -174,7 +219,7 @@ class ProviderQuota:
         sub = self._subs.get(subscription) if subscription else None
         if sub is not None and sub.specs:
             sub.tracker.record(tokens=tokens, cost=cost, requests=0 if subscription == counted else 1)
-        self._check_threshold()
+        self._check_near()
 
     def on_success(self, subscription: str | None = None, affinity: str | None = None) -> None:
         if not self._subs and self._own.cooloff_until is None and not self._own.cooloff_s:
@@ -222,7 +267,7 @@ class ProviderQuota:
         if utilization is not None:
             scope.report(signal.limit_kind, utilization, self._clock() + (seconds if seconds is not None else 60.0))
             self.watched = True
-            self._check_threshold()
+            self._check_near()
 
     # --- restarts and updates ---------------------------------------------------------------------
 
@@ -240,6 +285,10 @@ class ProviderQuota:
         for name, rows in by_sub.items():
             if self._subs[name].specs:
                 self._subs[name].tracker.load(rows)
+        if own:
+            self._restored_at = self._clock()
+            # Already past the threshold: the run that took it there reported the crossing.
+            self._near = self._near or self.pressure() >= self.switch_threshold
 
     def restore(self, seconds_ago: float, tokens: float, cost: float, subscription: str | None = None) -> None:
         """Replay one recorded attempt; `restore_usage` does many at once."""
@@ -263,7 +312,8 @@ class ProviderQuota:
             if name in old._subs:
                 sub.carry_over(old._subs[name])
         self._sub_affinity = OrderedDict(old._sub_affinity)
-        self._above_threshold = old._above_threshold
+        self._near = old._near
+        self._restored_at = old._restored_at
         self.watched = self.watched or old.watched
 
     # --- internals --------------------------------------------------------------------------------
@@ -302,22 +352,83 @@ class ProviderQuota:
         reset = reset_at or self._wall() + timedelta(seconds=until - self._clock())
         self._emit(QUOTA_BLOCKED, {"reason": reason, "reset_at": reset.isoformat()}, scope.subscription)
 
-    def _check_threshold(self) -> None:
+    def _check_near(self, refused: str | None = None) -> None:
+        """Report a crossing (threshold, limit share refused, or forecast within the horizon) once; re-arm once
+        usage has fallen well below the threshold with no forecast inside the horizon."""
         pressure = self.pressure()
         above = pressure >= self.switch_threshold
         self._below = not above
-        if above and not self._above_threshold:
-            forecast = self._own.tracker.earliest_exhaustion() if self._own.specs else None
-            self._emit(
-                QUOTA_FORECAST_CROSSED,
-                {
-                    "pressure": round(pressure, 4),
-                    "threshold": self.switch_threshold,
-                    "limit": forecast[0] if forecast else None,
-                    "exhausted_in_s": round(forecast[1], 1) if forecast else None,
-                },
-            )
-        self._above_threshold = above
+        if self._near:
+            low = pressure <= REARM_FRACTION * self.switch_threshold
+            if low and refused is None and self._forecast_within() is None:
+                self._near = False
+            return
+        forecast = None
+        if above:
+            trigger = "threshold"
+        elif refused is not None:
+            trigger = "limit_share"
+        else:
+            forecast = self._forecast_within()
+            if forecast is None:
+                return
+            trigger = "forecast"
+        self._near = True
+        if forecast is None and self.forecast_horizon_s is not None:
+            forecast = self._forecast_within()
+        if forecast is None:
+            forecast = self._soonest_exhaustion(self._clock())
+        detail: dict[str, object] = {
+            "trigger": trigger,
+            "pressure": round(pressure, 4),
+            "threshold": self.switch_threshold,
+            "limit": forecast[0] if forecast else None,
+            "exhausted_in_s": round(forecast[1], 1) if forecast else None,
+            "horizon_s": self.forecast_horizon_s,
+        }
+        if refused is not None:
+            detail["refused"] = refused
+        self._emit(QUOTA_FORECAST_CROSSED, detail)
+
+    def _forecast_within(self) -> tuple[str, float] | None:
+        """(limit, seconds) of the limit forecast to run out within the horizon, or None; recomputed at most once
+        every FORECAST_EVERY_S."""
+        horizon = self.forecast_horizon_s
+        if horizon is None:
+            return None
+        now = self._clock()
+        if now >= self._forecast_next:
+            self._forecast_next = now + FORECAST_EVERY_S
+            soonest = self._soonest_exhaustion(now)
+            self._forecast = soonest if soonest is not None and soonest[1] <= horizon else None
+        return self._forecast
+
+    def _soonest_exhaustion(self, now: float) -> tuple[str, float] | None:
+        """When the provider runs out at the recent rate: its own first limit, or (with subscriptions) when the
+        last of them does. Only windows whose forecast can be trusted (see `_restored_at`) count."""
+        if self._own.specs:
+            own = self._scope_exhaustion(self._own, now)
+            if own is not None:
+                return own
+        limited = [sub for sub in self._subs.values() if sub.specs]
+        if not limited or len(limited) < len(self._subs):
+            return None  # a subscription without limits never runs out, nor then does the provider
+        per_sub = [self._scope_exhaustion(sub, now) for sub in limited]
+        if any(f is None for f in per_sub):
+            return None
+        return max(per_sub, key=lambda f: f[1])  # type: ignore[arg-type,return-value]
+
+    def _scope_exhaustion(self, scope: QuotaScope, now: float) -> tuple[str, float] | None:
+        restored = self._restored_at
+        forecasts = [
+            (seconds, name)
+            for name, seconds in scope.tracker.forecast_exhaustion().items()
+            if seconds is not None and (restored is None or now - restored >= _SPANS.get(name, 0.0))
+        ]
+        if not forecasts:
+            return None
+        seconds, name = min(forecasts)
+        return name, seconds
 
     def _emit(self, kind: str, detail: dict[str, object], subscription: str | None = None) -> None:
         if self._observer is not None:

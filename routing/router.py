@@ -132,6 +132,10 @@ class Router:
         self.adaptive = AdaptiveScores()
         self.affinity = AffinityMap()
         self.budget = BudgetGuard(self.config.budget)
+        # Budgets whose exhaustion was reported: ("run", run id) and ("day", UTC date), once each.
+        self._budget_reported: set[tuple[str, str]] = set()
+        hours = self.config.alerts.quota_forecast_hours
+        self._forecast_horizon_s = hours * 3600.0 if hours is not None else None
         self._admitter = Admitter(self.budget)
         self._states: dict[str, ProviderState] = {}
         self._planner = Planner(self._states, self.latency, self.adaptive, self.budget, self.affinity)
@@ -189,6 +193,7 @@ class Router:
             reserve_for_critical=self.config.reserve_for_critical,
             observer=self._observer,
             clock=self._clock,
+            forecast_horizon_s=self._forecast_horizon_s,
         )
 
     @staticmethod
@@ -333,10 +338,45 @@ class Router:
         skipped = result.decision["skipped"]
         budget_only = bool(skipped) and all(r.startswith("budget") for r in skipped.values())
         if budget_only:
-            self._emit(RoutingEvent(BUDGET_EXHAUSTED, detail={"run_id": run.run_id, "task_id": task.id}))
+            self._budget_refused(run, task, skipped.values())
         result.outcome = "budget_exceeded" if budget_only else "unavailable"
         reasons = "; ".join(f"{p}: {r}" for p, r in skipped.items()) or "no providers configured"
         result.error = f"no provider can take task type {task.type!r} now ({reasons})"
+
+    def _budget_refused(self, run: RunInfo, task: AITask, reasons: Iterable[str]) -> None:
+        """The budget refused a task all work: report it once per run (run budget) or per UTC day (day budget),
+        with what was spent and the limit. Every later refusal of the same budget is only a set lookup."""
+        scopes = {"day" if r.startswith("budget: day") else "run" for r in reasons}
+        for scope in sorted(scopes):
+            key = (scope, run.run_id if scope == "run" else datetime.now(UTC).date().isoformat())
+            if key in self._budget_reported:
+                continue
+            self._budget_reported.add(key)
+            self._emit(RoutingEvent(BUDGET_EXHAUSTED, detail=self._budget_figures(scope, key[1], run, task)))
+
+    def _budget_figures(self, scope: str, period: str, run: RunInfo, task: AITask) -> dict[str, Any]:
+        budget, limits = self.budget, self.config.budget
+        run_spent = budget.run_spent(run.run_id)
+        if scope == "run":
+            limit, spent = limits.max_cost_usd_per_run, run_spent
+        else:
+            # The day refused, so its room (spent only, nothing reserved) is the smaller: room = limit - spent.
+            limit = limits.max_cost_usd_per_day
+            spent = (limit or 0.0) - budget.room(run.run_id, reserved=False)
+        detail: dict[str, Any] = {
+            "scope": scope,
+            "run_id": run.run_id,
+            "spent_usd": round(spent, 6),
+            "limit_usd": limit,
+            "task_id": task.id,  # the first task it refused
+        }
+        if scope == "day":
+            detail["day"] = period
+        return detail
+
+    def budget_reported(self, scope: str, period: str) -> None:
+        """Mark a budget's exhaustion as already reported (e.g. the day's, by an earlier run in the ledger)."""
+        self._budget_reported.add((scope, period))
 
     # --- one call ---------------------------------------------------------------------------------
 
