@@ -22,7 +22,7 @@ from ledger import Ledger, LedgerWriter, NewTask, default_database_url
 from providers import Priority
 from routing.attempts import HEALTH_FAILURES
 from routing.config import SwitchboardConfig, check_strategy, load_config, parse_config
-from routing.events import FAILOVER, QUOTA_BLOCKED, QUOTA_RESET, RoutingEvent, RoutingObserver
+from routing.events import BUDGET_EXHAUSTED, FAILOVER, QUOTA_BLOCKED, QUOTA_RESET, RoutingEvent, RoutingObserver
 from routing.loop import engine_loop
 from routing.quota import PastCall
 from routing.registry import ProviderRegistry
@@ -160,6 +160,13 @@ def restore_router_state(router: Router, ledger: Ledger, run_id: str, *, scores:
     if router.budget.active:
         midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
         router.budget.seed(run_id=run_id, run_spent=ledger.run_cost(run_id), day_spent=ledger.cost_since(midnight))
+        # An exhaustion already reported (today's day budget, or this run's before a restart) is not again.
+        for event in ledger.events_since(midnight, [BUDGET_EXHAUSTED]):
+            detail = event["detail"] or {}
+            if detail.get("scope") == "day":
+                router.budget_reported("day", detail.get("day", midnight.date().isoformat()))
+            elif detail.get("scope") == "run" and detail.get("run_id") == run_id:
+                router.budget_reported("run", run_id)
     if not scores:
         return
     router.refresh_history(

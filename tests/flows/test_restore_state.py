@@ -248,3 +248,43 @@ def test_adaptive_scores_are_loaded_when_the_run_may_use_them(
         assert (runtime.router.adaptive.get("mock", "code_review") is not None) is loaded
     finally:
         close_runtime(runtime.run.run_id)
+
+
+async def test_a_day_budget_reported_by_an_earlier_run_is_not_reported_again(tmp_path: Path, sqlite_url: str) -> None:
+    from routing.events import BUDGET_EXHAUSTED, RoutingEvent
+
+    config = parse_config(
+        {
+            "budget": {"max_cost_usd_per_day": 0.01},
+            "providers": {"m": {"type": "local_mock", "latency_ms": 0, "prices": {"*": {"input": 10, "output": 10}}}},
+        },
+        str(tmp_path / "providers.yaml"),
+    )
+    ledger = Ledger(url=sqlite_url)
+    earlier = _run(ledger, "earlier")
+    now = datetime.now(UTC)
+    ledger.record_attempts(
+        [
+            AttemptRecord(
+                run_id=earlier, task_id="t", provider_id="m", task_type="code_review", attempt=1,
+                outcome="success", started_at=now, finished_at=now, cost_usd=0.009,
+            )
+        ]
+    )  # fmt: skip
+    today = now.date().isoformat()
+    day_report = {"scope": "day", "day": today, "spent_usd": 0.009, "limit_usd": 0.01, "run_id": earlier}
+    ledger.record_provider_event("*", BUDGET_EXHAUSTED, day_report)
+
+    def route_in_a_new_process() -> list[RoutingEvent]:
+        events: list[RoutingEvent] = []
+        router = Router(ProviderRegistry.from_configs(config.providers), config, observer=events.append)
+        restore_router_state(router, ledger, _run(ledger, f"later-{len(seen)}"))
+        seen.append(router)
+        return events
+
+    seen: list[Router] = []
+    events = route_in_a_new_process()
+    result = await seen[-1].route(AITask(id="x", type="code_review", prompt="p"), RunInfo(run_id="later"))
+    assert result.outcome == "budget_exceeded"
+    assert not [e for e in events if e.kind == BUDGET_EXHAUSTED]
+    await seen[-1].registry.aclose()
