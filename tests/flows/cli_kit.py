@@ -27,6 +27,13 @@ def cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     }
 
 
+def one_error_line(stderr: str) -> str:
+    """The single `error: ...` line a command printed on stderr (fails the test if there is more)."""
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), stderr[-3000:]
+    return lines[0]
+
+
 def switchboard(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "flows", *args], capture_output=True, text=True, env=env, timeout=timeout, cwd=ROOT

@@ -15,15 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.ports import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +31,7 @@ def managed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[st
     home = tmp_path_factory.mktemp("home")
     settings = {
         "SWITCHBOARD_HOME": str(home),
-        "SWITCHBOARD_PREFECT_PORT": str(_free_port()),
+        "SWITCHBOARD_PREFECT_PORT": str(free_port()),
         "PREFECT_HOME": str(tmp_path_factory.mktemp("prefect-home")),
     }
     yield settings

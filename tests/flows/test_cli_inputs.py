@@ -3,27 +3,15 @@ traceback; names, outputs and errors printed exactly as written. No Prefect flow
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
 
 from ledger import Ledger
-from tests.flows.cli_kit import ROOT, cli_env, record_run, switchboard
+from tests.flows.cli_kit import ROOT, cli_env, one_error_line, record_run, switchboard
+from tests.ports import free_port
 
 EXAMPLE = str(ROOT / "examples" / "pr-review.yaml")
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]  # nothing listens once the socket is closed
-
-
-def _one_error_line(stderr: str) -> str:
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), stderr[-3000:]
-    return lines[0]
 
 
 # --- spec and providers files -------------------------------------------------------------------------
@@ -34,7 +22,7 @@ def test_a_spec_that_is_not_utf8_names_the_file_and_the_place_not_strategy(tmp_p
     spec.write_bytes(b'name: c\ntasks:\n  - {id: a, type: t, prompt: "\xff"}\n')
     result = switchboard("run", str(spec), env=cli_env(tmp_path))
     assert result.returncode == 2
-    line = _one_error_line(result.stderr)
+    line = one_error_line(result.stderr)
     assert str(spec) in line and "not UTF-8" in line
     assert "line 3, column 31" in line and "byte offset 45" in line
     assert "--strategy" not in line
@@ -46,7 +34,7 @@ def test_a_providers_file_that_is_not_utf8_names_that_file(tmp_path: Path) -> No
     providers.write_bytes(b'providers:\n  m: {type: local_mock, model: "caf\xe9"}\n')
     result = switchboard("run", EXAMPLE, "--providers", str(providers), env=cli_env(tmp_path))
     assert result.returncode == 2
-    line = _one_error_line(result.stderr)
+    line = one_error_line(result.stderr)
     assert str(providers) in line and "byte 0xe9 at line 2" in line and "--strategy" not in line
 
 
@@ -55,14 +43,14 @@ def test_an_empty_spec_says_so(tmp_path: Path) -> None:
     spec.write_text("# nothing but a comment\n")
     result = switchboard("run", str(spec), env=cli_env(tmp_path))
     assert result.returncode == 2
-    line = _one_error_line(result.stderr)
+    line = one_error_line(result.stderr)
     assert str(spec) in line and "the file is empty" in line and "NoneType" not in line
 
 
 def test_a_bad_strategy_is_still_blamed_on_strategy(tmp_path: Path) -> None:
     result = switchboard("run", EXAMPLE, "--strategy", "fastest", env=cli_env(tmp_path))
     assert result.returncode == 2
-    assert _one_error_line(result.stderr).startswith("error: --strategy: unknown strategy 'fastest'")
+    assert one_error_line(result.stderr).startswith("error: --strategy: unknown strategy 'fastest'")
 
 
 def test_input_errors_are_printed_as_written_not_as_markup(tmp_path: Path) -> None:
@@ -70,7 +58,7 @@ def test_input_errors_are_printed_as_written_not_as_markup(tmp_path: Path) -> No
     spec.write_text('name: "[bold]x[/] y"\ntasks: [{id: a, type: t, prompt: p, colour: "[/]"}]\n')
     result = switchboard("run", str(spec), env=cli_env(tmp_path))
     assert result.returncode == 2
-    assert "colour: Extra inputs are not permitted (got '[/]')" in _one_error_line(result.stderr)
+    assert "colour: Extra inputs are not permitted (got '[/]')" in one_error_line(result.stderr)
 
 
 # --- the ledger database ----------------------------------------------------------------------------------
@@ -80,7 +68,7 @@ def test_a_ledger_that_cannot_be_opened_is_one_line_with_reason_and_hint_and_exi
     # Every kind of failure is covered in tests/ledger/test_ledger_unavailable.py; here, what the user sees.
     result = switchboard("runs", env=cli_env(tmp_path, SWITCHBOARD_DATABASE_URL="mysql://u:hunter22@127.0.0.1/db"))
     assert result.returncode == 2
-    assert _one_error_line(result.stderr) == (
+    assert one_error_line(result.stderr) == (
         "error: SWITCHBOARD_DATABASE_URL=mysql://u:***@127.0.0.1/db: the database driver for 'mysql' is not "
         "installed (No module named 'MySQLdb'); for PostgreSQL install the `postgres` extra "
         "(pip install 'switchboard[postgres]') and use postgresql+psycopg://; for another database, install its "
@@ -91,10 +79,10 @@ def test_a_ledger_that_cannot_be_opened_is_one_line_with_reason_and_hint_and_exi
 
 @pytest.mark.parametrize("command", [["run", EXAMPLE], ["show", "r2026"], ["runs", "--json"]])
 def test_every_ledger_command_reports_a_bad_database_url_the_same_way(tmp_path: Path, command: list[str]) -> None:
-    url = f"postgresql+psycopg://sb:hunter22@127.0.0.1:{_closed_port()}/ledger"
+    url = f"postgresql+psycopg://sb:hunter22@127.0.0.1:{free_port()}/ledger"
     result = switchboard(*command, env=cli_env(tmp_path, SWITCHBOARD_DATABASE_URL=url))
     assert result.returncode == 2
-    line = _one_error_line(result.stderr)
+    line = one_error_line(result.stderr)
     assert f"SWITCHBOARD_DATABASE_URL=postgresql+psycopg://sb:***@127.0.0.1:{url.split(':')[-1]}" in line
     assert "starting the local Prefect server" not in result.stderr  # stopped before anything ran
 
@@ -106,7 +94,7 @@ def test_the_default_ledger_under_an_unusable_home_names_the_home(tmp_path: Path
     del env["SWITCHBOARD_DATABASE_URL"]
     result = switchboard("runs", env=env)
     assert result.returncode == 2
-    line = _one_error_line(result.stderr)
+    line = one_error_line(result.stderr)
     assert "$SWITCHBOARD_HOME" in line and f"cannot create the folder {home}" in line
 
 
@@ -135,7 +123,7 @@ def test_show_with_an_ambiguous_prefix_says_so_and_lists_matches(tmp_path: Path)
     env = cli_env(tmp_path)
     result = switchboard("show", "r", env=env)
     assert result.returncode == 1
-    line = _one_error_line(result.stderr)
+    line = one_error_line(result.stderr)
     assert "'r' is ambiguous: 7 runs match" in line and "(2 more)" in line
     assert sum(i in line for i in ids) == 5
     assert "no run" not in line
@@ -195,7 +183,7 @@ def test_run_summary_keeps_provider_names_whole_when_piped(tmp_path: Path) -> No
 
 def test_server_status_prints_paths_with_brackets_as_written(tmp_path: Path) -> None:
     prefect_home = tmp_path / "prefect [/] home"
-    env = cli_env(tmp_path, PREFECT_HOME=str(prefect_home), SWITCHBOARD_PREFECT_PORT=str(_closed_port()))
+    env = cli_env(tmp_path, PREFECT_HOME=str(prefect_home), SWITCHBOARD_PREFECT_PORT=str(free_port()))
     result = switchboard("server", "status", env=env)
     assert result.returncode == 1  # no server answers there
     assert f"Prefect home: {prefect_home}" in result.stdout and "Traceback" not in result.stderr

@@ -28,6 +28,7 @@ from flows import server
 from flows.batch import chunks
 from flows.spec import load_spec
 from ledger import AttemptRecord, Ledger, NewTask, TaskOutcome
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -43,17 +44,11 @@ MODES = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def api_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real server: the embedded default for `switchboard run` (ephemeral mode would lose task history)."""
     tmp = tmp_path_factory.mktemp("crash-server")
-    port = _free_port()
+    port = free_port()
     dirs = {"data_dir": tmp / "switchboard", "prefect_home": tmp / "prefect-home"}
     info = server.start_server(port, **dirs)
     try:

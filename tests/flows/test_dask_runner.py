@@ -4,7 +4,6 @@ runtime from the ledger and config: both modes complete every task once, on loop
 from __future__ import annotations
 
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -13,6 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.ports import free_port
 
 psutil = pytest.importorskip("psutil")  # a dependency of distributed
 pytest.importorskip("prefect_dask")
@@ -34,9 +35,7 @@ if __name__ == "__main__":  # Dask starts worker processes that import this file
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     from flows.server import start_server, stop_server
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     home, prefect_home = tmp_path_factory.mktemp("home"), tmp_path_factory.mktemp("prefect")
     info = start_server(port, data_dir=home, prefect_home=prefect_home)
     yield {"PREFECT_API_URL": info.api_url, "PREFECT_HOME": str(prefect_home), "SWITCHBOARD_HOME": str(home)}

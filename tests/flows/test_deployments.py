@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -21,17 +20,12 @@ from uuid import UUID
 import pytest
 
 from flows import server
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 PREFECT = [sys.executable, "-m", "prefect"]
 SWITCHBOARD = [sys.executable, "-m", "flows"]
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _run(command: list[str], env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess[str]:
@@ -44,7 +38,7 @@ def _run(command: list[str], env: dict[str, str], timeout: float = 180) -> subpr
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """A started server with the project's deployments on it."""
     tmp = tmp_path_factory.mktemp("deployments")
-    port = _free_port()
+    port = free_port()
     dirs = {"data_dir": tmp / "switchboard", "prefect_home": tmp / "prefect-home"}
     info = server.start_server(port, **dirs)
     env = dict(

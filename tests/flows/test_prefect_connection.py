@@ -5,7 +5,6 @@ stderr, the documented exit code, and nothing written. No Prefect flow is starte
 from __future__ import annotations
 
 import http.server
-import socket
 import subprocess
 import sys
 import threading
@@ -17,21 +16,10 @@ import pytest
 from flows import server
 from flows.task_runners import runner_problem
 from routing.config import RunnerSettings
-from tests.flows.cli_kit import ROOT, cli_env, switchboard
+from tests.flows.cli_kit import ROOT, cli_env, one_error_line, switchboard
+from tests.ports import free_port
 
 EXAMPLE = str(ROOT / "examples" / "pr-review.yaml")
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]  # nothing listens once the socket is closed
-
-
-def _one_error_line(stderr: str) -> str:
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), stderr[-3000:]
-    return lines[0]
 
 
 @pytest.fixture
@@ -57,7 +45,7 @@ def not_prefect() -> Iterator[str]:
 
 
 def test_a_configured_url_nobody_answers_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
-    url = f"http://127.0.0.1:{_closed_port()}/api"
+    url = f"http://127.0.0.1:{free_port()}/api"
     with pytest.raises(server.PrefectUnreachable) as caught:
         server.prefect_api(url)
     message = str(caught.value)
@@ -65,7 +53,7 @@ def test_a_configured_url_nobody_answers_says_what_to_do(monkeypatch: pytest.Mon
     assert "start that server" in message and "unset PREFECT_API_URL" in message
     assert "SWITCHBOARD_PREFECT=ephemeral" in message
     # The managed server's own address: the way to start it is named.
-    port = _closed_port()
+    port = free_port()
     monkeypatch.setenv(server.PORT_ENV, str(port))
     with pytest.raises(server.PrefectUnreachable, match="switchboard server start"):
         server.check_api(f"http://127.0.0.1:{port}/api")
@@ -125,12 +113,12 @@ def test_ephemeral_shutdown_noise_is_hidden_and_other_logs_are_not(tmp_path: Pat
 def test_run_with_a_stale_prefect_api_url_exits_1_in_one_line(tmp_path: Path) -> None:
     """After `switchboard server stop` or a reboot, an exported PREFECT_API_URL answers nothing: Prefect
     printed a 122-line traceback, exited 1 and left the run `running`."""
-    url = f"http://127.0.0.1:{_closed_port()}/api"
+    url = f"http://127.0.0.1:{free_port()}/api"
     env = cli_env(tmp_path, PREFECT_API_URL=url)
     env.pop("SWITCHBOARD_PREFECT")
     result = switchboard("run", EXAMPLE, "--json", env=env, timeout=60)
     assert result.returncode == 1
-    line = _one_error_line(result.stderr)
+    line = one_error_line(result.stderr)
     assert url in line and "unset PREFECT_API_URL" in line and "SWITCHBOARD_PREFECT=ephemeral" in line
     assert result.stdout == ""
     assert not (tmp_path / "ledger.db").exists()  # nothing written, not even an empty ledger
@@ -143,7 +131,7 @@ def test_a_dask_runner_in_ephemeral_mode_is_an_input_error(tmp_path: Path) -> No
     providers.write_text("runner: {kind: dask}\nproviders:\n  m: {type: local_mock}\n")
     result = switchboard("run", EXAMPLE, "--providers", str(providers), "--json", env=cli_env(tmp_path), timeout=60)
     assert result.returncode == 2
-    line = _one_error_line(result.stderr)
+    line = one_error_line(result.stderr)
     assert str(providers) in line and "runner.kind" in line and "needs a Prefect server" in line
     assert result.stdout == "" and not (tmp_path / "ledger.db").exists()
 
@@ -158,8 +146,8 @@ def test_runner_problems_name_the_field() -> None:
 
 @pytest.mark.parametrize("name", ["process-batch", "a/b/c", "/x", "x/"])
 def test_a_deployment_name_that_cannot_be_one_exits_2(tmp_path: Path, name: str) -> None:
-    env = cli_env(tmp_path, PREFECT_API_URL=f"http://127.0.0.1:{_closed_port()}/api")
+    env = cli_env(tmp_path, PREFECT_API_URL=f"http://127.0.0.1:{free_port()}/api")
     result = switchboard("run", EXAMPLE, "--deployment", name, env=env, timeout=60)
     assert result.returncode == 2
-    line = _one_error_line(result.stderr)
+    line = one_error_line(result.stderr)
     assert f"--deployment: deployment {name!r}: expected FLOW/DEPLOYMENT" in line

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from flows import server, triggers
 from flows.spec import SpecError, parse_spec
 from ledger import Ledger
 from routing.errors import ConfigError
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 INLINE = {
@@ -145,9 +145,7 @@ def test_run_batch_uses_the_managed_local_server_by_default(tmp_path: Path, prov
     from prefect.client.orchestration import SyncPrefectClient
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     dirs = {"data_dir": tmp_path / "home", "prefect_home": tmp_path / "prefect"}
     env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "SWITCHBOARD_PREFECT")}
     env.update(

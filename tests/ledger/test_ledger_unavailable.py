@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
 
 from ledger import Ledger
 from ledger.db import DATABASE_URL_ENV, LedgerUnavailable, create_ledger_engine, shown_url
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.ports import free_port
 
 
 def _cases(tmp_path: Path) -> dict[str, tuple[str, str, str]]:
@@ -29,7 +23,7 @@ def _cases(tmp_path: Path) -> dict[str, tuple[str, str, str]]:
         "driver missing": ("mysql://u:hunter22@127.0.0.1/db", "driver for 'mysql' is not installed", "postgres"),
         "async driver": ("postgresql+asyncpg://u:hunter22@127.0.0.1/db", "asyncio driver", "postgresql+psycopg"),
         "server down": (
-            f"postgresql+psycopg://u:hunter22@127.0.0.1:{_closed_port()}/db",
+            f"postgresql+psycopg://u:hunter22@127.0.0.1:{free_port()}/db",
             "cannot open the database: connection failed",
             "server is running",
         ),
