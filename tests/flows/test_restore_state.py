@@ -50,6 +50,32 @@ def _run(ledger: Ledger, name: str) -> str:
     return run_id
 
 
+def _attempt(
+    run_id: str,
+    provider_id: str,
+    at: datetime,
+    *,
+    task_id: str = "t",
+    attempt: int = 1,
+    outcome: str = "success",
+    subscription: str | None = None,
+    cost_usd: float = 0.0,
+) -> AttemptRecord:
+    """A recorded call, as an earlier run left it in the ledger."""
+    return AttemptRecord(
+        run_id=run_id,
+        task_id=task_id,
+        provider_id=provider_id,
+        subscription=subscription,
+        task_type="code_review",
+        attempt=attempt,
+        outcome=outcome,
+        started_at=at,
+        finished_at=at,
+        cost_usd=cost_usd,
+    )
+
+
 async def _route_in_a_new_process(config: SwitchboardConfig, ledger: Ledger, name: str) -> Any:
     """What one `switchboard run` does for one task: build everything, restore from the ledger, route."""
     run_id = _run(ledger, name)
@@ -89,21 +115,7 @@ async def test_a_subscription_window_is_rebuilt_from_the_attempts_alone(
     ledger = Ledger(url=sqlite_url)
     run_id = _run(ledger, "earlier")
     at = datetime.now(UTC) - timedelta(minutes=20)
-    ledger.record_attempts(
-        [
-            AttemptRecord(
-                run_id=run_id,
-                task_id="t",
-                provider_id="claude",
-                subscription="a",
-                task_type="code_review",
-                attempt=1,
-                outcome="success",
-                started_at=at,
-                finished_at=at,
-            )
-        ]
-    )
+    ledger.record_attempts([_attempt(run_id, "claude", at, subscription="a")])
     result = await _route_in_a_new_process(config, ledger, "later")
     assert result.provider_id == "mock" and cli.calls() == []
     assert result.decision["skipped"]["claude"].startswith("quota: every subscription is out (a: requests_per_hour 1/1")
@@ -155,17 +167,7 @@ async def test_a_day_of_attempts_is_restored_into_every_window(tmp_path: Path, s
     # Recorded out of time order, as concurrent tasks commit them.
     ages_s = [(i * 7919) % 86000 for i in range(4000)]
     ledger.record_attempts(
-        AttemptRecord(
-            run_id=run_id,
-            task_id="t",
-            provider_id="claude",
-            subscription="a",
-            task_type="code_review",
-            attempt=i + 1,
-            outcome="success",
-            started_at=now - timedelta(seconds=age),
-            finished_at=now - timedelta(seconds=age),
-        )
+        _attempt(run_id, "claude", now - timedelta(seconds=age), attempt=i + 1, subscription="a")
         for i, age in enumerate(ages_s)
     )
     router = Router(ProviderRegistry.from_configs(config.providers), config, health_checks=False)
@@ -180,16 +182,7 @@ async def test_a_day_of_attempts_is_restored_into_every_window(tmp_path: Path, s
 def _past_calls(ledger: Ledger, run_id: str, provider_id: str, outcomes: list[str], ago_s: float) -> None:
     now = datetime.now(UTC)
     ledger.record_attempts(
-        AttemptRecord(
-            run_id=run_id,
-            task_id=f"{provider_id}-{i}",
-            provider_id=provider_id,
-            task_type="code_review",
-            attempt=1,
-            outcome=outcome,
-            started_at=now - timedelta(seconds=ago_s + i),
-            finished_at=now - timedelta(seconds=ago_s + i),
-        )
+        _attempt(run_id, provider_id, now - timedelta(seconds=ago_s + i), task_id=f"{provider_id}-{i}", outcome=outcome)
         for i, outcome in enumerate(outcomes)
     )
 
@@ -263,14 +256,7 @@ async def test_a_day_budget_reported_by_an_earlier_run_is_not_reported_again(tmp
     ledger = Ledger(url=sqlite_url)
     earlier = _run(ledger, "earlier")
     now = datetime.now(UTC)
-    ledger.record_attempts(
-        [
-            AttemptRecord(
-                run_id=earlier, task_id="t", provider_id="m", task_type="code_review", attempt=1,
-                outcome="success", started_at=now, finished_at=now, cost_usd=0.009,
-            )
-        ]
-    )  # fmt: skip
+    ledger.record_attempts([_attempt(earlier, "m", now, cost_usd=0.009)])
     today = now.date().isoformat()
     day_report = {"scope": "day", "day": today, "spent_usd": 0.009, "limit_usd": 0.01, "run_id": earlier}
     ledger.record_provider_event("*", BUDGET_EXHAUSTED, day_report)
