@@ -45,6 +45,7 @@ from providers import AITask, ExecutionContext  # noqa: E402
 from providers.local_mock import LocalMockConfig, LocalMockProvider  # noqa: E402
 from routing.config import STRATEGY_NAMES, SwitchboardConfig  # noqa: E402
 from routing.registry import ProviderRegistry  # noqa: E402
+from routing.restore import restore_router_state  # noqa: E402
 from routing.router import Router, RunInfo  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "routing.json"
@@ -206,8 +207,6 @@ async def measure_failover(tmp: Path, calls: int) -> dict[str, float]:
 
 def measure_restore(tmp: Path, attempts: int) -> dict[str, float]:
     """Rebuild quota windows from `attempts` recorded attempts, out of time order, as a run start does."""
-    from flows.runtime import restore_router_state
-
     ledger, run_id = new_ledger(tmp, "restore.db")
     now = datetime.now(UTC)
     ledger.record_attempts(

@@ -28,7 +28,9 @@ from routing.events import (
     QUOTA_FORECAST_CROSSED,
     QUOTA_RESET,
     RoutingEvent,
+    plain_detail,
 )
+from routing.restore import record_event
 
 logger = logging.getLogger("switchboard.events")
 
@@ -45,8 +47,6 @@ DEFAULT_KINDS = frozenset(
         BUDGET_EXHAUSTED,
     }
 )
-# provider_events.provider_id is required; events about the whole run (budget) are stored under this id.
-NO_PROVIDER = "*"
 _STOP = object()
 
 
@@ -156,18 +156,13 @@ class PrefectEventForwarder:
                     event=prefect_event_name(event.kind),
                     resource=resource_for(event),
                     occurred=event.at,
-                    payload=_jsonable(event.detail),
+                    payload=plain_detail(event.detail),
                 )
             except Exception:
                 logger.warning("could not emit Prefect event for %s", event.kind, exc_info=True)
         if self._ledger is not None:
             try:
-                self._ledger.record_provider_event(
-                    event.provider_id or NO_PROVIDER,
-                    event.kind,
-                    _jsonable(event.detail),
-                    subscription=event.subscription,
-                )
+                record_event(self._ledger, event)
             except Exception:
                 logger.warning("could not record routing event %s in the ledger", event.kind, exc_info=True)
 
@@ -199,24 +194,8 @@ def circuit_opened_automation(
     )
 
 
-def _jsonable(detail: dict[str, Any]) -> dict[str, Any]:
-    """Event payloads and the ledger's JSON column take plain values; anything else becomes its str()."""
-    out: dict[str, Any] = {}
-    for key, value in detail.items():
-        if value is None or isinstance(value, str | int | float | bool):
-            out[str(key)] = value
-        elif isinstance(value, list | tuple):
-            out[str(key)] = [v if isinstance(v, str | int | float | bool) or v is None else str(v) for v in value]
-        elif isinstance(value, dict):
-            out[str(key)] = _jsonable(value)
-        else:
-            out[str(key)] = str(value)
-    return out
-
-
 __all__ = [
     "DEFAULT_KINDS",
-    "NO_PROVIDER",
     "PrefectEventForwarder",
     "circuit_opened_automation",
     "prefect_event_name",

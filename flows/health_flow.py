@@ -31,7 +31,7 @@ def provider_health(providers: str | None = None, timeout_s: float = 30.0) -> li
     logger = get_run_logger()
     config = load_config(providers)
     ledger = default_ledger()
-    previous = {row["provider_id"]: row["status"] for row in ledger.provider_rows()}
+    previous = {row.provider_id: row.status for row in ledger.provider_rows()}
     registry = ProviderRegistry.from_configs(config.providers, secrets=secret_resolver())
     try:
         # Providers' HTTP clients belong to the engine loop (routing/loop.py), so probes run there too.

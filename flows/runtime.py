@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import atexit
-import logging
 import threading
-from collections import defaultdict
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -20,19 +17,12 @@ from flows.secrets import secret_resolver
 from flows.spec import BatchSpec, SpecError, load_spec
 from ledger import Ledger, LedgerWriter, NewTask, default_database_url
 from providers import Priority
-from routing.attempts import HEALTH_FAILURES
 from routing.config import SwitchboardConfig, check_strategy, load_config, parse_config
-from routing.events import BUDGET_EXHAUSTED, FAILOVER, QUOTA_BLOCKED, QUOTA_RESET, RoutingEvent, RoutingObserver
+from routing.events import RoutingObserver
 from routing.loop import engine_loop
-from routing.quota import PastCall
 from routing.registry import ProviderRegistry
+from routing.restore import ledger_observer, restore_router_state
 from routing.router import Router, RunInfo
-from routing.stats import HistoryRecord
-
-# How far back the adaptive strategy's scores look.
-HISTORY_DAYS = 7
-# How long a provider's last calls still say whether it is up (its circuit's starting state in a new run).
-CIRCUIT_MEMORY = timedelta(minutes=10)
 
 
 @cache
@@ -115,85 +105,6 @@ def check_same_spec(ledger: Ledger, run_id: str, spec: BatchSpec) -> None:
 
 _runtimes: dict[str, BatchRuntime] = {}
 _runtimes_lock = threading.Lock()
-
-
-def restore_router_state(router: Router, ledger: Ledger, run_id: str, *, scores: bool = True) -> None:
-    """Quota windows (provider and subscription level), quota blocks (a provider's or one subscription's),
-    budgets and adaptive scores survive restarts through the ledger.
-
-    Windows are bulk-loaded (one sort per window): a day of attempts takes milliseconds at each run start.
-    Circuits start from the providers' last calls within `CIRCUIT_MEMORY` (closed after a success, open
-    after a run of failures), so a provider known to be up does not hold a new run's first burst to its
-    probe slots, and one known to be down is not tried again before its cooldown. The adaptive strategy's
-    scores (a scan of `HISTORY_DAYS` of attempts) are loaded only with `scores`.
-    """
-    now = datetime.now(UTC)
-    known = set(router.provider_ids())
-    limited = [pid for pid in known if router.state(pid).quota.has_limits]
-    if limited:
-        calls: dict[str, list[PastCall]] = defaultdict(list)
-        for point in ledger.usage_since(now - timedelta(days=1), limited):
-            age_s = (now - point.started_at).total_seconds()
-            calls[point.provider_id].append((age_s, point.tokens, point.cost_usd, point.subscription))
-        for provider_id, past in calls.items():
-            router.state(provider_id).quota.restore_usage(past)
-    remembered = ledger.recent_outcomes(
-        now - CIRCUIT_MEMORY,
-        known,
-        {"success", *HEALTH_FAILURES},
-        per_provider=router.config.circuit.failure_threshold,
-    )
-    for provider_id, outcomes in remembered.items():
-        router.state(provider_id).breaker.restore(
-            [(outcome != "success", (now - at).total_seconds()) for outcome, at in outcomes]
-        )
-    for event in ledger.events_since(now - timedelta(days=31), [QUOTA_BLOCKED, QUOTA_RESET]):
-        if event["provider_id"] not in known:
-            continue
-        quota = router.state(event["provider_id"]).quota
-        subscription = event.get("subscription")
-        detail = event["detail"] or {}
-        if event["kind"] == QUOTA_RESET:
-            quota.clear_block(subscription)
-        elif reset_at := detail.get("reset_at"):
-            quota.restore_block(datetime.fromisoformat(reset_at), str(detail.get("reason", "quota")), subscription)
-    if router.budget.active:
-        midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
-        router.budget.seed(run_id=run_id, run_spent=ledger.run_cost(run_id), day_spent=ledger.cost_since(midnight))
-        # An exhaustion already reported (today's day budget, or this run's before a restart) is not again.
-        for event in ledger.events_since(midnight, [BUDGET_EXHAUSTED]):
-            detail = event["detail"] or {}
-            if detail.get("scope") == "day":
-                router.budget_reported("day", detail.get("day", midnight.date().isoformat()))
-            elif detail.get("scope") == "run" and detail.get("run_id") == run_id:
-                router.budget_reported("run", run_id)
-    if not scores:
-        return
-    router.refresh_history(
-        HistoryRecord(
-            provider_id=h["provider_id"],
-            task_type=h["task_type"],
-            attempts=h["attempts"],
-            successes=h["successes"],
-            latency_ms_median=h["latency_ms"],
-            cost_usd_mean=h["cost_usd"],
-        )
-        for h in ledger.history(now - timedelta(days=HISTORY_DAYS))
-    )
-
-
-def ledger_observer(ledger: Ledger) -> RoutingObserver:
-    """Records routing events in `provider_events` (flows.events adds Prefect events on top)."""
-
-    def observe(event: RoutingEvent) -> None:
-        if event.kind == FAILOVER:
-            return  # failovers are already visible as attempts; keep provider_events to state changes
-        try:
-            ledger.record_provider_event(event.provider_id or "*", event.kind, event.detail, event.subscription)
-        except Exception:  # never let bookkeeping break routing
-            logging.getLogger(__name__).exception("could not record routing event %s", event.kind)
-
-    return observe
 
 
 def open_runtime(

@@ -71,9 +71,9 @@ def load_workload(ledger: Ledger, since: datetime, until: datetime) -> Workload:
     attempts = ledger.attempts_between(since, until)
     facts = _task_facts(ledger, {a.run_id for a in attempts})
     events = [
-        _quota_event(e["provider_id"], e["kind"], e["at"], e.get("detail") or {})
+        _quota_event(e.provider_id, e.kind, e.at, e.detail or {})
         for e in ledger.events_since(since, QUOTA_KINDS)
-        if e["at"] < until
+        if e.at < until
     ]
     return build_workload(
         since, until, attempts, facts, default_max_output_tokens=DEFAULT_MAX_OUTPUT_TOKENS, quota_events=events

@@ -1,16 +1,29 @@
 """The usage ledger: SQLAlchemy models, Alembic migrations, recording and reading runs and attempts."""
 
 from ledger.db import create_ledger_engine, data_dir, default_database_url, migrate
-from ledger.records import AttemptRecord, NewTask, RunRecord, TaskOutcome, TaskState, UsagePoint
+from ledger.records import (
+    AttemptRecord,
+    HistoryRecord,
+    NewTask,
+    ProviderEventRecord,
+    ProviderRecord,
+    RunRecord,
+    TaskOutcome,
+    TaskState,
+    UsagePoint,
+)
 from ledger.store import TERMINAL_TASK_STATUSES, Ledger, RunInProgress, new_run_id, utc_now
 from ledger.writer import LedgerWriter
 
 __all__ = [
     "TERMINAL_TASK_STATUSES",
     "AttemptRecord",
+    "HistoryRecord",
     "Ledger",
     "LedgerWriter",
     "NewTask",
+    "ProviderEventRecord",
+    "ProviderRecord",
     "RunInProgress",
     "RunRecord",
     "TaskOutcome",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -95,3 +96,43 @@ class NewTask(_Record):
     task_type: str
     priority: str
     team: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryRecord:
+    """Attempts of one provider on one task type since some moment, aggregated (the adaptive strategy's input).
+
+    Attempts that fail through the caller's own fault are left out. `latency_ms` and `cost_usd` are the means
+    over successful attempts; None when nothing succeeded (or not measured).
+    """
+
+    provider_id: str
+    task_type: str
+    attempts: int
+    successes: int
+    latency_ms: float | None = None
+    cost_usd: float | None = None
+
+
+class ProviderEventRecord(_Record):
+    """A row of `provider_events`: a circuit, quota, budget or health change. `detail` is the JSON document the
+    event's kind defines (routing.events says what each kind carries)."""
+
+    provider_id: str
+    subscription: str | None
+    kind: str
+    detail: dict[str, Any] | None
+    at: datetime
+
+
+class ProviderRecord(_Record):
+    """A row of `providers`: a provider's registration (config without secrets, capabilities) and last health."""
+
+    provider_id: str
+    type: str
+    status: str
+    priority: int
+    config: dict[str, Any] | None
+    capabilities: dict[str, Any] | None
+    health: dict[str, Any] | None
+    updated_at: datetime | None

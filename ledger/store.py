@@ -14,7 +14,17 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ledger.db import create_ledger_engine
 from ledger.models import ProviderEvent, ProviderRow, ProviderUsage, Run, TaskRow
-from ledger.records import AttemptRecord, NewTask, RunRecord, TaskOutcome, TaskState, UsagePoint
+from ledger.records import (
+    AttemptRecord,
+    HistoryRecord,
+    NewTask,
+    ProviderEventRecord,
+    ProviderRecord,
+    RunRecord,
+    TaskOutcome,
+    TaskState,
+    UsagePoint,
+)
 from providers import NOT_ABOUT_THE_PROVIDER, TokenUsage
 
 TERMINAL_TASK_STATUSES = frozenset({"completed", "failed", "skipped", "cancelled"})
@@ -343,7 +353,7 @@ class Ledger:
                     recent[provider_id] = [(outcome, at) for outcome, at in rows]
         return recent
 
-    def history(self, since: datetime) -> list[dict[str, Any]]:
+    def history(self, since: datetime) -> list[HistoryRecord]:
         """Attempts, successes, mean latency and mean success cost per (provider, task type) since `since`."""
         success = case((ProviderUsage.outcome == "success", 1), else_=0)
         query = (
@@ -361,30 +371,27 @@ class Ledger:
         )
         with self._sessions() as session:
             return [
-                {
-                    "provider_id": p,
-                    "task_type": t,
-                    "attempts": int(n),
-                    "successes": int(s or 0),
-                    "latency_ms": None if lat is None else float(lat),
-                    "cost_usd": None if cost is None else float(cost),
-                }
+                HistoryRecord(
+                    provider_id=p,
+                    task_type=t,
+                    attempts=int(n),
+                    successes=int(s or 0),
+                    latency_ms=None if lat is None else float(lat),
+                    cost_usd=None if cost is None else float(cost),
+                )
                 for p, t, n, s, lat, cost in session.execute(query)
             ]
 
-    def events_since(self, since: datetime, kinds: Iterable[str] | None = None) -> list[dict[str, Any]]:
+    def events_since(self, since: datetime, kinds: Iterable[str] | None = None) -> list[ProviderEventRecord]:
+        """Provider events at or after `since` (only of `kinds`, if given), oldest first."""
         query = select(ProviderEvent).where(ProviderEvent.at >= since).order_by(ProviderEvent.at, ProviderEvent.id)
         if kinds is not None:
             query = query.where(ProviderEvent.kind.in_(list(kinds)))
         with self._sessions() as session:
             return [
-                {
-                    "provider_id": e.provider_id,
-                    "subscription": e.subscription,
-                    "kind": e.kind,
-                    "detail": e.detail,
-                    "at": e.at,
-                }
+                ProviderEventRecord(
+                    provider_id=e.provider_id, subscription=e.subscription, kind=e.kind, detail=e.detail, at=e.at
+                )
                 for e in session.scalars(query)
             ]
 
@@ -445,19 +452,19 @@ class Ledger:
                 session.add(row)
             row.status, row.health, row.updated_at = status, health, utc_now()
 
-    def provider_rows(self) -> list[dict[str, Any]]:
+    def provider_rows(self) -> list[ProviderRecord]:
         with self._sessions() as session:
             return [
-                {
-                    "provider_id": r.provider_id,
-                    "type": r.type,
-                    "status": r.status,
-                    "priority": r.priority,
-                    "config": r.config,
-                    "capabilities": r.capabilities,
-                    "health": r.health,
-                    "updated_at": r.updated_at,
-                }
+                ProviderRecord(
+                    provider_id=r.provider_id,
+                    type=r.type,
+                    status=r.status,
+                    priority=r.priority,
+                    config=r.config,
+                    capabilities=r.capabilities,
+                    health=r.health,
+                    updated_at=r.updated_at,
+                )
                 for r in session.scalars(select(ProviderRow).order_by(ProviderRow.provider_id))
             ]
 

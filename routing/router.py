@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from ledger import AttemptRecord
+from ledger import AttemptRecord, HistoryRecord
 from providers import (
     NOT_ABOUT_THE_PROVIDER,
     AIProvider,
@@ -60,9 +60,9 @@ from routing.failover import FailoverPolicy, Retry, Stop
 from routing.health import HealthMonitor, HealthView
 from routing.planner import Plan, Planner
 from routing.provider_state import ProviderState, subscription_limits
-from routing.quota import ProviderQuota
+from routing.quota import PastCall, ProviderQuota
 from routing.registry import ProviderRegistry
-from routing.stats import AdaptiveScores, HistoryRecord, LatencyStats
+from routing.stats import AdaptiveScores, LatencyStats
 
 log = logging.getLogger(__name__)
 
@@ -207,9 +207,37 @@ class Router:
     def provider_ids(self) -> list[str]:
         return list(self._states)
 
+    # --- memory of earlier runs (routing.restore feeds these from the ledger) ----------------------
+
     def refresh_history(self, records: Iterable[HistoryRecord]) -> None:
         """Feed the adaptive strategy with aggregated history from the ledger."""
         self.adaptive.refresh(records)
+
+    def providers_with_limits(self) -> list[str]:
+        """Providers whose configured limits (their own or a subscription's) count past calls."""
+        return [pid for pid, st in self._states.items() if st.quota.has_limits]
+
+    def restore_usage(self, provider_id: str, calls: Iterable[PastCall]) -> None:
+        """Replay a provider's recorded calls into its quota windows."""
+        self._states[provider_id].quota.restore_usage(calls)
+
+    def restore_circuit(self, provider_id: str, recent: Sequence[tuple[bool, float]]) -> None:
+        """Start a provider's circuit from its last calls: (failed, seconds ago), newest first."""
+        self._states[provider_id].breaker.restore(recent)
+
+    def restore_quota_block(
+        self, provider_id: str, reset_at: datetime, reason: str, subscription: str | None = None
+    ) -> None:
+        """Block a provider (or one of its subscriptions) until `reset_at`, as a recorded quota error did."""
+        self._states[provider_id].quota.restore_block(reset_at, reason, subscription)
+
+    def clear_quota_block(self, provider_id: str, subscription: str | None = None) -> None:
+        """A recorded block ended (its quota reset)."""
+        self._states[provider_id].quota.clear_block(subscription)
+
+    def seed_budget(self, run_id: str, *, run_spent: float, day_spent: float) -> None:
+        """Start the budgets from what the ledger already counts (a resumed run, earlier runs today)."""
+        self.budget.seed(run_id=run_id, run_spent=run_spent, day_spent=day_spent)
 
     def _health_targets(self) -> list[tuple[AIProvider, HealthView]]:
         registry = self.registry

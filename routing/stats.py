@@ -1,7 +1,7 @@
 """In-memory figures the strategies read per decision: latency EWMAs, in-flight counts, adaptive scores.
 
 All updates and lookups are O(1) dict operations so a decision never waits on the ledger; the ledger feeds
-`AdaptiveScores.refresh` in the background with plain `HistoryRecord` rows (routing takes records, not a
+`AdaptiveScores.refresh` in the background with the ledger's `HistoryRecord` rows (routing takes records, not a
 session, so imports keep running one way). Not thread-safe by design: the engine owns them on one event loop.
 """
 
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+from ledger import HistoryRecord
 
 
 def _check_alpha(alpha: float) -> float:
@@ -67,21 +69,6 @@ class InFlight:
 
     def total(self) -> int:
         return sum(self._counts.values())
-
-
-@dataclass(frozen=True, slots=True)
-class HistoryRecord:
-    """Aggregated attempts of one provider on one task type, as the ledger layer reports them.
-
-    `cost_usd_mean` is the mean cost of a successful attempt; None figures mean "not measured".
-    """
-
-    provider_id: str
-    task_type: str
-    attempts: int
-    successes: int
-    latency_ms_median: float | None = None
-    cost_usd_mean: float | None = None
 
 
 @dataclass(slots=True)
@@ -149,7 +136,7 @@ class AdaptiveScores:
         """Replace all scores with ones computed from the ledger's aggregated rows."""
         tallies: dict[tuple[str, str], _Tally] = {}
         for r in records:
-            tally = _Tally(float(r.attempts), float(r.successes), r.latency_ms_median, r.cost_usd_mean)
+            tally = _Tally(float(r.attempts), float(r.successes), r.latency_ms, r.cost_usd)
             tally.score = self._score(tally)
             tallies[(r.provider_id, r.task_type)] = tally
         # Swap in one assignment so a reader never sees a half-refreshed table.

@@ -126,9 +126,9 @@ def test_provider_health_records_changes_and_emits_events(tmp_path: Path, ledger
     assert not any(r["changed"] for r in second)
 
     ledger = Ledger(url=ledger_url)
-    rows = {r["provider_id"]: r for r in ledger.provider_rows()}
-    assert rows[up]["status"] == "healthy" and rows[down]["status"] == "unhealthy"
-    assert rows[down]["type"] == "openai_compatible" and rows[down]["health"]["detail"]
+    rows = {r.provider_id: r for r in ledger.provider_rows()}
+    assert rows[up].status == "healthy" and rows[down].status == "unhealthy"
+    assert rows[down].type == "openai_compatible" and rows[down].health is not None and rows[down].health["detail"]
     assert sorted(_provider_events(ledger_url)) == sorted([(up, "health_changed"), (down, "health_changed")])
 
     events = _read_events("switchboard.provider.health_changed", f"switchboard.provider.{down}", expected=1)

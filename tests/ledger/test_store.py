@@ -177,7 +177,7 @@ def test_history_scores_providers_only_on_what_was_their_doing(ledger: Ledger) -
     outcomes = ["success", "unavailable", "bad_request", "budget_exceeded", "cancelled", "success"]
     ledger.record_attempts([_attempt(run_id, "a", n, outcome) for n, outcome in enumerate(outcomes, start=1)])
     (row,) = ledger.history(datetime.now(UTC) - timedelta(hours=1))
-    assert (row["provider_id"], row["attempts"], row["successes"]) == ("p", 3, 2)
+    assert (row.provider_id, row.attempts, row.successes) == ("p", 3, 2)
 
 
 def test_task_status_counts(ledger: Ledger) -> None:

@@ -13,6 +13,7 @@ from providers.local_mock import LocalMockConfig, LocalMockProvider
 from routing.config import SwitchboardConfig
 from routing.events import QUOTA_BLOCKED, QUOTA_FORECAST_CROSSED, RoutingEvent
 from routing.registry import ProviderRegistry
+from routing.restore import restore_router_state
 from routing.router import Router, RunInfo
 
 
@@ -223,8 +224,6 @@ async def test_failover_rules_per_error_class(fail_with: str, calls_on_first: in
 
 
 async def test_quota_windows_and_blocks_survive_a_restart(sqlite_url: str) -> None:
-    from flows.runtime import restore_router_state
-
     ledger = Ledger(url=sqlite_url)
     run_id, _ = ledger.start_or_resume_run(
         batch_name="b",

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from routing.stats import AdaptiveScores, HistoryRecord, InFlight, LatencyStats
+from ledger import HistoryRecord
+from routing.stats import AdaptiveScores, InFlight, LatencyStats
 
 
 def test_latency_first_sample_is_taken_as_is_then_smoothed() -> None:
@@ -47,9 +48,7 @@ def test_in_flight_counts_per_provider_and_never_goes_negative() -> None:
 
 def test_adaptive_score_formula_with_laplace_prior() -> None:
     scores = AdaptiveScores(latency_weight=0.1, cost_weight=10.0)
-    scores.refresh(
-        [HistoryRecord("p", "code_review", attempts=8, successes=8, latency_ms_median=2000.0, cost_usd_mean=0.03)]
-    )
+    scores.refresh([HistoryRecord("p", "code_review", attempts=8, successes=8, latency_ms=2000.0, cost_usd=0.03)])
     # (8 + 1) / (8 + 2) = 0.9;  penalty 1 + 0.1 * 2 s + 10 * 0.03 = 1.5
     assert scores.get("p", "code_review") == pytest.approx(0.6)
     assert scores.get("p", "summarize") is None
@@ -71,9 +70,9 @@ def test_slower_and_dearer_providers_score_lower_at_equal_success() -> None:
     scores = AdaptiveScores()
     scores.refresh(
         [
-            HistoryRecord("fast", "t", 50, 45, latency_ms_median=500.0, cost_usd_mean=0.01),
-            HistoryRecord("slow", "t", 50, 45, latency_ms_median=20_000.0, cost_usd_mean=0.01),
-            HistoryRecord("dear", "t", 50, 45, latency_ms_median=500.0, cost_usd_mean=0.50),
+            HistoryRecord("fast", "t", 50, 45, latency_ms=500.0, cost_usd=0.01),
+            HistoryRecord("slow", "t", 50, 45, latency_ms=20_000.0, cost_usd=0.01),
+            HistoryRecord("dear", "t", 50, 45, latency_ms=500.0, cost_usd=0.50),
         ]
     )
     fast, slow, dear = (scores.get(p, "t") for p in ("fast", "slow", "dear"))
@@ -101,7 +100,7 @@ def test_observe_moves_the_score_with_live_outcomes() -> None:
 
 def test_observe_continues_a_refreshed_row_and_takes_latency_and_cost_from_successes_only() -> None:
     scores = AdaptiveScores(latency_weight=1.0, cost_weight=1.0, alpha=0.5)
-    scores.refresh([HistoryRecord("p", "t", attempts=3, successes=2, latency_ms_median=1000.0, cost_usd_mean=0.5)])
+    scores.refresh([HistoryRecord("p", "t", attempts=3, successes=2, latency_ms=1000.0, cost_usd=0.5)])
     scores.observe("p", "t", ok=False, latency_ms=60_000.0, cost_usd=9.0)  # ignored for latency and cost
     scores.observe("p", "t", ok=True, latency_ms=3000.0, cost_usd=0.2)
     # 4 of 5 successes: (3 + 1) / (5 + 2); latency EWMA 2000 ms; cost mean (0.5 * 2 + 0.2) / 3 = 0.4

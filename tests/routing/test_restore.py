@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from flows.runtime import ledger_observer, restore_router_state
 from ledger import AttemptRecord, Ledger, NewTask
 from providers import AITask, Priority
 from routing.config import SwitchboardConfig, parse_config
 from routing.registry import ProviderRegistry
+from routing.restore import ledger_observer, restore_router_state
 from routing.router import Router, RunInfo
 from tests.fakes.claude_harness import FakeCli, config_dirs, install_fake
 
@@ -219,30 +219,6 @@ async def test_circuits_start_from_what_earlier_runs_saw(tmp_path: Path, sqlite_
     await router.registry.aclose()
 
 
-@pytest.mark.parametrize(
-    ("strategy", "task_strategy", "loaded"),
-    [("adaptive", None, True), ("priority_based", "adaptive", True), ("priority_based", None, False)],
-)
-def test_adaptive_scores_are_loaded_when_the_run_may_use_them(
-    tmp_path: Path, sqlite_url: str, strategy: str, task_strategy: str | None, loaded: bool
-) -> None:
-    from flows.runtime import close_runtime, open_runtime
-    from flows.spec import parse_spec
-
-    ledger = Ledger(url=sqlite_url)
-    _past_calls(ledger, _run(ledger, "earlier"), "mock", ["success", "success", "unavailable"], ago_s=3600)
-    task: dict[str, Any] = {"id": "t", "type": "code_review", "prompt": "p"}
-    if task_strategy:
-        task["strategy"] = task_strategy
-    spec = parse_spec({"name": f"adaptive-{strategy}", "tasks": [task]}, "spec")
-    config = parse_config({"providers": {"mock": {"type": "local_mock"}}}, "providers.yaml")
-    runtime = open_runtime(spec, config, strategy, run_id=_run(ledger, "now"), ledger=ledger)
-    try:
-        assert (runtime.router.adaptive.get("mock", "code_review") is not None) is loaded
-    finally:
-        close_runtime(runtime.run.run_id)
-
-
 async def test_a_day_budget_reported_by_an_earlier_run_is_not_reported_again(tmp_path: Path, sqlite_url: str) -> None:
     from routing.events import BUDGET_EXHAUSTED, RoutingEvent
 
@@ -274,3 +250,18 @@ async def test_a_day_budget_reported_by_an_earlier_run_is_not_reported_again(tmp
     assert result.outcome == "budget_exceeded"
     assert not [e for e in events if e.kind == BUDGET_EXHAUSTED]
     await seen[-1].registry.aclose()
+
+
+async def test_a_quota_block_reset_since_is_not_restored(sqlite_url: str) -> None:
+    from routing.events import QUOTA_BLOCKED, QUOTA_RESET
+
+    ledger = Ledger(url=sqlite_url)
+    reset_at = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    ledger.record_provider_event("mock", QUOTA_BLOCKED, {"reason": "quota_exhausted", "reset_at": reset_at})
+    ledger.record_provider_event("mock", QUOTA_RESET, {"previous": "quota_exhausted"})
+    config = parse_config({"providers": {"mock": {"type": "local_mock", "latency_ms": 0}}}, "providers.yaml")
+    router = Router(ProviderRegistry.from_configs(config.providers), config, health_checks=False)
+    restore_router_state(router, ledger, _run(ledger, "after-reset"))
+    result = await router.route(AITask(id="x", type="code_review", prompt="p"))
+    assert result.provider_id == "mock" and result.decision["skipped"] == {}
+    await router.registry.aclose()
