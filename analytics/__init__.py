@@ -1,5 +1,5 @@
 """Ledger -> pandas -> usage and cost reports: tables, charts, HTML, recommendations and alerts; the recorded
-workload a what-if replay runs (`analytics.workload`; the replay itself is in flows/simulate.py).
+workload a what-if replay runs (`analytics.workload`; the replay itself is in planning/replay.py).
 
 Imports `ledger`, and from `providers` only its pure value objects and window arithmetic (`providers.models`,
 `providers.usage_window`: the quota forecast is routing's own projection, not a copy). Config values (limits,

@@ -1,7 +1,7 @@
 """The recorded workload a what-if replay runs: one item per task with an attempt in a window.
 
 Built from plain ledger records (attempt rows, and per task its priority and routing decision); the replay
-itself, through the routing engine, lives in `flows/simulate.py`. For each task the replay needs what the
+itself, through the routing engine, lives in `planning/replay.py`. For each task the replay needs what the
 engine saw when it routed the task, so that estimates, `cost_based` order and budget and quota admission come
 out the same:
 

@@ -31,23 +31,28 @@ from prefect.runtime import flow_run
 from prefect.states import Completed, Crashed, Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.artifacts import failover_markdown, publish_run_table, side_by_side
-from flows.events import PrefectEventForwarder
-from flows.heartbeat import flow_heartbeat, in_process_heartbeat
-from flows.nodes import NodeResult, run_node, run_nodes
-from flows.ownership import claim_renewed
-from flows.runtime import (
+from batches import (
+    BatchRuntime,
+    BatchSpec,
+    NodeResult,
     RuntimeRef,
     check_same_spec,
+    claim_renewed,
     close_runtime,
     default_ledger,
+    end_run,
     open_runtime,
     resolve_inputs,
+    run_node,
+    run_nodes,
+    run_summary,
     runtime_for,
     start_run,
 )
-from flows.spec import BatchSpec
-from flows.summary import run_summary
+from flows.artifacts import failover_markdown, publish_run_table, side_by_side
+from flows.events import PrefectEventForwarder
+from flows.heartbeat import flow_heartbeat, in_process_heartbeat
+from flows.secrets import secret_resolver
 from flows.task_runners import make_task_runner
 from ledger import Ledger
 from routing.config import Budget, StrategyName, SwitchboardConfig
@@ -99,7 +104,7 @@ class RunHandle:
 
 @task(name="route-task", task_run_name="{task_id}", **_TASK_OPTIONS)
 def execute_node(handle: RunHandle, task_id: str) -> str | State | None:
-    result: NodeResult = run_node(runtime_for(handle.ref), task_id)
+    result: NodeResult = run_node(_runtime(handle), task_id)
     if result.status in ("failed", "cancelled"):
         raise NodeFailed(f"{task_id}: {result.error}")
     if result.status == "skipped":  # never sent to a provider: say so in the UI rather than "Completed"
@@ -111,12 +116,18 @@ def execute_node(handle: RunHandle, task_id: str) -> str | State | None:
 def execute_chunk(
     handle: RunHandle, chunk: int, size: int, task_ids: list[str], progress_id: str | None
 ) -> dict[str, int]:
-    runtime = runtime_for(handle.ref)
+    runtime = _runtime(handle)
     run_id = handle.ref.run_id
     counts: dict[str, int] = {}
     for result in run_nodes(runtime, task_ids, on_progress=lambda: _progress(runtime.ledger, run_id, progress_id)):
         counts[result.status] = counts.get(result.status, 0) + 1
     return counts
+
+
+def _runtime(handle: RunHandle) -> BatchRuntime:
+    """The run's runtime; in a process the flow did not start in (a Dask worker) it is built here, with keys
+    from env vars, else Prefect Secret blocks (the resolver is made inside the task run, where it is used)."""
+    return runtime_for(handle.ref, secrets=secret_resolver)
 
 
 def _progress(ledger: Ledger, run_id: str, progress_id: str | None) -> None:
@@ -187,7 +198,10 @@ def process_batch(
     progress_id = create_progress_artifact(
         progress=0.0, key=f"switchboard-progress-{run_id.lower()}", description=f"Switchboard run {run_id}"
     )
-    runtime = open_runtime(batch, config, chosen, run_id=run_id, ledger=ledger, observer=_observer(ledger))
+    # Keys come from env vars, else Prefect Secret blocks of the same name (inside a flow run or with a server).
+    runtime = open_runtime(
+        batch, config, chosen, run_id=run_id, ledger=ledger, observer=_observer(ledger), secrets=secret_resolver()
+    )
     handle = RunHandle(RuntimeRef.of(runtime))
     try:
         with flow_heartbeat(), claim_renewed(ledger, run_id):
@@ -249,8 +263,7 @@ def _observer(ledger: Ledger) -> PrefectEventForwarder:
 
 def finish_run(ledger: Ledger, run_id: str, progress_id: str | None = None) -> dict[str, Any] | State:
     """Mark the run completed or failed from its tasks, publish its artifacts and return the totals."""
-    all_done = set(ledger.task_status_counts(run_id)) == {"completed"}
-    ledger.finish_run(run_id, "completed" if all_done else "failed")
+    all_done = end_run(ledger, run_id)
     # Three round trips to the Prefect server, side by side and beside reading the run's summary.
     with side_by_side() as publish:
         if progress_id is not None:

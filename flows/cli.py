@@ -18,8 +18,8 @@ from ledger.db import LedgerUnavailable
 from routing.errors import InputError
 
 if TYPE_CHECKING:
-    from flows.run_control import RunInterrupts
-    from flows.spec import BatchSpec
+    from batches.control import RunInterrupts
+    from batches.spec import BatchSpec
     from ledger import Ledger
     from routing.config import SwitchboardConfig
 
@@ -101,13 +101,13 @@ def run(
     providers file, --strategy, a ledger database that cannot be opened, a Dask runner without a Prefect
     server, an unknown --deployment), 130 when interrupted. With --deployment, exit 0 once the run is submitted.
     """
-    from flows.run_control import RunInterrupts
+    from batches.control import RunInterrupts
 
     interrupts = RunInterrupts()
     try:
         ready = _prepare_run(spec, providers, strategy, verbose, deployment)
         if not isinstance(ready, int) and deployment is None:
-            # From here until the summary is printed a Ctrl-C is noted, then handled (flows.run_control):
+            # From here until the summary is printed a Ctrl-C is noted, then handled (batches.control):
             # whatever its moment, a run that was written ends `interrupted` and the summary still comes out.
             interrupts.install()
     except KeyboardInterrupt:
@@ -139,8 +139,8 @@ def _prepare_run(
     spec: Path, providers: Path | None, strategy: str | None, verbose: bool, deployment: str | None
 ) -> _Ready | int:
     """Check the inputs, open the ledger and reach Prefect; an exit code if any of it fails (nothing written)."""
-    from flows.runtime import default_ledger, resolve_strategy
-    from flows.spec import load_spec
+    from batches.runtime import default_ledger, resolve_strategy
+    from batches.spec import load_spec
     from flows.task_runners import runner_problem
     from routing.config import load_config
 
@@ -198,10 +198,11 @@ def _prepare_run(
 def _run_here(
     ready: _Ready, spec: Path, explain: bool, as_json: bool, fresh: bool, mode: str, interrupts: RunInterrupts
 ) -> int:
+    from batches.control import execute_run
+    from batches.lifecycle import start_run
+    from batches.summary import run_summary
+    from flows.batch import run_batch_flow
     from flows.progress import LedgerProgress
-    from flows.run_control import execute_run
-    from flows.runtime import start_run
-    from flows.summary import run_summary
 
     if interrupts.requested:  # Ctrl-C right after the checks: the run was not started
         err_console.print("interrupted before the run started: nothing was written", highlight=False)
@@ -218,6 +219,7 @@ def _run_here(
     with LedgerProgress(ledger, run_id, total=len(batch.tasks), console=err_console):
         spec_file = str(spec.expanduser().resolve())
         status = execute_run(
+            run_batch_flow,
             spec_file,
             ready.config,
             ready.providers_file,
@@ -285,9 +287,9 @@ def runs(
     as_json: Annotated[bool, Parameter(name="--json", negative="")] = False,
 ) -> int:
     """List recent runs, newest first."""
+    from batches.runtime import default_ledger
+    from batches.summary import run_summary
     from flows.render import render_runs
-    from flows.runtime import default_ledger
-    from flows.summary import run_summary
 
     ledger = default_ledger()
     summaries = [run_summary(ledger, r.run_id) for r in ledger.list_runs(limit)]
@@ -308,9 +310,9 @@ def show(
 
     Exit 1 when no run, or more than one, matches.
     """
+    from batches.runtime import default_ledger
+    from batches.summary import run_summary
     from flows.render import render_run
-    from flows.runtime import default_ledger
-    from flows.summary import run_summary
 
     ledger = default_ledger()
     try:

@@ -1,9 +1,7 @@
 """`switchboard report`: the usage report from the command line, without Prefect.
 
-It also holds `report_settings`, the one place where the providers file becomes the plain values analytics
-takes (limits, prices, alert thresholds); the `usage_report` flow imports it from here so this module stays
-free of Prefect and the command starts fast. analytics (pandas, matplotlib: 0.7 s to import) is imported by
-the functions that use it, so registering the command costs every other command nothing.
+analytics (pandas, matplotlib: 0.7 s to import) is imported by the functions that use it, so registering the
+command costs every other command nothing.
 """
 
 from __future__ import annotations
@@ -22,10 +20,8 @@ from flows.cli import EXIT_FAILED, EXIT_INVALID, EXIT_OK, app, out_console, prin
 from flows.render import print_whole
 from ledger import default_database_url
 from ledger.db import LedgerUnavailable
-from providers.usage_window import LIMIT_SPECS
-from routing.config import SwitchboardConfig, load_config
+from routing.config import load_config
 from routing.errors import InputError
-from routing.registry import provider_class
 
 if TYPE_CHECKING:
     from analytics import Report, ReportSettings
@@ -70,34 +66,6 @@ _COLUMNS = {
     "quota": ["provider_id", "subscription", "limit", "utilisation", "peak_utilisation", "forecast_exhaustion_h"],
     "routing": ["strategy", "decisions", "first_choice_rate", "failovers", "retries", "failover_time_s"],
 }
-
-
-def report_settings(config: SwitchboardConfig) -> ReportSettings:
-    """Limits, prices and alert thresholds from the providers file, as analytics' plain values."""
-    from analytics import AlertThresholds, QuotaLimit, ReportSettings, TokenPrice
-
-    limits: list[QuotaLimit] = []
-    prices: dict[str, TokenPrice] = {}
-    for provider_id, provider in config.providers.items():
-        owners = [(None, provider.limits)]
-        owners += [(s.name, s.limits) for s in getattr(provider, "subscriptions", None) or []]
-        for subscription, owned in owners:
-            for spec in LIMIT_SPECS:
-                value = getattr(owned, spec.name)
-                if value is not None:
-                    limits.append(QuotaLimit(provider_id, subscription, spec.name, spec.measure, spec.span_s, value))
-        # The lookup the provider bills with: config, shipped table, the model's family, the type's fallback.
-        match = provider_class(provider.type).price_match(provider, provider.model or "")
-        if match.source != "unpriced":
-            price = match.price
-            prices[provider_id] = TokenPrice(price.input, price.output, price.cache_read, price.cache_write)
-    alerts = config.alerts
-    return ReportSettings(
-        limits=tuple(limits),
-        prices=prices,
-        thresholds=AlertThresholds(alerts.daily_cost_usd, alerts.error_rate, alerts.quota_forecast_hours),
-        circuit_cooldown_s=config.circuit.cooldown_s,
-    )
 
 
 def build_from_ledger(window: ReportWindow, team: str | None, settings: ReportSettings) -> Report:
@@ -158,6 +126,7 @@ def report(
     """
     from analytics import csv_text, report_window, write_report
     from analytics.source import LedgerUnreadable
+    from planning import report_settings
 
     try:
         window = report_window(since, until)

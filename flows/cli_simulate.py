@@ -34,11 +34,11 @@ def simulate_command(
 
     from analytics.source import open_existing_ledger, read_failure
     from analytics.window import report_window
+    from batches.runtime import resolve_strategy
     from flows.cli_report import fail  # here: flows.cli imports both command modules at its end
-    from flows.runtime import resolve_strategy
-    from flows.simulate import load_workload, simulate
     from ledger import Ledger, default_database_url
     from ledger.db import LedgerUnavailable
+    from planning import load_workload, simulate
     from routing.config import load_config
 
     try:

@@ -9,8 +9,8 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 from prefect.events import emit_event
 
+from batches import default_ledger
 from flows.events import prefect_event_name
-from flows.runtime import default_ledger
 from flows.secrets import secret_resolver
 from ledger import utc_now
 from providers import AIProvider, HealthStatus, ProviderHealth

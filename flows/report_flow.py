@@ -24,8 +24,9 @@ from analytics import Report, ReportFiles, ReportSettings, build_report, frame_r
 from analytics.format import format_totals, usd
 from analytics.source import open_existing_ledger
 from analytics.window import ReportWindow
-from flows.cli_report import report_settings, shortlist
+from flows.cli_report import shortlist
 from ledger import data_dir, default_database_url
+from planning import report_settings
 from routing.config import load_config
 
 # Tables published as Prefect table artifacts (the rest are in the CSVs and the HTML).

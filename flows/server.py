@@ -28,8 +28,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from flows.processes import pid_alive, reap
 from ledger import data_dir as _ledger_data_dir
+from providers import pid_alive, reap
 
 DEFAULT_PORT = 4200
 PORT_ENV = "SWITCHBOARD_PREFECT_PORT"

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 from uuid import UUID
 
-from flows.spec import BatchSpec, load_spec, parse_spec
+from batches import BatchSpec, load_spec, parse_spec
 from routing.config import check_strategy, load_config
 from routing.errors import ConfigError
 

@@ -38,6 +38,7 @@ from providers.models import (
     QuotaSignal,
     TokenUsage,
 )
+from providers.processes import pid_alive, reap
 
 if TYPE_CHECKING:
     from providers._http import HttpProviderConfig
@@ -125,4 +126,6 @@ __all__ = [
     "Unavailable",
     "env_secrets",
     "error_class_for_status",
+    "pid_alive",
+    "reap",
 ]

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.spec import parse_spec
-from flows.summary import run_summary
+from batches import parse_spec, run_summary, start_run
 from ledger import Ledger
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -153,7 +152,6 @@ def test_resuming_marks_the_killed_runs_flow_run_crashed(tmp_path: Path, ledger_
     from prefect.states import Running
 
     from flows.batch import process_batch, run_batch_flow
-    from flows.runtime import start_run
     from routing.config import load_config
 
     spec = parse_spec({**DAG, "name": "dag-killed"}, "dag")

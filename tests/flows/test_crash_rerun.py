@@ -24,9 +24,9 @@ from uuid import UUID
 
 import pytest
 
+from batches import load_spec
 from flows import server
 from flows.batch import chunks
-from flows.spec import load_spec
 from ledger import AttemptRecord, Ledger, NewTask, TaskOutcome
 from tests.ports import free_port
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from flows.spec import parse_spec
+from batches import parse_spec
 from ledger import Ledger
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")

@@ -146,7 +146,7 @@ def test_report_command_does_not_import_prefect(filled_db: Path, tmp_path: Path)
 
 def test_report_settings_from_a_providers_file() -> None:
     from analytics import QuotaLimit, TokenPrice
-    from flows.cli_report import report_settings
+    from planning import report_settings
     from routing.config import parse_config
 
     config = parse_config(

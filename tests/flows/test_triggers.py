@@ -13,8 +13,8 @@ from uuid import UUID
 
 import pytest
 
+from batches import SpecError, parse_spec
 from flows import server, triggers
-from flows.spec import SpecError, parse_spec
 from ledger import Ledger
 from routing.errors import ConfigError
 from tests.ports import free_port

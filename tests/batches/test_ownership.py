@@ -8,7 +8,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 
-from flows.ownership import STALE_AFTER, owner_active, this_owner
+from batches.ownership import STALE_AFTER, owner_active, this_owner
 
 
 def _dead_pid() -> int:

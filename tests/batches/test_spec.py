@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from flows.spec import SpecError, find_cycle, load_spec, parse_spec
+from batches import SpecError, check_same_spec, load_spec, parse_spec, start_run
+from batches.spec import find_cycle
 from providers import Priority
 
 
@@ -133,7 +134,6 @@ def test_a_file_is_parsed_once_per_version(tmp_path: Path) -> None:
 
 
 def test_a_run_handed_to_the_flow_must_be_of_the_same_spec(tmp_path: Path) -> None:
-    from flows.runtime import check_same_spec, start_run
     from ledger import Ledger
 
     ledger = Ledger(url=f"sqlite:///{tmp_path / 'ledger.db'}")

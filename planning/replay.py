@@ -38,7 +38,7 @@ from analytics.workload import (
     build_workload,
     facts_from_decision,
 )
-from flows.summary import count_failovers
+from batches.summary import count_failovers
 from ledger import AttemptRecord, Ledger
 from providers import (
     ERRORS_BY_OUTCOME,
@@ -62,7 +62,7 @@ from routing.router import RoutedResult, Router, RunInfo
 
 QUOTA_KINDS = (QUOTA_BLOCKED, QUOTA_FORECAST_CROSSED)
 _QUOTA_DETAIL = ("reason", "limit", "exhausted_in_s")
-# What a task asks for when its spec says nothing (flows/spec.py's default): the engine's output estimate.
+# What a task asks for when its spec says nothing (batches/spec.py's default): the engine's output estimate.
 DEFAULT_MAX_OUTPUT_TOKENS: int = AITask.model_fields["max_output_tokens"].default
 
 

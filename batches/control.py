@@ -1,4 +1,7 @@
-"""Running a batch flow in this process, with Ctrl-C stopping provider calls and recording them as cancelled."""
+"""Running a batch flow in this process, with Ctrl-C stopping provider calls and recording them as cancelled.
+
+The flow itself (Prefect) is handed in by the caller, so the batch core never imports flows.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +9,17 @@ import concurrent.futures
 import logging
 import os
 import signal
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol
 
-from flows.spec import BatchSpec
-from ledger import Ledger, TaskOutcome
+from batches.lifecycle import interrupt_run
+from batches.spec import BatchSpec
+from ledger import Ledger
 from routing.config import SwitchboardConfig
 from routing.loop import engine_loop
 
-# How long in-flight calls get to record their cancellation after Ctrl-C before we mark the rest ourselves.
-CANCEL_GRACE_S = 5.0
-CANCELLED = "cancelled (interrupted)"
 SignalHandler = Callable[[int, FrameType | None], Any] | int | None
 
 
@@ -81,7 +81,23 @@ def stop_engine() -> None:
     logging.getLogger("prefect").setLevel(logging.CRITICAL)
 
 
+class RunFlow(Protocol):
+    """Runs the batch flow for a started run in this process (flows.run_batch_flow); raises what crashed it."""
+
+    def __call__(
+        self,
+        config: SwitchboardConfig,
+        *,
+        spec: BatchSpec | str,
+        providers: str | None,
+        strategy: str,
+        run_id: str,
+        mode: str,
+    ) -> object: ...
+
+
 def execute_run(
+    run_flow: RunFlow,
     spec: BatchSpec | str,
     config: SwitchboardConfig,
     providers: str | None,
@@ -92,7 +108,7 @@ def execute_run(
     mode: str = "auto",
     interrupts: RunInterrupts | None = None,
 ) -> str:
-    """Run the flow for an already started run; returns the run's final status.
+    """Run the flow (`run_flow`) for an already started run; returns the run's final status.
 
     `spec` is best the path the run's spec was loaded from: the flow run then stores a path, not the whole spec
     (for 1,000 tasks Prefect spent 0.4-0.8 s walking, encoding and storing it), and reads the parsed spec back
@@ -104,12 +120,10 @@ def execute_run(
     if own:
         watch.install()
     try:
-        from flows.batch import run_batch_flow  # imports Prefect: a second or so, during which Ctrl-C is noted
-
         if not watch.requested:
             try:
                 with watch.flow_running():
-                    run_batch_flow(config, spec=spec, providers=providers, strategy=strategy, run_id=run_id, mode=mode)
+                    run_flow(config, spec=spec, providers=providers, strategy=strategy, run_id=run_id, mode=mode)
             except (KeyboardInterrupt, concurrent.futures.CancelledError):
                 if not (watch.requested or engine_loop().stopping):
                     raise
@@ -127,18 +141,4 @@ def execute_run(
     return run.status if run else "failed"
 
 
-def interrupt_run(ledger: Ledger, run_id: str) -> None:
-    """Cancel in-flight provider calls, wait briefly for them to record, and mark the unfinished tasks cancelled
-    (they run again when the same spec is run again)."""
-    loop = engine_loop()
-    loop.cancel_all()
-    deadline = time.monotonic() + CANCEL_GRACE_S
-    while time.monotonic() < deadline and loop.in_flight() > 0:
-        time.sleep(0.05)
-    unfinished = [s.task_id for s in ledger.task_states(run_id).values() if s.status == "pending"]
-    if unfinished:  # one transaction, not one per task (a 1,000-task run interrupted at its start)
-        ledger.finish_tasks(run_id, [TaskOutcome(task_id=t, status="cancelled", error=CANCELLED) for t in unfinished])
-    ledger.finish_run(run_id, "interrupted")
-
-
-__all__ = ["CANCEL_GRACE_S", "RunInterrupts", "execute_run", "interrupt_run", "stop_engine"]
+__all__ = ["RunFlow", "RunInterrupts", "execute_run", "stop_engine"]

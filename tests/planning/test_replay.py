@@ -13,12 +13,10 @@ from typing import Any
 import pytest
 from sqlalchemy import insert
 
-from flows.nodes import run_nodes
-from flows.runtime import close_runtime, open_runtime, start_run
-from flows.simulate import load_workload, simulate
-from flows.spec import parse_spec
+from batches import close_runtime, open_runtime, parse_spec, run_nodes, start_run
 from ledger import AttemptRecord, Ledger, NewTask
 from ledger.models import ProviderEvent
+from planning import load_workload, simulate
 from providers import TokenUsage
 from routing.config import parse_config
 

@@ -13,8 +13,9 @@ import asyncio
 import concurrent.futures
 from collections.abc import Callable, Sequence
 
-from flows.run_state import KnownState, NodeResult
-from flows.runtime import BatchRuntime
+from batches.lifecycle import CANCELLED
+from batches.run_state import KnownState, NodeResult
+from batches.runtime import BatchRuntime
 from ledger import TaskOutcome
 from routing.loop import engine_loop
 from routing.router import RoutedResult
@@ -22,7 +23,6 @@ from routing.router import RoutedResult
 # How often a waiting chunk reports progress.
 PROGRESS_EVERY_S = 1.0
 MAX_SELECTED_IDS = 2000
-CANCELLED_ERROR = "cancelled (interrupted)"
 
 
 def run_node(runtime: BatchRuntime, task_id: str) -> NodeResult:
@@ -49,11 +49,9 @@ def run_nodes(
         pass  # interrupted: what finished is in `results`, the rest is marked cancelled below
     missing = [t for t in task_ids if t not in results]
     for task_id in missing:
-        results[task_id] = NodeResult(task_id, "cancelled", error=CANCELLED_ERROR)
+        results[task_id] = NodeResult(task_id, "cancelled", error=CANCELLED)
     if missing:
-        ledger.finish_tasks(
-            run_id, [TaskOutcome(task_id=t, status="cancelled", error=CANCELLED_ERROR) for t in missing]
-        )
+        ledger.finish_tasks(run_id, [TaskOutcome(task_id=t, status="cancelled", error=CANCELLED) for t in missing])
     if on_progress:
         on_progress()
     return [results[t] for t in task_ids]
@@ -131,3 +129,6 @@ async def _run_one(
         decision=routed.decision,
     )
     return NodeResult(task_id, routed.status, output=output, error=routed.error), outcome, routed
+
+
+__all__ = ["run_node", "run_nodes"]

@@ -1,9 +1,10 @@
-"""Everything one batch run needs in this process: spec, config, ledger, providers and router."""
+"""Everything one batch run needs in this process: spec, config, ledger, providers, router and ledger writer."""
 
 from __future__ import annotations
 
 import atexit
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -11,12 +12,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from flows.ownership import owner_active, this_owner
-from flows.run_state import KnownState
-from flows.secrets import secret_resolver
-from flows.spec import BatchSpec, SpecError, load_spec
-from ledger import Ledger, LedgerWriter, NewTask, default_database_url
-from providers import Priority
+from batches.run_state import KnownState
+from batches.spec import BatchSpec, load_spec
+from ledger import Ledger, LedgerWriter, default_database_url
+from providers import SecretResolver, env_secrets
 from routing.config import SwitchboardConfig, check_strategy, load_config, parse_config
 from routing.events import RoutingObserver
 from routing.loop import engine_loop
@@ -45,7 +44,7 @@ class BatchRuntime:
     writer: LedgerWriter
     run: RunInfo
     observer: RoutingObserver
-    # In the process that runs the run's flow, what its nodes know of the run (see flows.run_state); None in a
+    # In the process that runs the run's flow, what its nodes know of the run (see batches.run_state); None in a
     # process that runs only some nodes (a Dask worker), whose nodes read the ledger.
     memory: KnownState | None = None
 
@@ -71,38 +70,6 @@ def resolve_strategy(config: SwitchboardConfig, strategy: str | None) -> str:
     return check_strategy(strategy) if strategy else config.strategy
 
 
-def start_run(ledger: Ledger, spec: BatchSpec, strategy: str, *, fresh: bool = False) -> tuple[str, bool]:
-    """Start or resume the spec's run, claimed for this process; RunInProgress if another live one has it."""
-    tasks = [
-        NewTask(
-            task_id=t.id,
-            task_type=t.type,
-            priority=(t.priority or spec.defaults.priority or Priority.NORMAL).value,
-            team=t.team or spec.team,
-        )
-        for t in spec.tasks
-    ]
-    return ledger.start_or_resume_run(
-        batch_name=spec.name,
-        batch_hash=spec.content_hash(),
-        team=spec.team,
-        strategy=strategy,
-        tasks=tasks,
-        fresh=fresh,
-        owner=this_owner(),
-        owner_active=owner_active,
-    )
-
-
-def check_same_spec(ledger: Ledger, run_id: str, spec: BatchSpec) -> None:
-    """A run handed to the flow by its starter must be of this spec (a spec file may change in between)."""
-    run = ledger.get_run(run_id)
-    if run is None:
-        raise SpecError(spec.name, [f"run {run_id} is not in the ledger"])
-    if run.batch_hash != spec.content_hash():
-        raise SpecError(spec.name, [f"the spec changed after run {run_id} was started from it; run it again"])
-
-
 _runtimes: dict[str, BatchRuntime] = {}
 _runtimes_lock = threading.Lock()
 
@@ -115,16 +82,17 @@ def open_runtime(
     run_id: str,
     ledger: Ledger,
     observer: RoutingObserver | None = None,
+    secrets: SecretResolver = env_secrets,
     home: bool = True,
 ) -> BatchRuntime:
-    """Build providers and router for a run and make them findable by the run's Prefect tasks.
+    """Build providers and router for a run and make them findable by the nodes the run's flow starts.
 
-    `home`: this process runs the run's flow, so every node of the run runs here (thread runner) or reports
-    back here; it reads the run's state once and its nodes keep it up to date in memory.
+    `secrets` resolves the providers' keys (env vars by default; flows/ adds Prefect Secret blocks). `home`:
+    this process runs the run's flow, so every node of the run runs here (thread runner) or reports back here;
+    it reads the run's state once and its nodes keep it up to date in memory.
     """
     observer = observer or ledger_observer(ledger)
-    # Keys come from env vars, else Prefect Secret blocks of the same name (inside a flow run or with a server).
-    registry = ProviderRegistry.from_configs(config.providers, secrets=secret_resolver())
+    registry = ProviderRegistry.from_configs(config.providers, secrets=secrets)
     for provider in registry:
         caps = provider.capabilities()
         ledger.upsert_provider(
@@ -158,7 +126,7 @@ def open_runtime(
 
 
 class RuntimeRef(BaseModel):
-    """What a Prefect task needs to find its run's runtime, or to rebuild it in another process (a Dask worker)."""
+    """What a node needs to find its run's runtime, or to rebuild it in another process (a Dask worker)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -177,14 +145,17 @@ class RuntimeRef(BaseModel):
         )
 
 
-def runtime_for(ref: RuntimeRef) -> BatchRuntime:
-    """The run's runtime in this process; built on first use in a process the flow did not start in."""
+def runtime_for(ref: RuntimeRef, secrets: Callable[[], SecretResolver] = lambda: env_secrets) -> BatchRuntime:
+    """The run's runtime in this process; built on first use in a process the flow did not start in, with the
+    resolver `secrets` makes (called only then)."""
     with _runtimes_lock:
         runtime = _runtimes.get(ref.run_id)
     if runtime is not None:
         return runtime
     config = parse_config(ref.config, f"<config of run {ref.run_id}>")
-    runtime = open_runtime(ref.spec, config, ref.strategy, run_id=ref.run_id, ledger=default_ledger(), home=False)
+    runtime = open_runtime(
+        ref.spec, config, ref.strategy, run_id=ref.run_id, ledger=default_ledger(), secrets=secrets(), home=False
+    )
     atexit.register(close_runtime, ref.run_id)
     return runtime
 
@@ -194,3 +165,16 @@ def close_runtime(run_id: str) -> None:
         runtime = _runtimes.pop(run_id, None)
     if runtime is not None:
         runtime.close()
+
+
+__all__ = [
+    "BatchRuntime",
+    "RuntimeRef",
+    "close_runtime",
+    "default_ledger",
+    "ledger_for",
+    "open_runtime",
+    "resolve_inputs",
+    "resolve_strategy",
+    "runtime_for",
+]

@@ -1,4 +1,4 @@
-"""Whether a process on this machine is still running."""
+"""Processes on this machine: whether one still runs (run ownership, the managed server's pid files)."""
 
 from __future__ import annotations
 

@@ -96,3 +96,6 @@ def run_summary(ledger: Ledger, run_id: str, *, explain: bool = False) -> dict[s
             "attempts": sum(len(t["attempts"]) for t in tasks),
         },
     }
+
+
+__all__ = ["attempt_json", "count_failovers", "run_summary"]

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from batches import close_runtime, open_runtime, parse_spec
 from ledger import AttemptRecord, Ledger, NewTask
 from routing.config import parse_config
 
@@ -48,8 +49,6 @@ def _past_calls(ledger: Ledger, run_id: str, provider_id: str, outcomes: list[st
 def test_adaptive_scores_are_loaded_when_the_run_may_use_them(
     tmp_path: Path, sqlite_url: str, strategy: str, task_strategy: str | None, loaded: bool
 ) -> None:
-    from flows.runtime import close_runtime, open_runtime
-    from flows.spec import parse_spec
 
     ledger = Ledger(url=sqlite_url)
     _past_calls(ledger, _run(ledger, "earlier"), "mock", ["success", "success", "unavailable"], ago_s=3600)

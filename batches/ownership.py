@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
-from flows.processes import pid_alive
 from ledger import Ledger
+from providers import pid_alive
 
 RENEW_EVERY_S = 10.0
 STALE_AFTER = timedelta(seconds=60)

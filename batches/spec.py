@@ -1,4 +1,4 @@
-"""Batch specs (DESIGN.md "Batch spec"): loading, validation and the DAG's shape. Nothing here needs Prefect."""
+"""Batch specs (DESIGN.md "Batch spec"): loading, validation and the DAG's shape."""
 
 from __future__ import annotations
 
@@ -221,3 +221,16 @@ def find_cycle(graph: dict[str, list[str]]) -> list[str] | None:
                 stack.append((child, iter(graph[child])))
                 path.append(child)
     return None
+
+
+__all__ = [
+    "BatchSpec",
+    "SpecError",
+    "TaskDefaults",
+    "TaskSpec",
+    "find_cycle",
+    "graph_problems",
+    "load_spec",
+    "parse_spec",
+    "task_location",
+]

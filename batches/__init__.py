@@ -1,0 +1,59 @@
+"""The batch core, without Prefect: the spec and its validation, what the DAG's nodes know and do, the run's
+life in the ledger and which process owns it, Ctrl-C while a run's flow runs, the run's summary (the `--json`
+object), and the runtime that builds a run's providers, router and ledger writer.
+
+Imports `routing`, `ledger` and `providers`; never `flows` or Prefect (`flows/` runs these nodes as Prefect
+tasks and hands `execute_run` its flow).
+"""
+
+from batches.control import RunFlow, RunInterrupts, execute_run, stop_engine
+from batches.lifecycle import CANCELLED, check_same_spec, end_run, interrupt_run, start_run
+from batches.nodes import run_node, run_nodes
+from batches.ownership import claim_renewed, owner_active, this_owner
+from batches.run_state import KnownState, NodeResult
+from batches.runtime import (
+    BatchRuntime,
+    RuntimeRef,
+    close_runtime,
+    default_ledger,
+    open_runtime,
+    resolve_inputs,
+    resolve_strategy,
+    runtime_for,
+)
+from batches.spec import BatchSpec, SpecError, TaskSpec, load_spec, parse_spec
+from batches.summary import count_failovers, run_summary
+
+__all__ = [
+    "CANCELLED",
+    "BatchRuntime",
+    "BatchSpec",
+    "KnownState",
+    "NodeResult",
+    "RunFlow",
+    "RunInterrupts",
+    "RuntimeRef",
+    "SpecError",
+    "TaskSpec",
+    "check_same_spec",
+    "claim_renewed",
+    "close_runtime",
+    "count_failovers",
+    "default_ledger",
+    "end_run",
+    "execute_run",
+    "interrupt_run",
+    "load_spec",
+    "open_runtime",
+    "owner_active",
+    "parse_spec",
+    "resolve_inputs",
+    "resolve_strategy",
+    "run_node",
+    "run_nodes",
+    "run_summary",
+    "runtime_for",
+    "start_run",
+    "stop_engine",
+    "this_owner",
+]
