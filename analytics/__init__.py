@@ -7,12 +7,13 @@ prices, alert thresholds, the circuit cooldown) come in as plain arguments.
 """
 
 from analytics.alerts import Alert, AlertThresholds, check_alerts
+from analytics.format import display_frame, format_totals, money, percent, shortlist, usd
 from analytics.outcomes import NOT_PROVIDER_FAILURES
 from analytics.output import ReportFiles, csv_text, write_report
 from analytics.quota import QuotaLimit
 from analytics.recommend import Recommendation, RecommendPolicy, TokenPrice
 from analytics.report import TABLES, Report, ReportSettings, build_report, frame_records
-from analytics.source import LedgerNotFound, LedgerUnreadable, open_existing_ledger
+from analytics.source import LedgerNotFound, LedgerUnreadable, open_existing_ledger, read_failure
 from analytics.window import ReportWindow, parse_duration, parse_instant, report_window
 
 __all__ = [
@@ -33,10 +34,17 @@ __all__ = [
     "build_report",
     "check_alerts",
     "csv_text",
+    "display_frame",
+    "format_totals",
     "frame_records",
+    "money",
     "open_existing_ledger",
     "parse_duration",
     "parse_instant",
+    "percent",
+    "read_failure",
     "report_window",
+    "shortlist",
+    "usd",
     "write_report",
 ]

@@ -96,3 +96,10 @@ def percent(rate: float | None) -> str:
     if rate is None or (isinstance(rate, float) and math.isnan(rate)):
         return "n/a"
     return f"{rate:.1%}"
+
+
+def shortlist(lines: list[str], limit: int = 10) -> list[str]:
+    """The first `limit` lines (recommendations come biggest saving first) and a pointer to the rest."""
+    if len(lines) <= limit:
+        return lines
+    return [*lines[:limit], f"… and {len(lines) - limit} more (see --format json or the HTML report)"]

@@ -20,11 +20,20 @@ from prefect.artifacts import (
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
-from analytics import Report, ReportFiles, ReportSettings, build_report, frame_records, report_window, write_report
-from analytics.format import format_totals, usd
-from analytics.source import open_existing_ledger
-from analytics.window import ReportWindow
-from flows.cli_report import shortlist
+from analytics import (
+    Report,
+    ReportFiles,
+    ReportSettings,
+    ReportWindow,
+    build_report,
+    format_totals,
+    frame_records,
+    open_existing_ledger,
+    report_window,
+    shortlist,
+    usd,
+    write_report,
+)
 from ledger import data_dir, default_database_url
 from planning import report_settings
 from routing.config import load_config

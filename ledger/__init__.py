@@ -1,6 +1,6 @@
 """The usage ledger: SQLAlchemy models, Alembic migrations, recording and reading runs and attempts."""
 
-from ledger.db import create_ledger_engine, data_dir, default_database_url, migrate
+from ledger.db import LedgerUnavailable, create_ledger_engine, data_dir, default_database_url, migrate
 from ledger.records import (
     AttemptRecord,
     HistoryRecord,
@@ -20,6 +20,7 @@ __all__ = [
     "AttemptRecord",
     "HistoryRecord",
     "Ledger",
+    "LedgerUnavailable",
     "LedgerWriter",
     "NewTask",
     "ProviderEventRecord",

@@ -39,11 +39,18 @@ from providers.models import (
     TokenUsage,
 )
 from providers.processes import pid_alive, reap
+from providers.redaction import MIN_SECRET_LEN
 
 if TYPE_CHECKING:
     from providers._http import HttpProviderConfig
     from providers.anthropic import AnthropicConfig, AnthropicProvider
-    from providers.claude_cli import ClaudeCliConfig, ClaudeCliProvider, SubscriptionConfig, SubscriptionStatus
+    from providers.claude_cli import (
+        CREDENTIAL_VARS,
+        ClaudeCliConfig,
+        ClaudeCliProvider,
+        SubscriptionConfig,
+        SubscriptionStatus,
+    )
     from providers.local_mock import LocalMockConfig, LocalMockProvider
     from providers.openai_compatible import OpenAICompatibleConfig, OpenAICompatibleProvider
     from providers.status_map import error_class_for_status
@@ -55,6 +62,7 @@ _LAZY: dict[str, str] = {
     "AnthropicProvider": "providers.anthropic",
     "ClaudeCliConfig": "providers.claude_cli",
     "ClaudeCliProvider": "providers.claude_cli",
+    "CREDENTIAL_VARS": "providers.claude_cli",
     "HttpProviderConfig": "providers._http",
     "LimitTracker": "providers.usage_window",
     "LocalMockConfig": "providers.local_mock",
@@ -82,7 +90,9 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "CREDENTIAL_VARS",
     "ERRORS_BY_OUTCOME",
+    "MIN_SECRET_LEN",
     "NOT_ABOUT_THE_PROVIDER",
     "OUTCOMES",
     "AIProvider",

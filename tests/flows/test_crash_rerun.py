@@ -116,7 +116,7 @@ def _successes(db_path: Path) -> set[str]:
 def _rerun(tmp_path: Path, env: dict[str, str], spec: Path, mode: str) -> dict[str, Any]:
     fast = _providers(tmp_path, "fast", 0, mode)
     rerun = subprocess.run(
-        [sys.executable, "-m", "flows", "run", str(spec), "--json", "--providers", str(fast)],
+        [sys.executable, "-m", "cli", "run", str(spec), "--json", "--providers", str(fast)],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -166,7 +166,7 @@ def test_killed_with_many_tasks_in_flight_resumes_and_completes_every_task_once(
     db = tmp_path / "ledger.db"
     slow = _providers(tmp_path, "slow", 300, mode)
     first = subprocess.Popen(
-        [sys.executable, "-m", "flows", "run", str(spec), "--json", "--providers", str(slow)],
+        [sys.executable, "-m", "cli", "run", str(spec), "--json", "--providers", str(slow)],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,

@@ -24,7 +24,7 @@ from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 PREFECT = [sys.executable, "-m", "prefect"]
-SWITCHBOARD = [sys.executable, "-m", "flows"]
+SWITCHBOARD = [sys.executable, "-m", "cli"]
 pytestmark = pytest.mark.slow
 
 
@@ -215,7 +215,7 @@ def test_switchboard_run_with_deployment_submits_the_checked_spec(stack: dict[st
         [
             sys.executable,
             "-m",
-            "flows",
+            "cli",
             "run",
             "examples/pr-review.yaml",
             "--deployment",
@@ -234,7 +234,7 @@ def test_switchboard_run_with_deployment_submits_the_checked_spec(stack: dict[st
         assert flow_run.parameters["spec"] == str(spec)  # made absolute, so the worker reads the same file
         client.delete_flow_run(flow_run.id)  # leave nothing for another test's worker to pick up
     bad = subprocess.run(
-        [sys.executable, "-m", "flows", "run", "missing.yaml", "--deployment", "process-batch/process-batch"],
+        [sys.executable, "-m", "cli", "run", "missing.yaml", "--deployment", "process-batch/process-batch"],
         capture_output=True,
         text=True,
         env=stack["env"],

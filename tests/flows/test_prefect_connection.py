@@ -16,7 +16,7 @@ import pytest
 from flows import server
 from flows.task_runners import runner_problem
 from routing.config import RunnerSettings
-from tests.flows.cli_kit import ROOT, cli_env, one_error_line, switchboard
+from tests.cli.cli_kit import ROOT, cli_env, one_error_line, switchboard
 from tests.ports import free_port
 
 EXAMPLE = str(ROOT / "examples" / "pr-review.yaml")

@@ -261,7 +261,7 @@ def test_no_key_value_leaks_into_output_ledger_logs_or_artifacts(tmp_path: Path)
 
         def switchboard(*args: str) -> subprocess.CompletedProcess[str]:
             return subprocess.run(
-                [sys.executable, "-m", "flows", *args], capture_output=True, text=True, env=env, timeout=300, cwd=ROOT
+                [sys.executable, "-m", "cli", *args], capture_output=True, text=True, env=env, timeout=300, cwd=ROOT
             )
 
         run = switchboard("run", str(tmp_path / "spec.json"), "--providers", str(tmp_path / "providers.json"),

@@ -78,7 +78,7 @@ def cli_env(dirs: dict[str, Path]) -> Iterator[dict[str, str]]:
 
 def switchboard(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "flows", "server", *args], capture_output=True, text=True, env=env, timeout=180, cwd=ROOT
+        [sys.executable, "-m", "cli", "server", *args], capture_output=True, text=True, env=env, timeout=180, cwd=ROOT
     )
 
 

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -136,33 +132,6 @@ def test_replay_predicts_when_a_limit_runs_out(recorded: Ledger) -> None:
     assert any(
         e["kind"] == "quota.forecast_crossed" and e["provider"] == "cheap" for e in result["predicted"]["quota_events"]
     )
-
-
-@pytest.mark.slow
-def test_simulate_command_prints_one_json_object(recorded: Ledger, ledger_url: str, tmp_path: Path) -> None:
-    providers = tmp_path / "same.json"
-    providers.write_text(json.dumps(RECORDED))
-    env = dict(os.environ, SWITCHBOARD_DATABASE_URL=ledger_url)
-    done = subprocess.run(
-        [sys.executable, "-m", "flows", "simulate", "--since", "1h", "--providers", str(providers), "--format", "json"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout)
-    assert result["predicted"]["provider_mix"] == result["actual"]["provider_mix"]
-    bad = subprocess.run(
-        [sys.executable, "-m", "flows", "simulate", "--since", "yesterday", "--providers", str(providers)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=120,
-    )
-    assert bad.returncode == 2 and "--since" in bad.stderr
 
 
 # --- the engine sees what it saw: the same estimates, the same calls ------------------------------------------
@@ -376,10 +345,6 @@ def test_simulate_and_report_share_the_definition_of_a_provider_failure(ledger_u
 
 
 def test_recorded_quota_events_are_shown_beside_the_predicted_ones(ledger_url: str) -> None:
-    from rich.console import Console
-
-    from flows.cli_simulate import quota_table
-
     ledger = Ledger(url=ledger_url)
     _record(ledger, [(f"t{i}", "review", 1, "cheap", "success", 10, 5, 0.0, at(10, i)) for i in range(6)])
     ledger.record_provider_event("cheap", "quota.blocked", {"reason": "requests_per_hour"}, None)  # now: outside
@@ -416,38 +381,4 @@ def test_recorded_quota_events_are_shown_beside_the_predicted_ones(ledger_url: s
     ]
     predicted = [e for e in result["predicted"]["quota_events"] if e["kind"] == "quota.forecast_crossed"]
     assert predicted and predicted[0]["provider"] == "cheap"
-    console = Console(record=True, width=200)
-    console.print(quota_table(recorded, result["predicted"]["quota_events"]))
-    line = next(row for row in console.export_text().splitlines() if "quota.forecast_crossed" in row)
-    assert "cheap" in line and "2026-11-01 10:03:00" in line and predicted[0]["at"][:19].replace("T", " ") in line
-
-
-@pytest.mark.slow
-def test_simulate_command_errors_are_messages_not_tracebacks(tmp_path: Path) -> None:
-    providers = tmp_path / "same.json"
-    providers.write_text(json.dumps(RECORDED))
-    ledger_db = tmp_path / "ledger.db"
-    Ledger(url=f"sqlite:///{ledger_db}").close()
-    garbage = tmp_path / "garbage.db"
-    garbage.write_text("not SQLite " * 200)
-    missing = tmp_path / "no" / "such" / "x.db"
-
-    def simulate_cli(db: Path, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "flows", "simulate", "--providers", str(providers), *args],
-            capture_output=True,
-            text=True,
-            env=dict(os.environ, SWITCHBOARD_DATABASE_URL=f"sqlite:///{db}"),
-            cwd=ROOT,
-            timeout=120,
-        )
-
-    huge = simulate_cli(ledger_db, "--since", "99999999d")
-    assert huge.returncode == 2 and "--since: '99999999d' reaches back before the year 1" in huge.stderr
-    absent = simulate_cli(missing)
-    assert absent.returncode == 2 and f"no ledger at {missing}" in " ".join(absent.stderr.split())
-    assert not missing.parent.exists()
-    broken = simulate_cli(garbage)
-    assert broken.returncode == 2 and "file is not a database" in " ".join(broken.stderr.split())
-    for done in (huge, absent, broken):
-        assert "Traceback" not in done.stderr and done.stdout == ""
+    assert predicted[0]["at"].startswith("2026-11-01T")  # on the replay's clock: within the recorded day

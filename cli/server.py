@@ -8,8 +8,8 @@ from typing import Annotated
 
 from cyclopts import App, Parameter
 
-from flows.cli import EXIT_FAILED, EXIT_OK, app, out_console, print_error
-from flows.server import ServerError, ServerInfo
+from cli.app import EXIT_FAILED, EXIT_OK, app, out_console, print_error
+from flows import ServerError, ServerInfo, server_status, start_server, stop_server
 
 server_app = App(name="server", help="Manage the local Prefect server (and a worker for the `switchboard` pool).")
 app.command(server_app)
@@ -44,8 +44,6 @@ def start(
     as_json: Annotated[bool, Parameter(name="--json", negative="", help="Print one JSON object on stdout.")] = False,
 ) -> int:
     """Start the local Prefect server in the background (SQLite under your Prefect home) and a worker."""
-    from flows.server import start_server
-
     try:
         info = start_server(port, wait=True, with_worker=worker)
     except ServerError as exc:
@@ -68,8 +66,6 @@ def start(
 @server_app.command
 def stop(*, port: PortOption = None) -> int:
     """Stop the worker and the server that `switchboard server start` (or `switchboard run`) started."""
-    from flows.server import server_status, stop_server
-
     before = server_status(port)
     info = stop_server(port)
     if info.running:
@@ -89,8 +85,6 @@ def status(
     as_json: Annotated[bool, Parameter(name="--json", negative="", help="Print one JSON object on stdout.")] = False,
 ) -> int:
     """Show whether the local Prefect server and its worker run; exit 0 if the server answers, else 1."""
-    from flows.server import server_status
-
     info = server_status(port)
     if as_json:
         sys.stdout.write(json.dumps(info.to_dict()) + "\n")

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow
 def managed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """The default path: no PREFECT_API_URL, so `switchboard run` starts the managed local server (on a free
     port here) and later runs reuse it. Stopped when the module is done."""
-    from flows.server import stop_server
+    from flows import stop_server
 
     home = tmp_path_factory.mktemp("home")
     settings = {
@@ -46,7 +46,7 @@ def env(tmp_path: Path, managed_server: dict[str, str]) -> dict[str, str]:
 
 def switchboard(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "flows", *args], capture_output=True, text=True, env=env, timeout=timeout, cwd=ROOT
+        [sys.executable, "-m", "cli", *args], capture_output=True, text=True, env=env, timeout=timeout, cwd=ROOT
     )
 
 
@@ -129,7 +129,7 @@ def test_ctrl_c_cancels_in_flight_calls_then_the_rerun_resumes(env: dict[str, st
     slow = tmp_path / "slow.yaml"
     slow.write_text("providers:\n  slow: {type: local_mock, latency_ms: 60000}\n")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "flows", "run", str(EXAMPLES / "pr-review.yaml"), "--providers", str(slow), "--json"],
+        [sys.executable, "-m", "cli", "run", str(EXAMPLES / "pr-review.yaml"), "--providers", str(slow), "--json"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -184,7 +184,7 @@ def test_ctrl_c_right_after_the_run_row_is_written_ends_it_interrupted(env: dict
     slow = tmp_path / "slow.yaml"
     slow.write_text("providers:\n  slow: {type: local_mock, latency_ms: 200}\n")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "flows", "run", str(spec), "--providers", str(slow), "--json"],
+        [sys.executable, "-m", "cli", "run", str(spec), "--providers", str(slow), "--json"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -226,7 +226,7 @@ def test_ctrl_c_before_the_run_row_exists_writes_nothing_and_says_so(env: dict[s
         silent.listen()
         url = f"http://127.0.0.1:{silent.getsockname()[1]}/api"
         proc = subprocess.Popen(
-            [sys.executable, "-m", "flows", "run", str(EXAMPLES / "pr-review.yaml"), "--json"],
+            [sys.executable, "-m", "cli", "run", str(EXAMPLES / "pr-review.yaml"), "--json"],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

@@ -50,3 +50,6 @@ class LedgerProgress:
             finished = sum(n for status, n in counts.items() if status != "pending")
             detail = " ".join(f"{status} {n}" for status, n in sorted(counts.items()) if status != "pending")
             self._progress.update(self._bar, completed=finished, detail=detail)
+
+
+__all__ = ["LedgerProgress"]

@@ -36,7 +36,7 @@ def one_error_line(stderr: str) -> str:
 
 def switchboard(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "flows", *args], capture_output=True, text=True, env=env, timeout=timeout, cwd=ROOT
+        [sys.executable, "-m", "cli", *args], capture_output=True, text=True, env=env, timeout=timeout, cwd=ROOT
     )
 
 

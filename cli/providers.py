@@ -21,15 +21,15 @@ from rich.markup import escape
 from rich.padding import Padding
 from rich.table import Table
 
-from flows.cli import EXIT_FAILED, EXIT_INVALID, EXIT_OK, app, err_console, out_console
-from providers import ClaudeCliConfig, ClaudeCliProvider
-from providers.claude_cli import CREDENTIAL_VARS
-from providers.redaction import MIN_SECRET_LEN
+from cli.app import EXIT_FAILED, EXIT_INVALID, EXIT_OK, app, err_console, out_console
+from flows import secret_resolver
+from providers import CREDENTIAL_VARS, MIN_SECRET_LEN, ClaudeCliConfig, ClaudeCliProvider
+from routing.config import load_config
 from routing.errors import InputError
+from routing.registry import ProviderRegistry
 
 if TYPE_CHECKING:
     from providers import AIProvider, Limits, ProviderConfig, SecretResolver
-    from routing.registry import ProviderRegistry
 
 DEFAULT_CHECK_TIMEOUT_S = 20.0
 
@@ -50,16 +50,11 @@ def list_providers(
 
     Exit 0; with --check, exit 1 when any enabled provider is unhealthy. Exit 2 on an invalid providers file.
     """
-    from routing.config import load_config
-
     try:
         config = load_config(providers)
     except InputError as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         return EXIT_INVALID
-
-    from flows.secrets import secret_resolver
-    from routing.registry import ProviderRegistry
 
     secrets = secret_resolver()
     registry = ProviderRegistry.from_configs(config.providers, secrets=secrets)
@@ -274,3 +269,6 @@ def _limits_text(limits: dict[str, Any]) -> str:
 def _health_text(status: str | None) -> str:
     style = {"healthy": "green", "degraded": "yellow", "unhealthy": "red"}.get(status or "")
     return f"[{style}]{status}[/]" if style else (status or "-")
+
+
+__all__ = ["list_providers"]

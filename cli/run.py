@@ -1,4 +1,4 @@
-"""The `switchboard` command (DESIGN.md "CLI contract")."""
+"""`switchboard run`, `runs` and `show`: run a batch spec here (or on a worker), list runs, show one."""
 
 from __future__ import annotations
 
@@ -7,40 +7,43 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import Annotated, Literal
 
-from cyclopts import App, CycloptsError, Parameter, validators
-from rich.console import Console
+from cyclopts import Parameter, validators
 from rich.markup import escape
 
-from ledger import RunInProgress
-from ledger.db import LedgerUnavailable
+from batches import (
+    BatchSpec,
+    RunInterrupts,
+    default_ledger,
+    execute_run,
+    load_spec,
+    resolve_strategy,
+    run_summary,
+    start_run,
+)
+from cli.app import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, app, err_console, out_console, print_error
+from cli.progress import LedgerProgress
+from cli.render import render_run, render_runs
+from flows import (
+    PREFECT_MODE_ENV,
+    DeploymentNotFound,
+    PrefectUnreachable,
+    check_api,
+    check_deployment_name,
+    connect_prefect,
+    ephemeral_requested,
+    quiet_ephemeral_shutdown,
+    runner_problem,
+    submit_batch,
+)
+from ledger import Ledger, RunInProgress
+from routing.config import SwitchboardConfig, load_config
 from routing.errors import InputError
-
-if TYPE_CHECKING:
-    from batches.control import RunInterrupts
-    from batches.spec import BatchSpec
-    from ledger import Ledger
-    from routing.config import SwitchboardConfig
-
-EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
-PREFECT_MODE_ENV = "SWITCHBOARD_PREFECT"  # flows.server.PREFECT_MODE_ENV, without importing httpx up front
-
-app = App(name="switchboard", help="Run batches of AI tasks across many providers, with failover and a usage ledger.")
-err_console = Console(stderr=True)
-out_console = Console()
-
-
-def print_error(message: str) -> None:
-    """`error: <message>` on stderr, the message printed as written (file contents, names and paths in it are
-    never read as console markup)."""
-    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 def _ephemeral() -> bool:
-    return not os.environ.get("PREFECT_API_URL") and os.environ.get(PREFECT_MODE_ENV, "").strip().lower() == (
-        "ephemeral"
-    )
+    return not os.environ.get("PREFECT_API_URL") and ephemeral_requested()
 
 
 def _quiet_prefect(verbose: bool) -> None:
@@ -52,16 +55,12 @@ def _quiet_prefect(verbose: bool) -> None:
     # No telemetry from the embedded server: it would try to reach the internet.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     if _ephemeral():
-        from flows.server import quiet_ephemeral_shutdown
-
         quiet_ephemeral_shutdown()  # ... and SQLAlchemy's pool prints one more, through another logger
 
 
 def _connect_prefect() -> str | None:
     """The Prefect API this run reports to (flows.server.connect_prefect), exported for Prefect; announces the
     start of the managed local server. Must run before prefect is imported."""
-    from flows.server import connect_prefect
-
     return connect_prefect(announce=lambda message: err_console.print(message, highlight=False, markup=False))
 
 
@@ -101,8 +100,6 @@ def run(
     providers file, --strategy, a ledger database that cannot be opened, a Dask runner without a Prefect
     server, an unknown --deployment), 130 when interrupted. With --deployment, exit 0 once the run is submitted.
     """
-    from batches.control import RunInterrupts
-
     interrupts = RunInterrupts()
     try:
         ready = _prepare_run(spec, providers, strategy, verbose, deployment)
@@ -139,11 +136,6 @@ def _prepare_run(
     spec: Path, providers: Path | None, strategy: str | None, verbose: bool, deployment: str | None
 ) -> _Ready | int:
     """Check the inputs, open the ledger and reach Prefect; an exit code if any of it fails (nothing written)."""
-    from batches.runtime import default_ledger, resolve_strategy
-    from batches.spec import load_spec
-    from flows.task_runners import runner_problem
-    from routing.config import load_config
-
     try:
         batch, config = load_spec(spec), load_config(providers)
     except InputError as exc:
@@ -155,8 +147,6 @@ def _prepare_run(
         print_error(f"--strategy: {exc}")
         return EXIT_INVALID
     if deployment is not None:
-        from flows.triggers import check_deployment_name
-
         try:
             check_deployment_name(deployment)
         except ValueError as exc:
@@ -167,8 +157,6 @@ def _prepare_run(
         if problem is not None:
             print_error(f"{config.source}: {problem}")
             return EXIT_INVALID
-    from flows.server import PrefectUnreachable, check_api
-
     if os.environ.get("PREFECT_API_URL"):
         # A stale URL (after `switchboard server stop`, a reboot) is an environment problem: exit 1, said in one
         # line before even the ledger is opened.
@@ -198,12 +186,6 @@ def _prepare_run(
 def _run_here(
     ready: _Ready, spec: Path, explain: bool, as_json: bool, fresh: bool, mode: str, interrupts: RunInterrupts
 ) -> int:
-    from batches.control import execute_run
-    from batches.lifecycle import start_run
-    from batches.summary import run_summary
-    from flows.batch import run_batch_flow
-    from flows.progress import LedgerProgress
-
     if interrupts.requested:  # Ctrl-C right after the checks: the run was not started
         err_console.print("interrupted before the run started: nothing was written", highlight=False)
         return EXIT_INTERRUPTED
@@ -217,6 +199,10 @@ def _run_here(
     if resumed:
         err_console.print(f"resuming unfinished run [bold]{run_id}[/] of {escape(repr(batch.name))}", highlight=False)
     with LedgerProgress(ledger, run_id, total=len(batch.tasks), console=err_console):
+        # Prefect reads its settings from the environment when imported, so only now, after _quiet_prefect and
+        # _connect_prefect set them; a Ctrl-C during its import (a second or so) is noted by `interrupts`.
+        from flows import run_batch_flow
+
         spec_file = str(spec.expanduser().resolve())
         status = execute_run(
             run_batch_flow,
@@ -236,8 +222,6 @@ def _run_here(
         sys.stdout.write(json.dumps(summary, default=str) + "\n")
         sys.stdout.flush()
     else:
-        from flows.render import render_run
-
         render_run(out_console, summary, explain=explain)
     if status == "interrupted":
         err_console.print(
@@ -263,8 +247,6 @@ def _submit(
     if api is None:
         print_error(f"--deployment needs a Prefect server (unset {PREFECT_MODE_ENV})")
         return EXIT_INVALID
-    from flows.triggers import DeploymentNotFound, submit_batch
-
     try:
         flow_run_id = submit_batch(
             spec, providers=providers, strategy=strategy, fresh=fresh, mode=mode, deployment=deployment
@@ -287,10 +269,6 @@ def runs(
     as_json: Annotated[bool, Parameter(name="--json", negative="")] = False,
 ) -> int:
     """List recent runs, newest first."""
-    from batches.runtime import default_ledger
-    from batches.summary import run_summary
-    from flows.render import render_runs
-
     ledger = default_ledger()
     summaries = [run_summary(ledger, r.run_id) for r in ledger.list_runs(limit)]
     if as_json:
@@ -310,10 +288,6 @@ def show(
 
     Exit 1 when no run, or more than one, matches.
     """
-    from batches.runtime import default_ledger
-    from batches.summary import run_summary
-    from flows.render import render_run
-
     ledger = default_ledger()
     try:
         found = ledger.find_run(run_id)
@@ -331,18 +305,4 @@ def show(
     return EXIT_OK
 
 
-def main(argv: list[str] | None = None) -> None:
-    try:
-        code = app(argv if argv is not None else sys.argv[1:], exit_on_error=False, print_error=True)
-    except CycloptsError:
-        code = EXIT_INVALID
-    except LedgerUnavailable as exc:  # any command that opens the ledger; nothing was run or written
-        print_error(str(exc))
-        code = EXIT_INVALID
-    except KeyboardInterrupt:
-        code = EXIT_INTERRUPTED
-    sys.exit(code if isinstance(code, int) else EXIT_OK)
-
-
-# Sub-command modules register themselves on `app`; imported last because they import `app` from here.
-from flows import cli_providers, cli_report, cli_server, cli_simulate  # noqa: E402,F401
+__all__ = ["run", "runs", "show"]

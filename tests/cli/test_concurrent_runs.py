@@ -43,7 +43,7 @@ def test_the_same_spec_run_twice_at_once_is_refused_not_run_twice(tmp_path: Path
         SWITCHBOARD_PREFECT="ephemeral",
         PREFECT_HOME=str(tmp_path / "prefect"),
     )
-    command = [sys.executable, "-m", "flows", "run", str(spec), "--providers", str(providers)]
+    command = [sys.executable, "-m", "cli", "run", str(spec), "--providers", str(providers)]
     first = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         run_id = _running_run(db)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ledger import Ledger
-from tests.flows.cli_kit import ROOT, cli_env, one_error_line, record_run, switchboard
+from tests.cli.cli_kit import ROOT, cli_env, one_error_line, record_run, switchboard
 from tests.ports import free_port
 
 EXAMPLE = str(ROOT / "examples" / "pr-review.yaml")

@@ -173,3 +173,6 @@ def render_runs(console: Console, summaries: list[dict[str, Any]]) -> None:
             run["started_at"][:16].replace("T", " "),  # to the minute: the id has the seconds
         )
     print_whole(console, table, breakable=(1,))  # batch names break; ids never do
+
+
+__all__ = ["print_whole", "render_run", "render_runs"]

@@ -131,7 +131,7 @@ def run_batch(
         "E2E_TEAM_B_KEY": TEAM_B_KEY,
     }
     result = subprocess.run(
-        [sys.executable, "-m", "flows", "run", str(spec), "--providers", str(providers_file), "--json"],
+        [sys.executable, "-m", "cli", "run", str(spec), "--providers", str(providers_file), "--json"],
         capture_output=True,
         text=True,
         env=env,

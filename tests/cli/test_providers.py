@@ -57,7 +57,7 @@ def env(tmp_path: Path, fake_cli: FakeCli) -> dict[str, str]:
 
 def switchboard(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "flows", *args], capture_output=True, text=True, env=env, timeout=120, cwd=ROOT
+        [sys.executable, "-m", "cli", *args], capture_output=True, text=True, env=env, timeout=120, cwd=ROOT
     )
 
 

@@ -1,7 +1,7 @@
 """`switchboard report`: the usage report from the command line, without Prefect.
 
-analytics (pandas, matplotlib: 0.7 s to import) is imported by the functions that use it, so registering the
-command costs every other command nothing.
+analytics and planning (pandas, matplotlib: 0.7 s to import) are imported by the functions that use them, so
+registering the command costs every other command nothing.
 """
 
 from __future__ import annotations
@@ -16,16 +16,14 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from flows.cli import EXIT_FAILED, EXIT_INVALID, EXIT_OK, app, out_console, print_error
-from flows.render import print_whole
-from ledger import default_database_url
-from ledger.db import LedgerUnavailable
+from cli.app import EXIT_FAILED, EXIT_INVALID, EXIT_OK, app, fail, out_console
+from cli.render import print_whole
+from ledger import LedgerUnavailable, default_database_url
 from routing.config import load_config
 from routing.errors import InputError
 
 if TYPE_CHECKING:
-    from analytics import Report, ReportSettings
-    from analytics.window import ReportWindow
+    from analytics import Report, ReportSettings, ReportWindow
 
 # The headline tables `--format table` prints, with their titles.
 _HEADLINE = {
@@ -76,8 +74,7 @@ def build_from_ledger(window: ReportWindow, team: str | None, settings: ReportSe
     """
     from sqlalchemy.exc import SQLAlchemyError
 
-    from analytics import build_report
-    from analytics.source import open_existing_ledger, read_failure
+    from analytics import build_report, open_existing_ledger, read_failure  # pandas: see the module docstring
 
     url = default_database_url()
     engine = open_existing_ledger(url)
@@ -124,8 +121,8 @@ def report(
     when the opened ledger fails while being read or a report file cannot be written. Nothing is printed on
     stdout then.
     """
-    from analytics import csv_text, report_window, write_report
-    from analytics.source import LedgerUnreadable
+    # analytics and planning bring pandas and matplotlib: see the module docstring.
+    from analytics import LedgerUnreadable, csv_text, report_window, write_report
     from planning import report_settings
 
     try:
@@ -161,14 +158,8 @@ def report(
     return EXIT_OK
 
 
-def fail(code: int, message: str) -> int:
-    """Print `error: <message>` on stderr (the message verbatim, never read as markup) and return `code`."""
-    print_error(message)
-    return code
-
-
 def render_report(built: Report) -> None:
-    from analytics.format import display_frame, format_totals
+    from analytics import display_frame, format_totals, shortlist  # pandas: see the module docstring
 
     window = built.window
     scope = f" · team {escape(built.team)}" if built.team else ""
@@ -200,8 +191,4 @@ def render_report(built: Report) -> None:
                 out_console.print(f"  • {line}", highlight=False, markup=False)
 
 
-def shortlist(lines: list[str], limit: int = 10) -> list[str]:
-    """The first `limit` lines (recommendations come biggest saving first) and a pointer to the rest."""
-    if len(lines) <= limit:
-        return lines
-    return [*lines[:limit], f"… and {len(lines) - limit} more (see --format json or the HTML report)"]
+__all__ = ["report"]

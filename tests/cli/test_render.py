@@ -7,7 +7,7 @@ from typing import Any
 
 from rich.console import Console
 
-from flows.render import render_run, render_runs
+from cli.render import render_run, render_runs
 
 PROVIDERS = ("claude_primary_subscription", "openai_compatible_fallback", "local_mock_of_last_resort")
 

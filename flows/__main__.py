@@ -1,5 +1,0 @@
-"""`python -m flows` is the `switchboard` command."""
-
-from flows.cli import main
-
-main()
