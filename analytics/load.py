@@ -16,6 +16,7 @@ from sqlalchemy import ColumnElement, Connection, Select, Table, and_, case, fun
 
 from analytics.sql import Unit, check_dialect, parse_bucket, utc_bucket
 from analytics.window import ReportWindow
+from ledger import follows_failure, move_kind
 from ledger.models import ProviderEvent, ProviderUsage
 
 _U = cast(Table, ProviderUsage.__table__)
@@ -155,28 +156,30 @@ def load_transitions(conn: Connection, f: ReportFilter) -> pd.DataFrame:
     """Each move after a failed attempt: (from provider, to provider, strategy) with counts and time lost.
 
     A task's attempt n (n > 1) is paired with its attempt n-1; if n-1 failed, the move is a retry when both
-    ran on the same provider and a failover otherwise. `lost_ms` is the failed attempts' latency. `inner`
+    ran on the same provider and a failover otherwise (`ledger.follows_failure`, `ledger.move_kind`: the same
+    rule as the run summaries' count). `lost_ms` is the failed attempts' latency. `inner`
     counts the moves whose earlier attempt is inside the window too: attempts minus `inner` is the number of
     distinct tasks with an attempt in the window.
     """
     cur, prev = _U.alias("cur"), _U.alias("prev")
-    join = cur.join(
-        prev,
-        and_(prev.c.run_id == cur.c.run_id, prev.c.task_id == cur.c.task_id, prev.c.attempt == cur.c.attempt - 1),
-    )
     keys = [prev.c.provider_id.label("from_provider"), cur.c.provider_id.label("to_provider"), cur.c.strategy]
     inner = func.sum(case((prev.c.started_at >= f.window.since, 1), else_=0)).label("inner")
     stmt = (
-        select(*keys, func.count().label("moves"), func.sum(prev.c.latency_ms).label("lost_ms"), inner)
-        .select_from(join)
-        .where(cur.c.attempt > 1, prev.c.outcome != "success", *_usage_where(f, cur))
+        select(
+            *keys,
+            func.count().label("moves"),
+            func.sum(prev.c.latency_ms).label("lost_ms"),
+            inner,
+            move_kind(prev, cur).label("kind"),
+        )
+        .select_from(cur.join(prev, follows_failure(prev, cur)))
+        .where(cur.c.attempt > 1, *_usage_where(f, cur))
         .group_by(*keys)
     )
-    frame = fetch_frame(conn, stmt, ["from_provider", "to_provider", "strategy", "moves", "lost_ms", "inner"])
+    frame = fetch_frame(conn, stmt, ["from_provider", "to_provider", "strategy", "moves", "lost_ms", "inner", "kind"])
     frame["moves"] = frame["moves"].astype("int64")
     frame["inner"] = frame["inner"].astype("int64")
     frame["lost_ms"] = frame["lost_ms"].astype("float64")
-    frame["kind"] = np.where(frame["from_provider"] == frame["to_provider"], "retry", "failover")
     return frame
 
 

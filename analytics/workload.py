@@ -24,7 +24,7 @@ from datetime import datetime
 from typing import Any
 
 from analytics.outcomes import SUCCESS, counts_for_provider
-from ledger import AttemptRecord
+from ledger import AttemptRecord, RouteDecision
 from providers.models import TokenUsage
 
 # Attempts that say nothing about the task or the provider: an interruption, or the router's own budget.
@@ -104,23 +104,22 @@ class Workload:
     recorded_quota_events: list[dict[str, Any]] = field(default_factory=list)
 
 
-def facts_from_decision(priority: str, decision: Mapping[str, Any] | None, run_strategy: str | None) -> TaskFacts:
+def facts_from_decision(priority: str, decision: RouteDecision | None, run_strategy: str | None) -> TaskFacts:
     """TaskFacts from a tasks-table row: its priority and its routing decision (DESIGN.md "The ledger")."""
-    decision = decision or {}
-    estimate = decision.get("estimate") or {}
-    affinity = decision.get("affinity") or {}
-    strategy = decision.get("strategy")
+    if decision is None:
+        return TaskFacts(priority=priority)
+    estimate, strategy = decision.estimate, decision.strategy
     return TaskFacts(
         priority=priority,
-        prompt_tokens=_positive_int(estimate.get("prompt_tokens")),
-        max_output_tokens=_positive_int(estimate.get("max_output_tokens")),
-        affinity=affinity.get("key") if isinstance(affinity, Mapping) else None,
+        prompt_tokens=_positive_int(estimate.prompt_tokens) if estimate else None,
+        max_output_tokens=_positive_int(estimate.max_output_tokens) if estimate else None,
+        affinity=decision.affinity.key if decision.affinity else None,
         strategy=strategy if strategy and run_strategy and strategy != run_strategy else None,
     )
 
 
-def _positive_int(value: Any) -> int | None:
-    return int(value) if isinstance(value, int | float) and value >= 1 else None
+def _positive_int(value: int) -> int | None:
+    return value if value >= 1 else None
 
 
 def prompt_size(usage: TokenUsage) -> int:

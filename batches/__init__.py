@@ -22,23 +22,27 @@ from batches.runtime import (
     runtime_for,
 )
 from batches.spec import BatchSpec, SpecError, TaskSpec, load_spec, parse_spec
-from batches.summary import count_failovers, run_summary
+from batches.summary import AttemptSummary, RunHeader, RunSummary, RunTotals, TaskSummary, run_summary
 
 __all__ = [
     "CANCELLED",
+    "AttemptSummary",
     "BatchRuntime",
     "BatchSpec",
     "KnownState",
     "NodeResult",
     "RunFlow",
+    "RunHeader",
     "RunInterrupts",
+    "RunSummary",
+    "RunTotals",
     "RuntimeRef",
     "SpecError",
     "TaskSpec",
+    "TaskSummary",
     "check_same_spec",
     "claim_renewed",
     "close_runtime",
-    "count_failovers",
     "default_ledger",
     "end_run",
     "execute_run",

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from batches.lifecycle import interrupt_run
 from batches.spec import BatchSpec
-from ledger import Ledger
+from ledger import Ledger, RunStatus
 from routing.config import SwitchboardConfig
 from routing.loop import engine_loop
 
@@ -107,7 +107,7 @@ def execute_run(
     ledger: Ledger,
     mode: str = "auto",
     interrupts: RunInterrupts | None = None,
-) -> str:
+) -> RunStatus:
     """Run the flow (`run_flow`) for an already started run; returns the run's final status.
 
     `spec` is best the path the run's spec was loaded from: the flow run then stores a path, not the whole spec
@@ -132,13 +132,13 @@ def execute_run(
             watch.uninstall()
     if watch.requested or engine_loop().stopping:
         interrupt_run(ledger, run_id)
-        return "interrupted"
+        return RunStatus.INTERRUPTED
     run = ledger.get_run(run_id)
-    if run is not None and run.status == "running":
+    if run is not None and run.status == RunStatus.RUNNING:
         # The flow itself crashed before finishing: the tasks it did not reach stay pending for a resume.
-        ledger.finish_run(run_id, "failed")
-        return "failed"
-    return run.status if run else "failed"
+        ledger.finish_run(run_id, RunStatus.FAILED)
+        return RunStatus.FAILED
+    return run.status if run else RunStatus.FAILED
 
 
 __all__ = ["RunFlow", "RunInterrupts", "execute_run", "stop_engine"]

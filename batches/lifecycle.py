@@ -7,7 +7,7 @@ import time
 
 from batches.ownership import owner_active, this_owner
 from batches.spec import BatchSpec, SpecError
-from ledger import Ledger, NewTask, TaskOutcome
+from ledger import Ledger, NewTask, RunStatus, TaskOutcome, TaskStatus
 from providers import Priority
 from routing.loop import engine_loop
 
@@ -50,8 +50,8 @@ def check_same_spec(ledger: Ledger, run_id: str, spec: BatchSpec) -> None:
 
 def end_run(ledger: Ledger, run_id: str) -> bool:
     """Mark the run completed when every task completed, else failed; True when it completed."""
-    all_done = set(ledger.task_status_counts(run_id)) == {"completed"}
-    ledger.finish_run(run_id, "completed" if all_done else "failed")
+    all_done = set(ledger.task_status_counts(run_id)) == {TaskStatus.COMPLETED}
+    ledger.finish_run(run_id, RunStatus.COMPLETED if all_done else RunStatus.FAILED)
     return all_done
 
 
@@ -63,10 +63,11 @@ def interrupt_run(ledger: Ledger, run_id: str) -> None:
     deadline = time.monotonic() + CANCEL_GRACE_S
     while time.monotonic() < deadline and loop.in_flight() > 0:
         time.sleep(0.05)
-    unfinished = [s.task_id for s in ledger.task_states(run_id).values() if s.status == "pending"]
+    unfinished = [s.task_id for s in ledger.task_states(run_id).values() if s.status == TaskStatus.PENDING]
     if unfinished:  # one transaction, not one per task (a 1,000-task run interrupted at its start)
-        ledger.finish_tasks(run_id, [TaskOutcome(task_id=t, status="cancelled", error=CANCELLED) for t in unfinished])
-    ledger.finish_run(run_id, "interrupted")
+        cancelled = [TaskOutcome(task_id=t, status=TaskStatus.CANCELLED, error=CANCELLED) for t in unfinished]
+        ledger.finish_tasks(run_id, cancelled)
+    ledger.finish_run(run_id, RunStatus.INTERRUPTED)
 
 
 __all__ = ["CANCELLED", "CANCEL_GRACE_S", "check_same_spec", "end_run", "interrupt_run", "start_run"]

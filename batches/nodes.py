@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from batches.lifecycle import CANCELLED
 from batches.run_state import KnownState, NodeResult
 from batches.runtime import BatchRuntime
-from ledger import TaskOutcome
+from ledger import TaskOutcome, TaskStatus
 from routing.loop import engine_loop
 from routing.router import RoutedResult
 
@@ -49,9 +49,10 @@ def run_nodes(
         pass  # interrupted: what finished is in `results`, the rest is marked cancelled below
     missing = [t for t in task_ids if t not in results]
     for task_id in missing:
-        results[task_id] = NodeResult(task_id, "cancelled", error=CANCELLED)
+        results[task_id] = NodeResult(task_id, TaskStatus.CANCELLED, error=CANCELLED)
     if missing:
-        ledger.finish_tasks(run_id, [TaskOutcome(task_id=t, status="cancelled", error=CANCELLED) for t in missing])
+        cancelled = [TaskOutcome(task_id=t, status=TaskStatus.CANCELLED, error=CANCELLED) for t in missing]
+        ledger.finish_tasks(run_id, cancelled)
     if on_progress:
         on_progress()
     return [results[t] for t in task_ids]
@@ -95,26 +96,26 @@ async def _run_one(
     runtime: BatchRuntime, task_id: str, known: KnownState
 ) -> tuple[NodeResult, TaskOutcome | None, RoutedResult | None]:
     earlier = known.results.get(task_id)
-    if earlier is not None and earlier.status == "completed":
+    if earlier is not None and earlier.status == TaskStatus.COMPLETED:
         # Finished in this process already (Prefect retried its task after the node was done).
-        return NodeResult(task_id, "completed", output=earlier.output, reused=True), None, None
+        return NodeResult(task_id, TaskStatus.COMPLETED, output=earlier.output, reused=True), None, None
     state = known.states.get(task_id)
-    if state is not None and state.status == "completed":
+    if state is not None and state.status == TaskStatus.COMPLETED:
         # The ledger is the source of truth: a recorded success is never executed (or charged) again.
-        return NodeResult(task_id, "completed", output=state.output, reused=True), None, None
+        return NodeResult(task_id, TaskStatus.COMPLETED, output=state.output, reused=True), None, None
     if task_id in known.successes:
         # Its successful attempt was committed but the process died before the task was marked done.
         provider_id, output = known.successes[task_id]
-        outcome = TaskOutcome(task_id=task_id, status="completed", provider_id=provider_id, output=output)
-        return NodeResult(task_id, "completed", output=output, reused=True), outcome, None
+        outcome = TaskOutcome(task_id=task_id, status=TaskStatus.COMPLETED, provider_id=provider_id, output=output)
+        return NodeResult(task_id, TaskStatus.COMPLETED, output=output, reused=True), outcome, None
 
     task_spec = runtime.spec.task(task_id)
     upstream = {dep: known.upstream(dep) for dep in task_spec.depends_on}
-    blocked = {dep: status for dep, (status, _) in upstream.items() if status != "completed"}
+    blocked = {dep: status for dep, (status, _) in upstream.items() if status != TaskStatus.COMPLETED}
     if blocked:
         error = "skipped: upstream not completed (" + ", ".join(f"{d} {s}" for d, s in blocked.items()) + ")"
-        skipped = TaskOutcome(task_id=task_id, status="skipped", error=error)
-        return NodeResult(task_id, "skipped", error=error), skipped, None
+        skipped = TaskOutcome(task_id=task_id, status=TaskStatus.SKIPPED, error=error)
+        return NodeResult(task_id, TaskStatus.SKIPPED, error=error), skipped, None
 
     task = runtime.spec.to_ai_task(task_spec, {dep: output or "" for dep, (_, output) in upstream.items()})
     first_attempt = known.last_attempts.get(task_id, 0) + 1

@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass, field
 
-from ledger import Ledger, TaskState
+from ledger import Ledger, TaskState, TaskStatus
 
 
 @dataclass(frozen=True, slots=True)
 class NodeResult:
     task_id: str
-    status: str  # completed | failed | skipped | cancelled
+    status: TaskStatus  # completed | failed | skipped | cancelled
     output: str | None = None
     error: str | None = None
     reused: bool = False
@@ -40,12 +40,13 @@ class KnownState:
             last_attempts=ledger.last_attempt_numbers(run_id, task_ids),
         )
 
-    def upstream(self, task_id: str) -> tuple[str, str | None]:
-        """(status, output) of an upstream task: finished since the read, or as the ledger had it."""
+    def upstream(self, task_id: str) -> tuple[TaskStatus | str, str | None]:
+        """(status, output) of an upstream task: finished since the read, or as the ledger had it; `missing`
+        for a task the ledger does not have."""
         if task_id in self.results:
             return self.results[task_id].status, self.results[task_id].output
         if task_id in self.successes:
-            return "completed", self.successes[task_id][1]
+            return TaskStatus.COMPLETED, self.successes[task_id][1]
         state = self.states.get(task_id)
         return (state.status, state.output) if state is not None else ("missing", None)
 

@@ -1,53 +1,133 @@
-"""A run as the CLI's `--json` object (DESIGN.md "CLI contract"), built from the ledger alone."""
+"""A run as the CLI's `--json` object (DESIGN.md "CLI contract"), built from the ledger alone.
+
+`RunSummary.model_dump()` is that object, key for key: `switchboard run --json` prints it (with the run's
+Prefect UI link), `show --json` too, `runs --json` its `run` and `totals`; the human tables and the run's
+Prefect artifacts are drawn from it. A task's `decision` is in it only with `explain`, the run's `ui_url` only
+where the CLI added it.
+"""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from itertools import pairwise
 from typing import Any
 
-from ledger import AttemptRecord, Ledger
+from pydantic import BaseModel, ConfigDict, SerializerFunctionWrapHandler, model_serializer
+
+from ledger import AttemptRecord, Ledger, RouteDecision, RunStatus, TaskStatus, count_failovers
+from providers import TokenUsage
 
 
-def count_failovers(attempts: list[AttemptRecord]) -> int:
-    """Moves to another provider after a failed attempt."""
-    return sum(
-        1
-        for before, after in pairwise(attempts)
-        if before.outcome != "success" and after.provider_id != before.provider_id
-    )
+class _Summary(BaseModel):
+    model_config = ConfigDict(frozen=True)
 
 
-def attempt_json(a: AttemptRecord) -> dict[str, Any]:
-    return {
-        "provider": a.provider_id,
-        "subscription": a.subscription,
-        "outcome": a.outcome,
-        "error_type": a.error_type,
-        "cost_usd": a.cost_usd,
-        "latency_ms": round(a.latency_ms, 3),
-        "attempt": a.attempt,
-        "model": a.model,
-        "tokens": {
-            "input": a.usage.input,
-            "output": a.usage.output,
-            "cache_read": a.usage.cache_read,
-            "cache_write": a.usage.cache_write,
-            "reasoning": a.usage.reasoning,
-        },
-    }
+class AttemptSummary(_Summary):
+    provider: str
+    subscription: str | None = None
+    outcome: str
+    error_type: str | None = None
+    cost_usd: float = 0.0
+    latency_ms: float = 0.0
+    attempt: int = 1
+    model: str | None = None
+    tokens: TokenUsage = TokenUsage()
+
+    @classmethod
+    def of(cls, a: AttemptRecord) -> AttemptSummary:
+        return cls.model_construct(
+            provider=a.provider_id,
+            subscription=a.subscription,
+            outcome=a.outcome,
+            error_type=a.error_type,
+            cost_usd=a.cost_usd,
+            latency_ms=round(a.latency_ms, 3),
+            attempt=a.attempt,
+            model=a.model,
+            tokens=a.usage,
+        )
 
 
-def run_summary(ledger: Ledger, run_id: str, *, explain: bool = False) -> dict[str, Any]:
+class TaskSummary(_Summary):
+    """A task's `provider` is the one that answered (None unless it completed); its `cost_usd` sums all its
+    attempts; its `latency_ms` runs from its first attempt's start to its last attempt's end."""
+
+    id: str
+    type: str
+    status: TaskStatus
+    provider: str | None = None
+    attempts: list[AttemptSummary] = []
+    output: str | None = None
+    error: str | None = None
+    cost_usd: float = 0.0
+    latency_ms: float = 0.0
+    decision: RouteDecision | None = None  # in the JSON only when given (`--explain`), null or not
+
+    @model_serializer(mode="wrap")
+    def _decision_when_explained(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if "decision" not in self.model_fields_set:
+            data.pop("decision", None)
+        return data
+
+
+class RunHeader(_Summary):
+    id: str
+    name: str
+    flow_run_id: str | None = None
+    status: RunStatus
+    strategy: str | None = None
+    team: str | None = None
+    started_at: str  # ISO 8601, UTC
+    finished_at: str | None = None
+    ui_url: str | None = None  # in the JSON only when given (`switchboard run`: the Prefect UI's page)
+
+    @model_serializer(mode="wrap")
+    def _ui_url_when_given(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if "ui_url" not in self.model_fields_set:
+            data.pop("ui_url", None)
+        return data
+
+
+class RunTotals(_Summary):
+    """Task counts by status, the run's cost, failovers (moves to another provider after a failure), attempts."""
+
+    completed: int = 0
+    failed: int = 0
+    skipped: int = 0
+    cancelled: int = 0
+    pending: int = 0
+    cost_usd: float = 0.0
+    failovers: int = 0
+    attempts: int = 0
+
+    def count(self, status: TaskStatus) -> int:
+        return int(getattr(self, status.value))
+
+
+class RunSummary(_Summary):
+    run: RunHeader
+    tasks: list[TaskSummary]
+    totals: RunTotals
+
+    def with_ui_url(self, url: str | None) -> RunSummary:
+        """The summary with the run's Prefect UI link (null when there is none), as `switchboard run` prints it."""
+        return self.model_copy(update={"run": self.run.model_copy(update={"ui_url": url})})
+
+
+def run_summary(ledger: Ledger, run_id: str, *, explain: bool = False) -> RunSummary:
+    """The run's summary; with `explain`, each task's routing decision too. KeyError if the ledger has no such run."""
     run = ledger.get_run(run_id)
     if run is None:
         raise KeyError(run_id)
     by_task: dict[str, list[AttemptRecord]] = defaultdict(list)
     for a in ledger.attempts(run_id):
         by_task[a.task_id].append(a)
-    tasks, failovers = [], 0
-    counts = {"completed": 0, "failed": 0, "skipped": 0, "cancelled": 0, "pending": 0}
-    total_cost = 0.0
+    tasks: list[TaskSummary] = []
+    counts = dict.fromkeys(TaskStatus, 0)
+    failovers, total_cost = 0, 0.0
+    # Built without validating again: every value comes from the ledger's typed records (a 1,000-task run's
+    # summary is built at the end of every run).
     for state in ledger.task_states(run_id).values():
         attempts = sorted(by_task.get(state.task_id, []), key=lambda a: a.attempt)
         cost = sum(a.cost_usd for a in attempts)
@@ -56,46 +136,40 @@ def run_summary(ledger: Ledger, run_id: str, *, explain: bool = False) -> dict[s
             if attempts
             else 0.0
         )
-        entry: dict[str, Any] = {
+        fields: dict[str, Any] = {
             "id": state.task_id,
             "type": state.task_type,
             "status": state.status,
-            "provider": state.provider_id if state.status == "completed" else None,
-            "attempts": [attempt_json(a) for a in attempts],
+            "provider": state.provider_id if state.status == TaskStatus.COMPLETED else None,
+            "attempts": [AttemptSummary.of(a) for a in attempts],
             "output": state.output,
             "error": state.error,
             "cost_usd": cost,
             "latency_ms": round(latency, 3),
         }
         if explain:
-            entry["decision"] = state.decision
-        tasks.append(entry)
-        counts[state.status] = counts.get(state.status, 0) + 1
+            fields["decision"] = state.decision
+        tasks.append(TaskSummary.model_construct(**fields))
+        counts[state.status] += 1
         failovers += count_failovers(attempts)
         total_cost += cost
-    return {
-        "run": {
-            "id": run.run_id,
-            "name": run.batch_name,
-            "flow_run_id": run.flow_run_id,
-            "status": run.status,
-            "strategy": run.strategy,
-            "team": run.team,
-            "started_at": run.started_at.isoformat(),
-            "finished_at": run.finished_at.isoformat() if run.finished_at else None,
-        },
-        "tasks": tasks,
-        "totals": {
-            "completed": counts["completed"],
-            "failed": counts["failed"],
-            "skipped": counts["skipped"],
-            "cancelled": counts["cancelled"],
-            "pending": counts["pending"],
-            "cost_usd": total_cost,
-            "failovers": failovers,
-            "attempts": sum(len(t["attempts"]) for t in tasks),
-        },
-    }
+    header = RunHeader.model_construct(
+        id=run.run_id,
+        name=run.batch_name,
+        flow_run_id=run.flow_run_id,
+        status=run.status,
+        strategy=run.strategy,
+        team=run.team,
+        started_at=run.started_at.isoformat(),
+        finished_at=run.finished_at.isoformat() if run.finished_at else None,
+    )
+    totals = RunTotals.model_construct(
+        **{status.value: n for status, n in counts.items()},
+        cost_usd=total_cost,
+        failovers=failovers,
+        attempts=sum(len(t.attempts) for t in tasks),
+    )
+    return RunSummary.model_construct(run=header, tasks=tasks, totals=totals)
 
 
-__all__ = ["attempt_json", "count_failovers", "run_summary"]
+__all__ = ["AttemptSummary", "RunHeader", "RunSummary", "RunTotals", "TaskSummary", "run_summary"]

@@ -7,12 +7,13 @@ print as written, not be read as styles (or crash the command).
 
 from __future__ import annotations
 
-from typing import Any
-
 from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
+
+from batches import AttemptSummary, RunSummary, TaskSummary
+from ledger import RouteDecision
 
 _STATUS_STYLE = {"completed": "green", "failed": "red", "skipped": "yellow", "cancelled": "magenta"}
 # Wide enough for any table we print; a piped table is rendered at its natural width up to this.
@@ -71,16 +72,16 @@ def _narrow(console: Console, table: Table, excess: int, breakable: tuple[int, .
 
 
 def _status(status: str) -> Text:
-    return Text(status, style=_STATUS_STYLE.get(status, ""))
+    return Text(str(status), style=_STATUS_STYLE.get(status, ""))
 
 
-def _attempts_text(attempts: list[dict[str, Any]]) -> Text:
+def _attempts_text(attempts: list[AttemptSummary]) -> Text:
     """One attempt per line (`flaky: unavailable`, `→ steady: ok`), so a narrow column wraps between
     attempts instead of cutting provider names short."""
     if not attempts:
         return Text("-")
     lines = [
-        ("→ " if i else "") + f"{a['provider']}: {'ok' if a['outcome'] == 'success' else a['outcome']}"
+        ("→ " if i else "") + f"{a.provider}: {'ok' if a.outcome == 'success' else a.outcome}"
         for i, a in enumerate(attempts)
     ]
     return Text("\n".join(lines))
@@ -94,10 +95,10 @@ def _table(title: Text, columns: dict[str, str]) -> Table:
     return table
 
 
-def render_run(console: Console, summary: dict[str, Any], *, explain: bool = False, outputs: bool = False) -> None:
-    run, totals = summary["run"], summary["totals"]
+def render_run(console: Console, summary: RunSummary, *, explain: bool = False, outputs: bool = False) -> None:
+    run, totals = summary.run, summary.totals
     table = _table(
-        Text(f"run {run['id']} · {run['name']} · {run['status']}"),
+        Text(f"run {run.id} · {run.name} · {run.status}"),
         {
             "task": "left",
             "status": "left",
@@ -107,52 +108,51 @@ def render_run(console: Console, summary: dict[str, Any], *, explain: bool = Fal
             "latency\nms": "right",
         },
     )
-    for t in summary["tasks"]:
+    for t in summary.tasks:
         table.add_row(
-            Text(t["id"]),
-            _status(t["status"]),
-            Text(t["provider"] or "-"),
-            _attempts_text(t["attempts"]),
-            f"{t['cost_usd']:.6f}",
-            f"{t['latency_ms']:.0f}",
+            Text(t.id),
+            _status(t.status),
+            Text(t.provider or "-"),
+            _attempts_text(t.attempts),
+            f"{t.cost_usd:.6f}",
+            f"{t.latency_ms:.0f}",
         )
     print_whole(console, table, breakable=(0, 2))  # task ids, then the provider column, break before attempts
     console.print(
-        f"completed {totals['completed']} · failed {totals['failed']} · skipped {totals['skipped']}"
-        + (f" · cancelled {totals['cancelled']}" if totals.get("cancelled") else "")
-        + f" · failovers {totals['failovers']} · cost ${totals['cost_usd']:.6f}",
+        f"completed {totals.completed} · failed {totals.failed} · skipped {totals.skipped}"
+        + (f" · cancelled {totals.cancelled}" if totals.cancelled else "")
+        + f" · failovers {totals.failovers} · cost ${totals.cost_usd:.6f}",
         highlight=False,
         markup=False,
     )
-    if run.get("ui_url"):
-        console.print(Text(f"Prefect flow run: {run['ui_url']}"), highlight=False, soft_wrap=True)
-    elif run.get("flow_run_id"):
-        console.print(Text(f"Prefect flow run: {run['flow_run_id']}"), highlight=False)
-    for t in summary["tasks"]:
-        if explain and t.get("decision"):
-            console.print(_decision_line(t["id"], t["decision"]), highlight=False)
-        if outputs and (t["output"] or t.get("error")):
+    if run.ui_url:
+        console.print(Text(f"Prefect flow run: {run.ui_url}"), highlight=False, soft_wrap=True)
+    elif run.flow_run_id:
+        console.print(Text(f"Prefect flow run: {run.flow_run_id}"), highlight=False)
+    for t in summary.tasks:
+        if explain and t.decision:
+            console.print(_decision_line(t.id, t.decision), highlight=False)
+        if outputs and (t.output or t.error):
             console.print(_output_block(t), highlight=False)
 
 
-def _decision_line(task_id: str, decision: dict[str, Any]) -> Text:
-    skipped = ", ".join(f"{p} ({why})" for p, why in (decision.get("skipped") or {}).items()) or "none"
-    order = " > ".join(decision.get("order") or [])
+def _decision_line(task_id: str, decision: RouteDecision) -> Text:
+    skipped = ", ".join(f"{p} ({why})" for p, why in decision.skipped.items()) or "none"
+    order = " > ".join(decision.order)
     return Text.assemble(
         (task_id, "bold"),
-        f": strategy {decision.get('strategy')}; order {order}; skipped {skipped}; "
-        f"chosen {decision.get('chosen') or '-'}",
+        f": strategy {decision.strategy}; order {order}; skipped {skipped}; chosen {decision.chosen or '-'}",
     )
 
 
-def _output_block(task: dict[str, Any]) -> Text:
-    text = Text.assemble((task["id"], "bold"), f" output: {task['output'] or ''}")
-    if task.get("error"):
-        text.append(f"\n  error: {task['error']}")
+def _output_block(task: TaskSummary) -> Text:
+    text = Text.assemble((task.id, "bold"), f" output: {task.output or ''}")
+    if task.error:
+        text.append(f"\n  error: {task.error}")
     return text
 
 
-def render_runs(console: Console, summaries: list[dict[str, Any]]) -> None:
+def render_runs(console: Console, summaries: list[RunSummary]) -> None:
     """A listing without borders (like `docker ps`), so it fits 80 columns with the ids whole."""
     table = Table(title=Text("runs (newest first)"), title_justify="left", box=None, pad_edge=False, highlight=False)
     table.add_column("run", no_wrap=True)  # whole, on one line: people copy ids into `switchboard show`
@@ -163,14 +163,14 @@ def render_runs(console: Console, summaries: list[dict[str, Any]]) -> None:
     table.add_column("cost $", justify="right", overflow="fold")
     table.add_column("started (UTC)", overflow="fold")
     for s in summaries:
-        run, totals = s["run"], s["totals"]
+        run, totals = s.run, s.totals
         table.add_row(
-            Text(run["id"]),
-            Text(run["name"]),
-            _status(run["status"]),
-            f"{totals['completed']}/{len(s['tasks'])}",
-            f"{totals['cost_usd']:.6f}",
-            run["started_at"][:16].replace("T", " "),  # to the minute: the id has the seconds
+            Text(run.id),
+            Text(run.name),
+            _status(run.status),
+            f"{totals.completed}/{len(s.tasks)}",
+            f"{totals.cost_usd:.6f}",
+            run.started_at[:16].replace("T", " "),  # to the minute: the id has the seconds
         )
     print_whole(console, table, breakable=(1,))  # batch names break; ids never do
 

@@ -37,7 +37,7 @@ from flows import (
     runner_problem,
     submit_batch,
 )
-from ledger import Ledger, RunInProgress
+from ledger import Ledger, RunInProgress, RunStatus
 from routing.config import SwitchboardConfig, load_config
 from routing.errors import InputError
 
@@ -217,20 +217,20 @@ def _run_here(
         )
 
     summary = run_summary(ledger, run_id, explain=explain)
-    summary["run"]["ui_url"] = _flow_run_url(ready.api, summary["run"]["flow_run_id"])
+    summary = summary.with_ui_url(_flow_run_url(ready.api, summary.run.flow_run_id))
     if as_json:
-        sys.stdout.write(json.dumps(summary, default=str) + "\n")
+        sys.stdout.write(json.dumps(summary.model_dump(), default=str) + "\n")
         sys.stdout.flush()
     else:
         render_run(out_console, summary, explain=explain)
-    if status == "interrupted":
+    if status == RunStatus.INTERRUPTED:
         err_console.print(
             "interrupted: in-flight calls were stopped and recorded as cancelled; "
             f"run the same spec again to resume {run_id}",
             highlight=False,
         )
         return EXIT_INTERRUPTED
-    return EXIT_OK if summary["run"]["status"] == "completed" else EXIT_FAILED
+    return EXIT_OK if summary.run.status == RunStatus.COMPLETED else EXIT_FAILED
 
 
 def _submit(
@@ -272,7 +272,8 @@ def runs(
     ledger = default_ledger()
     summaries = [run_summary(ledger, r.run_id) for r in ledger.list_runs(limit)]
     if as_json:
-        sys.stdout.write(json.dumps([{"run": s["run"], "totals": s["totals"]} for s in summaries], default=str) + "\n")
+        listing = [{"run": s.run.model_dump(), "totals": s.totals.model_dump()} for s in summaries]
+        sys.stdout.write(json.dumps(listing, default=str) + "\n")
     else:
         render_runs(out_console, summaries)
     return EXIT_OK
@@ -299,7 +300,7 @@ def show(
         return EXIT_FAILED
     summary = run_summary(ledger, found.run_id, explain=True)
     if as_json:
-        sys.stdout.write(json.dumps(summary, default=str) + "\n")
+        sys.stdout.write(json.dumps(summary.model_dump(), default=str) + "\n")
     else:
         render_run(out_console, summary, explain=True, outputs=True)
     return EXIT_OK

@@ -54,7 +54,7 @@ from flows.events import PrefectEventForwarder
 from flows.heartbeat import flow_heartbeat, in_process_heartbeat
 from flows.secrets import secret_resolver
 from flows.task_runners import make_task_runner
-from ledger import Ledger
+from ledger import Ledger, TaskStatus
 from routing.config import Budget, StrategyName, SwitchboardConfig
 
 DEFAULT_MAX_WORKERS = 16
@@ -105,9 +105,9 @@ class RunHandle:
 @task(name="route-task", task_run_name="{task_id}", **_TASK_OPTIONS)
 def execute_node(handle: RunHandle, task_id: str) -> str | State | None:
     result: NodeResult = run_node(_runtime(handle), task_id)
-    if result.status in ("failed", "cancelled"):
+    if result.status in (TaskStatus.FAILED, TaskStatus.CANCELLED):
         raise NodeFailed(f"{task_id}: {result.error}")
-    if result.status == "skipped":  # never sent to a provider: say so in the UI rather than "Completed"
+    if result.status == TaskStatus.SKIPPED:  # never sent to a provider: say so in the UI rather than "Completed"
         return Completed(name="Skipped", message=result.error)
     return result.output
 
@@ -138,7 +138,8 @@ def _progress(ledger: Ledger, run_id: str, progress_id: str | None) -> None:
 
 def _percent_finished(ledger: Ledger, run_id: str) -> float:
     counts = ledger.task_status_counts(run_id)
-    return 100.0 * sum(n for status, n in counts.items() if status != "pending") / max(sum(counts.values()), 1)
+    finished = sum(n for status, n in counts.items() if status != TaskStatus.PENDING)
+    return 100.0 * finished / max(sum(counts.values()), 1)
 
 
 @flow(name="process-batch", task_runner=ThreadPoolTaskRunner(max_workers=DEFAULT_MAX_WORKERS), persist_result=False)
@@ -277,12 +278,13 @@ def finish_run(ledger: Ledger, run_id: str, progress_id: str | None = None) -> d
                 description=f"Switchboard run {run_id}: failovers and their reasons",
             )
         )
-    result = {"run_id": run_id, "status": summary["run"]["status"], "totals": summary["totals"]}
+    totals = summary.totals
+    result = {"run_id": run_id, "status": summary.run.status.value, "totals": totals.model_dump()}
     if all_done:
         return result
-    totals = summary["totals"]
-    not_done = ", ".join(f"{totals[k]} {k}" for k in ("failed", "skipped", "cancelled", "pending") if totals[k])
-    return Failed(message=f"{not_done} of {len(summary['tasks'])} tasks (run {run_id})", data=result)
+    unfinished = (TaskStatus.FAILED, TaskStatus.SKIPPED, TaskStatus.CANCELLED, TaskStatus.PENDING)
+    not_done = ", ".join(f"{totals.count(s)} {s}" for s in unfinished if totals.count(s))
+    return Failed(message=f"{not_done} of {len(summary.tasks)} tasks (run {run_id})", data=result)
 
 
 def mark_abandoned_flow_run(ledger: Ledger, run_id: str) -> None:

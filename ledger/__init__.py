@@ -1,15 +1,21 @@
 """The usage ledger: SQLAlchemy models, Alembic migrations, recording and reading runs and attempts."""
 
 from ledger.db import LedgerUnavailable, create_ledger_engine, data_dir, default_database_url, migrate
+from ledger.failovers import count_failovers, follows_failure, is_failover, move_kind
 from ledger.records import (
     AttemptRecord,
+    DecisionAffinity,
+    DecisionEstimate,
     HistoryRecord,
     NewTask,
     ProviderEventRecord,
     ProviderRecord,
+    RouteDecision,
     RunRecord,
+    RunStatus,
     TaskOutcome,
     TaskState,
+    TaskStatus,
     UsagePoint,
 )
 from ledger.store import TERMINAL_TASK_STATUSES, Ledger, RunInProgress, new_run_id, utc_now
@@ -18,6 +24,8 @@ from ledger.writer import LedgerWriter
 __all__ = [
     "TERMINAL_TASK_STATUSES",
     "AttemptRecord",
+    "DecisionAffinity",
+    "DecisionEstimate",
     "HistoryRecord",
     "Ledger",
     "LedgerUnavailable",
@@ -25,15 +33,22 @@ __all__ = [
     "NewTask",
     "ProviderEventRecord",
     "ProviderRecord",
+    "RouteDecision",
     "RunInProgress",
     "RunRecord",
+    "RunStatus",
     "TaskOutcome",
     "TaskState",
+    "TaskStatus",
     "UsagePoint",
+    "count_failovers",
     "create_ledger_engine",
     "data_dir",
     "default_database_url",
+    "follows_failure",
+    "is_failover",
     "migrate",
+    "move_kind",
     "new_run_id",
     "utc_now",
 ]

@@ -9,6 +9,8 @@ from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from ledger.records import RouteDecision
+
 
 class UTCDateTime(TypeDecorator[datetime]):
     """Timezone-aware UTC in and out, also on SQLite, which stores no offset."""
@@ -29,6 +31,19 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+class DecisionJSON(TypeDecorator[RouteDecision]):
+    """A task's routing decision: the model in, its JSON document in the column, the model out."""
+
+    impl = JSON
+    cache_ok = True
+
+    def process_bind_param(self, value: RouteDecision | None, dialect: Dialect) -> dict[str, Any] | None:
+        return None if value is None else value.model_dump()
+
+    def process_result_value(self, value: dict[str, Any] | None, dialect: Dialect) -> RouteDecision | None:
+        return None if value is None else RouteDecision.model_validate(value)
+
+
 class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: JSON, datetime: UTCDateTime}
 
@@ -40,8 +55,7 @@ class Run(Base):
     batch_name: Mapped[str] = mapped_column(String(200), index=True)
     batch_hash: Mapped[str] = mapped_column(String(64))
     team: Mapped[str | None] = mapped_column(String(100))
-    # running | completed | failed | interrupted
-    status: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(20))  # a RunStatus
     flow_run_id: Mapped[str | None] = mapped_column(String(64))
     strategy: Mapped[str | None] = mapped_column(String(40))
     started_at: Mapped[datetime]
@@ -61,12 +75,11 @@ class TaskRow(Base):
     task_type: Mapped[str] = mapped_column(String(100))
     priority: Mapped[str] = mapped_column(String(20))
     team: Mapped[str | None] = mapped_column(String(100))
-    # pending | completed | failed | skipped | cancelled
-    status: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(20))  # a TaskStatus
     provider_id: Mapped[str | None] = mapped_column(String(100))
     output: Mapped[str | None] = mapped_column(Text)
     error: Mapped[str | None] = mapped_column(Text)
-    decision: Mapped[dict[str, Any] | None]
+    decision: Mapped[RouteDecision | None] = mapped_column(DecisionJSON)
     position: Mapped[int] = mapped_column(Integer, default=0)
     updated_at: Mapped[datetime | None]
 

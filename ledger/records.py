@@ -1,18 +1,79 @@
-"""Plain records that cross the ledger's boundary (routing writes them, flows and analytics read them)."""
+"""Plain records that cross the ledger's boundary (routing writes them; batches, flows, analytics read them)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, NamedTuple
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 from providers import TokenUsage
 
 
 class _Record(BaseModel):
     model_config = ConfigDict(frozen=True)
+
+
+class TaskStatus(StrEnum):
+    """A task's state in a run; the values are what the ledger stores and `--json` prints."""
+
+    PENDING = "pending"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+
+
+class RunStatus(StrEnum):
+    """A run's state; `interrupted` is a run stopped with Ctrl-C, resumed by running its spec again."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+
+
+class DecisionEstimate(_Record):
+    """What every plan of a task priced and admitted it by (a what-if replay prices it the same)."""
+
+    prompt_tokens: int
+    max_output_tokens: int
+
+
+class DecisionAffinity(_Record):
+    """The task's affinity key and the provider it stuck to when the task was planned (None: no one yet)."""
+
+    key: str
+    sticky: str | None = None
+
+
+class RouteDecision(_Record):
+    """How the routing step chose a provider for a task (DESIGN.md: the task's `decision`, `--explain`).
+
+    Built by the router, stored as JSON in `tasks.decision` and read back as this model. `skipped` maps each
+    provider left out to why (`capability`, `circuit_open`, `quota: ...`, `budget: ...`); `order` is the
+    strategy's order of the rest; `chosen` the provider that answered, None when none did. `estimate` and
+    `affinity` are left out of the JSON when absent (decisions recorded before estimates were, tasks without
+    an affinity key), as they always were.
+    """
+
+    strategy: str
+    candidates: tuple[str, ...] = ()
+    skipped: dict[str, str] = Field(default_factory=dict)
+    order: tuple[str, ...] = ()
+    chosen: str | None = None
+    estimate: DecisionEstimate | None = None
+    affinity: DecisionAffinity | None = None
+
+    @model_serializer(mode="wrap")
+    def _leave_out_absent(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        for optional in ("estimate", "affinity"):
+            if data.get(optional, ...) is None:
+                del data[optional]
+        return data
 
 
 class AttemptRecord(_Record):
@@ -48,11 +109,11 @@ class TaskState(_Record):
     task_type: str
     priority: str
     team: str | None
-    status: str
+    status: TaskStatus
     provider_id: str | None
     output: str | None
     error: str | None
-    decision: dict[str, Any] | None
+    decision: RouteDecision | None
     position: int
 
 
@@ -61,7 +122,7 @@ class RunRecord(_Record):
     batch_name: str
     batch_hash: str
     team: str | None
-    status: str
+    status: RunStatus
     flow_run_id: str | None
     strategy: str | None
     started_at: datetime
@@ -74,11 +135,11 @@ class TaskOutcome(_Record):
     """A task's final state, written in bulk by chunked batches."""
 
     task_id: str
-    status: str
+    status: TaskStatus
     provider_id: str | None = None
     output: str | None = None
     error: str | None = None
-    decision: dict[str, Any] | None = None
+    decision: RouteDecision | None = None
 
 
 class UsagePoint(NamedTuple):

@@ -20,14 +20,17 @@ from ledger.records import (
     NewTask,
     ProviderEventRecord,
     ProviderRecord,
+    RouteDecision,
     RunRecord,
+    RunStatus,
     TaskOutcome,
     TaskState,
+    TaskStatus,
     UsagePoint,
 )
 from providers import NOT_ABOUT_THE_PROVIDER, TokenUsage
 
-TERMINAL_TASK_STATUSES = frozenset({"completed", "failed", "skipped", "cancelled"})
+TERMINAL_TASK_STATUSES = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.SKIPPED, TaskStatus.CANCELLED})
 # Core tables for bulk reads: rows straight from the cursor, no ORM identity map.
 _USAGE = ProviderUsage.__table__
 _TASKS = TaskRow.__table__
@@ -92,10 +95,10 @@ class Ledger:
                     .order_by(Run.started_at.desc())
                     .limit(1)
                 ).first()
-            if previous is not None and previous.status != "completed":
+            if previous is not None and previous.status != RunStatus.COMPLETED:
                 claimed_from = (previous.owner, previous.heartbeat_at)
                 if (
-                    previous.status == "running"
+                    previous.status == RunStatus.RUNNING
                     and previous.owner not in (None, owner)
                     and owner_active is not None
                     and owner_active(previous.owner, previous.heartbeat_at)
@@ -111,7 +114,7 @@ class Ledger:
                         Run.heartbeat_at.is_(None) if claimed_from[1] is None else Run.heartbeat_at == claimed_from[1],
                     )
                     .values(
-                        status="running",
+                        status=RunStatus.RUNNING,
                         finished_at=None,
                         owner=owner,
                         heartbeat_at=now,
@@ -125,8 +128,8 @@ class Ledger:
                     raise RunInProgress(previous.run_id, current.owner if current else None, now)
                 session.execute(
                     update(TaskRow)
-                    .where(TaskRow.run_id == previous.run_id, TaskRow.status != "completed")
-                    .values(status="pending", error=None, provider_id=None, updated_at=now)
+                    .where(TaskRow.run_id == previous.run_id, TaskRow.status != TaskStatus.COMPLETED)
+                    .values(status=TaskStatus.PENDING, error=None, provider_id=None, updated_at=now)
                 )
                 return previous.run_id, True
             run_id = new_run_id(now)
@@ -136,7 +139,7 @@ class Ledger:
                     batch_name=batch_name,
                     batch_hash=batch_hash,
                     team=team,
-                    status="running",
+                    status=RunStatus.RUNNING,
                     strategy=strategy,
                     started_at=now,
                     owner=owner,
@@ -154,7 +157,7 @@ class Ledger:
                         "task_type": t.task_type,
                         "priority": t.priority,
                         "team": t.team,
-                        "status": "pending",
+                        "status": TaskStatus.PENDING,
                         "position": i,
                         "updated_at": now,
                     }
@@ -178,7 +181,7 @@ class Ledger:
         with self._sessions.begin() as session:
             session.execute(update(Run).where(Run.run_id == run_id).values(flow_run_id=flow_run_id))
 
-    def finish_run(self, run_id: str, status: str) -> None:
+    def finish_run(self, run_id: str, status: RunStatus) -> None:
         with self._sessions.begin() as session:
             session.execute(update(Run).where(Run.run_id == run_id).values(status=status, finished_at=utc_now()))
 
@@ -221,13 +224,13 @@ class Ledger:
         with self._sessions() as session:
             return {r.task_id: _task_state(r) for r in session.execute(query.order_by(_TASKS.c.position))}
 
-    def task_status_counts(self, run_id: str) -> dict[str, int]:
+    def task_status_counts(self, run_id: str) -> dict[TaskStatus, int]:
         """status -> how many of the run's tasks have it: what progress displays poll, without the outputs."""
         with self._sessions() as session:
             rows = session.execute(
                 select(TaskRow.status, func.count()).where(TaskRow.run_id == run_id).group_by(TaskRow.status)
             )
-            return {status: int(n) for status, n in rows}
+            return {TaskStatus(status): int(n) for status, n in rows}
 
     def task_state(self, run_id: str, task_id: str) -> TaskState | None:
         with self._sessions() as session:
@@ -244,16 +247,16 @@ class Ledger:
         run_id: str,
         task_id: str,
         *,
-        status: str,
+        status: TaskStatus,
         provider_id: str | None = None,
         output: str | None = None,
         error: str | None = None,
-        decision: dict[str, Any] | None = None,
+        decision: RouteDecision | None = None,
         attempts: Iterable[AttemptRecord] = (),
     ) -> None:
         """Set a task's final state, committing any attempts not yet recorded in the same transaction."""
         if status not in TERMINAL_TASK_STATUSES:
-            raise ValueError(f"not a final task status: {status!r}")
+            raise ValueError(f"not a final task status: {str(status)!r}")
         with self._sessions.begin() as session:
             _add_attempts(session, attempts)
             session.execute(
@@ -407,13 +410,13 @@ class Ledger:
 
     def task_decisions(
         self, run_ids: Iterable[str], *, runs_per_query: int = 500
-    ) -> dict[tuple[str, str], tuple[str, dict[str, Any] | None, str | None]]:
+    ) -> dict[tuple[str, str], tuple[str, RouteDecision | None, str | None]]:
         """(run, task) -> (priority, routing decision, the run's strategy) for every task of these runs."""
         ids = sorted(set(run_ids))
         query = select(TaskRow.run_id, TaskRow.task_id, TaskRow.priority, TaskRow.decision, Run.strategy).join(
             Run, Run.run_id == TaskRow.run_id
         )
-        decisions: dict[tuple[str, str], tuple[str, dict[str, Any] | None, str | None]] = {}
+        decisions: dict[tuple[str, str], tuple[str, RouteDecision | None, str | None]] = {}
         with self._sessions() as session:
             for start in range(0, len(ids), runs_per_query):  # under the databases' bound-parameter limits
                 chunk = ids[start : start + runs_per_query]
@@ -485,7 +488,7 @@ def update_outcomes(conn: Connection, outcomes: Iterable[tuple[str, TaskOutcome]
     rows = []
     for run_id, o in outcomes:
         if o.status not in TERMINAL_TASK_STATUSES:
-            raise ValueError(f"not a final task status: {o.status!r}")
+            raise ValueError(f"not a final task status: {str(o.status)!r}")
         rows.append(
             {
                 "b_run_id": run_id,
@@ -610,7 +613,7 @@ def _task_state(r: Any) -> TaskState:
         task_type=r.task_type,
         priority=r.priority,
         team=r.team,
-        status=r.status,
+        status=TaskStatus(r.status),
         provider_id=r.provider_id,
         output=r.output,
         error=r.error,

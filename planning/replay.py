@@ -38,8 +38,7 @@ from analytics.workload import (
     build_workload,
     facts_from_decision,
 )
-from batches.summary import count_failovers
-from ledger import AttemptRecord, Ledger
+from ledger import AttemptRecord, Ledger, count_failovers
 from providers import (
     ERRORS_BY_OUTCOME,
     AIProvider,

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from providers import AITask
 from routing.budget import BudgetGuard
 from routing.circuit import CircuitState
+from routing.decision import Refusal
 from routing.provider_state import ProviderState
 
 _OPEN = CircuitState.OPEN
@@ -28,7 +29,7 @@ _OPEN = CircuitState.OPEN
 class Admission:
     """The outcome of waiting for a turn on one provider."""
 
-    refusal: str | None
+    refusal: Refusal | None
     subscription: str | None = None  # the subscription the call must use; None = the provider's choice
     waited: bool = False
 
@@ -51,7 +52,7 @@ class Admitter:
         ticket: int | None = None
         woken = waited = False
         while True:
-            reason = provider_refusal(st)
+            reason: Refusal | None = provider_refusal(st)
             subscription = None
             if reason is None:
                 reason, subscription = quota.admission(tokens, cost, critical=critical, affinity=task.affinity)

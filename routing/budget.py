@@ -5,13 +5,28 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from typing import Literal
 
 from routing.config import Budget
 
 
 def _today() -> date:
     return datetime.now(UTC).date()
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetRefusal:
+    """A budget refused a call: which one (`run` or `day`), what the total would have reached, and its cap.
+    Printed (in a decision's `skipped`, in errors) as `budget: run would reach $0.0120 of $0.0100`."""
+
+    scope: Literal["run", "day"]
+    total: float
+    cap: float
+
+    def __str__(self) -> str:
+        return f"budget: {self.scope} would reach ${self.total:.4f} of ${self.cap:.4f}"
 
 
 class BudgetGuard:
@@ -43,7 +58,7 @@ class BudgetGuard:
         self._roll()
         self._day_spent = max(self._day_spent, day_spent)
 
-    def refusal(self, run_id: str, estimate: float, *, reserved: bool = True) -> str | None:
+    def refusal(self, run_id: str, estimate: float, *, reserved: bool = True) -> BudgetRefusal | None:
         """Why a call estimated at `estimate` must not start, or None.
 
         With `reserved` (the check right before a call) the estimates of calls in flight count too; without
@@ -57,9 +72,9 @@ class BudgetGuard:
             run_total += self._reserved_run.get(run_id, 0.0)
             day_total += self._reserved_day
         if run_cap is not None and run_total > run_cap:
-            return f"budget: run would reach ${run_total:.4f} of ${run_cap:.4f}"
+            return BudgetRefusal("run", run_total, run_cap)
         if day_cap is not None and day_total > day_cap:
-            return f"budget: day would reach ${day_total:.4f} of ${day_cap:.4f}"
+            return BudgetRefusal("day", day_total, day_cap)
         return None
 
     def room(self, run_id: str, *, reserved: bool = True) -> float:

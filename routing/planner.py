@@ -12,13 +12,13 @@ Runs for every decision, so plain loops over precomputed per-provider facts, no 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from providers import AITask, HealthStatus
 from providers.base import estimate_prompt_tokens
 from routing.affinity import AffinityMap
 from routing.budget import BudgetGuard
 from routing.circuit import CircuitState
+from routing.decision import DecisionDraft, Refusal
 from routing.provider_state import ProviderState
 from routing.stats import AdaptiveScores, LatencyStats
 from routing.strategies import Candidate, Strategy, make_strategy
@@ -52,18 +52,13 @@ class Planner:
         self._affinity = affinity
         self._strategies: dict[str, Strategy] = {}
 
-    def new_decision(self, task: AITask, strategy_name: str) -> dict[str, Any]:
-        """The task's decision record, filled in by its plans and calls."""
-        decision: dict[str, Any] = {"strategy": strategy_name, "candidates": [], "skipped": {}, "order": []}
-        decision["chosen"] = None
-        # What every plan of this task prices and admits it by; recorded, a what-if replay sees the same.
-        decision["estimate"] = {
-            "prompt_tokens": estimate_prompt_tokens(task),
-            "max_output_tokens": task.max_output_tokens,
-        }
+    def new_decision(self, task: AITask, strategy_name: str) -> DecisionDraft:
+        """The task's decision, filled in by its plans and calls."""
+        # The estimate every plan of this task prices and admits it by; recorded, a what-if replay sees the same.
+        draft = DecisionDraft(strategy_name, estimate_prompt_tokens(task), task.max_output_tokens)
         if task.affinity:
-            decision["affinity"] = {"key": task.affinity, "sticky": self._affinity.get(task.affinity)}
-        return decision
+            draft.affinity_key, draft.sticky = task.affinity, self._affinity.get(task.affinity)
+        return draft
 
     def plan(
         self,
@@ -71,7 +66,7 @@ class Planner:
         run_id: str,
         strategy_name: str,
         critical: bool,
-        decision: dict[str, Any],
+        decision: DecisionDraft,
         exclude: frozenset[str] | set[str] = frozenset(),
     ) -> Plan:
         """The providers that can take `task` now, best first; skipped ones land in `decision` with why.
@@ -82,12 +77,12 @@ class Planner:
         strategy = self._strategy(strategy_name)
         wants_latency = strategy_name == "fastest_response"
         wants_score = strategy_name == "adaptive"
-        prompt_tokens = decision["estimate"]["prompt_tokens"]
-        output_tokens = decision["estimate"]["max_output_tokens"]
+        prompt_tokens = decision.prompt_tokens
+        output_tokens = decision.max_output_tokens
         # Money reserved by calls in flight may settle lower: that is checked (and waited for) at the call.
         budget_room = self._budget.room(run_id, reserved=False) if self._budget.active else None
         candidates: list[Candidate] = []
-        skipped: dict[str, str] = decision["skipped"]
+        skipped = decision.skipped
         estimates: dict[str, tuple[float, float]] = {}
         task_type = task.type
         for provider_id, st in self._states.items():
@@ -117,7 +112,7 @@ class Planner:
                 tokens = prompt_tokens + output_tokens
                 cost = (prompt_tokens * st.prices[0] + output_tokens * st.prices[1]) / 1_000_000
             estimates[provider_id] = (tokens, cost)
-            reason = st.quota.refusal(tokens, cost, critical=critical)
+            reason: Refusal | None = st.quota.refusal(tokens, cost, critical=critical)
             if reason is None and budget_room is not None and cost > budget_room:
                 reason = self._budget.refusal(run_id, cost, reserved=False)
             if reason is not None:
@@ -148,11 +143,11 @@ class Planner:
         sticky = self._affinity.get(task.affinity)
         if sticky is not None:
             ordered.sort(key=lambda st: st.provider.provider_id != sticky)
-        if not decision["order"] and not decision["candidates"]:
-            decision["candidates"] = [c.provider_id for c in candidates]
-            decision["order"] = [st.provider.provider_id for st in ordered]
+        if not decision.order and not decision.candidates:
+            decision.candidates = [c.provider_id for c in candidates]
+            decision.order = [st.provider.provider_id for st in ordered]
         else:  # a later plan of the same task: add what is new
-            known, listed = decision["candidates"], decision["order"]
+            known, listed = decision.candidates, decision.order
             known.extend(c.provider_id for c in candidates if c.provider_id not in known)
             listed.extend(st.provider.provider_id for st in ordered if st.provider.provider_id not in listed)
         return Plan(ordered, estimates)

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from ledger import AttemptRecord, HistoryRecord
+from ledger import AttemptRecord, HistoryRecord, RouteDecision, TaskStatus
 from providers import (
     NOT_ABOUT_THE_PROVIDER,
     AIProvider,
@@ -47,6 +47,7 @@ from routing.attempts import HEALTH_FAILURES, attempt_record, internal_error, no
 from routing.budget import BudgetGuard
 from routing.circuit import CircuitBreaker, CircuitState
 from routing.config import SwitchboardConfig
+from routing.decision import DecisionDraft
 from routing.events import (
     BUDGET_EXHAUSTED,
     CIRCUIT_CLOSED,
@@ -88,13 +89,13 @@ class RunInfo:
 @dataclass(slots=True)
 class RoutedResult:
     task_id: str
-    status: str  # completed | failed | cancelled
+    status: TaskStatus  # completed | failed | cancelled
     provider_id: str | None = None
     response: ProviderResponse | None = None
     outcome: str | None = None  # the last error's outcome when not completed
     error: str | None = None
     attempts: list[AttemptRecord] = field(default_factory=list)
-    decision: dict[str, Any] = field(default_factory=dict)
+    decision: RouteDecision | None = None  # set once the task is routed
     pending_commits: list[Future[None]] = field(default_factory=list, repr=False)
 
     @property
@@ -264,9 +265,10 @@ class Router:
         critical = task.priority is Priority.CRITICAL
         decision = self._planner.new_decision(task, strategy_name)
         plan = self._plan(task, run, strategy_name, critical, decision)
-        result = RoutedResult(task_id=task.id, status="failed", decision=decision)
+        result = RoutedResult(task_id=task.id, status=TaskStatus.FAILED)
         try:
-            await self._run(task, run, strategy_name, critical, plan, first_attempt, result)
+            await self._run(task, run, strategy_name, critical, plan, first_attempt, result, decision)
+            result.decision = decision.freeze()
         finally:
             if durable:
                 await result.committed()
@@ -278,7 +280,7 @@ class Router:
         run: RunInfo,
         strategy_name: str,
         critical: bool,
-        decision: dict[str, Any] | None = None,
+        decision: DecisionDraft | None = None,
         exclude: frozenset[str] | set[str] = frozenset(),
     ) -> Plan:
         if decision is None:
@@ -294,9 +296,9 @@ class Router:
         plan: Plan,
         first_attempt: int,
         result: RoutedResult,
+        decision: DecisionDraft,
     ) -> None:
-        decision = result.decision
-        skipped: dict[str, str] = decision["skipped"]
+        skipped = decision.skipped
         # Critical tasks are tried on every capable provider before failing: retries never crowd one out.
         allowed = max(task.max_attempts, len(plan.order)) if critical else task.max_attempts
         calls = 0
@@ -336,7 +338,7 @@ class Router:
                 calls += 1
                 calls_here += 1
                 if error is None:
-                    decision["chosen"] = provider_id
+                    decision.chosen = provider_id
                     self.affinity.remember(task.affinity, provider_id)
                     return
                 step = self._policy.decide(error, calls_here)
@@ -348,7 +350,7 @@ class Router:
                 previous_failed = provider_id
                 break
         if not result.attempts:
-            self._nothing_could_take(task, run, result)
+            self._nothing_could_take(task, run, result, decision)
 
     @staticmethod
     def _may_retry(
@@ -362,19 +364,17 @@ class Router:
         untried = sum(1 for s in order if s.provider.provider_id not in seen)
         return calls + untried < allowed
 
-    def _nothing_could_take(self, task: AITask, run: RunInfo, result: RoutedResult) -> None:
-        skipped = result.decision["skipped"]
-        budget_only = bool(skipped) and all(r.startswith("budget") for r in skipped.values())
-        if budget_only:
-            self._budget_refused(run, task, skipped.values())
-        result.outcome = "budget_exceeded" if budget_only else "unavailable"
-        reasons = "; ".join(f"{p}: {r}" for p, r in skipped.items()) or "no providers configured"
+    def _nothing_could_take(self, task: AITask, run: RunInfo, result: RoutedResult, decision: DecisionDraft) -> None:
+        refused = decision.budget_refusals()
+        if refused is not None:
+            self._budget_refused(run, task, {r.scope for r in refused})
+        result.outcome = "budget_exceeded" if refused is not None else "unavailable"
+        reasons = "; ".join(f"{p}: {r}" for p, r in decision.skipped.items()) or "no providers configured"
         result.error = f"no provider can take task type {task.type!r} now ({reasons})"
 
-    def _budget_refused(self, run: RunInfo, task: AITask, reasons: Iterable[str]) -> None:
+    def _budget_refused(self, run: RunInfo, task: AITask, scopes: set[str]) -> None:
         """The budget refused a task all work: report it once per run (run budget) or per UTC day (day budget),
         with what was spent and the limit. Every later refusal of the same budget is only a set lookup."""
-        scopes = {"day" if r.startswith("budget: day") else "run" for r in reasons}
         for scope in sorted(scopes):
             key = (scope, run.run_id if scope == "run" else datetime.now(UTC).date().isoformat())
             if key in self._budget_reported:
@@ -450,7 +450,7 @@ class Router:
                 error = internal_error(provider, exc)
         except asyncio.CancelledError:
             done = self._record(result, record, t0, outcome="cancelled")
-            result.status, result.outcome, result.error = "cancelled", "cancelled", "cancelled while calling"
+            result.status, result.outcome, result.error = TaskStatus.CANCELLED, "cancelled", "cancelled while calling"
             raise
         finally:
             try:
@@ -471,7 +471,7 @@ class Router:
         st.quota.on_success(done.subscription, task.affinity)
         self.latency.observe(provider.provider_id, task.type, done.latency_ms)
         self.adaptive.observe(provider.provider_id, task.type, True, done.latency_ms, done.cost_usd)
-        result.status, result.provider_id, result.response = "completed", provider.provider_id, response
+        result.status, result.provider_id, result.response = TaskStatus.COMPLETED, provider.provider_id, response
         result.outcome = result.error = None
         return None
 

@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy import Engine, insert
 
 from analytics import QuotaLimit, TokenPrice
-from ledger import AttemptRecord, Ledger, NewTask
+from ledger import AttemptRecord, Ledger, NewTask, RouteDecision
 from ledger.models import ProviderEvent
 from providers import TokenUsage
 
@@ -128,13 +128,9 @@ def fill(engine: Engine, attempts: list[tuple[Any, ...]] | None = None, events: 
             status="completed" if ok else "failed",
             provider_id=last.provider_id if ok else None,
             output="done" if ok else None,
-            decision={
-                "strategy": last.strategy,
-                "candidates": order,
-                "skipped": {},
-                "order": order,
-                "chosen": order[0],
-            },
+            decision=RouteDecision(
+                strategy=last.strategy or "", candidates=tuple(order), order=tuple(order), chosen=order[0]
+            ),
             attempts=records,
         )
     if events:

@@ -8,7 +8,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from ledger import AttemptRecord, Ledger, NewTask
+from ledger import AttemptRecord, Ledger, NewTask, RouteDecision
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -86,7 +86,9 @@ def record_run(
             provider_id=attempts[-1][0] if done else None,
             output=(outputs or {}).get(task_id),
             error=(errors or {}).get(task_id),
-            decision={"strategy": "priority_based", "order": [p for p, _ in attempts], "chosen": attempts[-1][0]},
+            decision=RouteDecision(
+                strategy="priority_based", order=tuple(p for p, _ in attempts), chosen=attempts[-1][0]
+            ),
             attempts=records,
         )
     ledger.finish_run(run_id, "completed" if all(a and a[-1][1] == "success" for a in tasks.values()) else "failed")

@@ -7,18 +7,21 @@ from typing import Any
 
 from rich.console import Console
 
+from batches import AttemptSummary, RunHeader, RunSummary, RunTotals, TaskSummary
 from cli.render import render_run, render_runs
+from ledger import RouteDecision
 
 PROVIDERS = ("claude_primary_subscription", "openai_compatible_fallback", "local_mock_of_last_resort")
 
 
-def _attempt(provider: str, outcome: str) -> dict[str, Any]:
-    return {"provider": provider, "outcome": outcome, "cost_usd": 0.0, "latency_ms": 1.0}
+def _attempt(provider: str, outcome: str) -> AttemptSummary:
+    return AttemptSummary(provider=provider, outcome=outcome, cost_usd=0.0, latency_ms=1.0)
 
 
-def _summary(name: str = "pr-review", **task: Any) -> dict[str, Any]:
+def _summary(name: str = "pr-review", **task: Any) -> RunSummary:
     entry = {
         "id": "review-frontend-and-backend",
+        "type": "code_review",
         "status": "completed",
         "provider": PROVIDERS[-1],
         "attempts": [
@@ -30,20 +33,20 @@ def _summary(name: str = "pr-review", **task: Any) -> dict[str, Any]:
         "error": None,
         "cost_usd": 0.000123,
         "latency_ms": 1234.0,
-        "decision": {"strategy": "priority_based", "order": list(PROVIDERS), "skipped": {}, "chosen": PROVIDERS[-1]},
+        "decision": RouteDecision(strategy="priority_based", order=PROVIDERS, chosen=PROVIDERS[-1]),
         **task,
     }
-    return {
-        "run": {
-            "id": "r20261130-050430-a19804",
-            "name": name,
-            "status": "completed",
-            "flow_run_id": None,
-            "started_at": "2026-11-30T05:04:30+00:00",
-        },
-        "tasks": [entry],
-        "totals": {"completed": 1, "failed": 0, "skipped": 0, "cancelled": 0, "cost_usd": 0.000123, "failovers": 2},
-    }
+    return RunSummary(
+        run=RunHeader(
+            id="r20261130-050430-a19804",
+            name=name,
+            status="completed",
+            flow_run_id=None,
+            started_at="2026-11-30T05:04:30+00:00",
+        ),
+        tasks=[TaskSummary(**entry)],
+        totals=RunTotals(completed=1, failed=0, skipped=0, cancelled=0, cost_usd=0.000123, failovers=2),
+    )
 
 
 def _console(width: int, *, terminal: bool) -> tuple[Console, io.StringIO]:
@@ -97,7 +100,7 @@ def test_brackets_in_names_outputs_errors_and_providers_are_not_markup() -> None
         attempts=[_attempt("mock[eu]", "unavailable")],
         output="returns list[str], see [docs]",
         error="[flaky] unavailable: [bold]gone[/bold]",
-        decision={"strategy": "s", "order": ["mock[eu]"], "skipped": {"b[x]": "quota: [limit]"}, "chosen": None},
+        decision=RouteDecision(strategy="s", order=("mock[eu]",), skipped={"b[x]": "quota: [limit]"}, chosen=None),
     )
     render_run(console, summary, explain=True, outputs=True)
     render_runs(console, [summary])

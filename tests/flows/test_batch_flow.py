@@ -42,11 +42,11 @@ def test_dag_runs_with_failover_and_passes_upstream_outputs(tmp_path: Path, ledg
     assert result["status"] == "completed"
     ledger = Ledger(url=ledger_url)
     summary = run_summary(ledger, result["run_id"])
-    assert summary["run"]["flow_run_id"]
-    assert [t["provider"] for t in summary["tasks"]] == ["steady"] * 5
-    assert summary["totals"]["failovers"] == 5
-    merge = next(t for t in summary["tasks"] if t["id"] == "merge")
-    assert "Builds on left, right" in merge["output"]
+    assert summary.run.flow_run_id
+    assert [t.provider for t in summary.tasks] == ["steady"] * 5
+    assert summary.totals.failovers == 5
+    merge = next(t for t in summary.tasks if t.id == "merge")
+    assert merge.output is not None and "Builds on left, right" in merge.output
     # exactly one ledger row per attempt: two per task (flaky, then steady)
     assert len(ledger.attempts(result["run_id"])) == 10
 

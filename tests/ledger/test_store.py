@@ -11,7 +11,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, text
 
-from ledger import AttemptRecord, Ledger, NewTask, create_ledger_engine
+from ledger import AttemptRecord, Ledger, NewTask, RouteDecision, create_ledger_engine
 from ledger.db import current_revision, head_revision
 from ledger.models import Base
 from providers import TokenUsage
@@ -192,8 +192,10 @@ def test_task_decisions_of_many_runs(ledger: Ledger) -> None:
         ledger.start_or_resume_run(batch_name="b", batch_hash=f"h8-{i}", team="qa", strategy=f"s{i}", tasks=TASKS)[0]
         for i in range(3)
     ]
-    ledger.finish_task(runs[1], "a", status="completed", provider_id="p", output="A", decision={"chosen": "p"})
+    ledger.finish_task(
+        runs[1], "a", status="completed", provider_id="p", output="A", decision=RouteDecision(strategy="s1", chosen="p")
+    )
     decisions = ledger.task_decisions(runs, runs_per_query=2)  # two queries
     assert len(decisions) == 6
-    assert decisions[(runs[1], "a")] == ("normal", {"chosen": "p"}, "s1")
+    assert decisions[(runs[1], "a")] == ("normal", RouteDecision(strategy="s1", chosen="p"), "s1")
     assert decisions[(runs[2], "b")] == ("normal", None, "s2")

@@ -81,7 +81,7 @@ async def test_a_database_error_fails_the_batch_and_later_rows_still_commit(tmp_
     path = tmp_path / "ledger.db"
     ledger = Ledger(url=f"sqlite:///{path}")
     writer = LedgerWriter(ledger)
-    bad = writer.submit_outcome("r", TaskOutcome(task_id="t", status="not-a-status"))
+    bad = writer.submit_outcome("r", TaskOutcome(task_id="t", status="pending"))  # not a final status
     with pytest.raises(ValueError, match="not a final task status"):
         await bad
     await writer.submit(_attempt(1))

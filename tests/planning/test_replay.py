@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import insert
 
 from batches import close_runtime, open_runtime, parse_spec, run_nodes, start_run
-from ledger import AttemptRecord, Ledger, NewTask
+from ledger import AttemptRecord, DecisionEstimate, Ledger, NewTask, RouteDecision
 from ledger.models import ProviderEvent
 from planning import load_workload, simulate
 from providers import TokenUsage
@@ -210,9 +210,8 @@ def _record(ledger: Ledger, rows: list[tuple[Any, ...]], estimates: dict[str, di
             for _, task_type, attempt, provider, outcome, tin, tout, cost, started in mine
         ]
         ok = records[-1].outcome == "success"
-        decision: dict[str, Any] = {"strategy": "cost_based", "candidates": [], "skipped": {}, "order": []}
-        if task_id in estimates:
-            decision["estimate"] = estimates[task_id]
+        estimate = DecisionEstimate(**estimates[task_id]) if task_id in estimates else None
+        decision = RouteDecision(strategy="cost_based", estimate=estimate)
         ledger.finish_task(
             run_id,
             task_id,

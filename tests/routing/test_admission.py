@@ -53,7 +53,7 @@ async def test_a_burst_on_a_fresh_engine_waits_for_the_probes_and_every_task_com
     router = engine({"a": _mock(1, latency_ms=10), "b": _mock(2, latency_ms=10)})
     results = await router.route_many(tasks(30))
     assert _served_everything(results), [r.error for r in results if r.status != "completed"][:3]
-    assert not any("circuit_probing" in r.decision["skipped"].values() for r in results)
+    assert not any("circuit_probing" in r.decision.skipped.values() for r in results)
     # While "a" was unknown, no more than probe_in_flight (2) calls ran before the first answer came back.
     on_a = sorted((a for r in results for a in r.attempts if a.provider_id == "a"), key=lambda a: a.started_at)
     first_answer = min(a.finished_at for a in on_a)
@@ -70,7 +70,7 @@ async def test_a_burst_sends_a_provider_dead_from_the_start_at_most_failure_thre
     assert calls(results, "dead") <= 5  # failure_threshold; the other tasks waited for the probes' verdict
     assert router.state("dead").breaker.state == "open"
     waited_out = [r for r in results if calls([r], "dead") == 0]
-    assert waited_out and {r.decision["skipped"]["dead"] for r in waited_out} == {"circuit_open"}
+    assert waited_out and {r.decision.skipped["dead"] for r in waited_out} == {"circuit_open"}
 
 
 @CONCURRENCY
@@ -114,7 +114,7 @@ async def test_requests_per_hour_is_never_exceeded_by_tasks_that_waited_for_a_sl
     results = await router.route_many(tasks(30, priority=Priority.CRITICAL))
     assert calls(before + results, "limited") == 5
     assert _served_everything(results)
-    refused = [r.decision["skipped"]["limited"] for r in results if "limited" in r.decision["skipped"]]
+    refused = [r.decision.skipped["limited"] for r in results if "limited" in r.decision.skipped]
     assert refused and all(reason.startswith("quota: requests_per_hour 5/5") for reason in refused)
 
 

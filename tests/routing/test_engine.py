@@ -54,7 +54,7 @@ async def test_always_failing_provider_gets_at_most_threshold_plus_probes() -> N
     # failure_threshold 5; while unknown only probe_in_flight (2) calls are admitted at once
     assert _calls(results, "dead") <= 5
     assert router.state("dead").breaker.state == "open"
-    skipped = [r.decision["skipped"].get("dead") for r in results if "dead" not in [a.provider_id for a in r.attempts]]
+    skipped = [r.decision.skipped.get("dead") for r in results if "dead" not in [a.provider_id for a in r.attempts]]
     assert skipped and set(skipped) <= {"circuit_open", "circuit_probing"}
 
 
@@ -89,7 +89,7 @@ async def test_reserve_is_kept_for_critical_tasks() -> None:
     router = _engine({"limited": {"priority": 1, "limits": {"requests_per_hour": 10}}})
     normal = [await router.route(t) for t in _tasks(12)]
     assert [r.status for r in normal] == ["completed"] * 9 + ["failed"] * 3  # 10% of the limit stays reserved
-    assert "reserve kept for critical" in normal[-1].decision["skipped"]["limited"]
+    assert "reserve kept for critical" in normal[-1].decision.skipped["limited"]
     assert normal[-1].outcome == "unavailable" and "requests_per_hour 9/10" in normal[-1].error
     critical = await router.route(AITask(id="urgent", type="code_review", prompt="p", priority=Priority.CRITICAL))
     assert critical.provider_id == "limited"
@@ -106,7 +106,7 @@ async def test_mock_quota_is_called_at_most_once_past_it_then_left_alone_until_r
     results = [await router.route(t) for t in _tasks(20)]
     assert _calls(results, "quota") == 4  # 3 served, the 4th learned the quota was gone
     assert [a.outcome for r in results for a in r.attempts if a.provider_id == "quota"][-1] == "quota_exhausted"
-    assert results[-1].decision["skipped"]["quota"].startswith("quota: quota_exhausted")
+    assert results[-1].decision.skipped["quota"].startswith("quota: quota_exhausted")
     assert any(e.kind == QUOTA_BLOCKED for e in events)
     clock.now += 61  # the reset passes: the provider is tried again
     again = await router.route(AITask(id="later", type="code_review", prompt="p"))
@@ -123,7 +123,7 @@ async def test_pre_limit_switching_moves_away_before_the_limit() -> None:
     )
     results = [await router.route(t) for t in _tasks(60)]
     assert _calls(results, "main") == 50  # from 50% of the limit on, "other" is preferred
-    assert results[-1].decision["order"] == ["other", "main"]
+    assert results[-1].decision.order == ("other", "main")
     crossed = [e for e in events if e.kind == QUOTA_FORECAST_CROSSED]
     assert len(crossed) == 1 and crossed[0].provider_id == "main"
 
@@ -136,7 +136,7 @@ async def test_rate_limit_headers_feed_quota_state() -> None:
     reset = datetime.now(UTC) + timedelta(seconds=30)
     api.report_quota(QuotaSignal(provider_id="api", status="rejected", reset_at=reset))
     result = await router.route(_tasks(1)[0])
-    assert result.decision["skipped"]["api"].startswith("quota:")
+    assert result.decision.skipped["api"].startswith("quota:")
 
 
 async def test_budget_stops_a_task_whose_estimate_would_break_it() -> None:
@@ -259,8 +259,8 @@ async def test_quota_windows_and_blocks_survive_a_restart(sqlite_url: str) -> No
     restore_router_state(router, ledger, run_id)
     result = await router.route(AITask(id="x", type="code_review", prompt="p", priority=Priority.CRITICAL))
     assert result.provider_id == "spare"
-    assert result.decision["skipped"]["limited"].startswith("quota: requests_per_hour 5/5")
-    assert result.decision["skipped"]["blocked"].startswith("quota: quota_exhausted")
+    assert result.decision.skipped["limited"].startswith("quota: requests_per_hour 5/5")
+    assert result.decision.skipped["blocked"].startswith("quota: quota_exhausted")
 
 
 async def test_a_critical_task_reaches_the_last_capable_provider_despite_same_provider_retries() -> None:

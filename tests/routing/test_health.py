@@ -58,7 +58,7 @@ async def test_an_unhealthy_provider_is_skipped_with_the_checks_detail_and_never
     await router.health.check_now()
     results = [await router.route(t) for t in tasks(20)]
     assert all(r.provider_id == "spare" for r in results)
-    assert results[-1].decision["skipped"]["main"] == "unhealthy: HTTP 503 from /v1/models"
+    assert results[-1].decision.skipped["main"] == "unhealthy: HTTP 503 from /v1/models"
     assert kind.probes == 1  # twenty decisions, one check (cached for health_ttl_s)
 
 
@@ -74,7 +74,7 @@ async def test_checks_start_with_routing_without_holding_up_the_first_decisions(
     kind.hold.set()
     await _until(lambda: router.state("main").health.status is HealthStatus.UNHEALTHY)
     later = await router.route(tasks(1, prefix="later")[0])
-    assert later.provider_id == "spare" and later.decision["skipped"]["main"] == "unhealthy: down"
+    assert later.provider_id == "spare" and later.decision.skipped["main"] == "unhealthy: down"
 
 
 async def test_a_fresh_check_after_the_ttl_brings_a_provider_back() -> None:

@@ -152,7 +152,7 @@ async def test_rate_limited_without_retry_after_is_remembered_across_sequential_
     )
     results = [await router.route(t) for t in tasks(30)]
     assert calls(results, "rl") == 1 and all(r.provider_id == "ok" for r in results)
-    assert results[-1].decision["skipped"]["rl"].startswith("rate_limited: cooling off")
+    assert results[-1].decision.skipped["rl"].startswith("rate_limited: cooling off")
     clock.now += 1.0  # the first cool-off (1 s) is over: one more try, then 2 s
     again = [await router.route(t) for t in tasks(5, prefix="again")]
     assert calls(again, "rl") == 1

@@ -78,11 +78,11 @@ async def test_providers_are_added_updated_and_removed_while_running() -> None:
     await registry.update("b", LocalMockConfig(latency_ms=0, priority=1, capabilities=["bug_fix"]))
     router.sync_providers()
     result = await router.route(task)
-    assert result.provider_id == "a" and result.decision["skipped"] == {"b": "capability"}
+    assert result.provider_id == "a" and result.decision.skipped == {"b": "capability"}
 
     await registry.remove("b")
     router.sync_providers()
-    assert (await router.route(task)).decision["candidates"] == ["a"]
+    assert (await router.route(task)).decision.candidates == ("a",)
     await registry.aclose()
 
 
@@ -120,7 +120,7 @@ async def test_an_update_keeps_an_open_circuit_open() -> None:
     await registry.update("dead", LocalMockConfig(latency_ms=0, priority=1, failure_rate=1.0, timeout_s=5))
     router.sync_providers()
     result = await router.route(tasks(1, prefix="after")[0])
-    assert result.provider_id == "ok" and result.decision["skipped"]["dead"] == "circuit_open"
+    assert result.provider_id == "ok" and result.decision.skipped["dead"] == "circuit_open"
     await registry.aclose()
 
 

@@ -102,7 +102,7 @@ async def test_a_subscription_limit_holds_across_runs(tmp_path: Path, sqlite_url
     first = await _route_in_a_new_process(config, ledger, "first")
     assert (first.provider_id, first.attempts[0].subscription) == ("claude", "a")
     second = await _route_in_a_new_process(config, ledger, "second")
-    assert second.provider_id == "mock" and second.decision["skipped"]["claude"].startswith("quota: ")
+    assert second.provider_id == "mock" and second.decision.skipped["claude"].startswith("quota: ")
     assert len(cli.calls()) == 1
 
 
@@ -118,7 +118,7 @@ async def test_a_subscription_window_is_rebuilt_from_the_attempts_alone(
     ledger.record_attempts([_attempt(run_id, "claude", at, subscription="a")])
     result = await _route_in_a_new_process(config, ledger, "later")
     assert result.provider_id == "mock" and cli.calls() == []
-    assert result.decision["skipped"]["claude"].startswith("quota: every subscription is out (a: requests_per_hour 1/1")
+    assert result.decision.skipped["claude"].startswith("quota: every subscription is out (a: requests_per_hour 1/1")
 
 
 async def test_a_subscription_out_until_its_reset_stays_out_after_a_restart(
@@ -154,7 +154,7 @@ async def test_every_subscription_out_keeps_the_provider_out_after_a_restart(
         ledger.record_provider_event("claude", "quota.blocked", {"reason": "usage_limit", "reset_at": reset}, sub)
     result = await _route_in_a_new_process(config, ledger, "after")
     assert result.provider_id == "mock" and cli.calls() == []
-    assert "every subscription is out" in result.decision["skipped"]["claude"]
+    assert "every subscription is out" in result.decision.skipped["claude"]
 
 
 async def test_a_day_of_attempts_is_restored_into_every_window(tmp_path: Path, sqlite_url: str, cli: FakeCli) -> None:
@@ -172,7 +172,7 @@ async def test_a_day_of_attempts_is_restored_into_every_window(tmp_path: Path, s
     )
     router = Router(ProviderRegistry.from_configs(config.providers), config, health_checks=False)
     restore_router_state(router, ledger, run_id)
-    skipped = (await router.route(AITask(id="x", type="code_review", prompt="p"))).decision["skipped"]
+    skipped = (await router.route(AITask(id="x", type="code_review", prompt="p"))).decision.skipped
     # 4000 of 5000 used: over the non-critical share? no (4000 + 1 <= 4500); over the switch threshold? no.
     assert "claude" not in skipped
     assert router.state("claude").quota.pressure() == pytest.approx(4001 / 5000)
@@ -210,7 +210,7 @@ async def test_circuits_start_from_what_earlier_runs_saw(tmp_path: Path, sqlite_
     results = await router.route_many([AITask(id=f"t{i}", type="code_review", prompt="p") for i in range(20)])
     assert all(r.status == "completed" for r in results)
     # "down" failed three times a moment ago: its circuit is open, nothing is sent to it.
-    assert all(r.decision["skipped"].get("down") == "circuit_open" for r in results)
+    assert all(r.decision.skipped.get("down") == "circuit_open" for r in results)
     # "up" answered last time: the whole burst goes at once instead of two probes first.
     starts = sorted(a.started_at for r in results for a in r.attempts)
     first_answer = min(a.finished_at for r in results for a in r.attempts)
@@ -263,5 +263,5 @@ async def test_a_quota_block_reset_since_is_not_restored(sqlite_url: str) -> Non
     router = Router(ProviderRegistry.from_configs(config.providers), config, health_checks=False)
     restore_router_state(router, ledger, _run(ledger, "after-reset"))
     result = await router.route(AITask(id="x", type="code_review", prompt="p"))
-    assert result.provider_id == "mock" and result.decision["skipped"] == {}
+    assert result.provider_id == "mock" and result.decision.skipped == {}
     await router.registry.aclose()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ledger import Ledger, NewTask
+from ledger import DecisionEstimate, Ledger, NewTask
 from providers import AITask
 from providers.local_mock import LocalMockConfig
 from routing.registry import ProviderRegistry
@@ -45,7 +45,7 @@ async def test_fails_over_from_a_failing_provider_to_a_healthy_one(sqlite_url: s
         ("flaky", "unavailable", 1, "qa"),
         ("steady", "success", 2, "qa"),
     ]
-    assert result.decision["order"] == ["flaky", "steady"] and result.decision["chosen"] == "steady"
+    assert result.decision.order == ("flaky", "steady") and result.decision.chosen == "steady"
 
 
 async def test_capability_filter_and_priority_order() -> None:
@@ -58,8 +58,8 @@ async def test_capability_filter_and_priority_order() -> None:
     )
     result = await router.route(_task())
     assert result.provider_id == "reviewer"
-    assert result.decision["skipped"] == {"fixer": "capability"}
-    assert result.decision["order"] == ["reviewer", "general"]
+    assert result.decision.skipped == {"fixer": "capability"}
+    assert result.decision.order == ("reviewer", "general")
 
 
 async def test_max_attempts_counts_calls_across_providers() -> None:
@@ -100,7 +100,7 @@ async def test_short_retry_after_retries_the_same_provider_once_and_others_keep_
     # the next task, inside the retry-after the second rejection asked for, does not call "a" at all
     second = await router.route(_task("t2"))
     assert [a.provider_id for a in second.attempts] == ["b"]
-    assert second.decision["skipped"]["a"].startswith("rate_limited: cooling off")
+    assert second.decision.skipped["a"].startswith("rate_limited: cooling off")
 
 
 async def test_no_capable_provider_fails_with_a_reason() -> None:
@@ -123,5 +123,7 @@ async def test_the_decision_records_the_estimate_the_task_was_priced_by() -> Non
     router = Router(_registry(only={"priority": 1}))
     task = AITask(id="t", type="code_review", prompt="x" * 400, max_output_tokens=321)
     result = await router.route(task)
-    assert result.decision["estimate"] == {"prompt_tokens": estimate_prompt_tokens(task), "max_output_tokens": 321}
-    assert result.decision["estimate"]["prompt_tokens"] >= 100
+    assert result.decision.estimate == DecisionEstimate(
+        prompt_tokens=estimate_prompt_tokens(task), max_output_tokens=321
+    )
+    assert result.decision.estimate.prompt_tokens >= 100
