@@ -8,41 +8,56 @@ prices, alert thresholds, the circuit cooldown) come in as plain arguments.
 
 from analytics.alerts import Alert, AlertThresholds, check_alerts
 from analytics.format import display_frame, format_totals, money, percent, shortlist, usd
-from analytics.outcomes import NOT_PROVIDER_FAILURES
+from analytics.outcomes import NOT_PROVIDER_FAILURES, SUCCESS, counts_for_provider, rate_or_none
 from analytics.output import ReportFiles, csv_text, write_report
 from analytics.quota import QuotaLimit
-from analytics.recommend import Recommendation, RecommendPolicy, TokenPrice
+from analytics.recommend import Recommendation, RecommendPolicy
 from analytics.report import TABLES, Report, ReportSettings, build_report, frame_records
-from analytics.source import LedgerNotFound, LedgerUnreadable, open_existing_ledger, read_failure
 from analytics.window import ReportWindow, parse_duration, parse_instant, report_window
+from analytics.workload import (
+    CALLER_ERROR,
+    ProviderProfile,
+    RecordedCall,
+    TaskFacts,
+    WorkItem,
+    Workload,
+    build_workload,
+    facts_from_decision,
+)
 
 __all__ = [
+    "CALLER_ERROR",
     "NOT_PROVIDER_FAILURES",
+    "SUCCESS",
     "TABLES",
     "Alert",
     "AlertThresholds",
-    "LedgerNotFound",
-    "LedgerUnreadable",
+    "ProviderProfile",
     "QuotaLimit",
     "RecommendPolicy",
     "Recommendation",
+    "RecordedCall",
     "Report",
     "ReportFiles",
     "ReportSettings",
     "ReportWindow",
-    "TokenPrice",
+    "TaskFacts",
+    "WorkItem",
+    "Workload",
     "build_report",
+    "build_workload",
     "check_alerts",
+    "counts_for_provider",
     "csv_text",
     "display_frame",
+    "facts_from_decision",
     "format_totals",
     "frame_records",
     "money",
-    "open_existing_ledger",
     "parse_duration",
     "parse_instant",
     "percent",
-    "read_failure",
+    "rate_or_none",
     "report_window",
     "shortlist",
     "usd",

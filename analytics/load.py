@@ -16,8 +16,7 @@ from sqlalchemy import ColumnElement, Connection, Select, Table, and_, case, fun
 
 from analytics.sql import Unit, check_dialect, parse_bucket, utc_bucket
 from analytics.window import ReportWindow
-from ledger import follows_failure, move_kind
-from ledger.models import ProviderEvent, ProviderUsage
+from ledger import ProviderEvent, ProviderUsage, follows_failure, move_kind
 
 _U = cast(Table, ProviderUsage.__table__)
 _E = cast(Table, ProviderEvent.__table__)

@@ -10,7 +10,7 @@ which routing's live scores use too. Every other outcome is the provider's: `suc
 
 from __future__ import annotations
 
-from providers.errors import NOT_ABOUT_THE_PROVIDER
+from providers import NOT_ABOUT_THE_PROVIDER
 
 SUCCESS = "success"
 NOT_PROVIDER_FAILURES: frozenset[str] = NOT_ABOUT_THE_PROVIDER

@@ -20,7 +20,7 @@ from sqlalchemy import Connection
 from analytics.load import first_seen_since, ledger_start, load_usage_buckets
 from analytics.sql import Unit
 from analytics.window import ReportWindow
-from providers.usage_window import seconds_to_reach as window_seconds_to_reach
+from providers import seconds_to_reach as window_seconds_to_reach
 
 MEASURES = ("requests", "tokens", "cost")
 QUOTA_COLUMNS = [

@@ -15,26 +15,9 @@ import pandas as pd
 from analytics.format import duration, usd
 from analytics.outcomes import CAPACITY_OUTCOMES
 from analytics.tables import rate, success_rate
+from providers import Price
 
 TOKEN_KINDS = ("input", "output", "cache_read", "cache_write")
-
-
-@dataclass(frozen=True, slots=True)
-class TokenPrice:
-    """USD per million tokens of each kind (cache prices default to the input price, as providers bill)."""
-
-    input: float = 0.0
-    output: float = 0.0
-    cache_read: float | None = None
-    cache_write: float | None = None
-
-    def per_kind(self) -> dict[str, float]:
-        return {
-            "input": self.input,
-            "output": self.output,
-            "cache_read": self.input if self.cache_read is None else self.cache_read,
-            "cache_write": self.input if self.cache_write is None else self.cache_write,
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +57,7 @@ class Recommendation:
         }
 
 
-def effective_prices(cube: pd.DataFrame, prices: Mapping[str, TokenPrice]) -> dict[str, dict[str, float]]:
+def effective_prices(cube: pd.DataFrame, prices: Mapping[str, Price]) -> dict[str, dict[str, float]]:
     """Per-kind prices per provider: the configured ones, else the ledger's observed cost per million tokens."""
     out = {p: price.per_kind() for p, price in prices.items()}
     if cube.empty:
@@ -90,9 +73,7 @@ def effective_prices(cube: pd.DataFrame, prices: Mapping[str, TokenPrice]) -> di
     return out
 
 
-def cheaper_providers(
-    cube: pd.DataFrame, prices: Mapping[str, TokenPrice], policy: RecommendPolicy
-) -> list[Recommendation]:
+def cheaper_providers(cube: pd.DataFrame, prices: Mapping[str, Price], policy: RecommendPolicy) -> list[Recommendation]:
     """Task types another provider serves as reliably (within the tolerance) for less, and the saving.
 
     The saving re-prices the current provider's actual token volumes for the task type over the period at

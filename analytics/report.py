@@ -20,7 +20,6 @@ from analytics.quota import QuotaLimit, quota_table
 from analytics.recommend import (
     Recommendation,
     RecommendPolicy,
-    TokenPrice,
     cheaper_providers,
     near_limits,
     provider_changes,
@@ -37,6 +36,7 @@ from analytics.tables import (
     with_successes,
 )
 from analytics.window import ReportWindow
+from providers import Price
 
 _T = TypeVar("_T")
 # Table name -> one-line meaning; the order is the report's order (JSON, CSV files, HTML sections).
@@ -61,7 +61,7 @@ class ReportSettings:
     """Everything from the providers file a report needs, as plain values (analytics never reads config)."""
 
     limits: tuple[QuotaLimit, ...] = ()
-    prices: Mapping[str, TokenPrice] = field(default_factory=dict)
+    prices: Mapping[str, Price] = field(default_factory=dict)
     thresholds: AlertThresholds = field(default_factory=AlertThresholds)
     policy: RecommendPolicy = field(default_factory=RecommendPolicy)
     # The providers file's `circuit.cooldown_s`: the longest an open circuit keeps a provider out.

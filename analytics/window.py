@@ -6,6 +6,8 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
+from providers import utc_now
+
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
@@ -86,7 +88,7 @@ def parse_instant(text: str, *, now: datetime, option: str = "--since") -> datet
 
 def report_window(since: str, until: str | None = None, *, now: datetime | None = None) -> ReportWindow:
     """Resolve `--since`/`--until`; a duration in `since` counts back from `until` (default: now)."""
-    now = (now or datetime.now(UTC)).astimezone(UTC)
+    now = (now or utc_now()).astimezone(UTC)
     end = parse_instant(until, now=now, option="--until") if until else now
     start = parse_instant(since, now=end, option="--since")
     if start >= end:

@@ -25,7 +25,7 @@ from typing import Any
 
 from analytics.outcomes import SUCCESS, counts_for_provider
 from ledger import AttemptRecord, RouteDecision
-from providers.models import TokenUsage
+from providers import TokenUsage
 
 # Attempts that say nothing about the task or the provider: an interruption, or the router's own budget.
 _NOT_REPLAYED = frozenset({"cancelled", "budget_exceeded"})

@@ -17,8 +17,7 @@ from typing import Any, Protocol
 from batches.lifecycle import interrupt_run
 from batches.spec import BatchSpec
 from ledger import Ledger, RunStatus
-from routing.config import SwitchboardConfig
-from routing.loop import engine_loop
+from routing import SwitchboardConfig, engine_loop
 
 SignalHandler = Callable[[int, FrameType | None], Any] | int | None
 

@@ -9,7 +9,7 @@ from batches.ownership import owner_active, this_owner
 from batches.spec import BatchSpec, SpecError
 from ledger import Ledger, NewTask, RunStatus, TaskOutcome, TaskStatus
 from providers import Priority
-from routing.loop import engine_loop
+from routing import engine_loop
 
 # How long in-flight calls get to record their cancellation after Ctrl-C before we mark the rest ourselves.
 CANCEL_GRACE_S = 5.0

@@ -17,8 +17,7 @@ from batches.lifecycle import CANCELLED
 from batches.run_state import KnownState, NodeResult
 from batches.runtime import BatchRuntime
 from ledger import TaskOutcome, TaskStatus
-from routing.loop import engine_loop
-from routing.router import RoutedResult
+from routing import RoutedResult, engine_loop
 
 # How often a waiting chunk reports progress.
 PROGRESS_EVERY_S = 1.0

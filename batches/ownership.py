@@ -15,10 +15,10 @@ import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from ledger import Ledger
-from providers import pid_alive
+from providers import pid_alive, utc_now
 
 RENEW_EVERY_S = 10.0
 STALE_AFTER = timedelta(seconds=60)
@@ -31,7 +31,7 @@ def this_owner() -> str:
 
 def owner_active(owner: str, heartbeat_at: datetime | None) -> bool:
     """Whether the process named by `owner` may still be running its run."""
-    fresh = heartbeat_at is not None and datetime.now(UTC) - heartbeat_at < STALE_AFTER
+    fresh = heartbeat_at is not None and utc_now() - heartbeat_at < STALE_AFTER
     host, _, pid = owner.rpartition(":")
     if host == socket.gethostname() and pid.isdigit():
         # A live pid with a stale claim is a recycled pid (or a process stuck for a minute): not the owner.

@@ -6,7 +6,6 @@ import atexit
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -14,24 +13,21 @@ from pydantic import BaseModel, ConfigDict
 
 from batches.run_state import KnownState
 from batches.spec import BatchSpec, load_spec
-from ledger import Ledger, LedgerWriter, default_database_url
+from ledger import Ledger, LedgerWriter, open_ledger
 from providers import SecretResolver, env_secrets
-from routing.config import SwitchboardConfig, check_strategy, load_config, parse_config
-from routing.events import RoutingObserver
-from routing.loop import engine_loop
-from routing.registry import ProviderRegistry
-from routing.restore import ledger_observer, restore_router_state
-from routing.router import Router, RunInfo
-
-
-@cache
-def ledger_for(url: str) -> Ledger:
-    """One ledger (engine and pool) per database per process."""
-    return Ledger(url=url)
-
-
-def default_ledger() -> Ledger:
-    return ledger_for(default_database_url())
+from routing import (
+    ProviderRegistry,
+    Router,
+    RoutingObserver,
+    RunInfo,
+    SwitchboardConfig,
+    check_strategy,
+    engine_loop,
+    ledger_observer,
+    load_config,
+    parse_config,
+    restore_router_state,
+)
 
 
 @dataclass
@@ -154,7 +150,7 @@ def runtime_for(ref: RuntimeRef, secrets: Callable[[], SecretResolver] = lambda:
         return runtime
     config = parse_config(ref.config, f"<config of run {ref.run_id}>")
     runtime = open_runtime(
-        ref.spec, config, ref.strategy, run_id=ref.run_id, ledger=default_ledger(), secrets=secrets(), home=False
+        ref.spec, config, ref.strategy, run_id=ref.run_id, ledger=open_ledger(), secrets=secrets(), home=False
     )
     atexit.register(close_runtime, ref.run_id)
     return runtime
@@ -171,8 +167,6 @@ __all__ = [
     "BatchRuntime",
     "RuntimeRef",
     "close_runtime",
-    "default_ledger",
-    "ledger_for",
     "open_runtime",
     "resolve_inputs",
     "resolve_strategy",

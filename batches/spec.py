@@ -12,9 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from providers import AITask, Priority
-from routing.config import check_strategy
-from routing.documents import load_document
-from routing.errors import InputError, describe_validation_error
+from routing import InputError, check_strategy, describe_validation_error, load_document
 
 
 class SpecError(InputError):

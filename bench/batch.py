@@ -69,7 +69,7 @@ NOOP_SCRIPT = """
 import json, sys, time
 from prefect import flow, task, allow_failure
 from prefect.task_runners import ThreadPoolTaskRunner
-from flows.heartbeat import in_process_heartbeat
+from flows import in_process_heartbeat
 
 spec = json.loads(sys.argv[1])
 
@@ -98,8 +98,8 @@ print(json.dumps(times))
 SWITCHBOARD_SCRIPT = """
 import json, sys, tempfile, time
 from pathlib import Path
-from flows.batch import choose_chunked, run_batch_flow
-from routing.config import load_config
+from flows import choose_chunked, run_batch_flow
+from routing import load_config
 
 spec_doc, providers, runs, mode = json.loads(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
 config = load_config(providers)

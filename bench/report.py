@@ -34,11 +34,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from analytics.alerts import AlertThresholds  # noqa: E402
-from analytics.quota import QuotaLimit  # noqa: E402
-from analytics.recommend import TokenPrice  # noqa: E402
-from analytics.report import ReportSettings  # noqa: E402
-from analytics.window import ReportWindow  # noqa: E402
+from analytics import AlertThresholds, QuotaLimit, ReportSettings, ReportWindow  # noqa: E402
+from providers import Price  # noqa: E402
 
 UNTIL = datetime(2026, 11, 1, tzinfo=UTC)
 DAYS = 30
@@ -94,7 +91,7 @@ def settings() -> ReportSettings:
         QuotaLimit("openai", None, "requests_per_minute", "requests", 60, 60),
         QuotaLimit("anthropic", None, "cost_usd_per_day", "cost", 86400, 100.0),
     )
-    prices = {p: TokenPrice(input=i, output=o) for p, _s, _m, _r, _l, i, o in PROVIDERS}
+    prices = {p: Price(input=i, output=o) for p, _s, _m, _r, _l, i, o in PROVIDERS}
     return ReportSettings(
         limits=limits,
         prices=prices,

@@ -41,12 +41,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ledger import AttemptRecord, Ledger, LedgerWriter, NewTask  # noqa: E402
-from providers import AITask, ExecutionContext  # noqa: E402
-from providers.local_mock import LocalMockConfig, LocalMockProvider  # noqa: E402
-from routing.config import STRATEGY_NAMES, SwitchboardConfig  # noqa: E402
-from routing.registry import ProviderRegistry  # noqa: E402
-from routing.restore import restore_router_state  # noqa: E402
-from routing.router import Router, RunInfo  # noqa: E402
+from providers import AITask, ExecutionContext, LocalMockConfig, LocalMockProvider  # noqa: E402
+from routing import (  # noqa: E402
+    STRATEGY_NAMES,
+    ProviderRegistry,
+    Router,
+    RunInfo,
+    SwitchboardConfig,
+    restore_router_state,
+)
 
 RESULTS = ROOT / "bench" / "results" / "routing.json"
 PROVIDERS = 10

@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from routing.strategies import STRATEGIES, Candidate, make_strategy
+from routing import STRATEGIES, Candidate, make_strategy
 
 TASK_TYPE = "code_review"
 RESULTS = Path(__file__).parent / "results" / "selection.json"

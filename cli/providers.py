@@ -24,9 +24,7 @@ from rich.table import Table
 from cli.app import EXIT_FAILED, EXIT_INVALID, EXIT_OK, app, err_console, out_console
 from flows import secret_resolver
 from providers import CREDENTIAL_VARS, MIN_SECRET_LEN, ClaudeCliConfig, ClaudeCliProvider
-from routing.config import load_config
-from routing.errors import InputError
-from routing.registry import ProviderRegistry
+from routing import InputError, ProviderRegistry, load_config
 
 if TYPE_CHECKING:
     from providers import AIProvider, Limits, ProviderConfig, SecretResolver

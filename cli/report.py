@@ -15,12 +15,12 @@ from cyclopts import Parameter
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
+from sqlalchemy.exc import SQLAlchemyError
 
 from cli.app import EXIT_FAILED, EXIT_INVALID, EXIT_OK, app, fail, out_console
 from cli.render import print_whole
-from ledger import LedgerUnavailable, default_database_url
-from routing.config import load_config
-from routing.errors import InputError
+from ledger import LedgerUnavailable, LedgerUnreadable, default_database_url, open_existing_ledger, read_failure
+from routing import InputError, load_config
 
 if TYPE_CHECKING:
     from analytics import Report, ReportSettings, ReportWindow
@@ -72,9 +72,7 @@ def build_from_ledger(window: ReportWindow, team: str | None, settings: ReportSe
     Raises LedgerUnavailable (LedgerNotFound when the URL names no ledger) or LedgerUnreadable (the database
     failed while the report read it).
     """
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from analytics import build_report, open_existing_ledger, read_failure  # pandas: see the module docstring
+    from analytics import build_report  # pandas: see the module docstring
 
     url = default_database_url()
     engine = open_existing_ledger(url)
@@ -122,7 +120,7 @@ def report(
     stdout then.
     """
     # analytics and planning bring pandas and matplotlib: see the module docstring.
-    from analytics import LedgerUnreadable, csv_text, report_window, write_report
+    from analytics import csv_text, report_window, write_report
     from planning import report_settings
 
     try:

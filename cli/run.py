@@ -15,7 +15,6 @@ from rich.markup import escape
 from batches import (
     BatchSpec,
     RunInterrupts,
-    default_ledger,
     execute_run,
     load_spec,
     resolve_strategy,
@@ -37,9 +36,8 @@ from flows import (
     runner_problem,
     submit_batch,
 )
-from ledger import Ledger, RunInProgress, RunStatus
-from routing.config import SwitchboardConfig, load_config
-from routing.errors import InputError
+from ledger import Ledger, RunInProgress, RunStatus, open_ledger
+from routing import InputError, SwitchboardConfig, load_config
 
 
 def _ephemeral() -> bool:
@@ -166,7 +164,7 @@ def _prepare_run(
             print_error(str(exc))
             return EXIT_FAILED
     # Before Prefect: a ledger that cannot be opened stops the run here (LedgerUnavailable, see main).
-    ledger = default_ledger() if deployment is None else None
+    ledger = open_ledger() if deployment is None else None
     _quiet_prefect(verbose)
     try:
         api = _connect_prefect()
@@ -269,7 +267,7 @@ def runs(
     as_json: Annotated[bool, Parameter(name="--json", negative="")] = False,
 ) -> int:
     """List recent runs, newest first."""
-    ledger = default_ledger()
+    ledger = open_ledger()
     summaries = [run_summary(ledger, r.run_id) for r in ledger.list_runs(limit)]
     if as_json:
         listing = [{"run": s.run.model_dump(), "totals": s.totals.model_dump()} for s in summaries]
@@ -289,7 +287,7 @@ def show(
 
     Exit 1 when no run, or more than one, matches.
     """
-    ledger = default_ledger()
+    ledger = open_ledger()
     try:
         found = ledger.find_run(run_id)
     except LookupError as exc:  # a prefix several runs share

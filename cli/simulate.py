@@ -14,13 +14,13 @@ from typing import Annotated, Any, Literal
 from cyclopts import Parameter
 from rich.table import Table
 from rich.text import Text
+from sqlalchemy.exc import SQLAlchemyError
 
 from batches import resolve_strategy
 from cli.app import EXIT_FAILED, EXIT_INVALID, EXIT_OK, app, fail, out_console
 from cli.render import print_whole
-from ledger import Ledger, LedgerUnavailable, default_database_url
-from routing.config import load_config
-from routing.errors import InputError
+from ledger import Ledger, LedgerUnavailable, default_database_url, open_existing_ledger, read_failure
+from routing import InputError, load_config
 
 
 @app.command(name="simulate")
@@ -37,10 +37,8 @@ def simulate_command(
     Exit 2 on bad input (--since/--until, the providers file or --strategy, a ledger that does not exist or
     cannot be opened); exit 1 when the opened ledger fails while being read.
     """
-    from sqlalchemy.exc import SQLAlchemyError
-
     # analytics and planning bring pandas: see the module docstring.
-    from analytics import open_existing_ledger, read_failure, report_window
+    from analytics import report_window
     from planning import load_workload, simulate
 
     try:

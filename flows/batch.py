@@ -39,7 +39,6 @@ from batches import (
     check_same_spec,
     claim_renewed,
     close_runtime,
-    default_ledger,
     end_run,
     open_runtime,
     resolve_inputs,
@@ -54,8 +53,8 @@ from flows.events import PrefectEventForwarder
 from flows.heartbeat import flow_heartbeat, in_process_heartbeat
 from flows.secrets import secret_resolver
 from flows.task_runners import make_task_runner
-from ledger import Ledger, TaskStatus
-from routing.config import Budget, StrategyName, SwitchboardConfig
+from ledger import Ledger, TaskStatus, open_ledger
+from routing import Budget, StrategyName, SwitchboardConfig
 
 DEFAULT_MAX_WORKERS = 16
 PROGRESS_EVERY_S = 1.0
@@ -178,7 +177,7 @@ def process_batch(
                 )
             }
         )
-    ledger = default_ledger()
+    ledger = open_ledger()
     resumed: bool | None = None  # None: the caller (the CLI) started or resumed the run and says so itself
     if run_id is None:
         run_id, resumed = start_run(ledger, batch, chosen, fresh=fresh)

@@ -19,7 +19,7 @@ from datetime import timedelta
 from typing import Any
 
 from ledger import Ledger
-from routing.events import (
+from routing import (
     BUDGET_EXHAUSTED,
     CIRCUIT_CLOSED,
     CIRCUIT_HALF_OPEN,
@@ -29,8 +29,8 @@ from routing.events import (
     QUOTA_RESET,
     RoutingEvent,
     plain_detail,
+    record_event,
 )
-from routing.restore import record_event
 
 logger = logging.getLogger("switchboard.events")
 

@@ -9,14 +9,11 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 from prefect.events import emit_event
 
-from batches import default_ledger
 from flows.events import prefect_event_name
 from flows.secrets import secret_resolver
-from ledger import utc_now
-from providers import AIProvider, HealthStatus, ProviderHealth
-from routing.config import load_config
-from routing.loop import engine_loop
-from routing.registry import ProviderRegistry
+from ledger import open_ledger
+from providers import AIProvider, HealthStatus, ProviderHealth, utc_now
+from routing import ProviderRegistry, engine_loop, load_config
 
 HEALTH_CHANGED = "provider.health_changed"
 ARTIFACT_KEY = "provider-health"
@@ -30,7 +27,7 @@ def provider_health(providers: str | None = None, timeout_s: float = 30.0) -> li
     """
     logger = get_run_logger()
     config = load_config(providers)
-    ledger = default_ledger()
+    ledger = open_ledger()
     previous = {row.provider_id: row.status for row in ledger.provider_rows()}
     registry = ProviderRegistry.from_configs(config.providers, secrets=secret_resolver())
     try:

@@ -28,15 +28,14 @@ from analytics import (
     build_report,
     format_totals,
     frame_records,
-    open_existing_ledger,
     report_window,
     shortlist,
     usd,
     write_report,
 )
-from ledger import data_dir, default_database_url
+from ledger import data_dir, open_existing_ledger
 from planning import report_settings
-from routing.config import load_config
+from routing import load_config
 
 # Tables published as Prefect table artifacts (the rest are in the CSVs and the HTML).
 ARTIFACT_TABLES = ("by_provider", "by_team", "by_task_type", "by_day", "performance", "quota", "routing")
@@ -60,7 +59,7 @@ def default_folder(window: ReportWindow, team: str | None) -> Path:
 # The ledger may be busy (SQLite lock, a PostgreSQL failover): a retry a moment later usually succeeds.
 @task(name="build-usage-report", retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE, persist_result=False)
 def build_step(window: ReportWindow, team: str | None, settings: ReportSettings) -> Report:
-    engine = open_existing_ledger(default_database_url())
+    engine = open_existing_ledger()
     try:
         return build_report(engine, window, team=team, settings=settings)
     finally:
@@ -121,7 +120,7 @@ def usage_report(
     window = report_window(since, until)
     settings = report_settings(load_config(providers))
     # A report never creates a ledger: a missing one fails here, at once, instead of after the step's retries.
-    open_existing_ledger(default_database_url()).dispose()
+    open_existing_ledger().dispose()
     update_progress_artifact(artifact_id=progress, progress=10.0)
     report = build_step(window, team, settings)
     update_progress_artifact(artifact_id=progress, progress=60.0)

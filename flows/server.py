@@ -15,7 +15,6 @@ import contextlib
 import fcntl
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -29,7 +28,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from ledger import data_dir as _ledger_data_dir
-from providers import pid_alive, reap
+from providers import pid_alive, terminate_group
 
 DEFAULT_PORT = 4200
 PORT_ENV = "SWITCHBOARD_PREFECT_PORT"
@@ -471,41 +470,11 @@ def _live_pid(pid_file: Path) -> int | None:
 
 
 def _terminate(pid_file: Path) -> None:
-    """SIGTERM the process group named by the pid file, SIGKILL what is left after a grace period."""
+    """Stop the process group named by the pid file (SIGTERM, then SIGKILL after a grace period)."""
     pid = _live_pid(pid_file)
     if pid is not None:
-        _signal_group(pid, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_GRACE_S
-        while time.monotonic() < deadline and (pid_alive(pid) or group_members(pid)):
-            time.sleep(0.1)
-        if pid_alive(pid) or group_members(pid):
-            _signal_group(pid, signal.SIGKILL)
-            time.sleep(0.2)
-            reap(pid)
+        terminate_group(pid, STOP_GRACE_S)
     pid_file.unlink(missing_ok=True)
-
-
-def _signal_group(pid: int, sig: int) -> None:
-    try:
-        os.killpg(pid, sig)  # start_new_session made the pid its group's id
-    except ProcessLookupError:
-        pass
-    except PermissionError:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, sig)
-
-
-def group_members(pgid: int) -> list[int]:
-    """Live (non-zombie) processes in process group `pgid` (Linux /proc; empty elsewhere)."""
-    members = []
-    for stat_file in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat_file.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if fields[0] != "Z" and int(fields[2]) == pgid:
-            members.append(int(stat_file.parent.name))
-    return members
 
 
 def _port_taken(port: int) -> bool:
@@ -557,7 +526,6 @@ __all__ = [
     "ensure_local_server",
     "ensure_work_pool",
     "ephemeral_requested",
-    "group_members",
     "is_healthy",
     "prefect_api",
     "prefect_api_for_block",

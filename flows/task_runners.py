@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ledger import data_dir
-from routing.config import RunnerSettings
+from routing import RunnerSettings
 
 if TYPE_CHECKING:
     from prefect.task_runners import TaskRunner

@@ -28,8 +28,9 @@ from typing import Any, Literal
 from uuid import UUID
 
 from batches import BatchSpec, load_spec, parse_spec
-from routing.config import check_strategy, load_config
-from routing.errors import ConfigError
+from flows.server import prefect_api_for_block
+from flows.task_runners import runner_problem
+from routing import ConfigError, check_strategy, load_config
 
 DEFAULT_DEPLOYMENT = "process-batch/process-batch"
 INLINE_SOURCE = "<inline spec>"
@@ -57,9 +58,9 @@ def run_batch(
     It reports to the Prefect API `switchboard run` uses (see the module's docstring), so the run keeps its
     full task history and shows in the UI; Prefect's ephemeral mode only with SWITCHBOARD_PREFECT=ephemeral.
     """
+    # flows.batch imports Prefect, which reads its settings when imported: only after prefect_api_for_block
+    # below has chosen the API (and the CLI imports this module before it sets Prefect's environment).
     from flows.batch import run_batch_flow
-    from flows.server import prefect_api_for_block
-    from flows.task_runners import runner_problem
 
     batch, parameters = _parameters(spec, providers, strategy)
     if not isinstance(spec, str | Path):

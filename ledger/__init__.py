@@ -2,6 +2,8 @@
 
 from ledger.db import LedgerUnavailable, create_ledger_engine, data_dir, default_database_url, migrate
 from ledger.failovers import count_failovers, follows_failure, is_failover, move_kind
+from ledger.models import ProviderEvent, ProviderUsage
+from ledger.opening import LedgerNotFound, LedgerUnreadable, open_existing_ledger, open_ledger, read_failure
 from ledger.records import (
     AttemptRecord,
     DecisionAffinity,
@@ -18,7 +20,7 @@ from ledger.records import (
     TaskStatus,
     UsagePoint,
 )
-from ledger.store import TERMINAL_TASK_STATUSES, Ledger, RunInProgress, new_run_id, utc_now
+from ledger.store import TERMINAL_TASK_STATUSES, Ledger, RunInProgress, new_run_id
 from ledger.writer import LedgerWriter
 
 __all__ = [
@@ -28,11 +30,15 @@ __all__ = [
     "DecisionEstimate",
     "HistoryRecord",
     "Ledger",
+    "LedgerNotFound",
     "LedgerUnavailable",
+    "LedgerUnreadable",
     "LedgerWriter",
     "NewTask",
+    "ProviderEvent",
     "ProviderEventRecord",
     "ProviderRecord",
+    "ProviderUsage",
     "RouteDecision",
     "RunInProgress",
     "RunRecord",
@@ -50,5 +56,7 @@ __all__ = [
     "migrate",
     "move_kind",
     "new_run_id",
-    "utc_now",
+    "open_existing_ledger",
+    "open_ledger",
+    "read_failure",
 ]

@@ -100,7 +100,7 @@ def create_ledger_engine(url: str | None = None, *, migrate_schema: bool = True)
         ) from None
     except SQLAlchemyError as exc:
         raise LedgerUnavailable(
-            url, f"cannot open the database: {_driver_reason(exc)}", _SERVER_HINT if _is_server(url) else _FILE_HINT
+            url, f"cannot open the database: {database_reason(exc)}", _SERVER_HINT if _is_server(url) else _FILE_HINT
         ) from None
     return engine
 
@@ -123,7 +123,7 @@ def _is_server(url: str) -> bool:
     return make_url(url).get_backend_name() != "sqlite"
 
 
-def _driver_reason(exc: SQLAlchemyError) -> str:
+def database_reason(exc: BaseException) -> str:
     """The driver's own first line, without SQLAlchemy's statement dump and documentation link."""
     original = getattr(exc, "orig", None)
     lines = str(original if original is not None else exc).strip().splitlines()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Collection, Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, case, func, insert, select, update
@@ -28,7 +28,7 @@ from ledger.records import (
     TaskStatus,
     UsagePoint,
 )
-from providers import NOT_ABOUT_THE_PROVIDER, TokenUsage
+from providers import NOT_ABOUT_THE_PROVIDER, TokenUsage, utc_now
 
 TERMINAL_TASK_STATUSES = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.SKIPPED, TaskStatus.CANCELLED})
 # Core tables for bulk reads: rows straight from the cursor, no ORM identity map.
@@ -43,10 +43,6 @@ class RunInProgress(Exception):
         self.run_id, self.owner, self.heartbeat_at = run_id, owner, heartbeat_at
         seen = f", last seen {heartbeat_at:%Y-%m-%d %H:%M:%S} UTC" if heartbeat_at else ""
         super().__init__(f"run {run_id} of this spec is in progress in another process ({owner}{seen})")
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def new_run_id(now: datetime | None = None) -> str:

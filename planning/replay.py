@@ -28,18 +28,21 @@ from collections import Counter, defaultdict
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
-from analytics.outcomes import SUCCESS, counts_for_provider, rate_or_none
-from analytics.workload import (
+from analytics import (
     CALLER_ERROR,
+    SUCCESS,
     ProviderProfile,
     TaskFacts,
     WorkItem,
     Workload,
     build_workload,
+    counts_for_provider,
     facts_from_decision,
+    rate_or_none,
 )
 from ledger import AttemptRecord, Ledger, count_failovers
 from providers import (
+    CHARS_PER_TOKEN,
     ERRORS_BY_OUTCOME,
     AIProvider,
     AITask,
@@ -52,12 +55,19 @@ from providers import (
     ProviderResponse,
     QuotaExhausted,
     TokenUsage,
+    utc_now,
 )
-from providers.base import CHARS_PER_TOKEN, utc_now
-from routing.config import SwitchboardConfig
-from routing.events import QUOTA_BLOCKED, QUOTA_FORECAST_CROSSED, RoutingEvent
-from routing.registry import ProviderRegistry, provider_class
-from routing.router import RoutedResult, Router, RunInfo
+from routing import (
+    QUOTA_BLOCKED,
+    QUOTA_FORECAST_CROSSED,
+    ProviderRegistry,
+    RoutedResult,
+    Router,
+    RoutingEvent,
+    RunInfo,
+    SwitchboardConfig,
+    provider_class,
+)
 
 QUOTA_KINDS = (QUOTA_BLOCKED, QUOTA_FORECAST_CROSSED)
 _QUOTA_DETAIL = ("reason", "limit", "exhausted_in_s")

@@ -6,16 +6,15 @@ scheduled `usage_report` flow alike.
 
 from __future__ import annotations
 
-from analytics import AlertThresholds, QuotaLimit, ReportSettings, TokenPrice
-from providers.usage_window import LIMIT_SPECS
-from routing.config import SwitchboardConfig
-from routing.registry import provider_class
+from analytics import AlertThresholds, QuotaLimit, ReportSettings
+from providers import LIMIT_SPECS, Price
+from routing import SwitchboardConfig, provider_class
 
 
 def report_settings(config: SwitchboardConfig) -> ReportSettings:
     """Limits, prices and alert thresholds from the providers file, as analytics' plain values."""
     limits: list[QuotaLimit] = []
-    prices: dict[str, TokenPrice] = {}
+    prices: dict[str, Price] = {}
     for provider_id, provider in config.providers.items():
         owners = [(None, provider.limits)]
         owners += [(s.name, s.limits) for s in getattr(provider, "subscriptions", None) or []]
@@ -27,8 +26,7 @@ def report_settings(config: SwitchboardConfig) -> ReportSettings:
         # The lookup the provider bills with: config, shipped table, the model's family, the type's fallback.
         match = provider_class(provider.type).price_match(provider, provider.model or "")
         if match.source != "unpriced":
-            price = match.price
-            prices[provider_id] = TokenPrice(price.input, price.output, price.cache_read, price.cache_write)
+            prices[provider_id] = match.price
     alerts = config.alerts
     return ReportSettings(
         limits=tuple(limits),

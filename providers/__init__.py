@@ -8,11 +8,21 @@ the contract from here, cannot form a cycle with this file.
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from providers.base import AIProvider, Limits, ProviderConfig, SecretResolver, env_secrets
+from providers.base import (
+    CHARS_PER_TOKEN,
+    AIProvider,
+    Limits,
+    ProviderConfig,
+    SecretResolver,
+    env_secrets,
+    estimate_prompt_tokens,
+    utc_now,
+)
 from providers.errors import (
     ERRORS_BY_OUTCOME,
     NOT_ABOUT_THE_PROVIDER,
     OUTCOMES,
+    SHORT_RETRY_AFTER_S,
     AuthenticationFailed,
     BadRequest,
     BudgetExceeded,
@@ -38,7 +48,7 @@ from providers.models import (
     QuotaSignal,
     TokenUsage,
 )
-from providers.processes import pid_alive, reap
+from providers.processes import group_members, pid_alive, reap, signal_group, stop_group, terminate_group
 from providers.redaction import MIN_SECRET_LEN
 
 if TYPE_CHECKING:
@@ -54,7 +64,7 @@ if TYPE_CHECKING:
     from providers.local_mock import LocalMockConfig, LocalMockProvider
     from providers.openai_compatible import OpenAICompatibleConfig, OpenAICompatibleProvider
     from providers.status_map import error_class_for_status
-    from providers.usage_window import LimitTracker, SlidingWindow
+    from providers.usage_window import LIMIT_SPECS, LimitSpec, LimitTracker, SlidingWindow, seconds_to_reach
 
 # Public name -> the module that defines it, imported when the name is first asked for.
 _LAZY: dict[str, str] = {
@@ -64,12 +74,15 @@ _LAZY: dict[str, str] = {
     "ClaudeCliProvider": "providers.claude_cli",
     "CREDENTIAL_VARS": "providers.claude_cli",
     "HttpProviderConfig": "providers._http",
+    "LIMIT_SPECS": "providers.usage_window",
+    "LimitSpec": "providers.usage_window",
     "LimitTracker": "providers.usage_window",
     "LocalMockConfig": "providers.local_mock",
     "LocalMockProvider": "providers.local_mock",
     "OpenAICompatibleConfig": "providers.openai_compatible",
     "OpenAICompatibleProvider": "providers.openai_compatible",
     "SlidingWindow": "providers.usage_window",
+    "seconds_to_reach": "providers.usage_window",
     "SubscriptionConfig": "providers.claude_cli",
     "SubscriptionStatus": "providers.claude_cli",
     "error_class_for_status": "providers.status_map",
@@ -90,11 +103,14 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "CHARS_PER_TOKEN",
     "CREDENTIAL_VARS",
     "ERRORS_BY_OUTCOME",
+    "LIMIT_SPECS",
     "MIN_SECRET_LEN",
     "NOT_ABOUT_THE_PROVIDER",
     "OUTCOMES",
+    "SHORT_RETRY_AFTER_S",
     "AIProvider",
     "AITask",
     "AnthropicConfig",
@@ -109,6 +125,7 @@ __all__ = [
     "ExecutionContext",
     "HealthStatus",
     "HttpProviderConfig",
+    "LimitSpec",
     "LimitTracker",
     "Limits",
     "LocalMockConfig",
@@ -136,6 +153,13 @@ __all__ = [
     "Unavailable",
     "env_secrets",
     "error_class_for_status",
+    "estimate_prompt_tokens",
+    "group_members",
     "pid_alive",
     "reap",
+    "seconds_to_reach",
+    "signal_group",
+    "stop_group",
+    "terminate_group",
+    "utc_now",
 ]

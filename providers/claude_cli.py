@@ -14,7 +14,6 @@ import logging
 import os
 import re
 import shutil
-import signal
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -54,6 +53,7 @@ from providers.models import (
     QuotaSignal,
 )
 from providers.pricing import CLAUDE_SONNET, claude_family_price
+from providers.processes import stop_group
 from providers.prompt import render_prompt
 from providers.redaction import redact, shorten, tail
 
@@ -244,7 +244,7 @@ class ClaudeCliProvider(AIProvider):
 
     async def aclose(self) -> None:
         self._closing = True
-        await asyncio.gather(*(_kill_group(p) for p in list(self._children)), return_exceptions=True)
+        await asyncio.gather(*(stop_group(p, _KILL_GRACE_S) for p in list(self._children)), return_exceptions=True)
 
     def subscription_status(self) -> list[SubscriptionStatus]:
         """Each subscription's state, reset time and usage counters (no secret values)."""
@@ -367,7 +367,7 @@ class ClaudeCliProvider(AIProvider):
                 _communicate(proc, stdin.encode() if stdin is not None else None, on_line), timeout
             )
         except TimeoutError as exc:
-            await _kill_group(proc)
+            await stop_group(proc, _KILL_GRACE_S)
             raise ProviderTimeout(
                 f"no result within {timeout:g}s; the CLI was killed",
                 provider_id=self.provider_id,
@@ -375,7 +375,7 @@ class ClaudeCliProvider(AIProvider):
                 subscription=subscription,
             ) from exc
         except asyncio.CancelledError:
-            await _kill_group(proc)
+            await stop_group(proc, _KILL_GRACE_S)
             raise
         finally:
             self._children.discard(proc)
@@ -530,24 +530,6 @@ async def _communicate(
     out, err, _ = await asyncio.gather(read_stdout(), read_stderr(), feed())
     await proc.wait()
     return out, err
-
-
-async def _kill_group(proc: asyncio.subprocess.Process) -> None:
-    """SIGTERM the child's process group, then SIGKILL whatever is left after a grace period."""
-    _signal_group(proc, signal.SIGTERM)
-    try:
-        await asyncio.wait_for(proc.wait(), _KILL_GRACE_S)
-    except TimeoutError:
-        _signal_group(proc, signal.SIGKILL)
-        await proc.wait()
-    # Grandchildren that ignored SIGTERM are still in the group even though the CLI itself has exited.
-    _signal_group(proc, signal.SIGKILL)
-
-
-def _signal_group(proc: asyncio.subprocess.Process, sig: int) -> None:
-    # The group id is the child's pid because it was started with start_new_session=True.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, sig)
 
 
 def _str_or_none(value: Any) -> str | None:

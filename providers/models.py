@@ -74,12 +74,22 @@ class TokenUsage(_Frozen):
 
 
 class Price(_Frozen):
-    """USD per million tokens of each kind."""
+    """USD per million tokens of each kind; cache reads and writes cost the input price unless priced apart (as
+    providers bill). The one price type: providers bill with it, routing estimates with it, reports compare it."""
 
     input: float = Field(default=0.0, ge=0)
     output: float = Field(default=0.0, ge=0)
     cache_read: float | None = Field(default=None, ge=0)
     cache_write: float | None = Field(default=None, ge=0)
+
+    def per_kind(self) -> dict[str, float]:
+        """USD per million tokens for `input`, `output`, `cache_read` and `cache_write`, cache prices filled in."""
+        return {
+            "input": self.input,
+            "output": self.output,
+            "cache_read": self.input if self.cache_read is None else self.cache_read,
+            "cache_write": self.input if self.cache_write is None else self.cache_write,
+        }
 
     def cost(self, usage: TokenUsage) -> float:
         cache_read = self.input if self.cache_read is None else self.cache_read

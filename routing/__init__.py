@@ -1,0 +1,102 @@
+"""The routing step, independent of Prefect: the providers file (config), the provider registry, strategies,
+health and circuit breakers, quota and subscription state, budgets, the router that plans, admits, calls,
+fails over and records every attempt, and its memory across processes (restore).
+
+Imports `providers` and `ledger` only. The engine's async work runs on one long-lived loop (`engine_loop`).
+"""
+
+from routing.budget import BudgetRefusal
+from routing.config import (
+    BUILTIN_SOURCE,
+    PROVIDERS_ENV,
+    STRATEGY_NAMES,
+    AlertSettings,
+    Budget,
+    RunnerSettings,
+    StrategyName,
+    SwitchboardConfig,
+    check_strategy,
+    load_config,
+    parse_config,
+)
+from routing.documents import load_document
+from routing.errors import ConfigError, InputError, describe_validation_error
+from routing.events import (
+    BUDGET_EXHAUSTED,
+    CIRCUIT_CLOSED,
+    CIRCUIT_HALF_OPEN,
+    CIRCUIT_OPENED,
+    FAILOVER,
+    QUOTA_BLOCKED,
+    QUOTA_FORECAST_CROSSED,
+    QUOTA_RESET,
+    BudgetExhaustedDetail,
+    QuotaBlockedDetail,
+    RoutingEvent,
+    RoutingObserver,
+    plain_detail,
+)
+from routing.loop import EngineLoop, engine_loop
+from routing.quota import ProviderQuota
+from routing.registry import (
+    ENTRY_POINT_GROUP,
+    ProviderRegistry,
+    ProviderUpdateError,
+    provider_class,
+    provider_type_names,
+)
+from routing.restore import CIRCUIT_MEMORY, HISTORY_DAYS, ledger_observer, record_event, restore_router_state
+from routing.router import RoutedResult, Router, RunInfo
+from routing.strategies import STRATEGIES, Candidate, Strategy, make_strategy
+
+__all__ = [
+    "BUDGET_EXHAUSTED",
+    "BUILTIN_SOURCE",
+    "CIRCUIT_CLOSED",
+    "CIRCUIT_HALF_OPEN",
+    "CIRCUIT_MEMORY",
+    "CIRCUIT_OPENED",
+    "ENTRY_POINT_GROUP",
+    "FAILOVER",
+    "HISTORY_DAYS",
+    "PROVIDERS_ENV",
+    "QUOTA_BLOCKED",
+    "QUOTA_FORECAST_CROSSED",
+    "QUOTA_RESET",
+    "STRATEGIES",
+    "STRATEGY_NAMES",
+    "AlertSettings",
+    "Budget",
+    "BudgetExhaustedDetail",
+    "BudgetRefusal",
+    "Candidate",
+    "ConfigError",
+    "EngineLoop",
+    "InputError",
+    "ProviderQuota",
+    "ProviderRegistry",
+    "ProviderUpdateError",
+    "QuotaBlockedDetail",
+    "RoutedResult",
+    "Router",
+    "RoutingEvent",
+    "RoutingObserver",
+    "RunInfo",
+    "RunnerSettings",
+    "Strategy",
+    "StrategyName",
+    "SwitchboardConfig",
+    "check_strategy",
+    "describe_validation_error",
+    "engine_loop",
+    "ledger_observer",
+    "load_config",
+    "load_document",
+    "make_strategy",
+    "parse_config",
+    "plain_detail",
+    "provider_class",
+    "provider_type_names",
+    "record_event",
+    "restore_router_state",
+]

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 from ledger import AttemptRecord
-from providers import AIProvider, ProviderError, ProviderResponse, TokenUsage
-from providers.errors import MalformedResponse, Unavailable
+from providers import AIProvider, MalformedResponse, ProviderError, ProviderResponse, TokenUsage, Unavailable, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +33,7 @@ def attempt_record(
     """The ledger row of a finished call; `record` holds what was known when it started, `t0` its perf counter."""
     return AttemptRecord(
         **record,
-        finished_at=datetime.now(UTC),
+        finished_at=utc_now(),
         outcome=outcome,
         error_type=error.error_type if error else None,
         error_message=str(error)[:500] if error else None,

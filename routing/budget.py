@@ -6,14 +6,15 @@ import math
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Literal
 
+from providers import utc_now
 from routing.config import Budget
 
 
 def _today() -> date:
-    return datetime.now(UTC).date()
+    return utc_now().date()
 
 
 @dataclass(frozen=True, slots=True)

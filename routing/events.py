@@ -7,10 +7,12 @@ records them in the ledger's `provider_events` table.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
+
+from providers import utc_now
 
 # Event kinds; Prefect event names are "switchboard.<kind>" (e.g. switchboard.circuit.opened).
 CIRCUIT_OPENED = "circuit.opened"
@@ -29,7 +31,7 @@ class RoutingEvent:
     provider_id: str | None = None
     subscription: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
-    at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    at: datetime = field(default_factory=utc_now)
 
 
 class RoutingObserver(Protocol):

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from providers.errors import ProviderError
+from providers import ProviderError
 
 
 class FailoverSettings(BaseModel):

@@ -18,8 +18,7 @@ import time
 import weakref
 from collections.abc import Callable
 
-from providers import AIProvider, HealthStatus, ProviderHealth
-from providers.base import utc_now
+from providers import AIProvider, HealthStatus, ProviderHealth, utc_now
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from providers import AITask, HealthStatus
-from providers.base import estimate_prompt_tokens
+from providers import AITask, HealthStatus, estimate_prompt_tokens
 from routing.affinity import AffinityMap
 from routing.budget import BudgetGuard
 from routing.circuit import CircuitState

@@ -35,11 +35,18 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
-from providers import Limits, ProviderError, QuotaExhausted, QuotaSignal, RateLimited
-from providers.errors import SHORT_RETRY_AFTER_S
-from providers.usage_window import LIMIT_SPECS
+from providers import (
+    LIMIT_SPECS,
+    SHORT_RETRY_AFTER_S,
+    Limits,
+    ProviderError,
+    QuotaExhausted,
+    QuotaSignal,
+    RateLimited,
+    utc_now,
+)
 from routing.events import QUOTA_BLOCKED, QUOTA_FORECAST_CROSSED, QUOTA_RESET, RoutingEvent, RoutingObserver
 from routing.quota_scope import QuotaScope
 
@@ -59,10 +66,6 @@ _SPANS = {spec.name: spec.span_s for spec in LIMIT_SPECS}
 
 # A past call to restore: (seconds ago, tokens, cost, subscription).
 PastCall = tuple[float, float, float, str | None]
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _over_a_limit(scope: QuotaScope, now: float) -> bool:
@@ -87,7 +90,7 @@ class ProviderQuota:
         reserve_for_critical: float = 0.1,
         observer: RoutingObserver | None = None,
         clock: Clock = time.monotonic,
-        wall_clock: WallClock = _utc_now,
+        wall_clock: WallClock = utc_now,
         forecast_horizon_s: float | None = None,
     ) -> None:
         self.provider_id = provider_id

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from providers import Limits
-from providers.usage_window import LIMIT_SPECS, LimitSpec, LimitTracker
+from providers import LIMIT_SPECS, Limits, LimitSpec, LimitTracker
 
 # A rate limit without a retry-after: back off 1 s, doubling per repeat up to 60 s; a success resets it.
 COOLOFF_FIRST_S = 1.0

@@ -22,7 +22,7 @@ from typing import TypeVar
 from pydantic import ValidationError
 
 from ledger import Ledger, ProviderEventRecord
-from providers.base import utc_now
+from providers import utc_now
 from routing.attempts import HEALTH_FAILURES
 from routing.events import (
     BUDGET_EXHAUSTED,

@@ -27,7 +27,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from ledger import AttemptRecord, HistoryRecord, RouteDecision, TaskStatus
@@ -40,6 +40,7 @@ from providers import (
     Priority,
     ProviderError,
     ProviderResponse,
+    utc_now,
 )
 from routing.admission import Admitter
 from routing.affinity import AffinityMap
@@ -376,7 +377,7 @@ class Router:
         """The budget refused a task all work: report it once per run (run budget) or per UTC day (day budget),
         with what was spent and the limit. Every later refusal of the same budget is only a set lookup."""
         for scope in sorted(scopes):
-            key = (scope, run.run_id if scope == "run" else datetime.now(UTC).date().isoformat())
+            key = (scope, run.run_id if scope == "run" else utc_now().date().isoformat())
             if key in self._budget_reported:
                 continue
             self._budget_reported.add(key)
@@ -424,7 +425,7 @@ class Router:
         context = ExecutionContext(
             run_id=run.run_id, attempt=attempt, subscription=subscription, timeout_s=provider.config.timeout_s
         )
-        started, t0 = datetime.now(UTC), time.perf_counter()
+        started, t0 = utc_now(), time.perf_counter()
         record = {
             "run_id": run.run_id,
             "task_id": task.id,

@@ -25,17 +25,16 @@ from typing import Any
 
 from sqlalchemy import Engine, insert
 
-from analytics import QuotaLimit, TokenPrice
-from ledger import AttemptRecord, Ledger, NewTask, RouteDecision
-from ledger.models import ProviderEvent
-from providers import TokenUsage
+from analytics import QuotaLimit
+from ledger import AttemptRecord, Ledger, NewTask, ProviderEvent, RouteDecision
+from providers import Price, TokenUsage
 
 SINCE = datetime(2026, 11, 1, tzinfo=UTC)
 UNTIL = datetime(2026, 11, 3, tzinfo=UTC)
 PRICES = {
-    "alpha": TokenPrice(input=3.0, output=15.0),
-    "beta": TokenPrice(input=0.5, output=1.5),
-    "gamma": TokenPrice(input=1.0, output=2.0),
+    "alpha": Price(input=3.0, output=15.0),
+    "beta": Price(input=0.5, output=1.5),
+    "gamma": Price(input=1.0, output=2.0),
 }
 MODELS = {"alpha": "a-large", "beta": "b-small", "gamma": "g-1"}
 M = 1_000_000

@@ -13,8 +13,7 @@ from sqlalchemy import Engine, insert
 
 from analytics import ReportSettings, ReportWindow, build_report
 from analytics.health import circuit_summary, health_trend
-from ledger import AttemptRecord, Ledger
-from ledger.models import ProviderEvent
+from ledger import AttemptRecord, Ledger, ProviderEvent
 
 WEEK = ReportWindow(datetime(2026, 11, 30, tzinfo=UTC), datetime(2026, 12, 7, tzinfo=UTC))
 

@@ -11,7 +11,7 @@ import pytest
 
 from batches import close_runtime, open_runtime, parse_spec
 from ledger import AttemptRecord, Ledger, NewTask
-from routing.config import parse_config
+from routing import parse_config
 
 
 def _run(ledger: Ledger, name: str) -> str:

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from providers.models import Price, TokenUsage
+from providers import Price, TokenUsage
 from tests.fakes.claude_harness import FakeCli
 from tests.fakes.fake_llm_servers import (
     FakeAnthropic,

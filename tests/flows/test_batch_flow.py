@@ -152,7 +152,7 @@ def test_resuming_marks_the_killed_runs_flow_run_crashed(tmp_path: Path, ledger_
     from prefect.states import Running
 
     from flows.batch import process_batch, run_batch_flow
-    from routing.config import load_config
+    from routing import load_config
 
     spec = parse_spec({**DAG, "name": "dag-killed"}, "dag")
     providers = _providers(tmp_path, "providers:\n  m: {type: local_mock, latency_ms: 0}\n")

@@ -12,7 +12,7 @@ import pytest
 
 from flows.events import DEFAULT_KINDS, PrefectEventForwarder, circuit_opened_automation
 from ledger import Ledger
-from routing.events import BUDGET_EXHAUSTED, CIRCUIT_OPENED, FAILOVER, RoutingEvent
+from routing import BUDGET_EXHAUSTED, CIRCUIT_OPENED, FAILOVER, RoutingEvent
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 

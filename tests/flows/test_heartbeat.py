@@ -44,7 +44,7 @@ def _providers(tmp_path: Path) -> str:
 
 def test_in_process_run_sends_exactly_one_heartbeat_per_interval(tmp_path: Path, ledger_url: str) -> None:
     from flows.batch import run_batch_flow
-    from routing.config import load_config
+    from routing import load_config
 
     providers = _providers(tmp_path)
     result = run_batch_flow(load_config(providers), spec=parse_spec(SPEC, "heartbeat"), providers=providers)

@@ -15,7 +15,7 @@ import pytest
 
 from flows import server
 from flows.task_runners import runner_problem
-from routing.config import RunnerSettings
+from routing import RunnerSettings
 from tests.cli.cli_kit import ROOT, cli_env, one_error_line, switchboard
 from tests.ports import free_port
 

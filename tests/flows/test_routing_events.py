@@ -10,9 +10,7 @@ from typing import Any
 import pytest
 
 from providers import AITask, Limits
-from routing.events import BUDGET_EXHAUSTED, QUOTA_FORECAST_CROSSED, RoutingEvent
-from routing.quota import ProviderQuota
-from routing.router import RunInfo
+from routing import BUDGET_EXHAUSTED, QUOTA_FORECAST_CROSSED, ProviderQuota, RoutingEvent, RunInfo
 from tests.routing.engine_kit import FakeClock, engine, tasks
 
 

@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from flows import server
+from providers import group_members
 from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -112,7 +113,7 @@ def test_start_status_stop_a_real_server_and_worker(cli_env: dict[str, str], dir
     stopped = switchboard("stop", env=cli_env)
     assert stopped.returncode == 0, stopped.stderr
     assert "stopped worker and server" in stopped.stdout
-    assert server.group_members(pid) == [] and server.group_members(worker_pid) == []  # no orphans
+    assert group_members(pid) == [] and group_members(worker_pid) == []  # no orphans
     after = switchboard("status", "--json", env=cli_env)
     assert after.returncode == 1 and not json.loads(after.stdout)["running"]
     assert not (dirs["data_dir"] / "prefect-server.pid").exists()
@@ -134,7 +135,7 @@ def test_ensure_local_server_starts_one_in_the_background(dirs: dict[str, Path])
         assert not server.server_status(port, **dirs).managed
     finally:
         server.stop_server(port, **dirs)
-    assert server.group_members(info.pid) == []  # type: ignore[arg-type]
+    assert group_members(info.pid) == []  # type: ignore[arg-type]
 
 
 # --- task runners: the Dask runner needs a Prefect server (flows/task_runners.py) -------------------------
@@ -144,7 +145,7 @@ def test_thread_runner_is_bounded_by_config() -> None:
     from prefect.task_runners import ThreadPoolTaskRunner
 
     from flows.task_runners import make_task_runner
-    from routing.config import RunnerSettings
+    from routing import RunnerSettings
 
     runner = make_task_runner(RunnerSettings(max_workers=3))
     assert isinstance(runner, ThreadPoolTaskRunner) and runner._max_workers == 3
@@ -153,7 +154,7 @@ def test_thread_runner_is_bounded_by_config() -> None:
 
 def test_dask_runner_without_prefect_dask_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     from flows.task_runners import TaskRunnerError, make_task_runner
-    from routing.config import RunnerSettings
+    from routing import RunnerSettings
 
     monkeypatch.setitem(sys.modules, "prefect_dask", None)  # import prefect_dask -> ImportError
     with pytest.raises(TaskRunnerError, match=r"pip install 'switchboard\[dask\]'"):
@@ -171,7 +172,7 @@ def test_dask_runner_needs_a_server_and_stays_on_loopback(monkeypatch: pytest.Mo
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from flows.task_runners import TaskRunnerError, make_task_runner
-    from routing.config import RunnerSettings
+    from routing import RunnerSettings
 
     monkeypatch.setitem(sys.modules, "prefect_dask", types.SimpleNamespace(DaskTaskRunner=_FakeDaskTaskRunner))
     monkeypatch.delenv("DASK_TEMPORARY_DIRECTORY", raising=False)

@@ -16,7 +16,7 @@ import pytest
 from batches import SpecError, parse_spec
 from flows import server, triggers
 from ledger import Ledger
-from routing.errors import ConfigError
+from routing import ConfigError
 from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]

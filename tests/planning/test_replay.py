@@ -10,11 +10,10 @@ import pytest
 from sqlalchemy import insert
 
 from batches import close_runtime, open_runtime, parse_spec, run_nodes, start_run
-from ledger import AttemptRecord, DecisionEstimate, Ledger, NewTask, RouteDecision
-from ledger.models import ProviderEvent
+from ledger import AttemptRecord, DecisionEstimate, Ledger, NewTask, ProviderEvent, RouteDecision
 from planning import load_workload, simulate
 from providers import TokenUsage
-from routing.config import parse_config
+from routing import parse_config
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = {

@@ -3,9 +3,10 @@ alert thresholds."""
 
 from __future__ import annotations
 
-from analytics import QuotaLimit, TokenPrice
+from analytics import QuotaLimit
 from planning import report_settings
-from routing.config import parse_config
+from providers import Price
+from routing import parse_config
 
 
 def test_report_settings_from_a_providers_file() -> None:
@@ -34,9 +35,9 @@ def test_report_settings_from_a_providers_file() -> None:
         QuotaLimit("claude", "team-a", "requests_per_hour", "requests", 3600, 1000),
         QuotaLimit("api", None, "tokens_per_day", "tokens", 86400, 5_000_000),
     }
-    assert settings.prices["mock"] == TokenPrice(0.25, 0.75)  # the file's price
+    assert settings.prices["mock"] == Price(input=0.25, output=0.75)  # the file's price
     assert settings.prices["api"].input == 1.0 and settings.prices["api"].output == 5.0  # the type's, for its model
     assert settings.prices["claude"].input > 0  # claude_cli's built-in "*" price
-    assert settings.prices["opus"] == TokenPrice(15.0, 75.0, 1.5, 18.75)
+    assert settings.prices["opus"] == Price(input=15.0, output=75.0, cache_read=1.5, cache_write=18.75)
     thresholds = settings.thresholds
     assert (thresholds.daily_cost_usd, thresholds.error_rate, thresholds.quota_forecast_hours) == (50, 0.05, 6)

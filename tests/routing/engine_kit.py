@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from providers import AITask
-from providers.local_mock import LocalMockConfig, LocalMockProvider
+from providers import AITask, LocalMockConfig, LocalMockProvider
 from routing.config import SwitchboardConfig
 from routing.events import RoutingEvent
 from routing.registry import ProviderRegistry

@@ -13,8 +13,7 @@ from typing import Any
 
 import pytest
 
-from providers import AITask, ExecutionContext, Priority, ProviderResponse
-from providers.local_mock import LocalMockProvider
+from providers import AITask, ExecutionContext, LocalMockProvider, Priority, ProviderResponse
 from routing.events import CIRCUIT_OPENED, RoutingEvent
 from routing.router import RunInfo
 from tests.routing.engine_kit import FakeClock, calls, engine, fail_from_now_on, tasks

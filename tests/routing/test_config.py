@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from providers.local_mock import LocalMockConfig
+from providers import LocalMockConfig
 from routing.config import BUILTIN_SOURCE, load_config
 from routing.errors import ConfigError
 

@@ -8,8 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from ledger import AttemptRecord, Ledger, NewTask
-from providers import AITask, Priority, QuotaSignal
-from providers.local_mock import LocalMockConfig, LocalMockProvider
+from providers import AITask, LocalMockConfig, LocalMockProvider, Priority, QuotaSignal
 from routing.config import SwitchboardConfig
 from routing.events import QUOTA_BLOCKED, QUOTA_FORECAST_CROSSED, RoutingEvent
 from routing.registry import ProviderRegistry

@@ -7,7 +7,7 @@ import random
 import pytest
 from pydantic import ValidationError
 
-from providers.errors import (
+from providers import (
     AuthenticationFailed,
     BadRequest,
     BudgetExceeded,

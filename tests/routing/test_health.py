@@ -5,9 +5,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from providers import AITask, ExecutionContext, HealthStatus, ProviderHealth, ProviderResponse
-from providers.base import utc_now
-from providers.local_mock import LocalMockProvider
+from providers import (
+    AITask,
+    ExecutionContext,
+    HealthStatus,
+    LocalMockProvider,
+    ProviderHealth,
+    ProviderResponse,
+    utc_now,
+)
 from routing.router import Router
 from tests.routing.engine_kit import FakeClock, engine, tasks
 

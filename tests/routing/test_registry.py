@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from providers import AITask, Limits, Priority
-from providers.local_mock import LocalMockConfig, LocalMockProvider
+from providers import AITask, Limits, LocalMockConfig, LocalMockProvider, Priority
 from routing import registry as registry_module
 from routing.config import parse_config
 from routing.registry import ProviderRegistry, ProviderUpdateError, provider_type_names

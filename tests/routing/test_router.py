@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ledger import DecisionEstimate, Ledger, NewTask
-from providers import AITask
-from providers.local_mock import LocalMockConfig
+from providers import AITask, LocalMockConfig
 from routing.registry import ProviderRegistry
 from routing.router import Router, RunInfo
 
@@ -118,7 +117,7 @@ async def test_attempt_numbers_continue_from_first_attempt(first_attempt: int) -
 
 
 async def test_the_decision_records_the_estimate_the_task_was_priced_by() -> None:
-    from providers.base import estimate_prompt_tokens
+    from providers import estimate_prompt_tokens
 
     router = Router(_registry(only={"priority": 1}))
     task = AITask(id="t", type="code_review", prompt="x" * 400, max_output_tokens=321)

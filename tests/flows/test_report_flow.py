@@ -57,7 +57,7 @@ def _alert_events(since: float) -> list[Any]:
 def test_flow_writes_the_folder_and_publishes_artifacts_and_alert_events(tmp_path: Path, providers_file: Path) -> None:
     from prefect.artifacts import Artifact
 
-    from flows.report_flow import usage_report
+    from flows import usage_report
 
     started = time.time()
     out = tmp_path / "report"
@@ -103,7 +103,7 @@ def test_flow_writes_the_folder_and_publishes_artifacts_and_alert_events(tmp_pat
 
 
 def test_flow_default_folder_is_dated_under_the_data_dir(providers_file: Path) -> None:
-    from flows.report_flow import usage_report
+    from flows import usage_report
 
     result = usage_report(since="1d", until="2026-11-03T00:00:00+00:00", team="search", providers=str(providers_file))
     folder = Path(result["files"]["folder"])
@@ -113,7 +113,7 @@ def test_flow_default_folder_is_dated_under_the_data_dir(providers_file: Path) -
 
 
 def test_artifact_keys_are_lowercase_dashes() -> None:
-    from flows.report_flow import artifact_key
+    from flows import artifact_key
 
     assert artifact_key("by_provider") == "usage-report-by-provider"
     assert artifact_key("summary", "Data Science/EU") == "usage-report-summary-team-data-science-eu"

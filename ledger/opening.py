@@ -1,15 +1,18 @@
-"""Open an existing ledger for reading: reports and what-if replays must never create one.
+"""Opening the ledger, the two ways there are.
 
-`ledger.create_ledger_engine` creates the SQLite file (and its folder) and the schema on first use, which is
-right for `switchboard run` and wrong for a read-only command: a mistyped `SWITCHBOARD_DATABASE_URL` would
-silently report on a brand-new empty ledger. Here a missing file, or a database without the ledger's tables,
-is `LedgerNotFound`, and a database that cannot be opened is `LedgerUnavailable`, both the ledger's own error
-(one line naming the setting at fault, the reason and a hint; the CLI exits 2). An existing ledger at an older
-schema is migrated, as any command does.
+For use (`open_ledger`: runs, `runs`, `show`, flows): created on first use, the SQLite file and its folder
+included, migrated to the newest schema, and opened once per database per process (one engine and pool).
+
+For reading only (`open_existing_ledger`: reports, what-if replays), which must never create one: a mistyped
+`SWITCHBOARD_DATABASE_URL` would silently report on a brand-new empty ledger. A missing file, or a database
+without the ledger's tables, is `LedgerNotFound`, and a database that cannot be opened is `LedgerUnavailable`,
+both one line naming the setting at fault, the reason and a hint (the CLI exits 2). An existing ledger at an
+older schema is migrated, as any command does. A ledger that fails while it is read is `LedgerUnreadable`.
 """
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 
 from alembic.util import CommandError
@@ -17,8 +20,8 @@ from sqlalchemy import Engine, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from ledger import create_ledger_engine, migrate
-from ledger.db import LedgerUnavailable, shown_url
+from ledger.db import LedgerUnavailable, create_ledger_engine, database_reason, default_database_url, migrate, shown_url
+from ledger.store import Ledger
 
 # The table every ledger has had since its first migration.
 _LEDGER_TABLE = "provider_usage"
@@ -34,8 +37,22 @@ class LedgerUnreadable(RuntimeError):
     """An opened ledger failed while a report read it (the database went away, a query failed)."""
 
 
-def open_existing_ledger(url: str) -> Engine:
-    """An engine on the ledger at `url`, which must already exist; raises LedgerNotFound or LedgerUnavailable."""
+def open_ledger(url: str | None = None) -> Ledger:
+    """The ledger at `url` (default: $SWITCHBOARD_DATABASE_URL, else the SQLite file under the data dir), created
+    and migrated on first use; raises LedgerUnavailable when it cannot be opened."""
+    return _ledger_for(url or default_database_url())
+
+
+@cache
+def _ledger_for(url: str) -> Ledger:
+    # One ledger (engine and pool) per database per process.
+    return Ledger(url=url)
+
+
+def open_existing_ledger(url: str | None = None) -> Engine:
+    """An engine on the ledger at `url` (default: as `open_ledger`), which must already exist; raises
+    LedgerNotFound or LedgerUnavailable."""
+    url = url or default_database_url()
     try:
         parsed = make_url(url)
     except (ArgumentError, ValueError) as exc:  # ValueError: e.g. a port that is not a number
@@ -69,8 +86,4 @@ def read_failure(url: str, exc: SQLAlchemyError) -> LedgerUnreadable:
     return LedgerUnreadable(f"cannot read the ledger at {shown_url(url)}: {database_reason(exc)}")
 
 
-def database_reason(exc: BaseException) -> str:
-    """The driver's own first line, without SQLAlchemy's statement dump and documentation link."""
-    original = getattr(exc, "orig", None)
-    lines = str(original if original is not None else exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
+__all__ = ["LedgerNotFound", "LedgerUnreadable", "open_existing_ledger", "open_ledger", "read_failure"]
