@@ -1,9 +1,10 @@
 """Ledger -> pandas -> usage and cost reports: tables, charts, HTML, recommendations and alerts; the recorded
 workload a what-if replay runs (`analytics.workload`; the replay itself is in planning/replay.py).
 
-Imports `ledger`, and from `providers` only its pure value objects and window arithmetic (`providers.models`,
-`providers.usage_window`: the quota forecast is routing's own projection, not a copy). Config values (limits,
-prices, alert thresholds, the circuit cooldown) come in as plain arguments.
+Imports `ledger`, and from `providers` only pure values: `Price`, `TokenUsage`, the outcome vocabulary and the
+sliding-window projection (the quota forecast is routing's own projection, not a copy). Config values (limits,
+prices, alert thresholds, the circuit cooldown) come in as plain arguments (`planning.report_settings` builds them
+from a providers file).
 """
 
 from analytics.alerts import Alert, AlertThresholds, check_alerts
