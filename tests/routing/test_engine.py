@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -149,6 +150,39 @@ async def test_budget_stops_a_task_whose_estimate_would_break_it() -> None:
     assert result.status == "failed" and result.outcome == "budget_exceeded" and result.attempts == []
     assert "budget" in result.error
     assert [e.kind for e in events] == ["budget.exhausted"]
+
+
+async def test_a_task_refused_by_budgets_and_by_something_else_is_unavailable_not_over_budget() -> None:
+    """Only a task that budgets alone kept from every provider fails `budget_exceeded` (and reports it)."""
+    events: list[RoutingEvent] = []
+    router = _engine(
+        {
+            "pricey": {"prices": {"*": {"input": 1000.0, "output": 1000.0}}},
+            "fixer": {"capabilities": ["bug_fix"]},
+        },
+        events=events,
+        budget={"max_cost_usd_per_run": 0.5},
+    )
+    result = await router.route(AITask(id="big", type="code_review", prompt="x" * 400), RunInfo(run_id="r1"))
+    assert result.outcome == "unavailable" and result.decision is not None
+    assert result.decision.skipped == {"pricey": result.decision.skipped["pricey"], "fixer": "capability"}
+    assert result.decision.skipped["pricey"].startswith("budget: run would reach $")
+    assert events == []
+
+
+@pytest.mark.parametrize(
+    ("budget", "scope"), [({"max_cost_usd_per_run": 0.5}, "run"), ({"max_cost_usd_per_day": 0.5}, "day")]
+)
+async def test_the_budget_that_refused_is_the_one_reported(budget: dict[str, float], scope: str) -> None:
+    events: list[RoutingEvent] = []
+    router = _engine({"pricey": {"prices": {"*": {"input": 1000.0, "output": 1000.0}}}}, events=events, budget=budget)
+    result = await router.route(AITask(id="big", type="code_review", prompt="x" * 400), RunInfo(run_id="r1"))
+    assert result.decision is not None
+    reached = re.fullmatch(
+        rf"budget: {scope} would reach \$(\d+\.\d{{4}}) of \$0\.5000", result.decision.skipped["pricey"]
+    )
+    assert reached is not None and float(reached.group(1)) > 0.5
+    assert [(e.kind, e.detail["scope"]) for e in events] == [("budget.exhausted", scope)]
 
 
 async def test_affinity_sticks_while_eligible_and_moves_when_not() -> None:
