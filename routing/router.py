@@ -96,8 +96,18 @@ class RoutedResult:
     outcome: str | None = None  # the last error's outcome when not completed
     error: str | None = None
     attempts: list[AttemptRecord] = field(default_factory=list)
-    decision: RouteDecision | None = None  # set once the task is routed
     pending_commits: list[Future[None]] = field(default_factory=list, repr=False)
+    # The routing decision as the router made it, frozen into `decision` when first read: freezing builds a
+    # model (microseconds), and many results are never asked (a what-if replay's, the routing benchmark's).
+    draft: DecisionDraft | None = field(default=None, repr=False)
+    _decision: RouteDecision | None = field(default=None, repr=False)
+
+    @property
+    def decision(self) -> RouteDecision | None:
+        """How the task was routed (None only while it is being routed)."""
+        if self._decision is None and self.draft is not None:
+            self._decision = self.draft.freeze()
+        return self._decision
 
     @property
     def cost_usd(self) -> float:
@@ -269,7 +279,7 @@ class Router:
         result = RoutedResult(task_id=task.id, status=TaskStatus.FAILED)
         try:
             await self._run(task, run, strategy_name, critical, plan, first_attempt, result, decision)
-            result.decision = decision.freeze()
+            result.draft = decision
         finally:
             if durable:
                 await result.committed()
