@@ -49,6 +49,12 @@ def side_by_side() -> Iterator[Callable[[Callable[[], object]], None]]:
         future.result()
 
 
+def _step(attempt: dict[str, Any]) -> str:
+    """`provider/subscription: outcome`, so moves between a provider's subscriptions show."""
+    where = attempt["provider"] + (f"/{attempt['subscription']}" if attempt.get("subscription") else "")
+    return f"{where}: {attempt['outcome']}"
+
+
 def failover_markdown(summary: dict[str, Any]) -> str:
     """Markdown listing every task that needed more than one attempt, with each failure's reason."""
     run, totals = summary["run"], summary["totals"]
@@ -56,7 +62,8 @@ def failover_markdown(summary: dict[str, Any]) -> str:
         f"# Run {run['id']} · {run['name']}",
         "",
         f"{totals['completed']} completed, {totals['failed']} failed, {totals['skipped']} skipped; "
-        f"{totals['failovers']} failovers; cost ${totals['cost_usd']:.6f}",
+        f"{totals['failovers']} failovers, {totals.get('rotations', 0)} rotations between subscriptions; "
+        f"cost ${totals['cost_usd']:.6f}",
         "",
     ]
     retried = [t for t in summary["tasks"] if len(t["attempts"]) > 1 or t["status"] == "failed"]
@@ -65,7 +72,7 @@ def failover_markdown(summary: dict[str, Any]) -> str:
         return "\n".join(lines)
     lines += ["| task | status | attempts (provider: outcome) | reason of the last failure |", "|---|---|---|---|"]
     for t in retried:
-        chain = " → ".join(f"{a['provider']}: {a['outcome']}" for a in t["attempts"]) or "no provider called"
+        chain = " → ".join(_step(a) for a in t["attempts"]) or "no provider called"
         failures = [a for a in t["attempts"] if a["outcome"] != "success"]
         reason = failures[-1]["error_type"] if failures else ""
         detail = (t.get("error") or reason or "").replace("|", "\\|").replace("\n", " ")[:200]

@@ -80,7 +80,10 @@ def _attempts_text(attempts: list[dict[str, Any]]) -> Text:
     if not attempts:
         return Text("-")
     lines = [
-        ("→ " if i else "") + f"{a['provider']}: {'ok' if a['outcome'] == 'success' else a['outcome']}"
+        ("→ " if i else "")
+        + a["provider"]
+        + (f"/{a['subscription']}" if a.get("subscription") else "")  # a provider's subscriptions apart
+        + f": {'ok' if a['outcome'] == 'success' else a['outcome']}"
         for i, a in enumerate(attempts)
     ]
     return Text("\n".join(lines))
@@ -120,7 +123,9 @@ def render_run(console: Console, summary: dict[str, Any], *, explain: bool = Fal
     console.print(
         f"completed {totals['completed']} · failed {totals['failed']} · skipped {totals['skipped']}"
         + (f" · cancelled {totals['cancelled']}" if totals.get("cancelled") else "")
-        + f" · failovers {totals['failovers']} · cost ${totals['cost_usd']:.6f}",
+        + f" · failovers {totals['failovers']}"
+        + (f" · rotations {totals['rotations']}" if totals.get("rotations") else "")
+        + f" · cost ${totals['cost_usd']:.6f}",
         highlight=False,
         markup=False,
     )

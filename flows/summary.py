@@ -18,6 +18,18 @@ def count_failovers(attempts: list[AttemptRecord]) -> int:
     )
 
 
+def count_rotations(attempts: list[AttemptRecord]) -> int:
+    """Moves to another subscription of the same provider after a failed attempt (not failovers)."""
+    return sum(
+        1
+        for before, after in pairwise(attempts)
+        if before.outcome != "success"
+        and after.provider_id == before.provider_id
+        and None not in (before.subscription, after.subscription)
+        and after.subscription != before.subscription
+    )
+
+
 def attempt_json(a: AttemptRecord) -> dict[str, Any]:
     return {
         "provider": a.provider_id,
@@ -45,7 +57,7 @@ def run_summary(ledger: Ledger, run_id: str, *, explain: bool = False) -> dict[s
     by_task: dict[str, list[AttemptRecord]] = defaultdict(list)
     for a in ledger.attempts(run_id):
         by_task[a.task_id].append(a)
-    tasks, failovers = [], 0
+    tasks, failovers, rotations = [], 0, 0
     counts = {"completed": 0, "failed": 0, "skipped": 0, "cancelled": 0, "pending": 0}
     total_cost = 0.0
     for state in ledger.task_states(run_id).values():
@@ -72,6 +84,7 @@ def run_summary(ledger: Ledger, run_id: str, *, explain: bool = False) -> dict[s
         tasks.append(entry)
         counts[state.status] = counts.get(state.status, 0) + 1
         failovers += count_failovers(attempts)
+        rotations += count_rotations(attempts)
         total_cost += cost
     return {
         "run": {
@@ -93,6 +106,7 @@ def run_summary(ledger: Ledger, run_id: str, *, explain: bool = False) -> dict[s
             "pending": counts["pending"],
             "cost_usd": total_cost,
             "failovers": failovers,
+            "rotations": rotations,
             "attempts": sum(len(t["attempts"]) for t in tasks),
         },
     }

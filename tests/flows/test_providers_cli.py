@@ -140,7 +140,7 @@ def test_check_probes_every_provider_and_passes_when_all_answer(
     assert out["healthy"] is True
     health = {p["id"]: p["health"] for p in out["providers"]}
     assert {h["status"] for h in health.values()} == {"healthy"}
-    assert "2.1.119" in health["cli"]["detail"]  # the fake CLI's --version
+    assert "2.1.197" in health["cli"]["detail"]  # the fake CLI's --version
     for pid in ("cli", "api", "oai"):
         assert health[pid]["latency_ms"] >= 0
     # The HTTP probes went to the model lists, with the keys.
