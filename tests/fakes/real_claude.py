@@ -9,6 +9,7 @@ Messages API stand-in (tests/fakes/fake_messages_api.py) with the environment `o
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import shutil
 import subprocess
@@ -93,9 +94,14 @@ def write_login(config_dir: Path, access_token: str) -> None:
     """A subscription login as `/login` leaves it on Linux: `.credentials.json` in the config dir."""
     config_dir.mkdir(parents=True, exist_ok=True)
     path = config_dir / ".credentials.json"
-    path.write_text(
-        '{"claudeAiOauth": {"accessToken": "%s", "refreshToken": "sk-ant-ort01-not-used", '
-        '"expiresAt": 4102444800000, "scopes": ["user:inference", "user:profile"], "subscriptionType": "max"}}'
-        % access_token
-    )
+    login = {
+        "claudeAiOauth": {
+            "accessToken": access_token,
+            "refreshToken": "sk-ant-ort01-not-used",
+            "expiresAt": 4102444800000,
+            "scopes": ["user:inference", "user:profile"],
+            "subscriptionType": "max",
+        }
+    }
+    path.write_text(json.dumps(login))
     path.chmod(0o600)

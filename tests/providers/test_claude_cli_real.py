@@ -43,9 +43,7 @@ def api() -> Iterator[FakeMessagesApi]:
 
 
 @pytest.fixture
-def make(
-    real_claude: Path, api: FakeMessagesApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Make:
+def make(real_claude: Path, api: FakeMessagesApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Make:
     for name in [n for n in os.environ if n.startswith(("ANTHROPIC_", "CLAUDE_"))]:
         monkeypatch.delenv(name)
     for name, value in offline_env(api.url, tmp_path / "home").items():
@@ -115,7 +113,9 @@ async def test_a_warned_login_serves_and_reports_the_warning(make: Make, api: Fa
 
 
 @pytest.mark.parametrize("kind", ["login", "key"])
-async def test_a_refused_credential_stops_the_cli_at_its_first_retry(make: Make, api: FakeMessagesApi, kind: str) -> None:
+async def test_a_refused_credential_stops_the_cli_at_its_first_retry(
+    make: Make, api: FakeMessagesApi, kind: str
+) -> None:
     provider, _ = make(kind, "unauthorized")
     error = await failure(provider)
     assert isinstance(error, AuthenticationFailed) and error.error_type == "401"
@@ -123,7 +123,9 @@ async def test_a_refused_credential_stops_the_cli_at_its_first_retry(make: Make,
     assert [(s.state, s.out_reason) for s in provider.subscription_status()] == [("out", "authentication")]
 
 
-async def test_an_api_key_rate_limited_for_30s_stops_the_cli_at_its_first_retry(make: Make, api: FakeMessagesApi) -> None:
+async def test_an_api_key_rate_limited_for_30s_stops_the_cli_at_its_first_retry(
+    make: Make, api: FakeMessagesApi
+) -> None:
     provider, _ = make("key", "rate_limited")
     error = await failure(provider)
     assert isinstance(error, RateLimited) and error.retry_after_s == 30.0
@@ -139,7 +141,9 @@ async def test_a_rate_limited_login_is_not_retried_by_the_cli_and_rotates(make: 
     assert any(s.status == "rejected" for s in signals)
 
 
-async def test_an_overloaded_api_gets_the_retry_budget_then_the_cli_is_stopped(make: Make, api: FakeMessagesApi) -> None:
+async def test_an_overloaded_api_gets_the_retry_budget_then_the_cli_is_stopped(
+    make: Make, api: FakeMessagesApi
+) -> None:
     # The CLI's delays grow 0.5, 1, 2 s (+ up to 25% jitter): a 2 s budget allows two retries, not a third.
     provider, _ = make("login", "overloaded", overload_retry_budget_s=2)
     error = await failure(provider)
