@@ -42,7 +42,13 @@ from providers.models import (
 if TYPE_CHECKING:
     from providers._http import HttpProviderConfig
     from providers.anthropic import AnthropicConfig, AnthropicProvider
-    from providers.claude_cli import ClaudeCliConfig, ClaudeCliProvider, SubscriptionConfig, SubscriptionStatus
+    from providers.claude_cli import (
+        ClaudeCliConfig,
+        ClaudeCliProvider,
+        SubscriptionCheck,
+        SubscriptionConfig,
+        SubscriptionStatus,
+    )
     from providers.local_mock import LocalMockConfig, LocalMockProvider
     from providers.openai_compatible import OpenAICompatibleConfig, OpenAICompatibleProvider
     from providers.status_map import error_class_for_status
@@ -61,6 +67,7 @@ _LAZY: dict[str, str] = {
     "OpenAICompatibleConfig": "providers.openai_compatible",
     "OpenAICompatibleProvider": "providers.openai_compatible",
     "SlidingWindow": "providers.usage_window",
+    "SubscriptionCheck": "providers.claude_cli",
     "SubscriptionConfig": "providers.claude_cli",
     "SubscriptionStatus": "providers.claude_cli",
     "error_class_for_status": "providers.status_map",
@@ -119,6 +126,7 @@ __all__ = [
     "RateLimited",
     "SecretResolver",
     "SlidingWindow",
+    "SubscriptionCheck",
     "SubscriptionConfig",
     "SubscriptionStatus",
     "TokenUsage",

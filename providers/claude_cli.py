@@ -24,6 +24,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from providers.base import AIProvider, Limits, ProviderConfig, SecretResolver, env_secrets, utc_now
+from providers.claude_cli_check import PROBE_ARGS, PROBE_PROMPT, SubscriptionCheck, logged_in, verdict_for
 from providers.claude_cli_parse import (
     api_retry,
     cost_from,
@@ -62,7 +63,14 @@ from providers.pricing import CLAUDE_SONNET, claude_family_price
 from providers.prompt import render_prompt
 from providers.redaction import redact, shorten, tail
 
-__all__ = ["CREDENTIAL_VARS", "ClaudeCliConfig", "ClaudeCliProvider", "SubscriptionConfig", "SubscriptionStatus"]
+__all__ = [
+    "CREDENTIAL_VARS",
+    "ClaudeCliConfig",
+    "ClaudeCliProvider",
+    "SubscriptionCheck",
+    "SubscriptionConfig",
+    "SubscriptionStatus",
+]
 
 log = logging.getLogger(__name__)
 
@@ -269,6 +277,66 @@ class ClaudeCliProvider(AIProvider):
     def subscription_status(self) -> list[SubscriptionStatus]:
         """Each subscription's state, reset time and usage counters (no secret values)."""
         return self._pool.status()
+
+    async def check_subscriptions(self, timeout_s: float | None = None) -> list[SubscriptionCheck]:
+        """Whether each subscription's login or key is accepted, without a request where the CLI can tell
+        (claude_cli_check); one subscription's failure is its verdict, never an exception."""
+        exe = self._executable()
+        timeout = timeout_s or self.config.timeout_s
+        return list(await asyncio.gather(*(self._check(sub, exe, timeout) for sub in self._pool.subscriptions)))
+
+    async def _check(self, sub: Subscription, exe: str | None, timeout_s: float) -> SubscriptionCheck:
+        def verdict(v: Any, asked: bool, detail: str, reset_at: datetime | None = None) -> SubscriptionCheck:
+            detail = shorten(self._redact(detail), _DETAIL_CHARS)
+            return SubscriptionCheck(name=sub.name, kind=sub.kind, verdict=v, asked_api=asked, detail=detail,
+                                     reset_at=reset_at)  # fmt: skip
+
+        if exe is None:
+            return verdict("unknown", False, f"executable {self.config.executable!r} not found")
+        try:
+            env = self._child_env(sub)
+        except AuthenticationFailed as exc:
+            return verdict("missing_key", False, exc.message)
+        try:
+            _, status, _ = await self._run([exe, "auth", "status", "--json"], None, env, _VERSION_TIMEOUT_S)
+        except ProviderError:
+            status = ""
+        if logged_in(status) is False:
+            return verdict("not_logged_in", False, "`claude auth status`: no login in this config dir or env")
+        # One minimal request, stopped at the first retry the CLI announces (no budget, no wait worth it).
+        watch = RetryWatch(
+            provider_id=self.provider_id,
+            subscription=sub.name,
+            budget_s=0.0,
+            retry_max_s=0.0,
+            auth_reprobe_s=self.config.auth_reprobe_s,
+            wall_clock=self._wall_clock,
+        )
+        model = ["--model", self.config.model] if self.config.model else []
+        argv = [exe, "-p", "--output-format", "stream-json", "--verbose", *model, *PROBE_ARGS, "--", PROBE_PROMPT]
+        error: ProviderError | None
+        try:
+            code, stdout, stderr = await self._run(
+                argv, None, env, timeout_s, subscription=sub.name, on_line=lambda line: _judge_retry(line, watch)
+            )
+            error = self._probe_error(sub, code, stdout, stderr)
+        except ProviderError as exc:
+            error = exc
+        kind, reset_at = verdict_for(error)
+        return verdict(kind, True, str(error) if error is not None else "the API answered", reset_at)
+
+    def _probe_error(self, sub: Subscription, code: int, stdout: str, stderr: str) -> ProviderError | None:
+        """The error a finished probe run stands for, or None when it answered (no pool or quota bookkeeping)."""
+        parsed = parse_output(stdout)
+        kw: dict[str, Any] = {
+            "provider_id": self.provider_id,
+            "subscription": sub.name,
+            "now": self._wall_clock(),
+            "redact": self._redact,
+        }
+        if parsed.result is None:
+            return error_without_result(parsed, stdout, stderr, code, **kw)
+        return error_for_result(parsed.result, **kw) if result_failed(parsed.result) else None
 
     # --- one call -----------------------------------------------------------------------------
 
@@ -564,6 +632,11 @@ class ClaudeCliProvider(AIProvider):
         an Anthropic key."""
         values = self._known_secrets | {os.environ.get(n) for n in CREDENTIAL_VARS if os.environ.get(n)}
         return _KEY_SHAPED.sub("sk-ant-***", redact(text, values, "***"))
+
+
+def _judge_retry(line: str, watch: RetryWatch) -> ProviderError | None:
+    retry = api_retry(line)
+    return watch.verdict(retry) if retry is not None else None
 
 
 def _str_or_none(value: Any) -> str | None:

@@ -60,7 +60,15 @@ _GIVE_UP = {
 }
 DEFAULT_MODEL = "claude-sonnet-4-5-20250929"
 _ALIASES = {"sonnet": DEFAULT_MODEL, "opus": "claude-opus-4-5-20251101", "haiku": "claude-haiku-4-5-20251001"}
-_VALUE_FLAGS = {"--output-format", "--model", "--max-turns", "--append-system-prompt", "--allowedTools"}
+_VALUE_FLAGS = {
+    "--output-format",
+    "--model",
+    "--max-turns",
+    "--append-system-prompt",
+    "--allowedTools",
+    "--system-prompt",
+    "--tools",
+}
 
 
 def parse_args(argv: list[str]) -> dict[str, Any]:
@@ -151,6 +159,37 @@ def auth_source() -> str:
         if os.environ.get(name):
             return name
     return "login"  # the OAuth login stored in CLAUDE_CONFIG_DIR (or ~/.claude)
+
+
+def auth_status(scenario: dict[str, Any]) -> int:
+    """`claude auth status --json` as 2.1.197 prints it: local only, no request. A config dir is logged in when
+    it holds `.credentials.json` (or the scenario says `logged_in`)."""
+    config_dir = os.environ.get("CLAUDE_CONFIG_DIR")
+    key = os.environ.get("ANTHROPIC_API_KEY")
+    append_log({"event": "auth_status", "config_dir": config_dir, "has_api_key": bool(key)})
+    if key:
+        status = {
+            "loggedIn": True,
+            "authMethod": "api_key",
+            "apiProvider": "firstParty",
+            "apiKeySource": "ANTHROPIC_API_KEY",
+        }
+    elif scenario.get("logged_in", False) or (
+        config_dir and os.path.exists(os.path.join(config_dir, ".credentials.json"))
+    ):
+        status = {
+            "loggedIn": True,
+            "authMethod": "claude.ai",
+            "apiProvider": "firstParty",
+            "email": None,
+            "orgId": None,
+            "orgName": None,
+            "subscriptionType": "max",
+        }
+    else:
+        status = {"loggedIn": False, "authMethod": "none", "apiProvider": "firstParty"}
+    print(json.dumps(status, indent=2))
+    return 0 if status["loggedIn"] else 1
 
 
 def usage_block(step: dict[str, Any], prompt: str, text: str) -> dict[str, Any]:
@@ -290,6 +329,8 @@ def main(argv: list[str]) -> int:
         else:
             print(VERSION)
         return code
+    if argv[:2] == ["auth", "status"]:
+        return auth_status(scenario)
     args = parse_args(argv)
     if not args["print"]:
         print("fake claude only supports -p", file=sys.stderr)

@@ -149,3 +149,36 @@ async def test_an_overloaded_api_gets_the_retry_budget_then_the_cli_is_stopped(
     error = await failure(provider)
     assert isinstance(error, Overloaded) and error.error_type == "529"
     assert api.messages(TOKEN) == 3
+
+
+async def test_check_tells_per_subscription_whether_its_login_or_key_is_accepted(
+    real_claude: Path, api: FakeMessagesApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in [n for n in os.environ if n.startswith(("ANTHROPIC_", "CLAUDE_"))]:
+        monkeypatch.delenv(name)
+    for name, value in offline_env(api.url, tmp_path / "home").items():
+        monkeypatch.setenv(name, value)
+    tokens = {"good": TOKEN, "refused": "sk-ant-oat01-REFUSED-LOGIN-00000000", "limited": "sk-ant-oat01-LIMITED-1111"}
+    for name, token in tokens.items():
+        write_login(tmp_path / name, token)
+    (tmp_path / "nobody").mkdir()
+    api.modes.update({TOKEN: "ok", tokens["refused"]: "unauthorized", tokens["limited"]: "usage_limit"})
+    api.modes[KEY] = "rate_limited"
+    subs = [{"name": n, "config_dir": str(tmp_path / n)} for n in ("good", "refused", "limited", "nobody")]
+    subs += [{"name": "key", "api_key_env": "REAL_CLI_KEY"}, {"name": "unset", "api_key_env": "NO_SUCH_KEY"}]
+    cfg = ClaudeCliConfig(executable=str(real_claude), subscriptions=subs, timeout_s=90)
+    provider = ClaudeCliProvider("claude", cfg, secrets={"REAL_CLI_KEY": KEY}.get)
+    checks = {c.name: c for c in await provider.check_subscriptions()}
+    assert {n: (c.verdict, c.asked_api) for n, c in checks.items()} == {
+        "good": ("accepted", True),
+        "refused": ("refused", True),
+        "limited": ("limited", True),
+        "nobody": ("not_logged_in", False),
+        "key": ("rate_limited", True),
+        "unset": ("missing_key", False),
+    }
+    # The reset as the CLI words it ("resets 6:23pm (UTC)"), to the minute.
+    assert 0 <= api.reset_at - checks["limited"].reset_at.timestamp() < 60  # type: ignore[union-attr]
+    # One request per credential that had to be asked, each stopped at the CLI's first retry.
+    assert [api.messages(t) for t in (TOKEN, tokens["refused"], tokens["limited"], KEY)] == [1, 1, 1, 1]
+    assert all(c not in checks[n].detail for n in checks for c in (*tokens.values(), KEY))
