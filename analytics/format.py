@@ -88,6 +88,7 @@ def format_totals(totals: dict[str, Any]) -> list[tuple[str, str]]:
         ("task success rate", percent(totals.get("task_success_rate"))),
         ("tokens in / out", f"{totals['tokens_input']:,} / {totals['tokens_output']:,}"),
         ("failovers / retries", f"{totals['failovers']:,} / {totals['retries']:,}"),
+        ("rotations between subscriptions", f"{totals.get('rotations', 0):,}"),
     ]
 
 

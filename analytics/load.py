@@ -154,14 +154,20 @@ def _percentiles_from_values(
 def load_transitions(conn: Connection, f: ReportFilter) -> pd.DataFrame:
     """Each move after a failed attempt: (from provider, to provider, strategy) with counts and time lost.
 
-    A task's attempt n (n > 1) is paired with its attempt n-1; if n-1 failed, the move is a retry when both
-    ran on the same provider and a failover otherwise (`ledger.follows_failure`, `ledger.move_kind`: the same
-    rule as the run summaries' count). `lost_ms` is the failed attempts' latency. `inner`
-    counts the moves whose earlier attempt is inside the window too: attempts minus `inner` is the number of
-    distinct tasks with an attempt in the window.
+    A task's attempt n (n > 1) is paired with its attempt n-1; if n-1 failed, the move is a failover when they
+    ran on different providers, a rotation when on two subscriptions of the same provider, and a retry
+    otherwise (`ledger.follows_failure`, `ledger.move_kind`: the same rule as the run summaries' counts).
+    `lost_ms` is the failed attempts' latency. `inner` counts the moves whose earlier attempt is inside the
+    window too: attempts minus `inner` is the number of distinct tasks with an attempt in the window.
     """
     cur, prev = _U.alias("cur"), _U.alias("prev")
-    keys = [prev.c.provider_id.label("from_provider"), cur.c.provider_id.label("to_provider"), cur.c.strategy]
+    keys = [
+        prev.c.provider_id.label("from_provider"),
+        cur.c.provider_id.label("to_provider"),
+        cur.c.strategy,
+        prev.c.subscription.label("from_subscription"),
+        cur.c.subscription.label("to_subscription"),
+    ]
     inner = func.sum(case((prev.c.started_at >= f.window.since, 1), else_=0)).label("inner")
     stmt = (
         select(
@@ -175,7 +181,8 @@ def load_transitions(conn: Connection, f: ReportFilter) -> pd.DataFrame:
         .where(cur.c.attempt > 1, *_usage_where(f, cur))
         .group_by(*keys)
     )
-    frame = fetch_frame(conn, stmt, ["from_provider", "to_provider", "strategy", "moves", "lost_ms", "inner", "kind"])
+    columns = ["from_provider", "to_provider", "strategy", "from_subscription", "to_subscription"]
+    frame = fetch_frame(conn, stmt, [*columns, "moves", "lost_ms", "inner", "kind"])
     frame["moves"] = frame["moves"].astype("int64")
     frame["inner"] = frame["inner"].astype("int64")
     frame["lost_ms"] = frame["lost_ms"].astype("float64")

@@ -103,6 +103,7 @@ def totals(cube: pd.DataFrame, transitions: pd.DataFrame) -> dict[str, Any]:
         **{c: int(cube[c].sum()) for c in TOKEN_COLUMNS},
         "failovers": int(moves.get("failover", 0)),
         "retries": int(moves.get("retry", 0)),
+        "rotations": int(moves.get("rotation", 0)),
         "providers": int(cube["provider_id"].nunique()),
     }
 
@@ -114,7 +115,8 @@ def performance(
 
     `errors` are the provider's failures; `not_provider_failures` (cancelled, bad_request, budget_exceeded)
     are shown apart and left out of `success_rate`. `failovers` counts moves from this provider to another
-    after a failed attempt here; `retries` counts failed attempts here followed by another attempt here.
+    after a failed attempt here; `retries` counts failed attempts here followed by another attempt here on the
+    same subscription; `rotations` those followed by an attempt on another subscription of this provider.
     """
     columns = [
         "provider_id",
@@ -128,6 +130,7 @@ def performance(
         "p99_ms",
         "failovers",
         "retries",
+        "rotations",
         "failover_time_s",
         "circuit_opens",
         "circuit_open_s",
@@ -139,7 +142,7 @@ def performance(
     out["success_rate"] = success_rate(out)
     out["errors"] = out["attempts"] - out["successes"] - out["not_provider_failures"]
     out = out.merge(latency.drop(columns=["latency_n"]), on="provider_id", how="left")
-    for kind, name in (("failover", "failovers"), ("retry", "retries")):
+    for kind, name in (("failover", "failovers"), ("retry", "retries"), ("rotation", "rotations")):
         moved = transitions[transitions["kind"] == kind].groupby("from_provider")["moves"].sum()
         out[name] = out["provider_id"].map(moved).fillna(0).astype("int64")
     lost = transitions[transitions["kind"] == "failover"].groupby("from_provider")["lost_ms"].sum() / 1000

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, SerializerFunctionWrapHandler, model_serializer
 
-from ledger import AttemptRecord, Ledger, RouteDecision, RunStatus, TaskStatus, count_failovers
+from ledger import AttemptRecord, Ledger, RouteDecision, RunStatus, TaskStatus, count_failovers, count_rotations
 from providers import TokenUsage
 
 
@@ -31,6 +31,11 @@ class AttemptSummary(_Summary):
     attempt: int = 1
     model: str | None = None
     tokens: TokenUsage = TokenUsage()
+
+    @property
+    def where(self) -> str:
+        """`provider/subscription` (or the provider alone), so moves between a provider's subscriptions show."""
+        return f"{self.provider}/{self.subscription}" if self.subscription else self.provider
 
     @classmethod
     def of(cls, a: AttemptRecord) -> AttemptSummary:
@@ -90,7 +95,8 @@ class RunHeader(_Summary):
 
 
 class RunTotals(_Summary):
-    """Task counts by status, the run's cost, failovers (moves to another provider after a failure), attempts."""
+    """Task counts by status, the run's cost, failovers (moves to another provider after a failure), rotations
+    (moves to another subscription of the same provider after a failure), attempts."""
 
     completed: int = 0
     failed: int = 0
@@ -99,6 +105,7 @@ class RunTotals(_Summary):
     pending: int = 0
     cost_usd: float = 0.0
     failovers: int = 0
+    rotations: int = 0
     attempts: int = 0
 
     def count(self, status: TaskStatus) -> int:
@@ -125,7 +132,7 @@ def run_summary(ledger: Ledger, run_id: str, *, explain: bool = False) -> RunSum
         by_task[a.task_id].append(a)
     tasks: list[TaskSummary] = []
     counts = dict.fromkeys(TaskStatus, 0)
-    failovers, total_cost = 0, 0.0
+    failovers, rotations, total_cost = 0, 0, 0.0
     # Built without validating again: every value comes from the ledger's typed records (a 1,000-task run's
     # summary is built at the end of every run).
     for state in ledger.task_states(run_id).values():
@@ -152,6 +159,7 @@ def run_summary(ledger: Ledger, run_id: str, *, explain: bool = False) -> RunSum
         tasks.append(TaskSummary.model_construct(**fields))
         counts[state.status] += 1
         failovers += count_failovers(attempts)
+        rotations += count_rotations(attempts)
         total_cost += cost
     header = RunHeader.model_construct(
         id=run.run_id,
@@ -167,6 +175,7 @@ def run_summary(ledger: Ledger, run_id: str, *, explain: bool = False) -> RunSum
         **{status.value: n for status, n in counts.items()},
         cost_usd=total_cost,
         failovers=failovers,
+        rotations=rotations,
         attempts=sum(len(t.attempts) for t in tasks),
     )
     return RunSummary.model_construct(run=header, tasks=tasks, totals=totals)

@@ -1,4 +1,5 @@
-"""`switchboard providers`: what the providers file configures and, with `--check`, whether each provider answers.
+"""`switchboard providers`: what the providers file configures and, with `--check`, whether each provider answers
+and whether each Claude subscription's login or key is accepted (the provider's own check; rendered here).
 
 Never prints a key: keys appear by the name of the variable (or Secret block) holding them, with "set" or
 "missing", and as a last guard every resolved key value is scrubbed from the output before it is written.
@@ -23,7 +24,7 @@ from rich.table import Table
 
 from cli.app import EXIT_FAILED, EXIT_INVALID, EXIT_OK, app, err_console, out_console
 from flows import secret_resolver
-from providers import CREDENTIAL_VARS, MIN_SECRET_LEN, ClaudeCliConfig, ClaudeCliProvider
+from providers import CREDENTIAL_VARS, MIN_SECRET_LEN, ClaudeCliConfig, ClaudeCliProvider, SubscriptionCheck
 from routing import InputError, ProviderRegistry, load_config
 
 if TYPE_CHECKING:
@@ -75,11 +76,19 @@ async def _inspect(
     """Probe every enabled provider at once (when `timeout_s` is given), describe all, then close them all."""
     try:
         healths: dict[str, dict[str, Any]] = {}
+        checks: dict[str, list[SubscriptionCheck]] = {}
         if timeout_s is not None:
             live = list(registry)
-            results = await asyncio.gather(*(_check_one(p, timeout_s) for p in live))
+            clis = [p for p in live if isinstance(p, ClaudeCliProvider)]
+            results, verdicts = await asyncio.gather(
+                asyncio.gather(*(_check_one(p, timeout_s) for p in live)),
+                asyncio.gather(*(p.check_subscriptions(timeout_s) for p in clis)),
+            )
             healths = {p.provider_id: r for p, r in zip(live, results, strict=True)}
-        described = [_describe(pid, cfg, registry, secrets, healths.get(pid)) for pid, cfg in configs.items()]
+            checks = {p.provider_id: v for p, v in zip(clis, verdicts, strict=True)}
+        described = [
+            _describe(pid, cfg, registry, secrets, healths.get(pid), checks.get(pid)) for pid, cfg in configs.items()
+        ]
         return healths, described
     finally:
         await registry.aclose()
@@ -112,6 +121,7 @@ def _describe(
     registry: ProviderRegistry,
     secrets: SecretResolver,
     health: dict[str, Any] | None,
+    checks: list[SubscriptionCheck] | None = None,
 ) -> dict[str, Any]:
     live = registry.get(provider_id) if provider_id in registry else None
     entry: dict[str, Any] = {
@@ -131,14 +141,15 @@ def _describe(
     }
     if isinstance(cfg, ClaudeCliConfig):
         entry["executable"] = cfg.executable
-        entry["subscriptions"] = _subscriptions(cfg, live if isinstance(live, ClaudeCliProvider) else None, secrets)
+        cli = live if isinstance(live, ClaudeCliProvider) else None
+        entry["subscriptions"] = _subscriptions(cfg, cli, secrets, {c.name: c for c in checks or []})
     if health is not None:
         entry["health"] = health
     return entry
 
 
 def _subscriptions(
-    cfg: ClaudeCliConfig, live: ClaudeCliProvider | None, secrets: SecretResolver
+    cfg: ClaudeCliConfig, live: ClaudeCliProvider | None, secrets: SecretResolver, checks: dict[str, SubscriptionCheck]
 ) -> list[dict[str, Any]]:
     states = {s.name: s for s in live.subscription_status()} if live is not None else {}
     configured = {s.name: s for s in cfg.subscriptions}
@@ -164,6 +175,9 @@ def _subscriptions(
         if status and status.reset_at:
             item["reset_at"] = status.reset_at.isoformat()
             item["out_reason"] = status.out_reason
+        check = checks.get(name)
+        if check is not None:
+            item["check"] = check.model_dump(mode="json", exclude={"name", "kind"})
         out.append(item)
     return out
 
@@ -256,8 +270,30 @@ def _details(p: dict[str, Any], check: bool, scrub: Callable[[str], str]) -> Tab
             extra.append(f"key {s['api_key']}")
         if s.get("reset_at"):
             extra.append(f"out until {s['reset_at']} ({s.get('out_reason')})")
+        if s.get("check"):
+            extra.append(_check_text(s["check"]))
         row("subscription", f"{s['name']}: {where} · " + " · ".join(extra))
     return grid
+
+
+def _check_text(check: dict[str, Any]) -> str:
+    """`login refused (asked the API): ...`, `login accepted (asked the API)`, `not logged in (no request)`."""
+    words = {
+        "accepted": "accepted",
+        "refused": "refused",
+        "limited": "accepted, at its usage limit",
+        "rate_limited": "accepted, rate limited",
+        "not_logged_in": "not logged in",
+        "missing_key": "key missing",
+        "unknown": "could not tell",
+    }
+    how = "asked the API" if check["asked_api"] else "no request"
+    text = f"check: {words.get(check['verdict'], check['verdict'])} ({how})"
+    if check.get("reset_at"):
+        text += f", resets {check['reset_at']}"
+    if check["verdict"] in ("refused", "unknown", "missing_key") and check.get("detail"):
+        text += f": {check['detail']}"
+    return text
 
 
 def _limits_text(limits: dict[str, Any]) -> str:

@@ -81,7 +81,7 @@ def _attempts_text(attempts: list[AttemptSummary]) -> Text:
     if not attempts:
         return Text("-")
     lines = [
-        ("→ " if i else "") + f"{a.provider}: {'ok' if a.outcome == 'success' else a.outcome}"
+        ("→ " if i else "") + f"{a.where}: {'ok' if a.outcome == 'success' else a.outcome}"
         for i, a in enumerate(attempts)
     ]
     return Text("\n".join(lines))
@@ -121,7 +121,9 @@ def render_run(console: Console, summary: RunSummary, *, explain: bool = False, 
     console.print(
         f"completed {totals.completed} · failed {totals.failed} · skipped {totals.skipped}"
         + (f" · cancelled {totals.cancelled}" if totals.cancelled else "")
-        + f" · failovers {totals.failovers} · cost ${totals.cost_usd:.6f}",
+        + f" · failovers {totals.failovers}"
+        + (f" · rotations {totals.rotations}" if totals.rotations else "")
+        + f" · cost ${totals.cost_usd:.6f}",
         highlight=False,
         markup=False,
     )

@@ -57,7 +57,8 @@ def failover_markdown(summary: RunSummary) -> str:
         f"# Run {run.id} · {run.name}",
         "",
         f"{totals.completed} completed, {totals.failed} failed, {totals.skipped} skipped; "
-        f"{totals.failovers} failovers; cost ${totals.cost_usd:.6f}",
+        f"{totals.failovers} failovers, {totals.rotations} rotations between subscriptions; "
+        f"cost ${totals.cost_usd:.6f}",
         "",
     ]
     retried = [t for t in summary.tasks if len(t.attempts) > 1 or t.status == TaskStatus.FAILED]
@@ -66,7 +67,7 @@ def failover_markdown(summary: RunSummary) -> str:
         return "\n".join(lines)
     lines += ["| task | status | attempts (provider: outcome) | reason of the last failure |", "|---|---|---|---|"]
     for t in retried:
-        chain = " → ".join(f"{a.provider}: {a.outcome}" for a in t.attempts) or "no provider called"
+        chain = " → ".join(f"{a.where}: {a.outcome}" for a in t.attempts) or "no provider called"
         failures = [a for a in t.attempts if a.outcome != "success"]
         reason = failures[-1].error_type if failures else ""
         detail = (t.error or reason or "").replace("|", "\\|").replace("\n", " ")[:200]

@@ -1,7 +1,14 @@
 """The usage ledger: SQLAlchemy models, Alembic migrations, recording and reading runs and attempts."""
 
 from ledger.db import LedgerUnavailable, create_ledger_engine, data_dir, default_database_url, migrate
-from ledger.failovers import count_failovers, follows_failure, is_failover, move_kind
+from ledger.failovers import (
+    count_failovers,
+    count_rotations,
+    follows_failure,
+    is_failover,
+    is_rotation,
+    move_kind,
+)
 from ledger.models import ProviderEvent, ProviderUsage
 from ledger.opening import LedgerNotFound, LedgerUnreadable, open_existing_ledger, open_ledger, read_failure
 from ledger.records import (
@@ -48,11 +55,13 @@ __all__ = [
     "TaskStatus",
     "UsagePoint",
     "count_failovers",
+    "count_rotations",
     "create_ledger_engine",
     "data_dir",
     "default_database_url",
     "follows_failure",
     "is_failover",
+    "is_rotation",
     "migrate",
     "move_kind",
     "new_run_id",

@@ -1,8 +1,8 @@
-"""What a failover is, defined once: after a failed attempt, the task's next attempt went to another provider
-(to the same provider, it is a retry).
+"""What a move after a failed attempt is, defined once: the task's next attempt went to another provider (a
+failover), to another subscription of the same provider (a rotation), or to the same one again (a retry).
 
 Counted in Python over one task's attempts (run summaries, what-if replays) and in SQL over the attempt rows
-(the usage report's performance and routing tables), from the one pairing and the one test below.
+(the usage report's totals, performance and routing tables), from the one pairing and the one rule below.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from sqlalchemy import ColumnElement, and_, case
 from ledger.records import AttemptRecord
 
 SUCCESS = "success"
-FAILOVER, RETRY = "failover", "retry"
+FAILOVER, ROTATION, RETRY = "failover", "rotation", "retry"
 
 
 def is_failover(before: AttemptRecord, after: AttemptRecord) -> bool:
@@ -24,9 +24,24 @@ def is_failover(before: AttemptRecord, after: AttemptRecord) -> bool:
     return before.outcome != SUCCESS and after.provider_id != before.provider_id
 
 
+def is_rotation(before: AttemptRecord, after: AttemptRecord) -> bool:
+    """`after` moved to another subscription of the same provider because `before` failed (not a failover)."""
+    return (
+        before.outcome != SUCCESS
+        and after.provider_id == before.provider_id
+        and None not in (before.subscription, after.subscription)
+        and after.subscription != before.subscription
+    )
+
+
 def count_failovers(attempts: Sequence[AttemptRecord]) -> int:
     """Moves to another provider after a failed attempt, over one task's attempts in attempt order."""
     return sum(1 for before, after in pairwise(attempts) if is_failover(before, after))
+
+
+def count_rotations(attempts: Sequence[AttemptRecord]) -> int:
+    """Moves to another subscription of the same provider after a failed attempt, over one task's attempts."""
+    return sum(1 for before, after in pairwise(attempts) if is_rotation(before, after))
 
 
 def follows_failure(prev: Any, cur: Any) -> ColumnElement[bool]:
@@ -41,8 +56,23 @@ def follows_failure(prev: Any, cur: Any) -> ColumnElement[bool]:
 
 
 def move_kind(prev: Any, cur: Any) -> ColumnElement[str]:
-    """SQL: `failover` when the move after a failure went to another provider, `retry` when it stayed."""
-    return case((prev.c.provider_id == cur.c.provider_id, RETRY), else_=FAILOVER)
+    """SQL: the kind of the move after a failure, `failover`, `rotation` or `retry` (as is_failover, is_rotation)."""
+    other_subscription = and_(
+        prev.c.subscription.is_not(None),
+        cur.c.subscription.is_not(None),
+        prev.c.subscription != cur.c.subscription,
+    )
+    return case((prev.c.provider_id != cur.c.provider_id, FAILOVER), (other_subscription, ROTATION), else_=RETRY)
 
 
-__all__ = ["FAILOVER", "RETRY", "count_failovers", "follows_failure", "is_failover", "move_kind"]
+__all__ = [
+    "FAILOVER",
+    "RETRY",
+    "ROTATION",
+    "count_failovers",
+    "count_rotations",
+    "follows_failure",
+    "is_failover",
+    "is_rotation",
+    "move_kind",
+]

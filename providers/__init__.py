@@ -22,7 +22,6 @@ from providers.errors import (
     ERRORS_BY_OUTCOME,
     NOT_ABOUT_THE_PROVIDER,
     OUTCOMES,
-    SHORT_RETRY_AFTER_S,
     AuthenticationFailed,
     BadRequest,
     BudgetExceeded,
@@ -36,6 +35,7 @@ from providers.errors import (
     Unavailable,
 )
 from providers.models import (
+    CREDENTIALS_CHANGED,
     AITask,
     CostEstimate,
     ExecutionContext,
@@ -58,6 +58,7 @@ if TYPE_CHECKING:
         CREDENTIAL_VARS,
         ClaudeCliConfig,
         ClaudeCliProvider,
+        SubscriptionCheck,
         SubscriptionConfig,
         SubscriptionStatus,
     )
@@ -82,6 +83,7 @@ _LAZY: dict[str, str] = {
     "OpenAICompatibleConfig": "providers.openai_compatible",
     "OpenAICompatibleProvider": "providers.openai_compatible",
     "SlidingWindow": "providers.usage_window",
+    "SubscriptionCheck": "providers.claude_cli",
     "seconds_to_reach": "providers.usage_window",
     "SubscriptionConfig": "providers.claude_cli",
     "SubscriptionStatus": "providers.claude_cli",
@@ -104,13 +106,13 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "CHARS_PER_TOKEN",
+    "CREDENTIALS_CHANGED",
     "CREDENTIAL_VARS",
     "ERRORS_BY_OUTCOME",
     "LIMIT_SPECS",
     "MIN_SECRET_LEN",
     "NOT_ABOUT_THE_PROVIDER",
     "OUTCOMES",
-    "SHORT_RETRY_AFTER_S",
     "AIProvider",
     "AITask",
     "AnthropicConfig",
@@ -147,6 +149,7 @@ __all__ = [
     "RateLimited",
     "SecretResolver",
     "SlidingWindow",
+    "SubscriptionCheck",
     "SubscriptionConfig",
     "SubscriptionStatus",
     "TokenUsage",

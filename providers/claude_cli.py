@@ -2,27 +2,31 @@
 
 Several subscriptions can stand behind one provider: each is a `CLAUDE_CONFIG_DIR` (its own login) or an
 env var holding an API key. `claude_cli_pool` rotates between them and takes out the ones that hit a limit;
-`claude_cli_parse` reads the CLI's JSON. This module owns the process: argv, environment, timeout, and
-killing the whole process group so no agent (or a tool it started) outlives its task.
+`claude_cli_parse` reads the CLI's JSON; `claude_cli_retry` judges the CLI's own retries as they happen (a
+refused credential or a long rate limit stops it at once); `claude_cli_process` reads the child line by line and
+kills its whole process group so no agent (or a tool it started) outlives its task; `claude_cli_check` asks each
+subscription whether its login or key is accepted. This module owns the call: argv, environment, timeout.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import hashlib
 import logging
 import os
 import re
 import shutil
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from providers.base import AIProvider, Limits, ProviderConfig, SecretResolver, env_secrets, utc_now
+from providers.claude_cli_check import PROBE_ARGS, PROBE_PROMPT, SubscriptionCheck, logged_in, verdict_for
 from providers.claude_cli_parse import (
+    api_retry,
     cost_from,
     error_for_result,
     error_without_result,
@@ -33,6 +37,8 @@ from providers.claude_cli_parse import (
     usage_from,
 )
 from providers.claude_cli_pool import Subscription, SubscriptionPool, SubscriptionStatus
+from providers.claude_cli_process import communicate, kill_group
+from providers.claude_cli_retry import RetryWatch
 from providers.errors import (
     AuthenticationFailed,
     BadRequest,
@@ -43,6 +49,7 @@ from providers.errors import (
     Unavailable,
 )
 from providers.models import (
+    CREDENTIALS_CHANGED,
     AITask,
     ExecutionContext,
     HealthStatus,
@@ -53,19 +60,25 @@ from providers.models import (
     QuotaSignal,
 )
 from providers.pricing import CLAUDE_SONNET, claude_family_price
-from providers.processes import stop_group
 from providers.prompt import render_prompt
 from providers.redaction import redact, shorten, tail
 
-__all__ = ["CREDENTIAL_VARS", "ClaudeCliConfig", "ClaudeCliProvider", "SubscriptionConfig", "SubscriptionStatus"]
+__all__ = [
+    "CREDENTIAL_VARS",
+    "ClaudeCliConfig",
+    "ClaudeCliProvider",
+    "SubscriptionCheck",
+    "SubscriptionConfig",
+    "SubscriptionStatus",
+]
 
 log = logging.getLogger(__name__)
 
 # Linux refuses a single argv string over 128 KiB (MAX_ARG_STRLEN); longer prompts go through stdin.
 _MAX_PROMPT_ARG_BYTES = 100_000
-# After SIGTERM, how long the CLI gets to exit before the group gets SIGKILL.
-_KILL_GRACE_S = 1.0
 _VERSION_TIMEOUT_S = 10.0
+# Where a config dir's login lives (Linux; on macOS the Keychain holds it and a change is not seen).
+CREDENTIALS_FILE = ".credentials.json"
 # What the CLI authenticates with before a config dir's own login, first match wins (PROVIDERS.md 1.5): a cloud
 # provider (the switches and their Claude-specific credentials), then these API-billed variables, then an OAuth
 # token. A child that gets one of them bills whatever it names, not the subscription it was sent to.
@@ -82,7 +95,6 @@ CREDENTIAL_VARS = _CLOUD_VARS + _API_KEY_VARS + _LOGIN_VARS
 _KEY_SHAPED = re.compile(r"sk-ant-[A-Za-z0-9_\-]{8,}")
 # Health details quote at most this much of the CLI's output.
 _DETAIL_CHARS = 200
-_READ_CHUNK = 1 << 16
 
 
 class SubscriptionConfig(BaseModel):
@@ -109,6 +121,12 @@ class ClaudeCliConfig(ProviderConfig):
     max_turns: int | None = Field(default=None, gt=0)
     append_system_prompt: str | None = None
     allowed_tools: list[str] | None = None
+    # Seconds of its own retry delays the CLI may spend on an overloaded or failing API (529, 5xx, a short 429)
+    # before it is stopped and the call counted `overloaded`; its own loop would wait minutes.
+    overload_retry_budget_s: float = Field(default=5.0, ge=0)
+    # How long a subscription whose credential the API refused (401/403) stays out before one trial call; it is
+    # back sooner when its credentials change (a new `.credentials.json`, another key value).
+    auth_reprobe_s: float = Field(default=300.0, gt=0)
     # Empty: one implicit "default" subscription: this machine's Claude Code login (or the key in `api_key_env`,
     # if set). Its child never inherits ANTHROPIC_API_KEY or ANTHROPIC_AUTH_TOKEN: a key exported for the
     # `anthropic` provider would otherwise silently bill the API instead of the subscription.
@@ -147,7 +165,14 @@ class ClaudeCliProvider(AIProvider):
         self._closing = False
         # Key values handed to children, so error text quoting them can be scrubbed without asking the resolver again.
         self._known_secrets: set[str] = set()
-        self._pool = SubscriptionPool(provider_id, self._subscriptions(), clock=clock, wall_clock=wall_clock)
+        self._pool = SubscriptionPool(
+            provider_id,
+            self._subscriptions(),
+            clock=clock,
+            wall_clock=wall_clock,
+            auth_reprobe_s=self.config.auth_reprobe_s,
+            fingerprint=self._credential_fingerprint,
+        )
 
     def _subscriptions(self) -> list[Subscription]:
         cfg = self.config
@@ -192,6 +217,7 @@ class ClaudeCliProvider(AIProvider):
         except ProviderError as exc:
             return ProviderHealth(status=HealthStatus.UNHEALTHY, checked_at=utc_now(), detail=str(exc))
         latency_ms = (time.perf_counter() - started) * 1000
+        self._refresh_credentials()  # health checks run every health_ttl_s: a fixed login comes back by then
         if code != 0:
             detail = f"`--version` exited with {code}: {tail(self._redact(stderr.strip()), _DETAIL_CHARS)}"
             return ProviderHealth(
@@ -223,6 +249,7 @@ class ClaudeCliProvider(AIProvider):
             raise BadRequest(f"workdir {cwd!r} is not a directory", provider_id=self.provider_id, error_type="workdir")
         estimate = self.estimate_cost(task)
         affinity = task.affinity or _str_or_none(task.metadata.get("session_id"))
+        self._refresh_credentials()
         sub = self._pool.acquire(
             forced=context.subscription,
             affinity=affinity,
@@ -232,6 +259,7 @@ class ClaudeCliProvider(AIProvider):
         try:
             response = await self._execute_on(sub, exe, task, cwd, context)
         except ProviderError as exc:
+            self._until_reprobe(exc)
             self._pool.failed(sub, exc)
             self._signal_if_exhausted()
             raise
@@ -244,11 +272,71 @@ class ClaudeCliProvider(AIProvider):
 
     async def aclose(self) -> None:
         self._closing = True
-        await asyncio.gather(*(stop_group(p, _KILL_GRACE_S) for p in list(self._children)), return_exceptions=True)
+        await asyncio.gather(*(kill_group(p) for p in list(self._children)), return_exceptions=True)
 
     def subscription_status(self) -> list[SubscriptionStatus]:
         """Each subscription's state, reset time and usage counters (no secret values)."""
         return self._pool.status()
+
+    async def check_subscriptions(self, timeout_s: float | None = None) -> list[SubscriptionCheck]:
+        """Whether each subscription's login or key is accepted, without a request where the CLI can tell
+        (claude_cli_check); one subscription's failure is its verdict, never an exception."""
+        exe = self._executable()
+        timeout = timeout_s or self.config.timeout_s
+        return list(await asyncio.gather(*(self._check(sub, exe, timeout) for sub in self._pool.subscriptions)))
+
+    async def _check(self, sub: Subscription, exe: str | None, timeout_s: float) -> SubscriptionCheck:
+        def verdict(v: Any, asked: bool, detail: str, reset_at: datetime | None = None) -> SubscriptionCheck:
+            detail = shorten(self._redact(detail), _DETAIL_CHARS)
+            return SubscriptionCheck(name=sub.name, kind=sub.kind, verdict=v, asked_api=asked, detail=detail,
+                                     reset_at=reset_at)  # fmt: skip
+
+        if exe is None:
+            return verdict("unknown", False, f"executable {self.config.executable!r} not found")
+        try:
+            env = self._child_env(sub)
+        except AuthenticationFailed as exc:
+            return verdict("missing_key", False, exc.message)
+        try:
+            _, status, _ = await self._run([exe, "auth", "status", "--json"], None, env, _VERSION_TIMEOUT_S)
+        except ProviderError:
+            status = ""
+        if logged_in(status) is False:
+            return verdict("not_logged_in", False, "`claude auth status`: no login in this config dir or env")
+        # One minimal request, stopped at the first retry the CLI announces (no budget, no wait worth it).
+        watch = RetryWatch(
+            provider_id=self.provider_id,
+            subscription=sub.name,
+            budget_s=0.0,
+            retry_max_s=0.0,
+            auth_reprobe_s=self.config.auth_reprobe_s,
+            wall_clock=self._wall_clock,
+        )
+        model = ["--model", self.config.model] if self.config.model else []
+        argv = [exe, "-p", "--output-format", "stream-json", "--verbose", *model, *PROBE_ARGS, "--", PROBE_PROMPT]
+        error: ProviderError | None
+        try:
+            code, stdout, stderr = await self._run(
+                argv, None, env, timeout_s, subscription=sub.name, on_line=lambda line: _judge_retry(line, watch)
+            )
+            error = self._probe_error(sub, code, stdout, stderr)
+        except ProviderError as exc:
+            error = exc
+        kind, reset_at = verdict_for(error)
+        return verdict(kind, True, str(error) if error is not None else "the API answered", reset_at)
+
+    def _probe_error(self, sub: Subscription, code: int, stdout: str, stderr: str) -> ProviderError | None:
+        """The error a finished probe run stands for, or None when it answered (no pool or quota bookkeeping)."""
+        parsed = parse_output(stdout)
+        kw: dict[str, Any] = {
+            "provider_id": self.provider_id,
+            "subscription": sub.name,
+            "now": self._wall_clock(),
+            "redact": self._redact,
+        }
+        if parsed.result is None:
+            return error_without_result(parsed, stdout, stderr, code, **kw)
+        return error_for_result(parsed.result, **kw) if result_failed(parsed.result) else None
 
     # --- one call -----------------------------------------------------------------------------
 
@@ -263,7 +351,16 @@ class ClaudeCliProvider(AIProvider):
         # stream-json prints one message per line as the run goes: act on rate-limit events at once, not after
         # a long agent run, so rotation and routing move away while this run is still going.
         streaming = self.config.output_format == "stream-json"
-        on_line = (lambda line: self._on_stream_line(sub, line)) if streaming else None
+        # The CLI's own retries are judged as they are announced (claude_cli_retry); json output announces none.
+        watch = RetryWatch(
+            provider_id=self.provider_id,
+            subscription=sub.name,
+            budget_s=self.config.overload_retry_budget_s,
+            retry_max_s=context.retry_max_s,
+            auth_reprobe_s=self.config.auth_reprobe_s,
+            wall_clock=self._wall_clock,
+        )
+        on_line = (lambda line: self._on_stream_line(sub, line, watch)) if streaming else None
         started = time.perf_counter()
         code, stdout, stderr = await self._run(
             argv, cwd, env, timeout, stdin=prompt if via_stdin else None, subscription=sub.name, on_line=on_line
@@ -339,10 +436,10 @@ class ClaudeCliProvider(AIProvider):
         *,
         stdin: str | None = None,
         subscription: str | None = None,
-        on_line: Callable[[str], None] | None = None,
+        on_line: Callable[[str], ProviderError | None] | None = None,
     ) -> tuple[int, str, str]:
         """Run the CLI to completion, handing `on_line` each stdout line as it arrives; on timeout or
-        cancellation kill its whole process group."""
+        cancellation kill its whole process group. An error `on_line` returns stops the CLI and is raised."""
         log.debug("running %s (%d args) in %s", argv[0], len(argv), cwd or ".")
         try:
             proc = await asyncio.create_subprocess_exec(
@@ -363,11 +460,11 @@ class ClaudeCliProvider(AIProvider):
             ) from exc
         self._children.add(proc)
         try:
-            out, err = await asyncio.wait_for(
-                _communicate(proc, stdin.encode() if stdin is not None else None, on_line), timeout
+            finished = await asyncio.wait_for(
+                communicate(proc, stdin.encode() if stdin is not None else None, on_line), timeout
             )
         except TimeoutError as exc:
-            await stop_group(proc, _KILL_GRACE_S)
+            await kill_group(proc)
             raise ProviderTimeout(
                 f"no result within {timeout:g}s; the CLI was killed",
                 provider_id=self.provider_id,
@@ -375,11 +472,14 @@ class ClaudeCliProvider(AIProvider):
                 subscription=subscription,
             ) from exc
         except asyncio.CancelledError:
-            await stop_group(proc, _KILL_GRACE_S)
+            await kill_group(proc)
             raise
         finally:
             self._children.discard(proc)
-        return proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace")
+        if finished.stopped_by is not None and not self._closing:
+            log.info("%s: %s", self.provider_id, self._redact(str(finished.stopped_by)))
+            raise finished.stopped_by
+        return finished.returncode, finished.stdout.decode(errors="replace"), finished.stderr.decode(errors="replace")
 
     def _response(
         self, sub: Subscription, code: int, stdout: str, stderr: str, latency_ms: float, *, rate_limits_seen: bool
@@ -426,10 +526,15 @@ class ClaudeCliProvider(AIProvider):
             },
         )
 
-    def _on_stream_line(self, sub: Subscription, line: str) -> None:
+    def _on_stream_line(self, sub: Subscription, line: str, watch: RetryWatch) -> ProviderError | None:
+        """Act on a rate-limit event at once; judge an announced retry (an error stops the CLI)."""
+        retry = api_retry(line)
+        if retry is not None:
+            return watch.verdict(retry)
         info = rate_limit_info(line)
         if info is not None:
             self._on_rate_limit(sub, info)
+        return None
 
     def _on_rate_limit(self, sub: Subscription, info: dict[str, Any]) -> None:
         """Pass a `rate_limit_event` on to routing and act on it for rotation."""
@@ -480,6 +585,39 @@ class ClaudeCliProvider(AIProvider):
             )
         )
 
+    # --- credentials --------------------------------------------------------------------------
+
+    def _until_reprobe(self, error: ProviderError) -> None:
+        """A refused credential of one subscription stays out until its re-probe time: say when on the error,
+        so the pool and routing keep it out for the same period."""
+        if isinstance(error, AuthenticationFailed) and error.subscription is not None and error.reset_at is None:
+            error.retry_after_s = self.config.auth_reprobe_s
+            error.reset_at = self._wall_clock() + timedelta(seconds=self.config.auth_reprobe_s)
+
+    def _refresh_credentials(self) -> None:
+        """Put subscriptions whose refused credentials changed back in rotation, and tell routing so."""
+        for sub in self._pool.refresh_credentials():
+            self.report_quota(
+                QuotaSignal(
+                    provider_id=self.provider_id,
+                    subscription=sub.name,
+                    limit_kind=CREDENTIALS_CHANGED,
+                    status="allowed",
+                )
+            )
+
+    def _credential_fingerprint(self, sub: Subscription) -> str:
+        """Changes when the subscription's credential does; holds no secret (a key is hashed)."""
+        if sub.kind == "config_dir":
+            try:
+                st = os.stat(os.path.join(sub.config_dir or "", CREDENTIALS_FILE))
+            except OSError:
+                return "absent"
+            return f"{st.st_ino}:{st.st_mtime_ns}:{st.st_size}"
+        if sub.api_key_env:
+            return hashlib.sha256((self.secret(sub.api_key_env) or "").encode()).hexdigest()
+        return "machine login"  # this machine's own login: no change can be seen from here
+
     # --- helpers ------------------------------------------------------------------------------
 
     def _executable(self) -> str | None:
@@ -496,40 +634,9 @@ class ClaudeCliProvider(AIProvider):
         return _KEY_SHAPED.sub("sk-ant-***", redact(text, values, "***"))
 
 
-async def _communicate(
-    proc: asyncio.subprocess.Process, stdin: bytes | None, on_line: Callable[[str], None] | None
-) -> tuple[bytes, bytes]:
-    """`proc.communicate()`, but each complete stdout line also goes to `on_line` the moment it arrives."""
-
-    async def feed() -> None:
-        if stdin is None or proc.stdin is None:
-            return
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # a CLI that exits early stops reading
-            proc.stdin.write(stdin)
-            await proc.stdin.drain()
-        proc.stdin.close()
-
-    async def read_stdout() -> bytes:
-        assert proc.stdout is not None
-        whole, pending = bytearray(), bytearray()
-        while chunk := await proc.stdout.read(_READ_CHUNK):
-            whole += chunk
-            if on_line is None:
-                continue
-            pending += chunk
-            *lines, rest = pending.split(b"\n")
-            pending = bytearray(rest)
-            for line in lines:
-                on_line(line.decode(errors="replace"))
-        return bytes(whole)
-
-    async def read_stderr() -> bytes:
-        assert proc.stderr is not None
-        return await proc.stderr.read()
-
-    out, err, _ = await asyncio.gather(read_stdout(), read_stderr(), feed())
-    await proc.wait()
-    return out, err
+def _judge_retry(line: str, watch: RetryWatch) -> ProviderError | None:
+    retry = api_retry(line)
+    return watch.verdict(retry) if retry is not None else None
 
 
 def _str_or_none(value: Any) -> str | None:

@@ -98,6 +98,44 @@ def rate_limit_info(line: str) -> dict[str, Any] | None:
     return info if isinstance(info, dict) else None
 
 
+@dataclass(frozen=True, slots=True)
+class ApiRetry:
+    """One `api_retry` line: the CLI's API request failed and it will try again after `delay_s`.
+
+    As the real CLI (2.1.197) prints it, before any assistant or result line:
+    `{"type":"system","subtype":"api_retry","attempt":1,"max_retries":10,"retry_delay_ms":521.05,
+    "error_status":401,"error":"authentication_failed","session_id":…,"uuid":…}`; `error` is one of
+    `authentication_failed`, `rate_limit`, `overloaded`, `server_error`, `unknown` (no status: no connection).
+    """
+
+    attempt: int
+    max_retries: int | None
+    delay_s: float
+    status: int | None
+    error: str
+
+
+def api_retry(line: str) -> ApiRetry | None:
+    """The `api_retry` message of one stream-json line, else None."""
+    if '"api_retry"' not in line:  # skip parsing the (long) assistant and result lines
+        return None
+    try:
+        message = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(message, dict) or message.get("type") != "system" or message.get("subtype") != "api_retry":
+        return None
+    status = message.get("error_status")
+    max_retries = message.get("max_retries")
+    return ApiRetry(
+        attempt=_int(message.get("attempt")),
+        max_retries=max_retries if isinstance(max_retries, int) and not isinstance(max_retries, bool) else None,
+        delay_s=_float(message.get("retry_delay_ms")) / 1000.0,
+        status=status if isinstance(status, int) and not isinstance(status, bool) else None,
+        error=str(message.get("error") or "unknown"),
+    )
+
+
 def _take_message(out: CliOutput, message: dict[str, Any]) -> None:
     kind = message.get("type")
     if kind == "result":

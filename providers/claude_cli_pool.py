@@ -3,7 +3,9 @@
 Rotation is round-robin over usable subscriptions, preferring ones without a rate-limit warning. Affinity
 keys stay on the subscription that served them (keeps the CLI's prompt cache and session on one account).
 A subscription that hit its usage limit is skipped until its reset, then gets one trial call: success puts
-it back in rotation, failure puts it out again. Client-side limits come from `usage_window.LimitTracker`.
+it back in rotation, failure puts it out again. One whose credential was refused is out for `auth_reprobe_s`,
+or until its credential's fingerprint changes (a new login, another key value). Client-side limits come from
+`usage_window.LimitTracker`.
 """
 
 from __future__ import annotations
@@ -32,8 +34,8 @@ log = logging.getLogger(__name__)
 
 # How long a subscription sits out after errors that carry no reset time of their own.
 _RATE_LIMITED_COOLDOWN_S = 60.0
-_AUTH_COOLDOWN_S = 300.0
 _FAILED_TRIAL_COOLDOWN_S = 300.0
+AUTH_REASON = "authentication"
 # Bounds the affinity map; the oldest keys are forgotten first.
 _MAX_AFFINITY_KEYS = 10_000
 
@@ -87,6 +89,8 @@ class Subscription:
     tokens: int = 0
     cost_usd: float = 0.0
     last_outcome: str | None = None
+    # The credential's fingerprint when it was refused; a different one now means it changed.
+    refused_credential: str | None = None
 
 
 class SubscriptionPool:
@@ -99,6 +103,8 @@ class SubscriptionPool:
         *,
         clock: Callable[[], float],
         wall_clock: Callable[[], datetime],
+        auth_reprobe_s: float = 300.0,
+        fingerprint: Callable[[Subscription], str] | None = None,
     ) -> None:
         if not subscriptions:
             raise ValueError("a pool needs at least one subscription")
@@ -109,6 +115,8 @@ class SubscriptionPool:
         self._wall_clock = wall_clock
         self._cursor = 0
         self._affinity: OrderedDict[str, str] = OrderedDict()
+        self._auth_reprobe_s = auth_reprobe_s
+        self._fingerprint = fingerprint
 
     @staticmethod
     def make(
@@ -267,7 +275,9 @@ class SubscriptionPool:
                 sub, now_wall + timedelta(seconds=error.retry_after_s or _RATE_LIMITED_COOLDOWN_S), "rate_limited"
             )
         elif isinstance(error, AuthenticationFailed):
-            self.mark_out(sub, now_wall + timedelta(seconds=_AUTH_COOLDOWN_S), "authentication")
+            reset = error.reset_at or now_wall + timedelta(seconds=self._auth_reprobe_s)
+            self.mark_out(sub, reset, AUTH_REASON)
+            sub.refused_credential = self._fingerprint(sub) if self._fingerprint is not None else None
         elif was_trial and error.failover_helps:
             # The trial said nothing good about this subscription; wait before trying it again.
             self.mark_out(sub, now_wall + timedelta(seconds=_FAILED_TRIAL_COOLDOWN_S), sub.out_reason or "trial_failed")
@@ -290,8 +300,22 @@ class SubscriptionPool:
 
     def _restore(self, sub: Subscription) -> None:
         log.info("%s: subscription %s is back in rotation", self.provider_id, sub.name)
-        sub.out_until = sub.reset_at = sub.out_reason = None
+        sub.out_until = sub.reset_at = sub.out_reason = sub.refused_credential = None
         sub.probing = False
+
+    def refresh_credentials(self) -> list[Subscription]:
+        """Put back the subscriptions out for a refused credential that has changed since; return them."""
+        if self._fingerprint is None:
+            return []
+        back = []
+        for sub in self._subs:
+            if sub.out_reason != AUTH_REASON or sub.refused_credential is None or sub.probing:
+                continue
+            if self._fingerprint(sub) != sub.refused_credential:
+                log.info("%s: subscription %s has new credentials", self.provider_id, sub.name)
+                self._restore(sub)
+                back.append(sub)
+        return back
 
     def warn(self, sub: Subscription, limit_kind: str, until: datetime | None) -> None:
         """An `allowed_warning`: prefer other subscriptions until the limit resets or an `allowed` follows."""

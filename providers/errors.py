@@ -1,7 +1,7 @@
 """The one error hierarchy every provider raises and every layer above understands.
 
     ProviderError                 outcome          retry same provider?      fail over?
-    ├── RateLimited               rate_limited     if retry_after is short   yes
+    ├── RateLimited               rate_limited     if it names a wait        yes
     ├── QuotaExhausted            quota_exhausted  no (carries reset_at)     yes
     ├── Overloaded                overloaded       yes (with backoff)        yes
     ├── Unavailable               unavailable      no                        yes
@@ -11,6 +11,10 @@
     ├── MalformedResponse         malformed_response no                      yes
     ├── BudgetExceeded            budget_exceeded  no                        no
     └── Cancelled                 cancelled        no                        no
+
+How long a wait is worth spending on the same provider is routing's to decide (`routing.failover`
+`FailoverSettings.retry_max_s`, the one short-retry threshold), not the error's: a rate limit says only how
+long it asks for.
 
 `outcome` is the shared vocabulary of DESIGN.md: the mock's `fail_with`, the ledger's `outcome` column and
 the CLI's JSON all use it. `error_type` carries the finer detail (`insufficient_quota`, `usage_limit`,
@@ -23,10 +27,6 @@ from datetime import datetime
 from typing import ClassVar
 
 from providers.models import TokenUsage
-
-# A rate limit that clears within this many seconds is worth waiting for on the same provider;
-# a longer one is better spent on another provider.
-SHORT_RETRY_AFTER_S = 5.0
 
 
 class ProviderError(Exception):
@@ -77,7 +77,9 @@ class RateLimited(ProviderError):
 
     @property
     def retry_helps(self) -> bool:
-        return self.retry_after_s is not None and self.retry_after_s <= SHORT_RETRY_AFTER_S
+        # Only a rate limit that says when to come back is worth waiting for; whether that wait is short enough
+        # is the failover policy's call (its retry_max_s).
+        return self.retry_after_s is not None
 
 
 class QuotaExhausted(ProviderError):

@@ -53,6 +53,9 @@ class ExecutionContext(_Frozen):
     attempt: int = Field(default=1, ge=1)
     subscription: str | None = None
     timeout_s: float | None = None
+    # The longest wait worth spending on this provider (routing's failover `retry_max_s`): a provider that retries
+    # by itself (the Claude CLI) stops once asked to wait longer, so routing can move on. None: no router's say.
+    retry_max_s: float | None = Field(default=None, ge=0)
 
 
 class TokenUsage(_Frozen):
@@ -147,6 +150,11 @@ class CostEstimate(_Frozen):
     cost_usd: float
     tokens_input: int
     tokens_output: int
+
+
+# A QuotaSignal of this limit kind, status "allowed", naming a subscription: its refused credential changed, so
+# it may be tried again before its re-probe time.
+CREDENTIALS_CHANGED = "credentials"
 
 
 class QuotaSignal(_Frozen):

@@ -42,10 +42,16 @@ class Admitter:
         self._budget_waiters: list[asyncio.Future[None]] = []
 
     async def admit(
-        self, st: ProviderState, task: AITask, run_id: str, estimate: tuple[float, float], critical: bool
+        self,
+        st: ProviderState,
+        task: AITask,
+        run_id: str,
+        estimate: tuple[float, float],
+        critical: bool,
+        exclude_subscriptions: frozenset[str] | set[str] = frozenset(),
     ) -> Admission:
         """Wait for a turn on `st` and take a slot (circuit, quota and budget checked as the slot is taken),
-        or say why this provider must be skipped."""
+        or say why this provider must be skipped. `exclude_subscriptions` (tried by this task) are not named."""
         gate, breaker, quota, budget = st.gate, st.breaker, st.quota, self.budget
         tokens, cost = estimate
         budget_on = budget.active
@@ -55,7 +61,9 @@ class Admitter:
             reason: Refusal | None = provider_refusal(st)
             subscription = None
             if reason is None:
-                reason, subscription = quota.admission(tokens, cost, critical=critical, affinity=task.affinity)
+                reason, subscription = quota.admission(
+                    tokens, cost, critical=critical, affinity=task.affinity, exclude=exclude_subscriptions
+                )
             if reason is None and budget_on:
                 reason = budget.refusal(run_id, cost, reserved=False)
             if reason is not None:

@@ -12,6 +12,7 @@ from providers import ProviderConfig
 from routing.circuit import CircuitSettings
 from routing.documents import load_document
 from routing.errors import ConfigError, describe_validation_error
+from routing.failover import FailoverSettings
 from routing.registry import provider_class
 
 PROVIDERS_ENV = "SWITCHBOARD_PROVIDERS"
@@ -77,6 +78,7 @@ class SwitchboardConfig(BaseModel):
     switch_threshold: float = Field(default=0.9, gt=0, le=1)
     reserve_for_critical: float = Field(default=0.1, ge=0, lt=1)
     circuit: CircuitSettings = CircuitSettings()
+    failover: FailoverSettings = FailoverSettings()
     runner: RunnerSettings = RunnerSettings()
     alerts: AlertSettings = AlertSettings()
     providers: dict[str, SerializeAsAny[ProviderConfig]] = Field(min_length=1)

@@ -1,14 +1,24 @@
-"""What to do after a failed attempt: retry the same provider, fail over to the next, or stop.
+"""What to do after a failed attempt: rotate to another subscription, retry, fail over to the next, or stop.
 
-    error                               decision
-    retry_helps and retries left        Retry(delay_s)   retry_after given: wait it (+ a little jitter)
-                                                         otherwise: exponential backoff with jitter
-    otherwise, failover_helps           FailOver         (rate_limited with a long wait, quota, timeout, ...)
-    otherwise                           Stop             (bad_request, budget_exceeded, cancelled)
+    error                                         decision
+    about its own subscription (see below)        Rotate           the provider's next usable subscription
+    retry_helps, a wait <= retry_max_s,           Retry(delay_s)   retry_after given: wait it (+ a little jitter)
+      and retries left                                             otherwise: exponential backoff with jitter
+    otherwise, failover_helps                     FailOver         (rate_limited with a long wait, quota, timeout, ...)
+    otherwise                                     Stop             (bad_request, budget_exceeded, cancelled)
 
-Which errors retry or fail over is the error's own knowledge (`providers.errors`); this module adds only
-how long to wait and how often to try the same provider. The task's attempt budget and the run's cost
-budget are the routing step's to enforce.
+A subscription-scoped error names its subscription (`error.subscription`) and is about that subscription:
+its usage limit or other quota (`quota_exhausted`, which a `rejected` rate-limit event also becomes), its
+credential refused (`authentication`), or a rate limit with a wait longer than `retry_max_s` (or none). The
+same task then goes to another subscription of the same provider at once; only when none is left does the
+router treat it as a failover. Whole-provider errors (no subscription named, e.g. "no usable subscription")
+fail over as before.
+
+`retry_max_s` is the one short-retry threshold: a rate limit asking for a longer wait is better spent
+elsewhere, in the router (here), in quota (a longer wait blocks the scope) and in providers that retry by
+themselves (the router passes it on as `ExecutionContext.retry_max_s`). Which errors may retry or fail over
+at all is the error's own knowledge (`providers.errors`); this module adds how long to wait and how often to
+try the same provider. The task's attempt budget and the run's cost budget are the routing step's to enforce.
 """
 
 from __future__ import annotations
@@ -18,7 +28,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from providers import ProviderError
+from providers import AuthenticationFailed, ProviderError, QuotaExhausted, RateLimited
 
 
 class FailoverSettings(BaseModel):
@@ -27,6 +37,7 @@ class FailoverSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     retry_base_s: float = Field(default=0.2, ge=0)
+    # The longest wait worth spending on the same provider (a retry-after, a backoff); longer ones move on.
     retry_max_s: float = Field(default=5.0, ge=0)
     # Fraction of the backoff delay randomised either way, so synchronized callers spread out.
     jitter: float = Field(default=0.5, ge=0, le=1)
@@ -41,6 +52,11 @@ class Retry:
 
 
 @dataclass(frozen=True, slots=True)
+class Rotate:
+    """Call the same provider again at once, on another of its subscriptions (the router picks which)."""
+
+
+@dataclass(frozen=True, slots=True)
 class FailOver:
     """Move on to the next candidate provider."""
 
@@ -50,8 +66,9 @@ class Stop:
     """Give up on the task: another provider would fail the same way."""
 
 
-Decision = Retry | FailOver | Stop
+Decision = Retry | Rotate | FailOver | Stop
 
+_ROTATE = Rotate()
 _FAIL_OVER = FailOver()
 _STOP = Stop()
 
@@ -68,6 +85,8 @@ class FailoverPolicy:
     def decide(self, error: ProviderError, attempt: int) -> Decision:
         """`attempt` counts calls made to this provider for this task, the failed one included (1 = first)."""
         s = self.settings
+        if self.subscription_scoped(error):
+            return _ROTATE
         # A requested wait longer than the cap is better spent on another provider.
         wait_ok = error.retry_after_s is None or error.retry_after_s <= s.retry_max_s
         if error.retry_helps and wait_ok and attempt <= s.max_same_provider_retries:
@@ -75,6 +94,20 @@ class FailoverPolicy:
         if error.failover_helps:
             return _FAIL_OVER
         return _STOP
+
+    def subscription_scoped(self, error: ProviderError) -> bool:
+        """Whether `error` is one subscription's own trouble, which another subscription of the provider avoids."""
+        if error.subscription is None:
+            return False
+        if isinstance(error, QuotaExhausted | AuthenticationFailed):
+            return True
+        if isinstance(error, RateLimited):
+            return not self.short_wait(error.retry_after_s)
+        return False
+
+    def short_wait(self, seconds: float | None) -> bool:
+        """Whether a requested wait is worth spending on the same provider (at most `retry_max_s`)."""
+        return seconds is not None and seconds <= self.settings.retry_max_s
 
     def _delay(self, error: ProviderError, attempt: int) -> float:
         s = self.settings

@@ -25,8 +25,11 @@ the ledger) does not report it again: the run that crossed it did.
 Blocks: until the reported reset; a quota error or `rejected` spend signal with no reset at all (an empty
 balance, HTTP 402, `insufficient_quota`) blocks for `NO_RESET_BLOCK_S` (an hour): money does not come back
 in a minute, and a health probe cannot tell (listing models works with an empty balance). A `rejected`
-rate-limit signal without a reset blocks for a minute. A rate limit whose retry-after is short (or absent)
-starts a cool-off instead: the retry-after, or 1 s doubling to 60 s, reset by the next success.
+rate-limit signal without a reset blocks for a minute. A rate limit whose retry-after is longer than
+`long_wait_s` (the router passes its failover settings' `retry_max_s`, the one short-retry threshold) blocks
+until then; a short (or absent) one starts a cool-off instead: the retry-after, or 1 s doubling to 60 s, reset
+by the next success. A subscription whose credential was refused (`authentication` naming it) is blocked until
+the re-probe time the error carries, or until the provider reports its credentials changed.
 """
 
 from __future__ import annotations
@@ -38,8 +41,9 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 
 from providers import (
+    CREDENTIALS_CHANGED,
     LIMIT_SPECS,
-    SHORT_RETRY_AFTER_S,
+    AuthenticationFailed,
     Limits,
     ProviderError,
     QuotaExhausted,
@@ -55,6 +59,7 @@ WallClock = Callable[[], datetime]
 
 NO_RESET_BLOCK_S = 3600.0
 REJECTED_BLOCK_S = 60.0
+_AUTH_REASON = "authentication"
 _SPEND_KINDS = frozenset({"spend"})
 _MAX_AFFINITY_KEYS = 10_000
 # The forecast walks every window's entries: at most once a second per provider, not per call.
@@ -92,8 +97,11 @@ class ProviderQuota:
         clock: Clock = time.monotonic,
         wall_clock: WallClock = utc_now,
         forecast_horizon_s: float | None = None,
+        long_wait_s: float = 5.0,
     ) -> None:
         self.provider_id = provider_id
+        # A rate limit asking for a longer wait blocks the scope; a shorter one cools it off (failover's retry_max_s).
+        self.long_wait_s = long_wait_s
         self._clock, self._wall = clock, wall_clock
         self._own = QuotaScope(None, limits, clock)
         # A provider that rotates its own subscriptions reports one subscription's quota errors and signals;
@@ -148,10 +156,24 @@ class ProviderQuota:
         reason, _ = self.admission(tokens, cost, critical=critical, affinity=None)
         return reason
 
+    @property
+    def subscriptions(self) -> tuple[str, ...]:
+        """The subscriptions this quota knows (configured, or named by the provider's errors and signals)."""
+        return tuple(self._subs)
+
     def admission(
-        self, tokens: float, cost: float, *, critical: bool, affinity: str | None
+        self,
+        tokens: float,
+        cost: float,
+        *,
+        critical: bool,
+        affinity: str | None,
+        exclude: frozenset[str] | set[str] = frozenset(),
     ) -> tuple[str | None, str | None]:
-        """(why not, None) or (None, the subscription the call must use, None for the provider's own choice)."""
+        """(why not, None) or (None, the subscription the call must use, None for the provider's own choice).
+
+        `exclude`: subscriptions this task already tried on this provider; the call must use another.
+        """
         own = self._own
         if not self._subs and own.blocked_until is None and own.cooloff_until is None and not own.specs:
             return None, None  # nothing could refuse (see refusal)
@@ -167,7 +189,8 @@ class ProviderQuota:
         usable: list[QuotaScope] = []
         reasons: list[str] = []
         for sub in self._subs.values():
-            why = self._scope_refusal(sub, now, tokens, cost, share)
+            why = "tried for this task" if sub.subscription in exclude else None
+            why = why or self._scope_refusal(sub, now, tokens, cost, share)
             if why is None:
                 usable.append(sub)
             else:
@@ -248,14 +271,26 @@ class ProviderQuota:
             self._block(scope, self._clock() + max(0.0, seconds), reason, error.reset_at)
         elif isinstance(error, RateLimited):
             wait = error.retry_after_s
-            if wait is not None and wait > SHORT_RETRY_AFTER_S:
+            if wait is not None and wait > self.long_wait_s:
                 self._block(scope, self._clock() + wait, "rate_limited", None)
             else:
                 scope.cool_off(wait)
+        elif isinstance(error, AuthenticationFailed) and scope is not self._own:
+            # One subscription's credential refused: out until its re-probe time (a provider-wide refusal is the
+            # circuit breaker's to judge). Without a time, the no-reset block.
+            seconds = self._seconds_until(error.reset_at)
+            if seconds is None:
+                seconds = error.retry_after_s if error.retry_after_s is not None else NO_RESET_BLOCK_S
+            self._block(scope, self._clock() + max(0.0, seconds), _AUTH_REASON, error.reset_at)
 
     def on_signal(self, signal: QuotaSignal) -> None:
         self._below = False
         scope = self._scope_for(signal.subscription)
+        if signal.limit_kind == CREDENTIALS_CHANGED:
+            # The provider saw a refused subscription's credentials change: it may be tried again at once.
+            if signal.status == "allowed" and scope.blocked_reason == _AUTH_REASON and scope.unblock() is not None:
+                self._emit(QUOTA_RESET, {"previous": _AUTH_REASON}, scope.subscription)
+            return
         seconds = self._seconds_until(signal.reset_at)
         if signal.status == "rejected" or (signal.remaining is not None and signal.remaining <= 0):
             if seconds is None:

@@ -8,8 +8,10 @@
                the only obstacles are busy slots (concurrency, or the probes of an unknown/half-open circuit,
                or budget reserved by calls in flight), urgent tasks first; then check circuit, health, quota
                and budget again and either take a slot or skip the provider with the reason
-      call     on an error ask the failover policy: retry the same provider (short retry-after, overload),
-               fail over, or stop; errors that are not ProviderErrors are caught here and recorded too
+      call     on an error ask the failover policy: rotate to the provider's next subscription (that
+               subscription's own trouble: its limit, its refused credential, its long rate limit; free of
+               max_attempts, at most once per subscription), retry the same provider (short retry-after,
+               overload), fail over, or stop; errors that are not ProviderErrors are caught here and recorded too
       record   every attempt, committed before the task is reported done
 
 A task never fails because others are probing or hold the slots: it waits, and when a probe settles it goes
@@ -58,7 +60,7 @@ from routing.events import (
     RoutingEvent,
     RoutingObserver,
 )
-from routing.failover import FailoverPolicy, Retry, Stop
+from routing.failover import FailoverPolicy, Retry, Rotate, Stop
 from routing.health import HealthMonitor, HealthView
 from routing.planner import Plan, Planner
 from routing.provider_state import ProviderState, subscription_limits
@@ -137,7 +139,7 @@ class Router:
         self.config = config or SwitchboardConfig.model_construct()
         self._recorder = recorder
         self._observer = observer
-        self._policy = policy or FailoverPolicy()
+        self._policy = policy or FailoverPolicy(self.config.failover)
         self._sleep = sleep
         self._clock = clock
         self.latency = LatencyStats()
@@ -206,6 +208,7 @@ class Router:
             observer=self._observer,
             clock=self._clock,
             forecast_horizon_s=self._forecast_horizon_s,
+            long_wait_s=self._policy.settings.retry_max_s,
         )
 
     @staticmethod
@@ -333,11 +336,15 @@ class Router:
             provider_id = st.provider.provider_id
             seen.add(provider_id)
             calls_here = 0
+            # Subscriptions of this provider whose own trouble this task met; the next call must use another.
+            tried: set[str] = set()
             while True:
-                admission = await self._admitter.admit(st, task, run.run_id, estimates[provider_id], critical)
+                admission = await self._admitter.admit(st, task, run.run_id, estimates[provider_id], critical, tried)
                 waited = waited or admission.waited
                 if admission.refusal is not None:
                     skipped[provider_id] = admission.refusal
+                    # A rotation that found no subscription left: the failed call counts after all.
+                    calls += 1 if tried else 0
                     break
                 if calls_here == 0 and previous_failed is not None:
                     detail = {"from": previous_failed, "task_id": task.id}
@@ -352,7 +359,13 @@ class Router:
                     decision.chosen = provider_id
                     self.affinity.remember(task.affinity, provider_id)
                     return
-                step = self._policy.decide(error, calls_here)
+                step = self._policy.decide(error, calls_here - len(tried))
+                if isinstance(step, Rotate) and self._may_rotate(st, error, tried):
+                    # Another subscription of the same provider, at once: not a failover, and it does not spend
+                    # max_attempts (each subscription is tried at most once, which bounds it).
+                    tried.add(error.subscription or "")
+                    calls -= 1
+                    continue
                 if isinstance(step, Stop):
                     return
                 if isinstance(step, Retry) and self._may_retry(critical, calls, task, allowed, order, seen):
@@ -362,6 +375,12 @@ class Router:
                 break
         if not result.attempts:
             self._nothing_could_take(task, run, result, decision)
+
+    @staticmethod
+    def _may_rotate(st: ProviderState, error: ProviderError, tried: set[str]) -> bool:
+        """Whether the provider has a subscription this task has not met trouble on besides `error`'s."""
+        left = set(st.quota.subscriptions) - tried - {error.subscription}
+        return bool(left)
 
     @staticmethod
     def _may_retry(
@@ -433,7 +452,11 @@ class Router:
         """One call on a slot `_admit` took; fills `result`, releases everything, returns the error or None."""
         provider = st.provider
         context = ExecutionContext(
-            run_id=run.run_id, attempt=attempt, subscription=subscription, timeout_s=provider.config.timeout_s
+            run_id=run.run_id,
+            attempt=attempt,
+            subscription=subscription,
+            timeout_s=provider.config.timeout_s,
+            retry_max_s=self._policy.settings.retry_max_s,
         )
         started, t0 = utc_now(), time.perf_counter()
         record = {
@@ -470,7 +493,9 @@ class Router:
                     outcome = error.outcome if error else "success" if response is not None else "cancelled"
                     done = self._record(result, record, t0, outcome=outcome, error=error, response=response)
             finally:
-                self._release(st, run, estimate, done, subscription)
+                # One subscription's own trouble says nothing about the provider's health: no circuit failure.
+                scoped = error is not None and self._policy.subscription_scoped(error)
+                self._release(st, run, estimate, done, subscription, scoped)
         if error is not None:
             st.quota.on_error(error)
             if error.outcome not in NOT_ABOUT_THE_PROVIDER:
@@ -493,14 +518,16 @@ class Router:
         estimate: tuple[float, float],
         done: AttemptRecord | None,
         counted: str | None,
+        scoped: bool = False,
     ) -> None:
         """Give back the slot, the breaker's in-flight count and the budget reservation; count the usage.
 
-        `done` is None only if recording itself failed; the slot is released all the same."""
+        `done` is None only if recording itself failed; the slot is released all the same. `scoped`: the call
+        failed on its subscription's own trouble, which does not count against the provider's circuit."""
         outcome = done.outcome if done is not None else "cancelled"
         if outcome == "success":
             st.breaker.succeed()
-        elif outcome in HEALTH_FAILURES:
+        elif outcome in HEALTH_FAILURES and not scoped:
             st.breaker.fail()
         else:
             st.breaker.abandon()

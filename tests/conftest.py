@@ -105,3 +105,15 @@ def prefect_harness() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=90):
         yield
+
+
+@pytest.fixture(scope="session")
+def real_claude() -> Path:
+    """The real Claude Code CLI (a pinned version, installed once per machine with npm into a cache folder
+    outside the repository); the test is skipped, with the reason, only when npm cannot install it."""
+    from tests.fakes.real_claude import install
+
+    executable, why_not = install()
+    if executable is None:
+        pytest.skip(why_not)
+    return executable

@@ -179,6 +179,7 @@ def test_single_row_ledger(engine: Engine, tmp_path: Path) -> None:
         "tokens_reasoning": 0,
         "failovers": 0,
         "retries": 0,
+        "rotations": 0,
         "providers": 1,
     }
     (perf,) = document["performance"]

@@ -248,3 +248,30 @@ def test_frames_are_typed(engine: Engine) -> None:
     assert by_provider["attempts"].dtype == "int64"
     assert by_provider["cost_usd"].dtype == "float64"
     assert isinstance(report.tables["health"]["day"].dtype, pd.DatetimeTZDtype)
+
+
+def test_a_move_between_one_providers_subscriptions_is_a_rotation_not_a_retry_or_failover(engine: Engine) -> None:
+    from ledger import AttemptRecord, Ledger, NewTask
+    from providers import TokenUsage
+
+    ledger = Ledger(engine)
+    run_id, _ = ledger.start_or_resume_run(
+        batch_name="subs", batch_hash="subs", team="platform", strategy="priority_based",
+        tasks=[NewTask(task_id="t", task_type="review", priority="normal", team="platform")],
+    )  # fmt: skip
+    moves = [("claude", "a", "quota_exhausted"), ("claude", "b", "overloaded"), ("claude", "b", "unavailable")]
+    moves += [("mock", None, "success")]
+    ledger.record_attempts(
+        [
+            AttemptRecord(run_id=run_id, task_id="t", provider_id=provider, subscription=sub, task_type="review",
+                          attempt=i, outcome=outcome, started_at=sample.at(1, 1, i), finished_at=sample.at(1, 1, i),
+                          team="platform", strategy="priority_based", usage=TokenUsage(), latency_ms=10.0)
+            for i, (provider, sub, outcome) in enumerate(moves, start=1)
+        ]
+    )  # fmt: skip
+    report = build_report(engine, WINDOW)
+    totals = report.to_json()["totals"]
+    # a -> b: a rotation; b -> b: a retry; claude -> mock: a failover.
+    assert (totals["rotations"], totals["retries"], totals["failovers"]) == (1, 1, 1)
+    claude = _rows(report, "performance", "provider_id")["claude"]
+    assert (claude["rotations"], claude["retries"], claude["failovers"]) == (1, 1, 1)

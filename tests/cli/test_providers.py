@@ -140,7 +140,7 @@ def test_check_probes_every_provider_and_passes_when_all_answer(
     assert out["healthy"] is True
     health = {p["id"]: p["health"] for p in out["providers"]}
     assert {h["status"] for h in health.values()} == {"healthy"}
-    assert "2.1.119" in health["cli"]["detail"]  # the fake CLI's --version
+    assert "2.1.197" in health["cli"]["detail"]  # the fake CLI's --version
     for pid in ("cli", "api", "oai"):
         assert health[pid]["latency_ms"] >= 0
     # The HTTP probes went to the model lists, with the keys.
@@ -221,3 +221,40 @@ def test_check_output_is_readable_at_80_columns_in_a_pipe(
     for pid, detail in details.items():
         assert " ".join(detail.split()) in flat, pid
     assert "bug_fix, code_analysis, code_review, feature" in flat  # sorted, whole
+
+
+def test_check_tells_each_subscription_whether_its_login_or_key_is_accepted(
+    env: dict[str, str], tmp_path: Path, fake_cli: FakeCli
+) -> None:
+    logged_in, empty = tmp_path / "claude-in", tmp_path / "claude-empty"
+    logged_in.mkdir()
+    empty.mkdir()
+    (logged_in / ".credentials.json").write_text('{"claudeAiOauth": {"accessToken": "x", "expiresAt": 4102444800000}}')
+    # The API refuses team B's key: the CLI's first api_retry line says so and the check stops it there.
+    fake_cli.scenario({"api_key": {"kind": "api_retry", "status": 401}})
+    subs = [
+        {"name": "in", "config_dir": str(logged_in)},
+        {"name": "empty", "config_dir": str(empty)},
+        {"name": "b", "api_key_env": "ANTHROPIC_API_KEY_TEAM_B"},
+        {"name": "unset", "api_key_env": "NO_SUCH_KEY_VARIABLE"},
+    ]
+    path = write_providers(tmp_path, {"cli": {"type": "claude_cli", "subscriptions": subs}})
+    result = switchboard("providers", "--providers", path, "--check", "--json", env=env)
+    subscriptions = {s["name"]: s["check"] for s in json.loads(result.stdout)["providers"][0]["subscriptions"]}
+    assert {name: (c["verdict"], c["asked_api"]) for name, c in subscriptions.items()} == {
+        "in": ("accepted", True),
+        "empty": ("not_logged_in", False),
+        "b": ("refused", True),
+        "unset": ("missing_key", False),
+    }
+    # Only the subscriptions that have a credential were asked, once each; the refused key's run was stopped
+    # at its first retry.
+    asked = [c for c in fake_cli.calls() if "-p" in c["argv"]]
+    assert sorted(c["config_dir"] or c["key"] for c in asked) == sorted([str(logged_in), "api_key"])
+    assert fake_cli.requests() == {"api_key": 1}
+    assert_no_keys(result.stdout, result.stderr)
+
+    text = " ".join(switchboard("providers", "--providers", path, "--check", env=env).stdout.split())
+    assert "check: accepted (asked the API)" in text and "check: not logged in (no request)" in text
+    assert "check: refused (asked the API)" in text and "check: key missing (no request)" in text
+    assert_no_keys(text)

@@ -299,13 +299,17 @@ def test_when_every_subscription_is_out_routing_skips_the_provider_instead_of_sp
         task["depends_on"] = [before["id"]]  # one at a time, so the order of events is fixed
     result, _ = run_batch(tmp_path, providers, cli, {"name": "all-out", "tasks": chain})
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
-    tasks = {t["id"]: t for t in json.loads(result.stdout)["tasks"]}
+    out = json.loads(result.stdout)
+    tasks = {t["id"]: t for t in out["tasks"]}
+    # A move between one provider's subscriptions is a rotation, not a failover.
+    assert (out["totals"]["rotations"], out["totals"]["failovers"]) == (1, 1)
     attempts = {
         tid: [(a["provider"], a["subscription"], a["outcome"]) for a in t["attempts"]] for tid, t in tasks.items()
     }
+    # The first task meets "a"'s limit, moves to "b" (a rotation), meets its limit too, and only then fails over.
     assert attempts == {
-        "t0": [("claude", "a", "quota_exhausted"), ("mock", None, "success")],
-        "t1": [("claude", "b", "quota_exhausted"), ("mock", None, "success")],
+        "t0": [("claude", "a", "quota_exhausted"), ("claude", "b", "quota_exhausted"), ("mock", None, "success")],
+        "t1": [("mock", None, "success")],
         "t2": [("mock", None, "success")],
         "t3": [("mock", None, "success")],
         "t4": [("mock", None, "success")],

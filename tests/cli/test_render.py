@@ -118,3 +118,19 @@ def test_runs_listing_fits_80_columns_with_the_id_whole() -> None:
     assert max(len(line) for line in lines) <= 80
     row = next(line for line in lines if line.startswith("r2026"))
     assert row.split()[:5] == ["r20261130-050430-a19804", "pr-review", "completed", "1/1", "0.000123"]
+
+
+def test_a_move_between_subscriptions_shows_them_and_counts_as_a_rotation() -> None:
+    console, out = _console(100, terminal=False)
+    summary = _summary(
+        provider="claude",
+        attempts=[
+            _attempt("claude", "quota_exhausted").model_copy(update={"subscription": "team-a"}),
+            _attempt("claude", "success").model_copy(update={"subscription": "team-b"}),
+        ],
+    )
+    summary = summary.model_copy(update={"totals": summary.totals.model_copy(update={"failovers": 0, "rotations": 1})})
+    render_run(console, summary)
+    text = out.getvalue()
+    assert "claude/team-a: quota_exhausted" in text and "→ claude/team-b: ok" in text
+    assert "failovers 0 · rotations 1" in text

@@ -68,6 +68,16 @@ class FakeCli:
         """One record per CLI run (not `--version`, which is not logged)."""
         return [r for r in self.records() if "argv" in r]
 
+    def requests(self) -> dict[str, int]:
+        """API requests each scenario key's runs made (an `api_retry` run makes one per retry, plus the first)."""
+        key_of = {c["pid"]: c["key"] for c in self.calls()}
+        counts: dict[str, int] = {}
+        for r in self.records():
+            if r.get("event") == "request":
+                key = key_of.get(r["pid"], "?")
+                counts[key] = counts.get(key, 0) + 1
+        return counts
+
     def grandchildren(self) -> list[int]:
         return [r["pid"] for r in self.records() if r.get("event") == "grandchild"]
 

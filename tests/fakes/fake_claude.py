@@ -10,12 +10,24 @@ named by FAKE_CLAUDE_SCENARIO:
      "version_exit_code": 0}
 
 A list is consumed one step per invocation for that key (the last step repeats). A STEP is an object:
-    kind: success (default) | usage_limit | api_error | max_turns | garbage | exit_silent | sleep | plain_text
+    kind: success (default) | usage_limit | api_error | api_retry | max_turns | garbage | exit_silent | sleep
+          | plain_text
     result, message, status (api_error_status), include_status (default true), subtype, model, usage,
     cost (null = omit total_cost_usd), rate_limit_events ([rate_limit_info, ...]), exit_code, stderr,
     sleep_s, hold_s (seconds between the rate-limit events and the result, as a long agent run takes),
     spawn_grandchild, echo_api_key (prints the key to stderr, as a misbehaving CLI might),
     require_key_sha256 (answer 401 unless ANTHROPIC_API_KEY hashes to this, so tests check the key by hash).
+    api_retry: the API request fails with `status` (401, 403, 429, 529, 500, or null for no connection) and the
+    CLI retries by itself, printing one `api_retry` line per retry and sleeping the announced delay times
+    `delay_scale` (default 1) before the next request: `retries` of them (default max_retries, 10), then
+    `then` ("error", the default: the error result the CLI gives up with; or "success"). Delays grow like
+    the real CLI's (500 ms doubling, plus jitter fixed here at 5%), or are `retry_after_s` for a 429 that
+    carries one. Each request is logged as {"event": "request", "pid", "n"}.
+
+Formats checked against the real CLI (`@anthropic-ai/claude-code` 2.1.197, `-p --output-format stream-json
+--verbose`, ANTHROPIC_BASE_URL at tests/fakes/fake_messages_api.py): the init line, `api_retry` lines, the
+error results after a 401 / repeated 529 / 429, `rate_limit_event` lines and the usage-limit result. The
+legacy `Claude AI usage limit reached|<epoch>` result predates 2.x and comes only from this fake.
 
 Each invocation appends one JSON line to FAKE_CLAUDE_LOG: argv, cwd, the CLAUDE_CONFIG_DIR value, which
 credential variables were present (names and booleans only, never values), which credential the real CLI
@@ -35,10 +47,28 @@ import time
 import uuid
 from typing import Any
 
-VERSION = "2.1.119 (Claude Code)"
+VERSION = "2.1.197 (Claude Code)"
+MAX_RETRIES = 10
+# The CLI's `error` word for a failed request's status (checked against 2.1.197).
+_RETRY_ERRORS = {401: "authentication_failed", 403: "authentication_failed", 429: "rate_limit", 529: "overloaded"}
+# What the CLI prints as the result when it gives up (2.1.197; 529 gives api_error_status null).
+_GIVE_UP = {
+    401: (401, "Invalid API key · Fix external API key"),
+    403: (403, "Failed to authenticate. API Error: 403 Forbidden"),
+    429: (429, "API Error: Request rejected (429) · This request would exceed your account's rate limit."),
+    529: (None, "API Error: Repeated 529 Overloaded errors. The API is at capacity — this is usually temporary."),
+}
 DEFAULT_MODEL = "claude-sonnet-4-5-20250929"
 _ALIASES = {"sonnet": DEFAULT_MODEL, "opus": "claude-opus-4-5-20251101", "haiku": "claude-haiku-4-5-20251001"}
-_VALUE_FLAGS = {"--output-format", "--model", "--max-turns", "--append-system-prompt", "--allowedTools"}
+_VALUE_FLAGS = {
+    "--output-format",
+    "--model",
+    "--max-turns",
+    "--append-system-prompt",
+    "--allowedTools",
+    "--system-prompt",
+    "--tools",
+}
 
 
 def parse_args(argv: list[str]) -> dict[str, Any]:
@@ -131,6 +161,37 @@ def auth_source() -> str:
     return "login"  # the OAuth login stored in CLAUDE_CONFIG_DIR (or ~/.claude)
 
 
+def auth_status(scenario: dict[str, Any]) -> int:
+    """`claude auth status --json` as 2.1.197 prints it: local only, no request. A config dir is logged in when
+    it holds `.credentials.json` (or the scenario says `logged_in`)."""
+    config_dir = os.environ.get("CLAUDE_CONFIG_DIR")
+    key = os.environ.get("ANTHROPIC_API_KEY")
+    append_log({"event": "auth_status", "config_dir": config_dir, "has_api_key": bool(key)})
+    if key:
+        status = {
+            "loggedIn": True,
+            "authMethod": "api_key",
+            "apiProvider": "firstParty",
+            "apiKeySource": "ANTHROPIC_API_KEY",
+        }
+    elif scenario.get("logged_in", False) or (
+        config_dir and os.path.exists(os.path.join(config_dir, ".credentials.json"))
+    ):
+        status = {
+            "loggedIn": True,
+            "authMethod": "claude.ai",
+            "apiProvider": "firstParty",
+            "email": None,
+            "orgId": None,
+            "orgName": None,
+            "subscriptionType": "max",
+        }
+    else:
+        status = {"loggedIn": False, "authMethod": "none", "apiProvider": "firstParty"}
+    print(json.dumps(status, indent=2))
+    return 0 if status["loggedIn"] else 1
+
+
 def usage_block(step: dict[str, Any], prompt: str, text: str) -> dict[str, Any]:
     usage = {
         "input_tokens": len(prompt) // 4 + 3,
@@ -182,11 +243,12 @@ def result_object(step: dict[str, Any], prompt: str, model: str, session_id: str
         result.update(is_error=True, result=step.get("message", "Claude AI usage limit reached|1755806400"))
         result["duration_api_ms"] = 0
     elif kind == "api_error":
-        status = int(step.get("status", 500))
+        status = step.get("status", 500)
+        status = int(status) if status is not None else None
         usage = usage_block(step, prompt, "")
         message = step.get("message") or f'API Error: {status} {{"type":"error","error":{{"type":"api_error"}}}}'
         result.update(is_error=True, result=message, errors=[], terminal_reason="api_error")
-        if step.get("include_status", True):
+        if step.get("include_status", True) and status is not None:
             result["api_error_status"] = status
     elif kind == "max_turns":
         usage = usage_block(step, prompt, "partial")
@@ -221,6 +283,43 @@ def emit(line: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
+def retry_loop(step: dict[str, Any], session_id: str, streaming: bool) -> dict[str, Any]:
+    """The CLI's own retries after a failed request, as the real one prints them; returns the step to finish with."""
+    status = step.get("status")
+    error = _RETRY_ERRORS.get(status, "server_error" if isinstance(status, int) and status >= 500 else "unknown")
+    retries = int(step.get("retries", MAX_RETRIES))
+    scale = float(step.get("delay_scale", 1.0))
+    for n in range(1, retries + 2):
+        append_log({"event": "request", "pid": os.getpid(), "n": n})
+        if n > retries:
+            break
+        if status == 429 and step.get("retry_after_s") is not None:
+            delay_ms = float(step["retry_after_s"]) * 1000
+        else:
+            delay_ms = 500 * 2 ** (n - 1) * 1.05
+        if streaming:
+            emit(
+                {
+                    "type": "system",
+                    "subtype": "api_retry",
+                    "attempt": n,
+                    "max_retries": MAX_RETRIES,
+                    "retry_delay_ms": delay_ms,
+                    "error_status": status,
+                    "error": error,
+                    "session_id": session_id,
+                    "uuid": str(uuid.uuid4()),
+                }
+            )
+        time.sleep(delay_ms / 1000 * scale)
+    if step.get("then") == "success":
+        return {k: v for k, v in step.items() if k not in ("kind", "status")}
+    api_status, message = _GIVE_UP.get(status, (status, f"API Error: {status}"))
+    return {"kind": "api_error", "status": api_status, "include_status": api_status is not None, "message": message,
+            "usage": {"input_tokens": 0, "output_tokens": 0, "cache_read_input_tokens": 0,
+                      "cache_creation_input_tokens": 0}, "cost": 0}  # fmt: skip
+
+
 def main(argv: list[str]) -> int:
     scenario = load_scenario()
     if "--version" in argv or "-v" in argv:
@@ -230,6 +329,8 @@ def main(argv: list[str]) -> int:
         else:
             print(VERSION)
         return code
+    if argv[:2] == ["auth", "status"]:
+        return auth_status(scenario)
     args = parse_args(argv)
     if not args["print"]:
         print("fake claude only supports -p", file=sys.stderr)
@@ -303,6 +404,9 @@ def main(argv: list[str]) -> int:
     if kind == "sleep":
         time.sleep(float(step.get("sleep_s", 60)))
         return 0
+    if kind == "api_retry":
+        step = retry_loop(step, session_id, streaming)
+        kind = step.get("kind", "success")
     for info in step.get("rate_limit_events") or []:
         if streaming:
             emit(

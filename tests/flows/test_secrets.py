@@ -18,6 +18,7 @@ import pytest
 from flows.secrets import block_name, secret_resolver
 from tests.fakes.claude_harness import FakeCli
 from tests.fakes.fake_llm_servers import FakeAnthropic, FakeOpenAI, anthropic_error, closed_port_url, openai_error
+from tests.leak_check import database_bytes, database_text
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV_NAME = "SWITCHBOARD_TEST_RESOLVER_KEY"
@@ -182,23 +183,6 @@ def _leaks(text: str) -> list[str]:
     return [name for name, value in LEAK_KEYS.items() if value in text]
 
 
-def _sqlite_text(path: Path) -> str:
-    """Every value of every row of every table, as text."""
-    db = sqlite3.connect(path)
-    tables = [r[0] for r in db.execute("select name from sqlite_master where type = 'table'")]
-    parts = []
-    for table in tables:
-        for row in db.execute(f'select * from "{table}"'):
-            parts.extend(str(v) for v in row)
-    db.close()
-    return "\n".join(parts)
-
-
-def _raw_bytes(path: Path) -> str:
-    """The database files as bytes (WAL included): catches anything the row dump could miss."""
-    return "".join(p.read_bytes().decode("latin-1") for p in path.parent.glob(path.name + "*") if p.is_file())
-
-
 @pytest.mark.slow
 def test_no_key_value_leaks_into_output_ledger_logs_or_artifacts(tmp_path: Path) -> None:
     anthropic_key, openai_key, team_b_key = LEAK_KEYS.values()
@@ -296,11 +280,11 @@ def test_no_key_value_leaks_into_output_ledger_logs_or_artifacts(tmp_path: Path)
         "run stderr (with Prefect logs)": run.stderr,
         "providers --check --json": check.stdout + check.stderr,
         "providers listing": listing.stdout + listing.stderr,
-        "ledger rows": _sqlite_text(ledger_db),
-        "ledger files": _raw_bytes(ledger_db),
+        "ledger rows": database_text(ledger_db),
+        "ledger files": database_bytes(ledger_db),
         "Prefect artifacts": "\n".join(str(a) for a in artifacts),
-        "Prefect database rows": _sqlite_text(prefect_db),
-        "Prefect database files": _raw_bytes(prefect_db),
+        "Prefect database rows": database_text(prefect_db),
+        "Prefect database files": database_bytes(prefect_db),
     }
     leaks = {place: _leaks(text) for place, text in places.items() if _leaks(text)}
     assert leaks == {}

@@ -136,12 +136,15 @@ async def test_a_subscription_out_until_its_reset_stays_out_after_a_restart(
     config = _config(tmp_path, config_dirs(tmp_path, "a", "b"))
     ledger = Ledger(url=sqlite_url)
     first = await _route_in_a_new_process(config, ledger, "first")
-    out = first.attempts[0]
-    assert (out.provider_id, out.subscription, out.outcome) == ("claude", "a", "quota_exhausted")
+    # The task that met the limit moved to "b" at once and completed there.
+    assert [(a.provider_id, a.subscription, a.outcome) for a in first.attempts] == [
+        ("claude", "a", "quota_exhausted"),
+        ("claude", "b", "success"),
+    ]
     # A new process: the CLI pool starts with both subscriptions in rotation, "a" first. Routing knows better.
     second = await _route_in_a_new_process(config, ledger, "second")
     assert [(a.provider_id, a.subscription, a.outcome) for a in second.attempts] == [("claude", "b", "success")]
-    assert [c["key"] for c in cli.calls()] == ["config_dir:sub-a", "config_dir:sub-b"]
+    assert [c["key"] for c in cli.calls()] == ["config_dir:sub-a", "config_dir:sub-b", "config_dir:sub-b"]
 
 
 async def test_every_subscription_out_keeps_the_provider_out_after_a_restart(
