@@ -35,7 +35,7 @@ class KnownState:
     def read(cls, ledger: Ledger, run_id: str, task_ids: Collection[str] | None = None) -> KnownState:
         """The run's tasks, or only `task_ids`, as the ledger has them now."""
         return cls(
-            states=ledger.task_states(run_id, task_ids),
+            states=ledger.task_states(run_id, task_ids, decisions=False),  # nodes never read them
             successes=ledger.recorded_successes(run_id, task_ids),
             last_attempts=ledger.last_attempt_numbers(run_id, task_ids),
         )

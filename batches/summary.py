@@ -135,7 +135,7 @@ def run_summary(ledger: Ledger, run_id: str, *, explain: bool = False) -> RunSum
     failovers, rotations, total_cost = 0, 0, 0.0
     # Built without validating again: every value comes from the ledger's typed records (a 1,000-task run's
     # summary is built at the end of every run).
-    for state in ledger.task_states(run_id).values():
+    for state in ledger.task_states(run_id, decisions=explain).values():
         attempts = sorted(by_task.get(state.task_id, []), key=lambda a: a.attempt)
         cost = sum(a.cost_usd for a in attempts)
         latency = (

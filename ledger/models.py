@@ -38,7 +38,7 @@ class DecisionJSON(TypeDecorator[RouteDecision]):
     cache_ok = True
 
     def process_bind_param(self, value: RouteDecision | None, dialect: Dialect) -> dict[str, Any] | None:
-        return None if value is None else value.model_dump()
+        return None if value is None else value.document()
 
     def process_result_value(self, value: dict[str, Any] | None, dialect: Dialect) -> RouteDecision | None:
         return None if value is None else RouteDecision.model_validate(value)

@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
+from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
 from providers import TokenUsage
 
@@ -35,14 +35,17 @@ class RunStatus(StrEnum):
     INTERRUPTED = "interrupted"
 
 
-class DecisionEstimate(_Record):
+# The decision's parts are plain frozen dataclasses: the router builds one per routed task.
+@dataclass(frozen=True, slots=True)
+class DecisionEstimate:
     """What every plan of a task priced and admitted it by (a what-if replay prices it the same)."""
 
     prompt_tokens: int
     max_output_tokens: int
 
 
-class DecisionAffinity(_Record):
+@dataclass(frozen=True, slots=True)
+class DecisionAffinity:
     """The task's affinity key and the provider it stuck to when the task was planned (None: no one yet)."""
 
     key: str
@@ -56,7 +59,7 @@ class RouteDecision(_Record):
     provider left out to why (`capability`, `circuit_open`, `quota: ...`, `budget: ...`); `order` is the
     strategy's order of the rest; `chosen` the provider that answered, None when none did. `estimate` and
     `affinity` are left out of the JSON when absent (decisions recorded before estimates were, tasks without
-    an affinity key), as they always were.
+    an affinity key), as they always were. `document()` is that JSON, and what `model_dump()` gives.
     """
 
     strategy: str
@@ -67,13 +70,24 @@ class RouteDecision(_Record):
     estimate: DecisionEstimate | None = None
     affinity: DecisionAffinity | None = None
 
-    @model_serializer(mode="wrap")
-    def _leave_out_absent(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        data: dict[str, Any] = handler(self)
-        for optional in ("estimate", "affinity"):
-            if data.get(optional, ...) is None:
-                del data[optional]
-        return data
+    @model_serializer(mode="plain")
+    def document(self) -> dict[str, Any]:
+        """The decision as JSON values, in the order the CLI prints them (the ledger stores it with no more work)."""
+        doc: dict[str, Any] = {
+            "strategy": self.strategy,
+            "candidates": list(self.candidates),
+            "skipped": dict(self.skipped),
+            "order": list(self.order),
+            "chosen": self.chosen,
+        }
+        if self.estimate is not None:
+            doc["estimate"] = {
+                "prompt_tokens": self.estimate.prompt_tokens,
+                "max_output_tokens": self.estimate.max_output_tokens,
+            }
+        if self.affinity is not None:
+            doc["affinity"] = {"key": self.affinity.key, "sticky": self.affinity.sticky}
+        return doc
 
 
 class AttemptRecord(_Record):

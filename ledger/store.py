@@ -34,6 +34,7 @@ TERMINAL_TASK_STATUSES = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, Tas
 # Core tables for bulk reads: rows straight from the cursor, no ORM identity map.
 _USAGE = ProviderUsage.__table__
 _TASKS = TaskRow.__table__
+_TASKS_WITHOUT_DECISION = [c for c in _TASKS.c if c.name != "decision"]
 
 
 class RunInProgress(Exception):
@@ -212,9 +213,12 @@ class Ledger:
 
     # --- tasks ------------------------------------------------------------------------------------
 
-    def task_states(self, run_id: str, task_ids: Collection[str] | None = None) -> dict[str, TaskState]:
-        """The run's tasks (or only `task_ids`), in spec order."""
-        query = select(_TASKS).where(_TASKS.c.run_id == run_id)
+    def task_states(
+        self, run_id: str, task_ids: Collection[str] | None = None, *, decisions: bool = True
+    ) -> dict[str, TaskState]:
+        """The run's tasks (or only `task_ids`), in spec order; without `decisions` their routing decisions are
+        not read (left None): a 1,000-task run's summary need not parse 1,000 of them."""
+        query = (select(_TASKS) if decisions else select(*_TASKS_WITHOUT_DECISION)).where(_TASKS.c.run_id == run_id)
         if task_ids is not None:
             query = query.where(_TASKS.c.task_id.in_(task_ids))
         with self._sessions() as session:
@@ -613,7 +617,7 @@ def _task_state(r: Any) -> TaskState:
         provider_id=r.provider_id,
         output=r.output,
         error=r.error,
-        decision=r.decision,
+        decision=getattr(r, "decision", None),
         position=r.position,
     )
 

@@ -43,14 +43,8 @@ class DecisionDraft:
             skipped={provider: str(reason) for provider, reason in self.skipped.items()},
             order=tuple(self.order),
             chosen=self.chosen,
-            estimate=DecisionEstimate.model_construct(
-                prompt_tokens=self.prompt_tokens, max_output_tokens=self.max_output_tokens
-            ),
-            affinity=(
-                None
-                if self.affinity_key is None
-                else DecisionAffinity.model_construct(key=self.affinity_key, sticky=self.sticky)
-            ),
+            estimate=DecisionEstimate(self.prompt_tokens, self.max_output_tokens),
+            affinity=None if self.affinity_key is None else DecisionAffinity(self.affinity_key, self.sticky),
         )
 
 
