@@ -83,7 +83,7 @@ async def test_the_same_task_completes_on_the_next_subscription_and_later_tasks_
     first = await engine.route(task(0, max_attempts=1))
     assert first.status == "completed" and first.provider_id == "claude"
     assert rows(first) == [("claude", "a", OUTCOME[trouble], 1), ("claude", "b", "success", 2)]
-    assert first.decision["chosen"] == "claude"
+    assert first.decision.chosen == "claude"
     assert [e for e in events if e.kind == FAILOVER] == []  # a rotation is not a failover
     for i in (1, 2):
         later = await engine.route(task(i))
@@ -106,7 +106,7 @@ async def test_when_no_subscription_can_take_it_the_task_fails_over_and_the_last
     # The next task does not try claude at all: routing knows every subscription is out.
     later = await engine.route(task(1))
     assert rows(later) == [("mock", None, "success", 1)]
-    assert later.decision["skipped"]["claude"].startswith("quota: subscriptions exhausted")
+    assert later.decision.skipped["claude"].startswith("quota: subscriptions exhausted")
     # With max_attempts 1 the rotation is free but the move to the mock is not: the task fails on "b".
     cli.scenario({"default": USAGE_LIMIT})
     again = await router(tmp_path / "again").route(task(1, max_attempts=1))
@@ -181,7 +181,7 @@ async def test_a_rotation_that_finds_no_subscription_left_counts_the_failed_call
     result = await engine.route(task(0, max_attempts=1))
     assert result.status == "failed"
     assert rows(result) == [("claude", "a", "quota_exhausted", 1)]
-    assert "every subscription is out" in result.decision["skipped"]["claude"]
+    assert "every subscription is out" in result.decision.skipped["claude"]
 
 
 @pytest.mark.parametrize(("retry_max_s", "slept"), [(5.0, []), (60.0, [30])])
