@@ -9,6 +9,21 @@ from ledger.failovers import (
     is_rotation,
     move_kind,
 )
+from ledger.limit_store import (
+    FOREVER,
+    RESET_EVENT,
+    UTC_DAY,
+    LimitCheck,
+    LimitRefusal,
+    LimitStore,
+    Reservation,
+    ReservationAsk,
+    Settlement,
+    SharedState,
+    StoreClock,
+    Window,
+    sliding,
+)
 from ledger.models import ProviderEvent, ProviderUsage
 from ledger.opening import LedgerNotFound, LedgerUnreadable, open_existing_ledger, open_ledger, read_failure
 from ledger.records import (
@@ -31,7 +46,10 @@ from ledger.store import TERMINAL_TASK_STATUSES, Ledger, RunInProgress, new_run_
 from ledger.writer import LedgerWriter
 
 __all__ = [
+    "FOREVER",
+    "RESET_EVENT",
     "TERMINAL_TASK_STATUSES",
+    "UTC_DAY",
     "AttemptRecord",
     "DecisionAffinity",
     "DecisionEstimate",
@@ -41,19 +59,28 @@ __all__ = [
     "LedgerUnavailable",
     "LedgerUnreadable",
     "LedgerWriter",
+    "LimitCheck",
+    "LimitRefusal",
+    "LimitStore",
     "NewTask",
     "ProviderEvent",
     "ProviderEventRecord",
     "ProviderRecord",
     "ProviderUsage",
+    "Reservation",
+    "ReservationAsk",
     "RouteDecision",
     "RunInProgress",
     "RunRecord",
     "RunStatus",
+    "Settlement",
+    "SharedState",
+    "StoreClock",
     "TaskOutcome",
     "TaskState",
     "TaskStatus",
     "UsagePoint",
+    "Window",
     "count_failovers",
     "count_rotations",
     "create_ledger_engine",
@@ -68,4 +95,5 @@ __all__ = [
     "open_existing_ledger",
     "open_ledger",
     "read_failure",
+    "sliding",
 ]

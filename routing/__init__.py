@@ -15,6 +15,7 @@ from routing.config import (
     RunnerSettings,
     StrategyName,
     SwitchboardConfig,
+    TeamSettings,
     check_strategy,
     load_config,
     parse_config,
@@ -47,6 +48,7 @@ from routing.registry import (
 )
 from routing.restore import CIRCUIT_MEMORY, HISTORY_DAYS, ledger_observer, record_event, restore_router_state
 from routing.router import RoutedResult, Router, RunInfo
+from routing.shared import SharedLimits, StoreUnavailable
 from routing.strategies import STRATEGIES, Candidate, Strategy, make_strategy
 
 __all__ = [
@@ -83,9 +85,12 @@ __all__ = [
     "RoutingObserver",
     "RunInfo",
     "RunnerSettings",
+    "SharedLimits",
+    "StoreUnavailable",
     "Strategy",
     "StrategyName",
     "SwitchboardConfig",
+    "TeamSettings",
     "check_strategy",
     "describe_validation_error",
     "engine_loop",
