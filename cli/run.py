@@ -36,7 +36,7 @@ from flows import (
     runner_problem,
     submit_batch,
 )
-from ledger import Ledger, RunInProgress, RunStatus, open_ledger
+from ledger import STORE_UNAVAILABLE, Ledger, RunInProgress, RunStatus, open_ledger
 from routing import InputError, SwitchboardConfig, load_config
 
 
@@ -221,6 +221,14 @@ def _run_here(
         sys.stdout.flush()
     else:
         render_run(out_console, summary, explain=explain)
+    store_refused = sum(1 for t in summary.tasks if t.error and STORE_UNAVAILABLE in t.error)
+    if store_refused:
+        # Routing refused rather than risk passing a shared limit; one line says so (the tasks name the reason).
+        print_error(
+            f"{STORE_UNAVAILABLE} (the ledger at {ledger.engine.url.render_as_string(hide_password=True)}) could not be used: "
+            f"{store_refused} task{'s' if store_refused != 1 else ''} refused rather than risk passing a limit; "
+            "run the spec again once the database answers"
+        )
     if status == RunStatus.INTERRUPTED:
         err_console.print(
             "interrupted: in-flight calls were stopped and recorded as cancelled; "

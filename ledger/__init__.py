@@ -12,6 +12,7 @@ from ledger.failovers import (
 from ledger.limit_store import (
     FOREVER,
     RESET_EVENT,
+    STORE_UNAVAILABLE,
     UTC_DAY,
     LimitCheck,
     LimitRefusal,
@@ -48,6 +49,7 @@ from ledger.writer import LedgerWriter
 __all__ = [
     "FOREVER",
     "RESET_EVENT",
+    "STORE_UNAVAILABLE",
     "TERMINAL_TASK_STATUSES",
     "UTC_DAY",
     "AttemptRecord",

@@ -33,6 +33,8 @@ from ledger.models import ProviderEvent, SharedBlock, SharedCircuit, SharedCount
 Measure = Literal["requests", "tokens", "cost"]
 # The provider_events kind of a reset by hand (`switchboard providers reset`): every process clears its own view.
 RESET_EVENT = "provider.reset"
+# How every refusal for an unusable store begins (task errors carry it; `switchboard run` looks for it).
+STORE_UNAVAILABLE = "the shared limits store"
 _MEASURES: tuple[Measure, ...] = ("requests", "tokens", "cost")
 
 
@@ -348,7 +350,7 @@ class LimitStore:
     def describe_failure(self, exc: BaseException) -> str:
         """One line naming the store and why it failed (the reason routing gives for refusing calls)."""
         where = shown_url(self.engine.url.render_as_string(hide_password=False))
-        return f"the shared limits store (the ledger at {where}) cannot be reached: {database_reason(exc)}"
+        return f"{STORE_UNAVAILABLE} (the ledger at {where}) is unavailable: {database_reason(exc)}"
 
     # --- internals --------------------------------------------------------------------------------
 
@@ -460,6 +462,7 @@ def _total(column: Any) -> Any:
 __all__ = [
     "FOREVER",
     "RESET_EVENT",
+    "STORE_UNAVAILABLE",
     "UTC_DAY",
     "LimitCheck",
     "LimitRefusal",

@@ -2,7 +2,7 @@
 `switchboard run` builds: providers, router with the shared store, group-committing ledger writer) once a go
 file appears, and prints one JSON line: each task's status and reason.
 
-    python -m tests.routing.shared_worker LEDGER_URL SPEC PROVIDERS GO_FILE
+    python -m tests.batches.shared_worker LEDGER_URL SPEC PROVIDERS GO_FILE
 """
 
 from __future__ import annotations

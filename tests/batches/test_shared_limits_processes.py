@@ -69,10 +69,10 @@ def _run_processes(url: str, tmp_path: Path, providers: dict[str, Any]) -> list[
                 for i in range(TASKS_EACH)
             ],
         }
+        spec_file = _write(tmp_path / f"spec{p}.json", spec)
         procs.append(
             subprocess.Popen(
-                [sys.executable, "-m", "tests.routing.shared_worker", url, _write(tmp_path / f"spec{p}.json", spec)]
-                + [providers_file, str(go)],
+                [sys.executable, "-m", "tests.batches.shared_worker", url, spec_file, providers_file, str(go)],
                 cwd=ROOT,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
