@@ -20,10 +20,21 @@ from batches.runtime import (
     resolve_strategy,
     runtime_for,
 )
+from batches.single import (
+    API_BATCH_NAME,
+    API_RUN_PREFIX,
+    SingleResult,
+    TaskEngine,
+    TaskIdTaken,
+    api_run_id,
+    new_task_id,
+)
 from batches.spec import BatchSpec, SpecError, TaskSpec, load_spec, parse_spec
-from batches.summary import AttemptSummary, RunHeader, RunSummary, RunTotals, TaskSummary, run_summary
+from batches.summary import AttemptSummary, RunHeader, RunSummary, RunTotals, TaskSummary, run_summary, task_summary
 
 __all__ = [
+    "API_BATCH_NAME",
+    "API_RUN_PREFIX",
     "CANCELLED",
     "AttemptSummary",
     "BatchRuntime",
@@ -36,9 +47,13 @@ __all__ = [
     "RunSummary",
     "RunTotals",
     "RuntimeRef",
+    "SingleResult",
     "SpecError",
+    "TaskEngine",
+    "TaskIdTaken",
     "TaskSpec",
     "TaskSummary",
+    "api_run_id",
     "check_same_spec",
     "claim_renewed",
     "close_runtime",
@@ -46,6 +61,7 @@ __all__ = [
     "execute_run",
     "interrupt_run",
     "load_spec",
+    "new_task_id",
     "open_runtime",
     "owner_active",
     "parse_spec",
@@ -57,5 +73,6 @@ __all__ = [
     "runtime_for",
     "start_run",
     "stop_engine",
+    "task_summary",
     "this_owner",
 ]
