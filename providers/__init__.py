@@ -51,7 +51,7 @@ from providers.models import (
     TokenUsage,
 )
 from providers.processes import group_members, pid_alive, reap, signal_group, stop_group, terminate_group
-from providers.redaction import MIN_SECRET_LEN
+from providers.redaction import MIN_SECRET_LEN, redact, safe_url
 
 if TYPE_CHECKING:
     from providers._http import HttpProviderConfig
@@ -163,6 +163,8 @@ __all__ = [
     "group_members",
     "pid_alive",
     "reap",
+    "redact",
+    "safe_url",
     "seconds_to_reach",
     "secret_block_name",
     "signal_group",
