@@ -31,6 +31,15 @@ from batches.runtime import (
     resolve_strategy,
     runtime_for,
 )
+from batches.single import (
+    API_BATCH_NAME,
+    API_RUN_PREFIX,
+    SingleResult,
+    TaskEngine,
+    TaskIdTaken,
+    api_run_id,
+    new_task_id,
+)
 from batches.spec import BatchSpec, SpecError, TaskSpec, load_spec, parse_spec
 from batches.stopping import (
     RUN_STATUS,
@@ -42,9 +51,11 @@ from batches.stopping import (
     forget_stop,
     run_stop,
 )
-from batches.summary import AttemptSummary, RunHeader, RunSummary, RunTotals, TaskSummary, run_summary
+from batches.summary import AttemptSummary, RunHeader, RunSummary, RunTotals, TaskSummary, run_summary, task_summary
 
 __all__ = [
+    "API_BATCH_NAME",
+    "API_RUN_PREFIX",
     "CANCELLED",
     "DIGEST_ABOVE",
     "RUN_STATUS",
@@ -64,11 +75,15 @@ __all__ = [
     "RunSummary",
     "RunTotals",
     "RuntimeRef",
+    "SingleResult",
     "SpecError",
     "StopReason",
     "StopRequest",
+    "TaskEngine",
+    "TaskIdTaken",
     "TaskSpec",
     "TaskSummary",
+    "api_run_id",
     "check_same_spec",
     "claim_renewed",
     "close_runtime",
@@ -80,6 +95,7 @@ __all__ = [
     "interrupt_run",
     "load_spec",
     "needs_digest",
+    "new_task_id",
     "open_runtime",
     "owner_active",
     "parse_spec",
@@ -94,5 +110,6 @@ __all__ = [
     "select_tasks",
     "start_run",
     "stop_engine",
+    "task_summary",
     "this_owner",
 ]
