@@ -47,9 +47,11 @@ CORPUS: dict[str, tuple[str, str, list[str]]] = {
     ),
     "two close matches: no guess": (
         "version: 1\nproviders:\n  m: {type: local_mock, capabilities: [lint_a_py, lint_b_py]}\n"
-        "  n: {type: local_mock, capabilities: [lint_a_py, lint_b_py]}\n  o: {type: local_mock, capabilities: [lint_c_py]}\n",
+        "  n: {type: local_mock, capabilities: [lint_a_py, lint_b_py]}\n"
+        "  o: {type: local_mock, capabilities: [lint_c_py]}\n",
         "version: 1\nproviders:\n  m: {type: local_mock, capabilities: [lint_a_py, lint_b_py]}\n"
-        "  n: {type: local_mock, capabilities: [lint_a_py, lint_b_py]}\n  o: {type: local_mock, capabilities: [lint_c_py]}\n",
+        "  n: {type: local_mock, capabilities: [lint_a_py, lint_b_py]}\n"
+        "  o: {type: local_mock, capabilities: [lint_c_py]}\n",
         ["providers.o.capabilities[0]"],
     ),
     "a JSON file stays JSON": (
