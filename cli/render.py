@@ -14,6 +14,7 @@ from rich.text import Text
 
 from batches import AttemptSummary, RunSummary, TaskSummary
 from ledger import RouteDecision
+from cli.terminal import for_terminal, shown
 
 _STATUS_STYLE = {"completed": "green", "failed": "red", "skipped": "yellow", "cancelled": "magenta"}
 # Wide enough for any table we print; a piped table is rendered at its natural width up to this.
@@ -84,7 +85,7 @@ def _attempts_text(attempts: list[AttemptSummary]) -> Text:
         ("→ " if i else "") + f"{a.where}: {'ok' if a.outcome == 'success' else a.outcome}"
         for i, a in enumerate(attempts)
     ]
-    return Text("\n".join(lines))
+    return shown("\n".join(lines))
 
 
 def _table(title: Text, columns: dict[str, str]) -> Table:
@@ -98,7 +99,7 @@ def _table(title: Text, columns: dict[str, str]) -> Table:
 def render_run(console: Console, summary: RunSummary, *, explain: bool = False, outputs: bool = False) -> None:
     run, totals = summary.run, summary.totals
     table = _table(
-        Text(f"run {run.id} · {run.name} · {run.status}"),
+        shown(f"run {run.id} · {run.name} · {run.status}"),
         {
             "task": "left",
             "status": "left",
@@ -110,9 +111,9 @@ def render_run(console: Console, summary: RunSummary, *, explain: bool = False, 
     )
     for t in summary.tasks:
         table.add_row(
-            Text(t.id),
+            shown(t.id),
             _status(t.status),
-            Text(t.provider or "-"),
+            shown(t.provider or "-"),
             _attempts_text(t.attempts),
             f"{t.cost_usd:.6f}",
             f"{t.latency_ms:.0f}",
@@ -128,9 +129,9 @@ def render_run(console: Console, summary: RunSummary, *, explain: bool = False, 
         markup=False,
     )
     if run.ui_url:
-        console.print(Text(f"Prefect flow run: {run.ui_url}"), highlight=False, soft_wrap=True)
+        console.print(shown(f"Prefect flow run: {run.ui_url}"), highlight=False, soft_wrap=True)
     elif run.flow_run_id:
-        console.print(Text(f"Prefect flow run: {run.flow_run_id}"), highlight=False)
+        console.print(shown(f"Prefect flow run: {run.flow_run_id}"), highlight=False)
     for t in summary.tasks:
         if explain and t.decision:
             console.print(_decision_line(t.id, t.decision), highlight=False)
@@ -142,15 +143,15 @@ def _decision_line(task_id: str, decision: RouteDecision) -> Text:
     skipped = ", ".join(f"{p} ({why})" for p, why in decision.skipped.items()) or "none"
     order = " > ".join(decision.order)
     return Text.assemble(
-        (task_id, "bold"),
-        f": strategy {decision.strategy}; order {order}; skipped {skipped}; chosen {decision.chosen or '-'}",
+        (for_terminal(task_id), "bold"),
+        for_terminal(f": strategy {decision.strategy}; order {order}; skipped {skipped}; chosen {decision.chosen or '-'}"),
     )
 
 
 def _output_block(task: TaskSummary) -> Text:
-    text = Text.assemble((task.id, "bold"), f" output: {task.output or ''}")
+    text = Text.assemble((for_terminal(task.id), "bold"), for_terminal(f" output: {task.output or ''}"))
     if task.error:
-        text.append(f"\n  error: {task.error}")
+        text.append(for_terminal(f"\n  error: {task.error}"))
     return text
 
 
@@ -167,8 +168,8 @@ def render_runs(console: Console, summaries: list[RunSummary]) -> None:
     for s in summaries:
         run, totals = s.run, s.totals
         table.add_row(
-            Text(run.id),
-            Text(run.name),
+            shown(run.id),
+            shown(run.name),
             _status(run.status),
             f"{totals.completed}/{len(s.tasks)}",
             f"{totals.cost_usd:.6f}",
