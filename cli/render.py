@@ -13,8 +13,8 @@ from rich.table import Table
 from rich.text import Text
 
 from batches import AttemptSummary, RunSummary, TaskSummary
-from ledger import RouteDecision
 from cli.terminal import for_terminal, shown
+from ledger import RouteDecision
 
 _STATUS_STYLE = {"completed": "green", "failed": "red", "skipped": "yellow", "cancelled": "magenta"}
 # Wide enough for any table we print; a piped table is rendered at its natural width up to this.
@@ -144,7 +144,9 @@ def _decision_line(task_id: str, decision: RouteDecision) -> Text:
     order = " > ".join(decision.order)
     return Text.assemble(
         (for_terminal(task_id), "bold"),
-        for_terminal(f": strategy {decision.strategy}; order {order}; skipped {skipped}; chosen {decision.chosen or '-'}"),
+        for_terminal(
+            f": strategy {decision.strategy}; order {order}; skipped {skipped}; chosen {decision.chosen or '-'}"
+        ),
     )
 
 

@@ -21,7 +21,17 @@ ANY_TEXT = st.lists(
 
 @pytest.mark.parametrize(
     "text",
-    ["plain", "", "é and 😀", f"half {HALF_EMOJI} emoji", "nul\x00inside", "\x1b]0;title\x07", f"{ESCAPED}starts", "\ufdd1x", f"{HALF_EMOJI}\ufdd10041 looks like an escape"],
+    [
+        "plain",
+        "",
+        "é and 😀",
+        f"half {HALF_EMOJI} emoji",
+        "nul\x00inside",
+        "\x1b]0;title\x07",
+        f"{ESCAPED}starts",
+        "\ufdd1x",
+        f"{HALF_EMOJI}\ufdd10041 looks like an escape",
+    ],
 )
 def test_every_text_comes_back_exactly(text: str) -> None:
     for nul_ok in (True, False):
