@@ -1,12 +1,22 @@
 """The batch core, without Prefect: the spec and its validation, what the DAG's nodes know and do, the run's
 life in the ledger and which process owns it, Ctrl-C while a run's flow runs, the run's summary (the `--json`
-object), and the runtime that builds a run's providers, router and ledger writer.
+object) and its digest for large runs, and the runtime that builds a run's providers, router and ledger writer.
 
 Imports `routing`, `ledger` and `providers`; never `flows` or Prefect (`flows/` runs these nodes as Prefect
 tasks and hands `execute_run` its flow).
 """
 
 from batches.control import RunFlow, RunInterrupts, execute_run, stop_engine
+from batches.digest import (
+    DIGEST_ABOVE,
+    DigestGroup,
+    ListedTask,
+    RunDigest,
+    digest,
+    needs_digest,
+    percentile,
+    select_tasks,
+)
 from batches.lifecycle import CANCELLED, check_same_spec, end_run, interrupt_run, start_run
 from batches.nodes import run_node, run_nodes
 from batches.ownership import claim_renewed, owner_active, this_owner
@@ -25,11 +35,15 @@ from batches.summary import AttemptSummary, RunHeader, RunSummary, RunTotals, Ta
 
 __all__ = [
     "CANCELLED",
+    "DIGEST_ABOVE",
     "AttemptSummary",
     "BatchRuntime",
     "BatchSpec",
+    "DigestGroup",
     "KnownState",
+    "ListedTask",
     "NodeResult",
+    "RunDigest",
     "RunFlow",
     "RunHeader",
     "RunInterrupts",
@@ -42,19 +56,23 @@ __all__ = [
     "check_same_spec",
     "claim_renewed",
     "close_runtime",
+    "digest",
     "end_run",
     "execute_run",
     "interrupt_run",
     "load_spec",
+    "needs_digest",
     "open_runtime",
     "owner_active",
     "parse_spec",
+    "percentile",
     "resolve_inputs",
     "resolve_strategy",
     "run_node",
     "run_nodes",
     "run_summary",
     "runtime_for",
+    "select_tasks",
     "start_run",
     "stop_engine",
     "this_owner",

@@ -33,6 +33,11 @@ class AttemptSummary(_Summary):
     tokens: TokenUsage = TokenUsage()
 
     @property
+    def provider_id(self) -> str:
+        """The provider, under the ledger's name for it (so ledger.count_failovers reads summaries too)."""
+        return self.provider
+
+    @property
     def where(self) -> str:
         """`provider/subscription` (or the provider alone), so moves between a provider's subscriptions show."""
         return f"{self.provider}/{self.subscription}" if self.subscription else self.provider

@@ -13,12 +13,14 @@ from cyclopts import Parameter, validators
 from rich.markup import escape
 
 from batches import (
+    DIGEST_ABOVE,
     BatchSpec,
     RunInterrupts,
     execute_run,
     load_spec,
     resolve_strategy,
     run_summary,
+    select_tasks,
     start_run,
 )
 from cli.app import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, app, err_console, out_console, print_error
@@ -277,15 +279,35 @@ def runs(
     return EXIT_OK
 
 
+TaskStatusName = Literal["pending", "completed", "failed", "skipped", "cancelled"]
+
+
 @app.command
 def show(
     run_id: str,
     *,
     as_json: Annotated[bool, Parameter(name="--json", negative="")] = False,
+    status: Annotated[
+        list[TaskStatusName] | None,
+        Parameter(negative="", help="Only tasks with this status (repeat for several)."),
+    ] = None,
+    provider: Annotated[
+        list[str] | None,
+        Parameter(negative="", help="Only tasks this provider answered or was tried for (repeat for several)."),
+    ] = None,
+    task_type: Annotated[
+        list[str] | None, Parameter(name="--type", negative="", help="Only tasks of this type (repeat for several).")
+    ] = None,
+    show_all: Annotated[
+        bool,
+        Parameter(name="--all", negative="", help=f"One row per task even above {DIGEST_ABOVE} tasks."),
+    ] = False,
 ) -> int:
     """Show a run's tasks, routing decisions and outputs (a unique prefix of the id is enough).
 
-    Exit 1 when no run, or more than one, matches.
+    Above 30 tasks (after the filters) the run is shown grouped by status and provider, with its failed and
+    skipped tasks listed; --all shows every task's row, --json every task's data (the totals stay the whole
+    run's). Exit 1 when no run, or more than one, matches.
     """
     ledger = open_ledger()
     try:
@@ -297,10 +319,17 @@ def show(
         print_error(f"no run {run_id!r} in the ledger (see `switchboard runs`)")
         return EXIT_FAILED
     summary = run_summary(ledger, found.run_id, explain=True)
+    summary = select_tasks(summary, statuses=status or (), providers=provider or (), types=task_type or ())
     if as_json:
         sys.stdout.write(json.dumps(summary.model_dump(), default=str) + "\n")
     else:
-        render_run(out_console, summary, explain=True, outputs=True)
+        command = " ".join(
+            [f"switchboard show {found.run_id}"]
+            + [f"--status {s}" for s in status or ()]
+            + [f"--provider {p}" for p in provider or ()]
+            + [f"--type {t}" for t in task_type or ()]
+        )
+        render_run(out_console, summary, explain=True, outputs=True, whole=show_all, show_command=command)
     return EXIT_OK
 
 

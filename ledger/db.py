@@ -7,9 +7,12 @@ setting at fault, the reason and what to do, never as a driver's traceback.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
@@ -17,7 +20,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -27,6 +30,8 @@ HOME_ENV = "SWITCHBOARD_HOME"
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 _migrate_lock = threading.Lock()
+# pg_advisory_xact_lock's key for migrations (any fixed 64-bit number; "sbmigrat" in ASCII).
+MIGRATION_LOCK_KEY = 0x73626D6967726174
 
 
 def data_dir() -> Path:
@@ -183,11 +188,39 @@ def current_revision(engine: Engine) -> str | None:
 
 
 def migrate(engine: Engine) -> None:
-    """Upgrade the schema to head; cheap when it is already there."""
+    """Upgrade the schema to head; cheap when it is already there.
+
+    Serialized across processes, so N workers starting together on a fresh database all come up (without it,
+    two processes creating the same tables at once fail, e.g. PostgreSQL's `duplicate key value violates unique
+    constraint "pg_type_typname_nsp_index"`): on PostgreSQL a transaction-level advisory lock taken on the
+    migrating connection itself; on SQLite an exclusive `fcntl` lock on a file next to the database (SQLite runs
+    each DDL statement in a transaction of its own, so the database's own lock cannot hold a whole migration).
+    The revision is read again once the lock is held: whoever waited finds the work done.
+    """
     head = head_revision()
     if current_revision(engine) == head:
         return
-    with _migrate_lock, engine.begin() as conn:
+    with _migrate_lock, _file_lock(engine), engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+        if MigrationContext.configure(conn).get_current_revision() == head:
+            return
         config = _alembic_config()
         config.attributes["connection"] = conn
         command.upgrade(config, "head")
+
+
+@contextmanager
+def _file_lock(engine: Engine) -> Iterator[None]:
+    """An exclusive lock on `<database>.migrate.lock` for a SQLite file; nothing for other databases."""
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:" or database.startswith("file:"):
+        yield
+        return
+    path = Path(database).expanduser()
+    with open(path.with_name(path.name + ".migrate.lock"), "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes, also if this process dies
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

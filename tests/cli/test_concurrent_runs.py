@@ -1,15 +1,21 @@
-"""Two `switchboard run`s of the same spec at once: the second neither resumes the first's run nor calls its tasks."""
+"""Runs at once: the same spec twice (the second neither resumes the first's run nor calls its tasks), and two
+different specs on a fresh PostgreSQL ledger (both create the schema at the same moment; both complete)."""
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
+
+from tests.conftest import postgres_url_or_skip
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -59,3 +65,47 @@ def test_the_same_spec_run_twice_at_once_is_refused_not_run_twice(tmp_path: Path
     with sqlite3.connect(db) as conn:
         assert conn.execute("select count(*) from runs").fetchone() == (1,)
         assert conn.execute("select task_id, attempt from provider_usage").fetchall() == [("only", 1)]
+
+
+def test_two_runs_of_different_specs_started_at_once_on_a_fresh_postgresql_ledger_both_complete(
+    tmp_path: Path,
+) -> None:
+    base = postgres_url_or_skip()
+    schema = f"runs_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(base)
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    url = base + ("&" if "?" in base else "?") + f"options=-csearch_path%3D{schema}"
+    providers = tmp_path / "providers.yaml"
+    providers.write_text("providers:\n  mock: {type: local_mock, latency_ms: 5}\n")
+    procs = []
+    try:
+        for name in ("first", "second"):
+            spec = tmp_path / f"{name}.yaml"
+            tasks = "".join(f"  - {{id: {name}-{i}, type: code_review, prompt: review {i}}}\n" for i in range(3))
+            spec.write_text(f"name: {name}\ntasks:\n{tasks}")
+            env = dict(
+                os.environ,
+                SWITCHBOARD_HOME=str(tmp_path / f"home-{name}"),
+                SWITCHBOARD_DATABASE_URL=url,
+                SWITCHBOARD_PREFECT="ephemeral",
+                PREFECT_HOME=str(tmp_path / f"prefect-{name}"),
+            )
+            command = [sys.executable, "-m", "cli", "run", str(spec), "--providers", str(providers), "--json"]
+            procs.append(
+                subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            )
+        results = [p.communicate(timeout=240) for p in procs]
+        for proc, (out, err) in zip(procs, results, strict=True):
+            assert proc.returncode == 0, err[-3000:]
+            assert json.loads(out)["totals"]["completed"] == 3
+        with admin.connect() as conn:
+            names = conn.execute(text(f"select batch_name, status from {schema}.runs order by batch_name")).all()
+        assert [tuple(r) for r in names] == [("first", "completed"), ("second", "completed")]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
