@@ -30,10 +30,21 @@ from batches.runtime import (
     resolve_strategy,
     runtime_for,
 )
+from batches.single import (
+    API_BATCH_NAME,
+    API_RUN_PREFIX,
+    SingleResult,
+    TaskEngine,
+    TaskIdTaken,
+    api_run_id,
+    new_task_id,
+)
 from batches.spec import BatchSpec, SpecError, TaskSpec, load_spec, parse_spec
-from batches.summary import AttemptSummary, RunHeader, RunSummary, RunTotals, TaskSummary, run_summary
+from batches.summary import AttemptSummary, RunHeader, RunSummary, RunTotals, TaskSummary, run_summary, task_summary
 
 __all__ = [
+    "API_BATCH_NAME",
+    "API_RUN_PREFIX",
     "CANCELLED",
     "DIGEST_ABOVE",
     "AttemptSummary",
@@ -50,9 +61,13 @@ __all__ = [
     "RunSummary",
     "RunTotals",
     "RuntimeRef",
+    "SingleResult",
     "SpecError",
+    "TaskEngine",
+    "TaskIdTaken",
     "TaskSpec",
     "TaskSummary",
+    "api_run_id",
     "check_same_spec",
     "claim_renewed",
     "close_runtime",
@@ -62,6 +77,7 @@ __all__ = [
     "interrupt_run",
     "load_spec",
     "needs_digest",
+    "new_task_id",
     "open_runtime",
     "owner_active",
     "parse_spec",
@@ -75,5 +91,6 @@ __all__ = [
     "select_tasks",
     "start_run",
     "stop_engine",
+    "task_summary",
     "this_owner",
 ]

@@ -41,6 +41,10 @@ class TaskSpec(BaseModel):
     team: str | None = None
     workdir: str | None = None
     strategy: str | None = None
+    # A preference: tried first when that provider (or one serving that model) can take the task; else routing
+    # goes on as usual and the decision says why.
+    provider: str | None = Field(default=None, min_length=1)
+    model: str | None = Field(default=None, min_length=1)
 
     @field_validator("prompt")
     @classmethod
@@ -51,7 +55,7 @@ class TaskSpec(BaseModel):
             raise ValueError(f"must not contain NUL (U+0000 at position {value.index(chr(0))})")
         return value
 
-    @field_validator("id", "type", "team", "affinity", "workdir")
+    @field_validator("id", "type", "team", "affinity", "workdir", "provider", "model")
     @classmethod
     def _printable(cls, value: str | None) -> str | None:
         return _printable(value)
@@ -114,7 +118,7 @@ class BatchSpec(BaseModel):
             team=spec.team or self.team,
             workdir=spec.workdir or self.workdir,
             context=context or {},
-            metadata={"strategy": spec.strategy} if spec.strategy else {},
+            metadata=_metadata(spec),
         )
 
     def layers(self) -> list[list[TaskSpec]]:
@@ -145,6 +149,14 @@ def _printable(value: str | None) -> str | None:
     if problem is not None:
         raise ValueError(problem)
     return value
+
+
+def _metadata(spec: TaskSpec) -> dict[str, str]:
+    """What routing reads from the task besides its fields: its own strategy and its provider/model preference."""
+    if spec.strategy is None and spec.provider is None and spec.model is None:
+        return {}
+    pairs = (("strategy", spec.strategy), ("provider", spec.provider), ("model", spec.model))
+    return {key: value for key, value in pairs if value is not None}
 
 
 def load_spec(path: str | Path) -> BatchSpec:

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, bindparam, case, func, insert, select, update
 from sqlalchemy.dialects import postgresql as postgresql_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ledger.db import create_ledger_engine
@@ -162,6 +163,50 @@ class Ledger:
                 ],
             )
             return run_id, False
+
+    def open_standing_run(self, run_id: str, *, batch_name: str, strategy: str | None = None) -> None:
+        """Create a run that collects tasks as they come (the HTTP API's run of the day) unless it exists; two
+        processes creating it at once both succeed."""
+        with self._sessions() as session:
+            if session.get(Run, run_id) is not None:
+                return
+        try:
+            with self._sessions.begin() as session:
+                now = utc_now()
+                session.add(
+                    Run(
+                        run_id=run_id,
+                        batch_name=batch_name,
+                        batch_hash=batch_name,
+                        team=None,
+                        status=RunStatus.RUNNING,
+                        strategy=strategy,
+                        started_at=now,
+                    )
+                )
+        except IntegrityError:
+            pass  # another process created it first
+
+    def add_task(self, run_id: str, task: NewTask) -> bool:
+        """Register one more pending task in an existing run; False when the run already has that task id."""
+        try:
+            with self._sessions.begin() as session:
+                position = session.scalar(select(func.count()).where(TaskRow.run_id == run_id)) or 0
+                session.add(
+                    TaskRow(
+                        run_id=run_id,
+                        task_id=task.task_id,
+                        task_type=task.task_type,
+                        priority=task.priority,
+                        team=task.team,
+                        status=TaskStatus.PENDING,
+                        position=position,
+                        updated_at=utc_now(),
+                    )
+                )
+        except IntegrityError:
+            return False
+        return True
 
     def renew_run_claim(self, run_id: str, owner: str) -> bool:
         """Say `owner` is still running `run_id`; False when another process has taken the run over."""

@@ -11,6 +11,8 @@ from routing.config import (
     PROVIDERS_ENV,
     STRATEGY_NAMES,
     AlertSettings,
+    ApiSettings,
+    ApiToken,
     Budget,
     RunnerSettings,
     StrategyName,
@@ -48,6 +50,15 @@ from routing.registry import (
 from routing.restore import CIRCUIT_MEMORY, HISTORY_DAYS, ledger_observer, record_event, restore_router_state
 from routing.router import RoutedResult, Router, RunInfo
 from routing.strategies import STRATEGIES, Candidate, Strategy, make_strategy
+from routing.views import (
+    CircuitView,
+    HealthStateView,
+    LimitView,
+    ProviderLiveView,
+    QuotaScopeView,
+    provider_view,
+    provider_views,
+)
 
 __all__ = [
     "BUDGET_EXHAUSTED",
@@ -66,17 +77,24 @@ __all__ = [
     "STRATEGIES",
     "STRATEGY_NAMES",
     "AlertSettings",
+    "ApiSettings",
+    "ApiToken",
     "Budget",
     "BudgetExhaustedDetail",
     "BudgetRefusal",
     "Candidate",
+    "CircuitView",
     "ConfigError",
     "EngineLoop",
+    "HealthStateView",
     "InputError",
+    "LimitView",
+    "ProviderLiveView",
     "ProviderQuota",
     "ProviderRegistry",
     "ProviderUpdateError",
     "QuotaBlockedDetail",
+    "QuotaScopeView",
     "RoutedResult",
     "Router",
     "RoutingEvent",
@@ -97,6 +115,8 @@ __all__ = [
     "plain_detail",
     "provider_class",
     "provider_type_names",
+    "provider_view",
+    "provider_views",
     "record_event",
     "restore_router_state",
 ]

@@ -69,6 +69,26 @@ class AlertSettings(BaseModel):
     quota_forecast_hours: float | None = Field(default=None, gt=0)
 
 
+class ApiToken(BaseModel):
+    """A bearer token of the HTTP API, by the name of the env var (or Prefect Secret block) holding it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(min_length=1, max_length=100)  # who: recorded with admin changes, never the token
+    scope: Literal["read", "admin"] = "read"
+    token_env: str = Field(min_length=1)
+
+
+class ApiSettings(BaseModel):
+    """`switchboard serve`'s settings (`api:` in the providers file)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    tokens: list[ApiToken] = []
+    # Requests with a larger body are refused (413) before they are read.
+    max_body_bytes: int = Field(default=1_000_000, gt=0)
+
+
 class SwitchboardConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -81,6 +101,7 @@ class SwitchboardConfig(BaseModel):
     failover: FailoverSettings = FailoverSettings()
     runner: RunnerSettings = RunnerSettings()
     alerts: AlertSettings = AlertSettings()
+    api: ApiSettings = ApiSettings()
     providers: dict[str, SerializeAsAny[ProviderConfig]] = Field(min_length=1)
     # Where this config came from, for messages; not part of the file.
     source: str = Field(default=BUILTIN_SOURCE, exclude=True)

@@ -34,6 +34,16 @@ def test_valid_spec_applies_defaults_and_orders_layers() -> None:
     assert spec.to_ai_task(spec.task("b")).priority is Priority.HIGH
 
 
+def test_a_task_may_prefer_a_provider_and_a_model() -> None:
+    spec = parse_spec(_spec({"id": "a", "type": "t", "prompt": "p", "provider": "claude", "model": "opus"}), "s")
+    task = spec.to_ai_task(spec.tasks[0])
+    assert task.metadata == {"provider": "claude", "model": "opus"}
+    plain = parse_spec(_spec({"id": "a", "type": "t", "prompt": "p"}), "s")
+    assert plain.to_ai_task(plain.tasks[0]).metadata == {}
+    with pytest.raises(SpecError, match=r"tasks\[0\] \(id 'a'\)\.provider"):
+        parse_spec(_spec({"id": "a", "type": "t", "prompt": "p", "provider": ""}), "s")
+
+
 def test_cycle_is_named_as_a_path() -> None:
     with pytest.raises(SpecError) as info:
         parse_spec(
