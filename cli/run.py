@@ -26,6 +26,7 @@ from batches import (
 from cli.app import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, app, err_console, out_console, print_error
 from cli.progress import LedgerProgress
 from cli.render import render_run, render_runs
+from configtools import Validation, environment_problems, validate_file
 from flows import (
     PREFECT_MODE_ENV,
     DeploymentNotFound,
@@ -36,10 +37,11 @@ from flows import (
     ephemeral_requested,
     quiet_ephemeral_shutdown,
     runner_problem,
+    secret_resolver,
     submit_batch,
 )
 from ledger import Ledger, RunInProgress, RunStatus, open_ledger
-from routing import InputError, SwitchboardConfig, load_config
+from routing import PROVIDERS_ENV, InputError, SwitchboardConfig, load_config
 
 
 def _ephemeral() -> bool:
@@ -137,7 +139,15 @@ def _prepare_run(
 ) -> _Ready | int:
     """Check the inputs, open the ledger and reach Prefect; an exit code if any of it fails (nothing written)."""
     try:
-        batch, config = load_spec(spec), load_config(providers)
+        batch = load_spec(spec)
+    except InputError as exc:
+        print_error(str(exc))
+        return EXIT_INVALID
+    checked = _check_providers_file(providers)
+    if isinstance(checked, int):
+        return checked
+    try:
+        config = checked.config if checked is not None and checked.config else load_config(providers)
     except InputError as exc:
         print_error(str(exc))
         return EXIT_INVALID
@@ -179,8 +189,35 @@ def _prepare_run(
             f"set PREFECT_API_URL to a running server, or {PREFECT_MODE_ENV}=ephemeral to run without one"
         )
         return EXIT_FAILED
+    if checked is not None:
+        _warn_about_environment(checked)
     providers_file = str(providers.expanduser().resolve()) if providers else None
     return _Ready(batch, config, chosen, ledger, api, providers_file)
+
+
+def _check_providers_file(providers: Path | None) -> Validation | int | None:
+    """`config validate`'s checks of the file itself, before anything else: every problem on stderr, one line each,
+    and exit 2. None when no file is named (the built-in mocks)."""
+    named = providers or (Path(os.environ[PROVIDERS_ENV]) if os.environ.get(PROVIDERS_ENV) else None)
+    if named is None:
+        return None
+    checked = validate_file(named, environment=False)
+    if checked.file_problems:
+        for problem in checked.file_problems:
+            print_error(problem.one_line())
+        return EXIT_INVALID
+    return checked
+
+
+def _warn_about_environment(checked: Validation) -> None:
+    """The environment's problems (a key not set, a config dir without a login, no `claude`) as warnings: routing
+    fails over from a provider that cannot work, so they do not stop the run. Run once Prefect is connected, so
+    that Secret blocks are looked up where a Prefect API answers."""
+    assert checked.config is not None
+    resolver = secret_resolver()
+    found = environment_problems(checked.source, checked.config, resolver, blocks_checked=resolver.uses_blocks())
+    for problem in found:
+        err_console.print(f"[yellow]warning:[/] {escape(problem.one_line())}", highlight=False, soft_wrap=True)
 
 
 def _run_here(

@@ -16,6 +16,7 @@ from providers.base import (
     SecretResolver,
     env_secrets,
     estimate_prompt_tokens,
+    secret_block_name,
     utc_now,
 )
 from providers.errors import (
@@ -36,6 +37,7 @@ from providers.errors import (
 )
 from providers.models import (
     CREDENTIALS_CHANGED,
+    TASK_TYPES,
     AITask,
     CostEstimate,
     ExecutionContext,
@@ -113,6 +115,7 @@ __all__ = [
     "MIN_SECRET_LEN",
     "NOT_ABOUT_THE_PROVIDER",
     "OUTCOMES",
+    "TASK_TYPES",
     "AIProvider",
     "AITask",
     "AnthropicConfig",
@@ -163,6 +166,7 @@ __all__ = [
     "redact",
     "safe_url",
     "seconds_to_reach",
+    "secret_block_name",
     "signal_group",
     "stop_group",
     "terminate_group",

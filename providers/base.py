@@ -84,6 +84,12 @@ def env_secrets(name: str) -> str | None:
     return os.environ.get(name)
 
 
+def secret_block_name(name: str) -> str:
+    """The Prefect Secret block a key named by env var may also live in: `ANTHROPIC_API_KEY` ->
+    `anthropic-api-key` (flows/secrets.py looks it up; `config validate` names it)."""
+    return name.strip().lower().replace("_", "-")
+
+
 QuotaListener = Callable[[QuotaSignal], None]
 
 # Rough tokens-per-character ratio for estimating prompts before a call; good enough for budgets.

@@ -8,6 +8,8 @@
                very definitions routing uses, not copies
     batches    imports providers, ledger and routing: the batch core never imports flows or Prefect
     planning   imports providers, ledger, routing and analytics (where the recorded usage meets routing)
+    configtools imports providers, ledger and routing: validating, repairing and migrating providers files,
+               importing past usage, detecting what `init` can offer (setup tools, Prefect-free)
     flows      imports all of those; Prefect is imported in flows/ only
     api        imports all of those (the HTTP API); only the CLI imports it, to serve it
     cli        imports all of those and api; nothing imports the CLI
@@ -29,7 +31,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("providers", "ledger", "routing", "analytics", "batches", "planning", "flows", "api", "cli")
+PACKAGES = ("providers", "ledger", "routing", "analytics", "batches", "planning", "configtools", "flows", "api", "cli")
 # package -> the packages of ours it may import
 ALLOWED: dict[str, frozenset[str]] = {
     "providers": frozenset(),
@@ -38,9 +40,12 @@ ALLOWED: dict[str, frozenset[str]] = {
     "analytics": frozenset({"ledger", "providers"}),
     "batches": frozenset({"providers", "ledger", "routing"}),
     "planning": frozenset({"providers", "ledger", "routing", "analytics"}),
+    "configtools": frozenset({"providers", "ledger", "routing"}),
     "flows": frozenset({"providers", "ledger", "routing", "analytics", "batches", "planning"}),
     "api": frozenset({"providers", "ledger", "routing", "analytics", "batches", "planning", "flows"}),
-    "cli": frozenset({"providers", "ledger", "routing", "analytics", "batches", "planning", "flows", "api"}),
+    "cli": frozenset(
+        {"providers", "ledger", "routing", "analytics", "batches", "planning", "configtools", "flows", "api"}
+    ),
 }
 # The names analytics may take from providers: value objects, the outcome vocabulary, window arithmetic.
 PURE_PROVIDER_NAMES = frozenset(
