@@ -18,6 +18,7 @@ from batches.run_state import KnownState, NodeResult
 from batches.runtime import BatchRuntime
 from batches.stopping import run_stop
 from ledger import TaskOutcome, TaskStatus
+from providers import well_formed
 from routing import RoutedResult, engine_loop
 
 # How often a waiting chunk reports progress.
@@ -87,17 +88,20 @@ async def _run_dag_nodes(runtime: BatchRuntime, task_ids: list[str], known: Know
             if dep in finished:
                 await finished[dep].wait()
         result, outcome, routed = await _run_one(runtime, task_id, known)
-        # Dependents may start on the answer now; the task is reported complete (the chunk finished) only
-        # after its attempt rows and its outcome are committed. The writer commits in submission order, so
-        # the outcome lands with its attempts (usually in the same transaction) or after them, never before.
-        known.results[task_id] = result
-        if routed is not None and routed.attempts:
-            known.last_attempts[task_id] = routed.attempts[-1].attempt
-        finished[task_id].set()
+        # An answer is durable before anyone uses it: dependents start only once the attempt rows are
+        # committed (or spooled, see ledger.writer). On SQLite the commit runs on the next turn of this loop
+        # and shares its transaction with every answer that arrived meanwhile, so this costs no round trip.
+        # The writer commits in submission order, so the outcome lands with its attempts or after them.
+        try:
+            if routed is not None:
+                await routed.committed()
+        finally:
+            known.results[task_id] = result
+            if routed is not None and routed.attempts:
+                known.last_attempts[task_id] = routed.attempts[-1].attempt
+            finished[task_id].set()
         if outcome is not None:
             writes.append(runtime.writer.submit_outcome(runtime.run.run_id, outcome))
-        if routed is not None:
-            await routed.committed()
 
     await asyncio.gather(*(node(t) for t in task_ids))
     for done in writes:  # task states are durable before the chunk reports back
@@ -129,7 +133,9 @@ async def _run_one(
         skipped = TaskOutcome(task_id=task_id, status=TaskStatus.SKIPPED, error=error)
         return NodeResult(task_id, TaskStatus.SKIPPED, error=error), skipped, None
 
-    task = runtime.spec.to_ai_task(task_spec, {dep: output or "" for dep, (_, output) in upstream.items()})
+    # Lone surrogates (half an emoji) become U+FFFD: the next provider gets text it can encode.
+    context = {dep: well_formed(output or "") for dep, (_, output) in upstream.items()}
+    task = runtime.spec.to_ai_task(task_spec, context)
     first_attempt = known.last_attempts.get(task_id, 0) + 1
     routed = await runtime.router.route(task, runtime.run, first_attempt=first_attempt, durable=False)
     output = routed.response.text if routed.response else None

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from providers import AITask, Priority
+from providers import AITask, Priority, name_problem
 from routing import InputError, check_strategy, describe_validation_error, load_document
 
 
@@ -51,6 +51,20 @@ class TaskSpec(BaseModel):
     def _prompt_not_blank(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("must not be empty")
+        if "\x00" in value:  # no process argument, and no PostgreSQL text, can carry it
+            raise ValueError(f"must not contain NUL (U+0000 at position {value.index(chr(0))})")
+        return value
+
+    @field_validator("id", "type", "team", "affinity", "workdir", "provider", "model")
+    @classmethod
+    def _printable(cls, value: str | None) -> str | None:
+        return _printable(value)
+
+    @field_validator("depends_on")
+    @classmethod
+    def _printable_ids(cls, value: list[str]) -> list[str]:
+        for dep in value:
+            _printable(dep)
         return value
 
     @field_validator("strategy")
@@ -67,6 +81,11 @@ class BatchSpec(BaseModel):
     workdir: str | None = None
     defaults: TaskDefaults = TaskDefaults()
     tasks: list[TaskSpec] = Field(min_length=1)
+
+    @field_validator("name", "team", "workdir")
+    @classmethod
+    def _printable(cls, value: str | None) -> str | None:
+        return _printable(value)
 
     # Computed once per (frozen) spec: the engine looks tasks up by id several times per node, and the hash of a
     # large spec costs milliseconds. Cached properties live outside the fields (equality and dumps ignore them).
@@ -122,6 +141,14 @@ class BatchSpec(BaseModel):
             for dep in t.depends_on:
                 result[dep].append(t.id)
         return result
+
+
+def _printable(value: str | None) -> str | None:
+    """Names are stored, printed and sent on: a control character in one is refused, naming where it is."""
+    problem = None if value is None else name_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
 
 
 def _metadata(spec: TaskSpec) -> dict[str, str]:

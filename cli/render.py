@@ -13,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from batches import AttemptSummary, RunDigest, RunSummary, TaskSummary, digest, needs_digest
+from cli.terminal import for_terminal, shown
 from ledger import RouteDecision
 
 _STATUS_STYLE = {"completed": "green", "failed": "red", "skipped": "yellow", "cancelled": "magenta"}
@@ -84,7 +85,7 @@ def _attempts_text(attempts: list[AttemptSummary]) -> Text:
         ("→ " if i else "") + f"{a.where}: {'ok' if a.outcome == 'success' else a.outcome}"
         for i, a in enumerate(attempts)
     ]
-    return Text("\n".join(lines))
+    return shown("\n".join(lines))
 
 
 def _table(title: Text, columns: dict[str, str]) -> Table:
@@ -114,7 +115,7 @@ def render_run(
         return
     run = summary.run
     table = _table(
-        Text(f"run {run.id} · {run.name} · {run.status}"),
+        shown(f"run {run.id} · {run.name} · {run.status}"),
         {
             "task": "left",
             "status": "left",
@@ -126,9 +127,9 @@ def render_run(
     )
     for t in summary.tasks:
         table.add_row(
-            Text(t.id),
+            shown(t.id),
             _status(t.status),
-            Text(t.provider or "-"),
+            shown(t.provider or "-"),
             _attempts_text(t.attempts),
             f"{t.cost_usd:.6f}",
             f"{t.latency_ms:.0f}",
@@ -150,7 +151,7 @@ def render_digest(console: Console, summary: RunSummary, digested: RunDigest, sh
     """
     run = summary.run
     console.print(
-        Text(f"run {run.id} · {run.name} · {run.status} · {digested.tasks:,} tasks shown grouped"),
+        shown(f"run {run.id} · {run.name} · {run.status} · {digested.tasks:,} tasks shown grouped"),
         highlight=False,
         **_one_line(console),
     )
@@ -170,7 +171,7 @@ def render_digest(console: Console, summary: RunSummary, digested: RunDigest, sh
     for g in digested.groups:
         table.add_row(
             _status(g.status),
-            Text(g.provider),
+            shown(g.provider),
             f"{g.tasks:,}",
             f"{g.cost_usd:.6f}",
             _ms(g.p50_ms),
@@ -182,17 +183,21 @@ def render_digest(console: Console, summary: RunSummary, digested: RunDigest, sh
         console.print(Text(f"failed and skipped ({digested.problems:,}):", style="bold"), highlight=False)
         width = max(len(t.id) for t in digested.listed)
         for t in digested.listed:
-            line = Text.assemble("  ", (t.id.ljust(width), "bold"), "  ", _status(t.status), f"  {t.reason}")
+            line = Text.assemble(
+                "  ", (for_terminal(t.id).ljust(width), "bold"), "  ", _status(t.status), for_terminal(f"  {t.reason}")
+            )
             console.print(line, highlight=False, **_one_line(console))
         if digested.unlisted:
             statuses = " ".join(f"--status {s}" for s in ("failed", "skipped"))
             console.print(
-                Text(f"  … and {digested.unlisted:,} more: {show_command} {statuses} --all"),
+                shown(f"  … and {digested.unlisted:,} more: {show_command} {statuses} --all"),
                 highlight=False,
                 **_one_line(console),
             )
     _totals_and_link(console, summary)
-    console.print(Text(f"every task: {show_command} --all (a table), or --json"), highlight=False, **_one_line(console))
+    console.print(
+        shown(f"every task: {show_command} --all (a table), or --json"), highlight=False, **_one_line(console)
+    )
 
 
 def _one_line(console: Console) -> dict[str, object]:
@@ -218,24 +223,26 @@ def _totals_and_link(console: Console, summary: RunSummary) -> None:
         markup=False,
     )
     if run.ui_url:
-        console.print(Text(f"Prefect flow run: {run.ui_url}"), highlight=False, soft_wrap=True)
+        console.print(shown(f"Prefect flow run: {run.ui_url}"), highlight=False, soft_wrap=True)
     elif run.flow_run_id:
-        console.print(Text(f"Prefect flow run: {run.flow_run_id}"), highlight=False)
+        console.print(shown(f"Prefect flow run: {run.flow_run_id}"), highlight=False)
 
 
 def _decision_line(task_id: str, decision: RouteDecision) -> Text:
     skipped = ", ".join(f"{p} ({why})" for p, why in decision.skipped.items()) or "none"
     order = " > ".join(decision.order)
     return Text.assemble(
-        (task_id, "bold"),
-        f": strategy {decision.strategy}; order {order}; skipped {skipped}; chosen {decision.chosen or '-'}",
+        (for_terminal(task_id), "bold"),
+        for_terminal(
+            f": strategy {decision.strategy}; order {order}; skipped {skipped}; chosen {decision.chosen or '-'}"
+        ),
     )
 
 
 def _output_block(task: TaskSummary) -> Text:
-    text = Text.assemble((task.id, "bold"), f" output: {task.output or ''}")
+    text = Text.assemble((for_terminal(task.id), "bold"), for_terminal(f" output: {task.output or ''}"))
     if task.error:
-        text.append(f"\n  error: {task.error}")
+        text.append(for_terminal(f"\n  error: {task.error}"))
     return text
 
 
@@ -252,8 +259,8 @@ def render_runs(console: Console, summaries: list[RunSummary]) -> None:
     for s in summaries:
         run, totals = s.run, s.totals
         table.add_row(
-            Text(run.id),
-            Text(run.name),
+            shown(run.id),
+            shown(run.name),
             _status(run.status),
             f"{totals.completed}/{len(s.tasks)}",
             f"{totals.cost_usd:.6f}",

@@ -52,6 +52,7 @@ from providers.models import (
 )
 from providers.processes import group_members, pid_alive, reap, signal_group, stop_group, terminate_group
 from providers.redaction import MIN_SECRET_LEN, redact, safe_url
+from providers.text import name_problem, restored, restored_or_none, storable, well_formed
 
 if TYPE_CHECKING:
     from providers._http import HttpProviderConfig
@@ -161,14 +162,19 @@ __all__ = [
     "error_class_for_status",
     "estimate_prompt_tokens",
     "group_members",
+    "name_problem",
     "pid_alive",
     "reap",
     "redact",
+    "restored",
+    "restored_or_none",
     "safe_url",
     "seconds_to_reach",
     "secret_block_name",
     "signal_group",
     "stop_group",
+    "storable",
     "terminate_group",
     "utc_now",
+    "well_formed",
 ]

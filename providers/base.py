@@ -10,8 +10,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import ClassVar, NamedTuple, Protocol
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from providers.errors import ProviderError
 from providers.models import (
@@ -64,6 +65,20 @@ class ProviderConfig(BaseModel):
     prices: dict[str, Price] = Field(default_factory=dict)
     health_ttl_s: float = Field(default=30.0, ge=0)
     enabled: bool = True
+
+    @field_validator("base_url", check_fields=False)
+    @classmethod
+    def _a_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+        except ValueError as exc:
+            raise ValueError(f"not a URL ({exc})") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname or value != value.strip():
+            raise ValueError("not an http(s) URL with a host, e.g. https://api.example.com/v1")
+        return value
 
 
 class PriceMatch(NamedTuple):

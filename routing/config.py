@@ -8,7 +8,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator
 
-from providers import ProviderConfig
+from providers import ProviderConfig, name_problem
 from routing.circuit import CircuitSettings
 from routing.documents import load_document
 from routing.errors import ConfigError, describe_validation_error
@@ -156,6 +156,8 @@ def parse_config(doc: dict[str, Any], source: str) -> SwitchboardConfig:
         if not problems:
             problems = describe_validation_error(exc)
         config = None
+    if config is not None and not any(p.enabled for p in config.providers.values()):
+        problems.append("providers: every provider is disabled (enabled: false); enable at least one")
     if problems or config is None:
         raise ConfigError(source, problems)
     return config
@@ -163,6 +165,10 @@ def parse_config(doc: dict[str, Any], source: str) -> SwitchboardConfig:
 
 def _parse_provider(provider_id: str, raw: Any, problems: list[str]) -> ProviderConfig | None:
     where = f"providers.{provider_id}"
+    bad_name = name_problem(provider_id)
+    if bad_name is not None:  # the name is stored with every attempt and printed: shown escaped, refused
+        problems.append(f"providers.{provider_id!r}: the provider's name {bad_name}")
+        return None
     if not isinstance(raw, dict):
         problems.append(f"{where}: must be a mapping of settings")
         return None
