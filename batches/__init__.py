@@ -1,12 +1,23 @@
 """The batch core, without Prefect: the spec and its validation, what the DAG's nodes know and do, the run's
-life in the ledger and which process owns it, Ctrl-C while a run's flow runs, the run's summary (the `--json`
-object), and the runtime that builds a run's providers, router and ledger writer.
+life in the ledger and which process owns it, Ctrl-C while a run's flow runs, why a run stops early
+(interrupted, cancelled), the run's summary (the `--json` object) and its digest for large runs, and the runtime
+that builds a run's providers, router and ledger writer.
 
 Imports `routing`, `ledger` and `providers`; never `flows` or Prefect (`flows/` runs these nodes as Prefect
 tasks and hands `execute_run` its flow).
 """
 
 from batches.control import RunFlow, RunInterrupts, execute_run, stop_engine
+from batches.digest import (
+    DIGEST_ABOVE,
+    DigestGroup,
+    ListedTask,
+    RunDigest,
+    digest,
+    needs_digest,
+    percentile,
+    select_tasks,
+)
 from batches.lifecycle import CANCELLED, check_same_spec, end_run, interrupt_run, start_run
 from batches.nodes import run_node, run_nodes
 from batches.ownership import claim_renewed, owner_active, this_owner
@@ -20,42 +31,85 @@ from batches.runtime import (
     resolve_strategy,
     runtime_for,
 )
+from batches.single import (
+    API_BATCH_NAME,
+    API_RUN_PREFIX,
+    SingleResult,
+    TaskEngine,
+    TaskIdTaken,
+    api_run_id,
+    new_task_id,
+)
 from batches.spec import BatchSpec, SpecError, TaskSpec, load_spec, parse_spec
-from batches.summary import AttemptSummary, RunHeader, RunSummary, RunTotals, TaskSummary, run_summary
+from batches.stopping import (
+    RUN_STATUS,
+    STOP_GRACE_S,
+    RunStop,
+    StopReason,
+    StopRequest,
+    end_stopped_run,
+    forget_stop,
+    run_stop,
+)
+from batches.summary import AttemptSummary, RunHeader, RunSummary, RunTotals, TaskSummary, run_summary, task_summary
 
 __all__ = [
+    "API_BATCH_NAME",
+    "API_RUN_PREFIX",
     "CANCELLED",
+    "DIGEST_ABOVE",
+    "RUN_STATUS",
+    "STOP_GRACE_S",
     "AttemptSummary",
     "BatchRuntime",
     "BatchSpec",
+    "DigestGroup",
     "KnownState",
+    "ListedTask",
     "NodeResult",
+    "RunDigest",
     "RunFlow",
     "RunHeader",
     "RunInterrupts",
+    "RunStop",
     "RunSummary",
     "RunTotals",
     "RuntimeRef",
+    "SingleResult",
     "SpecError",
+    "StopReason",
+    "StopRequest",
+    "TaskEngine",
+    "TaskIdTaken",
     "TaskSpec",
     "TaskSummary",
+    "api_run_id",
     "check_same_spec",
     "claim_renewed",
     "close_runtime",
+    "digest",
     "end_run",
+    "end_stopped_run",
     "execute_run",
+    "forget_stop",
     "interrupt_run",
     "load_spec",
+    "needs_digest",
+    "new_task_id",
     "open_runtime",
     "owner_active",
     "parse_spec",
+    "percentile",
     "resolve_inputs",
     "resolve_strategy",
     "run_node",
     "run_nodes",
+    "run_stop",
     "run_summary",
     "runtime_for",
+    "select_tasks",
     "start_run",
     "stop_engine",
+    "task_summary",
     "this_owner",
 ]

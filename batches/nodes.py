@@ -16,7 +16,9 @@ from collections.abc import Callable, Sequence
 from batches.lifecycle import CANCELLED
 from batches.run_state import KnownState, NodeResult
 from batches.runtime import BatchRuntime
+from batches.stopping import run_stop
 from ledger import TaskOutcome, TaskStatus
+from providers import well_formed
 from routing import RoutedResult, engine_loop
 
 # How often a waiting chunk reports progress.
@@ -35,7 +37,10 @@ def run_nodes(
     ledger, run_id = runtime.ledger, runtime.run.run_id
     known = runtime.memory if runtime.memory is not None else _read_known(runtime, task_ids)
     results = known.results
+    stop = run_stop(run_id)
     try:
+        if stop.request_made is not None:  # stopped: no provider call starts
+            raise concurrent.futures.CancelledError
         future = engine_loop().submit(_run_dag(runtime, list(task_ids), known))
         while True:
             try:
@@ -45,12 +50,14 @@ def run_nodes(
                 if on_progress:
                     on_progress()
     except concurrent.futures.CancelledError:
-        pass  # interrupted: what finished is in `results`, the rest is marked cancelled below
+        pass  # interrupted or cancelled: what finished is in `results`, the rest is marked cancelled below
     missing = [t for t in task_ids if t not in results]
+    request = stop.request_made
+    error = request.task_error if request is not None else CANCELLED
     for task_id in missing:
-        results[task_id] = NodeResult(task_id, TaskStatus.CANCELLED, error=CANCELLED)
+        results[task_id] = NodeResult(task_id, TaskStatus.CANCELLED, error=error)
     if missing:
-        cancelled = [TaskOutcome(task_id=t, status=TaskStatus.CANCELLED, error=CANCELLED) for t in missing]
+        cancelled = [TaskOutcome(task_id=t, status=TaskStatus.CANCELLED, error=error) for t in missing]
         ledger.finish_tasks(run_id, cancelled)
     if on_progress:
         on_progress()
@@ -66,6 +73,13 @@ def _read_known(runtime: BatchRuntime, task_ids: Sequence[str]) -> KnownState:
 
 
 async def _run_dag(runtime: BatchRuntime, task_ids: list[str], known: KnownState) -> None:
+    this = asyncio.current_task()
+    assert this is not None
+    with run_stop(runtime.run.run_id).guarding(this):  # a stop of the run cancels this, with its calls
+        await _run_dag_nodes(runtime, task_ids, known)
+
+
+async def _run_dag_nodes(runtime: BatchRuntime, task_ids: list[str], known: KnownState) -> None:
     finished = {task_id: asyncio.Event() for task_id in task_ids}
     writes: list[concurrent.futures.Future[None]] = []
 
@@ -74,17 +88,20 @@ async def _run_dag(runtime: BatchRuntime, task_ids: list[str], known: KnownState
             if dep in finished:
                 await finished[dep].wait()
         result, outcome, routed = await _run_one(runtime, task_id, known)
-        # Dependents may start on the answer now; the task is reported complete (the chunk finished) only
-        # after its attempt rows and its outcome are committed. The writer commits in submission order, so
-        # the outcome lands with its attempts (usually in the same transaction) or after them, never before.
-        known.results[task_id] = result
-        if routed is not None and routed.attempts:
-            known.last_attempts[task_id] = routed.attempts[-1].attempt
-        finished[task_id].set()
+        # An answer is durable before anyone uses it: dependents start only once the attempt rows are
+        # committed (or spooled, see ledger.writer). On SQLite the commit runs on the next turn of this loop
+        # and shares its transaction with every answer that arrived meanwhile, so this costs no round trip.
+        # The writer commits in submission order, so the outcome lands with its attempts or after them.
+        try:
+            if routed is not None:
+                await routed.committed()
+        finally:
+            known.results[task_id] = result
+            if routed is not None and routed.attempts:
+                known.last_attempts[task_id] = routed.attempts[-1].attempt
+            finished[task_id].set()
         if outcome is not None:
             writes.append(runtime.writer.submit_outcome(runtime.run.run_id, outcome))
-        if routed is not None:
-            await routed.committed()
 
     await asyncio.gather(*(node(t) for t in task_ids))
     for done in writes:  # task states are durable before the chunk reports back
@@ -116,7 +133,9 @@ async def _run_one(
         skipped = TaskOutcome(task_id=task_id, status=TaskStatus.SKIPPED, error=error)
         return NodeResult(task_id, TaskStatus.SKIPPED, error=error), skipped, None
 
-    task = runtime.spec.to_ai_task(task_spec, {dep: output or "" for dep, (_, output) in upstream.items()})
+    # Lone surrogates (half an emoji) become U+FFFD: the next provider gets text it can encode.
+    context = {dep: well_formed(output or "") for dep, (_, output) in upstream.items()}
+    task = runtime.spec.to_ai_task(task_spec, context)
     first_attempt = known.last_attempts.get(task_id, 0) + 1
     routed = await runtime.router.route(task, runtime.run, first_attempt=first_attempt, durable=False)
     output = routed.response.text if routed.response else None

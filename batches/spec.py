@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from providers import AITask, Priority
+from providers import AITask, Priority, name_problem
 from routing import InputError, check_strategy, describe_validation_error, load_document
 
 
@@ -41,12 +41,30 @@ class TaskSpec(BaseModel):
     team: str | None = None
     workdir: str | None = None
     strategy: str | None = None
+    # A preference: tried first when that provider (or one serving that model) can take the task; else routing
+    # goes on as usual and the decision says why.
+    provider: str | None = Field(default=None, min_length=1)
+    model: str | None = Field(default=None, min_length=1)
 
     @field_validator("prompt")
     @classmethod
     def _prompt_not_blank(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("must not be empty")
+        if "\x00" in value:  # no process argument, and no PostgreSQL text, can carry it
+            raise ValueError(f"must not contain NUL (U+0000 at position {value.index(chr(0))})")
+        return value
+
+    @field_validator("id", "type", "team", "affinity", "workdir", "provider", "model")
+    @classmethod
+    def _printable(cls, value: str | None) -> str | None:
+        return _printable(value)
+
+    @field_validator("depends_on")
+    @classmethod
+    def _printable_ids(cls, value: list[str]) -> list[str]:
+        for dep in value:
+            _printable(dep)
         return value
 
     @field_validator("strategy")
@@ -63,6 +81,11 @@ class BatchSpec(BaseModel):
     workdir: str | None = None
     defaults: TaskDefaults = TaskDefaults()
     tasks: list[TaskSpec] = Field(min_length=1)
+
+    @field_validator("name", "team", "workdir")
+    @classmethod
+    def _printable(cls, value: str | None) -> str | None:
+        return _printable(value)
 
     # Computed once per (frozen) spec: the engine looks tasks up by id several times per node, and the hash of a
     # large spec costs milliseconds. Cached properties live outside the fields (equality and dumps ignore them).
@@ -95,7 +118,7 @@ class BatchSpec(BaseModel):
             team=spec.team or self.team,
             workdir=spec.workdir or self.workdir,
             context=context or {},
-            metadata={"strategy": spec.strategy} if spec.strategy else {},
+            metadata=_metadata(spec),
         )
 
     def layers(self) -> list[list[TaskSpec]]:
@@ -118,6 +141,22 @@ class BatchSpec(BaseModel):
             for dep in t.depends_on:
                 result[dep].append(t.id)
         return result
+
+
+def _printable(value: str | None) -> str | None:
+    """Names are stored, printed and sent on: a control character in one is refused, naming where it is."""
+    problem = None if value is None else name_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+def _metadata(spec: TaskSpec) -> dict[str, str]:
+    """What routing reads from the task besides its fields: its own strategy and its provider/model preference."""
+    if spec.strategy is None and spec.provider is None and spec.model is None:
+        return {}
+    pairs = (("strategy", spec.strategy), ("provider", spec.provider), ("model", spec.model))
+    return {key: value for key, value in pairs if value is not None}
 
 
 def load_spec(path: str | Path) -> BatchSpec:

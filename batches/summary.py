@@ -13,7 +13,16 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, SerializerFunctionWrapHandler, model_serializer
 
-from ledger import AttemptRecord, Ledger, RouteDecision, RunStatus, TaskStatus, count_failovers, count_rotations
+from ledger import (
+    AttemptRecord,
+    Ledger,
+    RouteDecision,
+    RunStatus,
+    TaskState,
+    TaskStatus,
+    count_failovers,
+    count_rotations,
+)
 from providers import TokenUsage
 
 
@@ -31,6 +40,11 @@ class AttemptSummary(_Summary):
     attempt: int = 1
     model: str | None = None
     tokens: TokenUsage = TokenUsage()
+
+    @property
+    def provider_id(self) -> str:
+        """The provider, under the ledger's name for it (so ledger.count_failovers reads summaries too)."""
+        return self.provider
 
     @property
     def where(self) -> str:
@@ -122,6 +136,38 @@ class RunSummary(_Summary):
         return self.model_copy(update={"run": self.run.model_copy(update={"ui_url": url})})
 
 
+def _task_summary(state: TaskState, attempts: list[AttemptRecord], explain: bool) -> TaskSummary:
+    cost = sum(a.cost_usd for a in attempts)
+    latency = (
+        (max(a.finished_at for a in attempts) - min(a.started_at for a in attempts)).total_seconds() * 1000
+        if attempts
+        else 0.0
+    )
+    fields: dict[str, Any] = {
+        "id": state.task_id,
+        "type": state.task_type,
+        "status": state.status,
+        "provider": state.provider_id if state.status == TaskStatus.COMPLETED else None,
+        "attempts": [AttemptSummary.of(a) for a in attempts],
+        "output": state.output,
+        "error": state.error,
+        "cost_usd": cost,
+        "latency_ms": round(latency, 3),
+    }
+    if explain:
+        fields["decision"] = state.decision
+    return TaskSummary.model_construct(**fields)
+
+
+def task_summary(ledger: Ledger, run_id: str, task_id: str) -> TaskSummary | None:
+    """One task of a run as its summary shows it, with its decision; None when the ledger has no such task."""
+    state = ledger.task_state(run_id, task_id)
+    if state is None:
+        return None
+    attempts = sorted(ledger.attempts(run_id, task_id), key=lambda a: a.attempt)
+    return _task_summary(state, attempts, explain=True)
+
+
 def run_summary(ledger: Ledger, run_id: str, *, explain: bool = False) -> RunSummary:
     """The run's summary; with `explain`, each task's routing decision too. KeyError if the ledger has no such run."""
     run = ledger.get_run(run_id)
@@ -137,30 +183,11 @@ def run_summary(ledger: Ledger, run_id: str, *, explain: bool = False) -> RunSum
     # summary is built at the end of every run).
     for state in ledger.task_states(run_id, decisions=explain).values():
         attempts = sorted(by_task.get(state.task_id, []), key=lambda a: a.attempt)
-        cost = sum(a.cost_usd for a in attempts)
-        latency = (
-            (max(a.finished_at for a in attempts) - min(a.started_at for a in attempts)).total_seconds() * 1000
-            if attempts
-            else 0.0
-        )
-        fields: dict[str, Any] = {
-            "id": state.task_id,
-            "type": state.task_type,
-            "status": state.status,
-            "provider": state.provider_id if state.status == TaskStatus.COMPLETED else None,
-            "attempts": [AttemptSummary.of(a) for a in attempts],
-            "output": state.output,
-            "error": state.error,
-            "cost_usd": cost,
-            "latency_ms": round(latency, 3),
-        }
-        if explain:
-            fields["decision"] = state.decision
-        tasks.append(TaskSummary.model_construct(**fields))
+        tasks.append(_task_summary(state, attempts, explain))
         counts[state.status] += 1
         failovers += count_failovers(attempts)
         rotations += count_rotations(attempts)
-        total_cost += cost
+        total_cost += tasks[-1].cost_usd
     header = RunHeader.model_construct(
         id=run.run_id,
         name=run.batch_name,
@@ -181,4 +208,4 @@ def run_summary(ledger: Ledger, run_id: str, *, explain: bool = False) -> RunSum
     return RunSummary.model_construct(run=header, tasks=tasks, totals=totals)
 
 
-__all__ = ["AttemptSummary", "RunHeader", "RunSummary", "RunTotals", "TaskSummary", "run_summary"]
+__all__ = ["AttemptSummary", "RunHeader", "RunSummary", "RunTotals", "TaskSummary", "run_summary", "task_summary"]

@@ -7,6 +7,8 @@ from cyclopts import App
 from rich.console import Console
 from rich.markup import escape
 
+from cli.terminal import for_terminal
+
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 app = App(name="switchboard", help="Run batches of AI tasks across many providers, with failover and a usage ledger.")
@@ -17,7 +19,7 @@ out_console = Console()
 def print_error(message: str) -> None:
     """`error: <message>` on stderr, the message printed as written (file contents, names and paths in it are
     never read as console markup)."""
-    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(for_terminal(message))}", highlight=False, soft_wrap=True)
 
 
 def fail(code: int, message: str) -> int:

@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
-from urllib.parse import urlsplit, urlunsplit
 
 from cyclopts import Parameter
 from rich.markup import escape
@@ -24,7 +23,14 @@ from rich.table import Table
 
 from cli.app import EXIT_FAILED, EXIT_INVALID, EXIT_OK, app, err_console, out_console
 from flows import secret_resolver
-from providers import CREDENTIAL_VARS, MIN_SECRET_LEN, ClaudeCliConfig, ClaudeCliProvider, SubscriptionCheck
+from providers import (
+    CREDENTIAL_VARS,
+    MIN_SECRET_LEN,
+    ClaudeCliConfig,
+    ClaudeCliProvider,
+    SubscriptionCheck,
+    safe_url,
+)
 from routing import InputError, ProviderRegistry, load_config
 
 if TYPE_CHECKING:
@@ -131,7 +137,7 @@ def _describe(
         "priority": cfg.priority,
         "capabilities": sorted(cfg.capabilities) if cfg.capabilities is not None else "all",
         "model": cfg.model,
-        "base_url": _safe_url(cfg.base_url),
+        "base_url": safe_url(cfg.base_url),
         "api_key_env": cfg.api_key_env,
         "api_key": _key_state(cfg.api_key_env, secrets),
         "limits": _limits(cfg.limits),
@@ -190,16 +196,6 @@ def _key_state(env_name: str | None, secrets: SecretResolver) -> str | None:
     if env_name is None:
         return None
     return "set" if secrets(env_name) else "missing"
-
-
-def _safe_url(url: str | None) -> str | None:
-    """The URL without user info or query, either of which can carry a credential."""
-    if not url:
-        return url
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def _scrubber(configs: Iterable[ProviderConfig], secrets: SecretResolver) -> Callable[[str], str]:

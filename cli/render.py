@@ -12,7 +12,8 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-from batches import AttemptSummary, RunSummary, TaskSummary
+from batches import AttemptSummary, RunDigest, RunSummary, TaskSummary, digest, needs_digest
+from cli.terminal import for_terminal, shown
 from ledger import RouteDecision
 
 _STATUS_STYLE = {"completed": "green", "failed": "red", "skipped": "yellow", "cancelled": "magenta"}
@@ -84,7 +85,7 @@ def _attempts_text(attempts: list[AttemptSummary]) -> Text:
         ("→ " if i else "") + f"{a.where}: {'ok' if a.outcome == 'success' else a.outcome}"
         for i, a in enumerate(attempts)
     ]
-    return Text("\n".join(lines))
+    return shown("\n".join(lines))
 
 
 def _table(title: Text, columns: dict[str, str]) -> Table:
@@ -95,10 +96,26 @@ def _table(title: Text, columns: dict[str, str]) -> Table:
     return table
 
 
-def render_run(console: Console, summary: RunSummary, *, explain: bool = False, outputs: bool = False) -> None:
-    run, totals = summary.run, summary.totals
+def render_run(
+    console: Console,
+    summary: RunSummary,
+    *,
+    explain: bool = False,
+    outputs: bool = False,
+    whole: bool = False,
+    show_command: str | None = None,
+) -> None:
+    """The run's table, one row per task; above `DIGEST_ABOVE` tasks (unless `whole`) its digest instead.
+
+    `show_command` is the `switchboard show ...` that selected these tasks (a digest names it, with `--all`,
+    as the way to see every task); by default `switchboard show RUN`.
+    """
+    if not whole and needs_digest(len(summary.tasks)):
+        render_digest(console, summary, digest(summary), show_command or f"switchboard show {summary.run.id}")
+        return
+    run = summary.run
     table = _table(
-        Text(f"run {run.id} · {run.name} · {run.status}"),
+        shown(f"run {run.id} · {run.name} · {run.status}"),
         {
             "task": "left",
             "status": "left",
@@ -110,14 +127,92 @@ def render_run(console: Console, summary: RunSummary, *, explain: bool = False, 
     )
     for t in summary.tasks:
         table.add_row(
-            Text(t.id),
+            shown(t.id),
             _status(t.status),
-            Text(t.provider or "-"),
+            shown(t.provider or "-"),
             _attempts_text(t.attempts),
             f"{t.cost_usd:.6f}",
             f"{t.latency_ms:.0f}",
         )
     print_whole(console, table, breakable=(0, 2))  # task ids, then the provider column, break before attempts
+    _totals_and_link(console, summary)
+    for t in summary.tasks:
+        if explain and t.decision:
+            console.print(_decision_line(t.id, t.decision), highlight=False)
+        if outputs and (t.output or t.error):
+            console.print(_output_block(t), highlight=False)
+
+
+def render_digest(console: Console, summary: RunSummary, digested: RunDigest, show_command: str) -> None:
+    """A large run on one screen: groups by status and provider, the failed and skipped tasks (up to a limit,
+    with how many more and the command listing them), totals, and the command that shows every task.
+
+    Every line is one line on the screen (cut, not wrapped), so the whole stays within about 35 lines.
+    """
+    run = summary.run
+    console.print(
+        shown(f"run {run.id} · {run.name} · {run.status} · {digested.tasks:,} tasks shown grouped"),
+        highlight=False,
+        **_one_line(console),
+    )
+    table = _table(
+        Text(""),
+        {
+            "status": "left",
+            "provider": "left",
+            "tasks": "right",
+            "cost $": "right",
+            "p50 ms": "right",
+            "p95 ms": "right",
+            "failovers": "right",
+        },
+    )
+    table.title = None
+    for g in digested.groups:
+        table.add_row(
+            _status(g.status),
+            shown(g.provider),
+            f"{g.tasks:,}",
+            f"{g.cost_usd:.6f}",
+            _ms(g.p50_ms),
+            _ms(g.p95_ms),
+            f"{g.failovers:,}",
+        )
+    print_whole(console, table, breakable=(1,))
+    if digested.problems:
+        console.print(Text(f"failed and skipped ({digested.problems:,}):", style="bold"), highlight=False)
+        width = max(len(t.id) for t in digested.listed)
+        for t in digested.listed:
+            line = Text.assemble(
+                "  ", (for_terminal(t.id).ljust(width), "bold"), "  ", _status(t.status), for_terminal(f"  {t.reason}")
+            )
+            console.print(line, highlight=False, **_one_line(console))
+        if digested.unlisted:
+            statuses = " ".join(f"--status {s}" for s in ("failed", "skipped"))
+            console.print(
+                shown(f"  … and {digested.unlisted:,} more: {show_command} {statuses} --all"),
+                highlight=False,
+                **_one_line(console),
+            )
+    _totals_and_link(console, summary)
+    console.print(
+        shown(f"every task: {show_command} --all (a table), or --json"), highlight=False, **_one_line(console)
+    )
+
+
+def _one_line(console: Console) -> dict[str, object]:
+    """Print options that keep a line on one line: cut with an ellipsis on a terminal, whole when piped."""
+    if console.is_terminal:
+        return {"no_wrap": True, "overflow": "ellipsis"}
+    return {"soft_wrap": True}
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
+def _totals_and_link(console: Console, summary: RunSummary) -> None:
+    run, totals = summary.run, summary.totals
     console.print(
         f"completed {totals.completed} · failed {totals.failed} · skipped {totals.skipped}"
         + (f" · cancelled {totals.cancelled}" if totals.cancelled else "")
@@ -128,29 +223,26 @@ def render_run(console: Console, summary: RunSummary, *, explain: bool = False, 
         markup=False,
     )
     if run.ui_url:
-        console.print(Text(f"Prefect flow run: {run.ui_url}"), highlight=False, soft_wrap=True)
+        console.print(shown(f"Prefect flow run: {run.ui_url}"), highlight=False, soft_wrap=True)
     elif run.flow_run_id:
-        console.print(Text(f"Prefect flow run: {run.flow_run_id}"), highlight=False)
-    for t in summary.tasks:
-        if explain and t.decision:
-            console.print(_decision_line(t.id, t.decision), highlight=False)
-        if outputs and (t.output or t.error):
-            console.print(_output_block(t), highlight=False)
+        console.print(shown(f"Prefect flow run: {run.flow_run_id}"), highlight=False)
 
 
 def _decision_line(task_id: str, decision: RouteDecision) -> Text:
     skipped = ", ".join(f"{p} ({why})" for p, why in decision.skipped.items()) or "none"
     order = " > ".join(decision.order)
     return Text.assemble(
-        (task_id, "bold"),
-        f": strategy {decision.strategy}; order {order}; skipped {skipped}; chosen {decision.chosen or '-'}",
+        (for_terminal(task_id), "bold"),
+        for_terminal(
+            f": strategy {decision.strategy}; order {order}; skipped {skipped}; chosen {decision.chosen or '-'}"
+        ),
     )
 
 
 def _output_block(task: TaskSummary) -> Text:
-    text = Text.assemble((task.id, "bold"), f" output: {task.output or ''}")
+    text = Text.assemble((for_terminal(task.id), "bold"), for_terminal(f" output: {task.output or ''}"))
     if task.error:
-        text.append(f"\n  error: {task.error}")
+        text.append(for_terminal(f"\n  error: {task.error}"))
     return text
 
 
@@ -167,8 +259,8 @@ def render_runs(console: Console, summaries: list[RunSummary]) -> None:
     for s in summaries:
         run, totals = s.run, s.totals
         table.add_row(
-            Text(run.id),
-            Text(run.name),
+            shown(run.id),
+            shown(run.name),
             _status(run.status),
             f"{totals.completed}/{len(s.tasks)}",
             f"{totals.cost_usd:.6f}",
@@ -177,4 +269,4 @@ def render_runs(console: Console, summaries: list[RunSummary]) -> None:
     print_whole(console, table, breakable=(1,))  # batch names break; ids never do
 
 
-__all__ = ["print_whole", "render_run", "render_runs"]
+__all__ = ["print_whole", "render_digest", "render_run", "render_runs"]

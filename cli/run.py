@@ -13,17 +13,20 @@ from cyclopts import Parameter, validators
 from rich.markup import escape
 
 from batches import (
+    DIGEST_ABOVE,
     BatchSpec,
     RunInterrupts,
     execute_run,
     load_spec,
     resolve_strategy,
     run_summary,
+    select_tasks,
     start_run,
 )
 from cli.app import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, app, err_console, out_console, print_error
 from cli.progress import LedgerProgress
 from cli.render import render_run, render_runs
+from configtools import Validation, environment_problems, validate_file
 from flows import (
     PREFECT_MODE_ENV,
     DeploymentNotFound,
@@ -34,10 +37,11 @@ from flows import (
     ephemeral_requested,
     quiet_ephemeral_shutdown,
     runner_problem,
+    secret_resolver,
     submit_batch,
 )
 from ledger import STORE_UNAVAILABLE, Ledger, RunInProgress, RunStatus, open_ledger
-from routing import InputError, SwitchboardConfig, load_config
+from routing import PROVIDERS_ENV, InputError, SwitchboardConfig, load_config
 
 
 def _ephemeral() -> bool:
@@ -96,7 +100,9 @@ def run(
     Exit 0 when all tasks completed, 1 when any failed or was skipped or the Prefect API cannot be reached
     (PREFECT_API_URL not answering, the local server not starting), 2 on invalid input (the spec, the
     providers file, --strategy, a ledger database that cannot be opened, a Dask runner without a Prefect
-    server, an unknown --deployment), 130 when interrupted. With --deployment, exit 0 once the run is submitted.
+    server, an unknown --deployment), 130 when interrupted (Ctrl-C) or cancelled (its flow run cancelled in
+    Prefect: the UI, `prefect flow-run cancel`, `switchboard cancel`). With --deployment, exit 0 once the run
+    is submitted.
     """
     interrupts = RunInterrupts()
     try:
@@ -135,7 +141,15 @@ def _prepare_run(
 ) -> _Ready | int:
     """Check the inputs, open the ledger and reach Prefect; an exit code if any of it fails (nothing written)."""
     try:
-        batch, config = load_spec(spec), load_config(providers)
+        batch = load_spec(spec)
+    except InputError as exc:
+        print_error(str(exc))
+        return EXIT_INVALID
+    checked = _check_providers_file(providers)
+    if isinstance(checked, int):
+        return checked
+    try:
+        config = checked.config if checked is not None and checked.config else load_config(providers)
     except InputError as exc:
         print_error(str(exc))
         return EXIT_INVALID
@@ -177,8 +191,35 @@ def _prepare_run(
             f"set PREFECT_API_URL to a running server, or {PREFECT_MODE_ENV}=ephemeral to run without one"
         )
         return EXIT_FAILED
+    if checked is not None:
+        _warn_about_environment(checked)
     providers_file = str(providers.expanduser().resolve()) if providers else None
     return _Ready(batch, config, chosen, ledger, api, providers_file)
+
+
+def _check_providers_file(providers: Path | None) -> Validation | int | None:
+    """`config validate`'s checks of the file itself, before anything else: every problem on stderr, one line each,
+    and exit 2. None when no file is named (the built-in mocks)."""
+    named = providers or (Path(os.environ[PROVIDERS_ENV]) if os.environ.get(PROVIDERS_ENV) else None)
+    if named is None:
+        return None
+    checked = validate_file(named, environment=False)
+    if checked.file_problems:
+        for problem in checked.file_problems:
+            print_error(problem.one_line())
+        return EXIT_INVALID
+    return checked
+
+
+def _warn_about_environment(checked: Validation) -> None:
+    """The environment's problems (a key not set, a config dir without a login, no `claude`) as warnings: routing
+    fails over from a provider that cannot work, so they do not stop the run. Run once Prefect is connected, so
+    that Secret blocks are looked up where a Prefect API answers."""
+    assert checked.config is not None
+    resolver = secret_resolver()
+    found = environment_problems(checked.source, checked.config, resolver, blocks_checked=resolver.uses_blocks())
+    for problem in found:
+        err_console.print(f"[yellow]warning:[/] {escape(problem.one_line())}", highlight=False, soft_wrap=True)
 
 
 def _run_here(
@@ -224,8 +265,9 @@ def _run_here(
     store_refused = sum(1 for t in summary.tasks if t.error and STORE_UNAVAILABLE in t.error)
     if store_refused:
         # Routing refused rather than risk passing a shared limit; one line says so (the tasks name the reason).
+        where = ledger.engine.url.render_as_string(hide_password=True)
         print_error(
-            f"{STORE_UNAVAILABLE} (the ledger at {ledger.engine.url.render_as_string(hide_password=True)}) could not be used: "
+            f"{STORE_UNAVAILABLE} (the ledger at {where}) could not be used: "
             f"{store_refused} task{'s' if store_refused != 1 else ''} refused rather than risk passing a limit; "
             "run the spec again once the database answers"
         )
@@ -233,6 +275,13 @@ def _run_here(
         err_console.print(
             "interrupted: in-flight calls were stopped and recorded as cancelled; "
             f"run the same spec again to resume {run_id}",
+            highlight=False,
+        )
+        return EXIT_INTERRUPTED
+    if status == RunStatus.CANCELLED:
+        err_console.print(
+            "cancelled: the flow run was cancelled in Prefect; in-flight calls were stopped and recorded as "
+            f"cancelled; run the same spec again to resume {run_id}",
             highlight=False,
         )
         return EXIT_INTERRUPTED
@@ -285,15 +334,35 @@ def runs(
     return EXIT_OK
 
 
+TaskStatusName = Literal["pending", "completed", "failed", "skipped", "cancelled"]
+
+
 @app.command
 def show(
     run_id: str,
     *,
     as_json: Annotated[bool, Parameter(name="--json", negative="")] = False,
+    status: Annotated[
+        list[TaskStatusName] | None,
+        Parameter(negative="", help="Only tasks with this status (repeat for several)."),
+    ] = None,
+    provider: Annotated[
+        list[str] | None,
+        Parameter(negative="", help="Only tasks this provider answered or was tried for (repeat for several)."),
+    ] = None,
+    task_type: Annotated[
+        list[str] | None, Parameter(name="--type", negative="", help="Only tasks of this type (repeat for several).")
+    ] = None,
+    show_all: Annotated[
+        bool,
+        Parameter(name="--all", negative="", help=f"One row per task even above {DIGEST_ABOVE} tasks."),
+    ] = False,
 ) -> int:
     """Show a run's tasks, routing decisions and outputs (a unique prefix of the id is enough).
 
-    Exit 1 when no run, or more than one, matches.
+    Above 30 tasks (after the filters) the run is shown grouped by status and provider, with its failed and
+    skipped tasks listed; --all shows every task's row, --json every task's data (the totals stay the whole
+    run's). Exit 1 when no run, or more than one, matches.
     """
     ledger = open_ledger()
     try:
@@ -305,10 +374,17 @@ def show(
         print_error(f"no run {run_id!r} in the ledger (see `switchboard runs`)")
         return EXIT_FAILED
     summary = run_summary(ledger, found.run_id, explain=True)
+    summary = select_tasks(summary, statuses=status or (), providers=provider or (), types=task_type or ())
     if as_json:
         sys.stdout.write(json.dumps(summary.model_dump(), default=str) + "\n")
     else:
-        render_run(out_console, summary, explain=True, outputs=True)
+        command = " ".join(
+            [f"switchboard show {found.run_id}"]
+            + [f"--status {s}" for s in status or ()]
+            + [f"--provider {p}" for p in provider or ()]
+            + [f"--type {t}" for t in task_type or ()]
+        )
+        render_run(out_console, summary, explain=True, outputs=True, whole=show_all, show_command=command)
     return EXIT_OK
 
 

@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from providers import SecretResolver
+from providers import SecretResolver, secret_block_name
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ _BLOCK_NAME = re.compile(r"[a-z0-9][a-z0-9-]*")
 
 def block_name(name: str) -> str:
     """The Secret block name for an env var name: `ANTHROPIC_API_KEY` -> `anthropic-api-key`."""
-    return name.strip().lower().replace("_", "-")
+    return secret_block_name(name)
 
 
 def secret_resolver(*, timeout_s: float = DEFAULT_TIMEOUT_S, use_blocks: bool | None = None) -> SecretResolver:
@@ -71,6 +71,11 @@ class PrefectSecretResolver:
             value = self._load_block(name)
             self._cache[name] = value
             return value
+
+    def uses_blocks(self) -> bool:
+        """Whether a name missing from the environment is looked up as a Secret block (else only env vars)."""
+        with self._lock:
+            return self._blocks_usable()
 
     def _blocks_usable(self) -> bool:
         if self._gave_up:

@@ -1,6 +1,14 @@
 """The usage ledger: SQLAlchemy models, Alembic migrations, recording and reading runs and attempts."""
 
-from ledger.db import LedgerUnavailable, create_ledger_engine, data_dir, default_database_url, migrate
+from ledger.db import (
+    LedgerUnavailable,
+    create_ledger_engine,
+    data_dir,
+    default_database_url,
+    head_revision,
+    migrate,
+    shown_url,
+)
 from ledger.failovers import (
     count_failovers,
     count_rotations,
@@ -31,6 +39,7 @@ from ledger.records import (
     AttemptRecord,
     DecisionAffinity,
     DecisionEstimate,
+    DecisionPreference,
     HistoryRecord,
     NewTask,
     ProviderEventRecord,
@@ -42,6 +51,17 @@ from ledger.records import (
     TaskState,
     TaskStatus,
     UsagePoint,
+)
+from ledger.schema import (
+    Revision,
+    SchemaError,
+    downgrade_schema,
+    has_ledger_tables,
+    schema_engine,
+    schema_history,
+    schema_revision,
+    sqlite_file_missing,
+    upgrade_schema,
 )
 from ledger.store import TERMINAL_TASK_STATUSES, Ledger, RunInProgress, new_run_id
 from ledger.writer import LedgerWriter
@@ -55,6 +75,7 @@ __all__ = [
     "AttemptRecord",
     "DecisionAffinity",
     "DecisionEstimate",
+    "DecisionPreference",
     "HistoryRecord",
     "Ledger",
     "LedgerNotFound",
@@ -71,10 +92,12 @@ __all__ = [
     "ProviderUsage",
     "Reservation",
     "ReservationAsk",
+    "Revision",
     "RouteDecision",
     "RunInProgress",
     "RunRecord",
     "RunStatus",
+    "SchemaError",
     "Settlement",
     "SharedState",
     "StoreClock",
@@ -88,7 +111,10 @@ __all__ = [
     "create_ledger_engine",
     "data_dir",
     "default_database_url",
+    "downgrade_schema",
     "follows_failure",
+    "has_ledger_tables",
+    "head_revision",
     "is_failover",
     "is_rotation",
     "migrate",
@@ -97,5 +123,11 @@ __all__ = [
     "open_existing_ledger",
     "open_ledger",
     "read_failure",
+    "schema_engine",
+    "schema_history",
+    "schema_revision",
+    "shown_url",
     "sliding",
+    "sqlite_file_missing",
+    "upgrade_schema",
 ]

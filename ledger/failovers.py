@@ -9,22 +9,31 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from itertools import pairwise
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import ColumnElement, and_, case
-
-from ledger.records import AttemptRecord
 
 SUCCESS = "success"
 FAILOVER, ROTATION, RETRY = "failover", "rotation", "retry"
 
 
-def is_failover(before: AttemptRecord, after: AttemptRecord) -> bool:
+class Attempt(Protocol):
+    """What the rule reads of an attempt: an AttemptRecord, or a run summary's AttemptSummary."""
+
+    @property
+    def provider_id(self) -> str: ...
+    @property
+    def subscription(self) -> str | None: ...
+    @property
+    def outcome(self) -> str: ...
+
+
+def is_failover(before: Attempt, after: Attempt) -> bool:
     """`after` (the task's next attempt) moved to another provider because `before` failed."""
     return before.outcome != SUCCESS and after.provider_id != before.provider_id
 
 
-def is_rotation(before: AttemptRecord, after: AttemptRecord) -> bool:
+def is_rotation(before: Attempt, after: Attempt) -> bool:
     """`after` moved to another subscription of the same provider because `before` failed (not a failover)."""
     return (
         before.outcome != SUCCESS
@@ -34,12 +43,12 @@ def is_rotation(before: AttemptRecord, after: AttemptRecord) -> bool:
     )
 
 
-def count_failovers(attempts: Sequence[AttemptRecord]) -> int:
+def count_failovers(attempts: Sequence[Attempt]) -> int:
     """Moves to another provider after a failed attempt, over one task's attempts in attempt order."""
     return sum(1 for before, after in pairwise(attempts) if is_failover(before, after))
 
 
-def count_rotations(attempts: Sequence[AttemptRecord]) -> int:
+def count_rotations(attempts: Sequence[Attempt]) -> int:
     """Moves to another subscription of the same provider after a failed attempt, over one task's attempts."""
     return sum(1 for before, after in pairwise(attempts) if is_rotation(before, after))
 

@@ -27,12 +27,14 @@ class TaskStatus(StrEnum):
 
 
 class RunStatus(StrEnum):
-    """A run's state; `interrupted` is a run stopped with Ctrl-C, resumed by running its spec again."""
+    """A run's state; `interrupted` is a run stopped with Ctrl-C, `cancelled` one whose flow run was cancelled in
+    Prefect; both are resumed by running their spec again."""
 
     RUNNING = "running"
     COMPLETED = "completed"
     FAILED = "failed"
     INTERRUPTED = "interrupted"
+    CANCELLED = "cancelled"
 
 
 # The decision's parts are plain frozen dataclasses: the router builds one per routed task.
@@ -52,14 +54,25 @@ class DecisionAffinity:
     sticky: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class DecisionPreference:
+    """The provider or model the task asked for, and whether routing tried it first (`reason` says why not)."""
+
+    provider: str | None = None
+    model: str | None = None
+    honored: bool = False
+    reason: str = ""
+
+
 class RouteDecision(_Record):
     """How the routing step chose a provider for a task (DESIGN.md: the task's `decision`, `--explain`).
 
     Built by the router, stored as JSON in `tasks.decision` and read back as this model. `skipped` maps each
     provider left out to why (`capability`, `circuit_open`, `quota: ...`, `budget: ...`); `order` is the
-    strategy's order of the rest; `chosen` the provider that answered, None when none did. `estimate` and
-    `affinity` are left out of the JSON when absent (decisions recorded before estimates were, tasks without
-    an affinity key), as they always were. `document()` is that JSON, and what `model_dump()` gives.
+    strategy's order of the rest; `chosen` the provider that answered, None when none did. `estimate`,
+    `affinity` and `preference` (the provider or model the task asked for) are left out of the JSON when absent
+    (decisions recorded before estimates were, tasks without an affinity key or a preference), as they always
+    were. `document()` is that JSON, and what `model_dump()` gives.
     """
 
     strategy: str
@@ -69,6 +82,7 @@ class RouteDecision(_Record):
     chosen: str | None = None
     estimate: DecisionEstimate | None = None
     affinity: DecisionAffinity | None = None
+    preference: DecisionPreference | None = None
 
     @model_serializer(mode="plain")
     def document(self) -> dict[str, Any]:
@@ -87,6 +101,9 @@ class RouteDecision(_Record):
             }
         if self.affinity is not None:
             doc["affinity"] = {"key": self.affinity.key, "sticky": self.affinity.sticky}
+        if self.preference is not None:
+            p = self.preference
+            doc["preference"] = {"provider": p.provider, "model": p.model, "honored": p.honored, "reason": p.reason}
         return doc
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, bindparam, case, func, insert, select, update
 from sqlalchemy.dialects import postgresql as postgresql_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ledger.db import create_ledger_engine
@@ -28,7 +29,7 @@ from ledger.records import (
     TaskStatus,
     UsagePoint,
 )
-from providers import NOT_ABOUT_THE_PROVIDER, TokenUsage, utc_now
+from providers import NOT_ABOUT_THE_PROVIDER, TokenUsage, restored_or_none, storable, utc_now
 
 TERMINAL_TASK_STATUSES = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.SKIPPED, TaskStatus.CANCELLED})
 # Core tables for bulk reads: rows straight from the cursor, no ORM identity map.
@@ -163,6 +164,50 @@ class Ledger:
             )
             return run_id, False
 
+    def open_standing_run(self, run_id: str, *, batch_name: str, strategy: str | None = None) -> None:
+        """Create a run that collects tasks as they come (the HTTP API's run of the day) unless it exists; two
+        processes creating it at once both succeed."""
+        with self._sessions() as session:
+            if session.get(Run, run_id) is not None:
+                return
+        try:
+            with self._sessions.begin() as session:
+                now = utc_now()
+                session.add(
+                    Run(
+                        run_id=run_id,
+                        batch_name=batch_name,
+                        batch_hash=batch_name,
+                        team=None,
+                        status=RunStatus.RUNNING,
+                        strategy=strategy,
+                        started_at=now,
+                    )
+                )
+        except IntegrityError:
+            pass  # another process created it first
+
+    def add_task(self, run_id: str, task: NewTask) -> bool:
+        """Register one more pending task in an existing run; False when the run already has that task id."""
+        try:
+            with self._sessions.begin() as session:
+                position = session.scalar(select(func.count()).where(TaskRow.run_id == run_id)) or 0
+                session.add(
+                    TaskRow(
+                        run_id=run_id,
+                        task_id=task.task_id,
+                        task_type=task.task_type,
+                        priority=task.priority,
+                        team=task.team,
+                        status=TaskStatus.PENDING,
+                        position=position,
+                        updated_at=utc_now(),
+                    )
+                )
+        except IntegrityError:
+            return False
+        return True
+
     def renew_run_claim(self, run_id: str, owner: str) -> bool:
         """Say `owner` is still running `run_id`; False when another process has taken the run over."""
         with self._sessions.begin() as session:
@@ -259,14 +304,15 @@ class Ledger:
             raise ValueError(f"not a final task status: {str(status)!r}")
         with self._sessions.begin() as session:
             _add_attempts(session, attempts)
+            nul_ok = _nul_ok(session.connection())
             session.execute(
                 update(TaskRow)
                 .where(TaskRow.run_id == run_id, TaskRow.task_id == task_id)
                 .values(
                     status=status,
                     provider_id=provider_id,
-                    output=output,
-                    error=error,
+                    output=_text(output, nul_ok),
+                    error=_text(error, nul_ok),
                     decision=decision,
                     updated_at=utc_now(),
                 )
@@ -306,7 +352,7 @@ class Ledger:
             query = query.where(ProviderUsage.task_id.in_(task_ids))
         with self._sessions() as session:
             rows = session.execute(query).all()
-            return {task_id: (provider_id, output) for task_id, provider_id, output in rows}
+            return {task_id: (provider_id, restored_or_none(output)) for task_id, provider_id, output in rows}
 
     def run_cost(self, run_id: str) -> float:
         with self._sessions() as session:
@@ -499,6 +545,7 @@ class Ledger:
 def update_outcomes(conn: Connection, outcomes: Iterable[tuple[str, TaskOutcome]]) -> None:
     """Write tasks' final states (run_id, outcome) with one executemany."""
     now = utc_now()
+    nul_ok = _nul_ok(conn)
     rows = []
     for run_id, o in outcomes:
         if o.status not in TERMINAL_TASK_STATUSES:
@@ -509,8 +556,8 @@ def update_outcomes(conn: Connection, outcomes: Iterable[tuple[str, TaskOutcome]
                 "b_task_id": o.task_id,
                 "status": o.status,
                 "provider_id": o.provider_id,
-                "output": o.output,
-                "error": o.error,
+                "output": _text(o.output, nul_ok),
+                "error": _text(o.error, nul_ok),
                 "decision": o.decision,
                 "updated_at": now,
             }
@@ -539,7 +586,8 @@ def _add_attempts(session: Session, attempts: Iterable[AttemptRecord]) -> None:
 
 def insert_attempts(conn: Connection, attempts: Iterable[AttemptRecord]) -> None:
     """Insert attempt rows in one statement; a row whose idempotency key is already stored is skipped."""
-    rows = [_usage_values(a) for a in attempts]
+    nul_ok = _nul_ok(conn)
+    rows = [_usage_values(a, nul_ok) for a in attempts]
     if not rows:
         return
     statement = _INSERT_IGNORING_DUPLICATES.get(conn.dialect.name)
@@ -562,21 +610,31 @@ _INSERT_IGNORING_DUPLICATES = {
 }
 
 
-def _usage_values(a: AttemptRecord) -> dict[str, Any]:
+def _nul_ok(conn: Connection) -> bool:
+    """Whether the database's text columns take NUL (PostgreSQL's do not)."""
+    return conn.dialect.name != "postgresql"
+
+
+def _text(value: str | None, nul_ok: bool) -> str | None:
+    """Free text (an answer, an error, a model name a vendor sent) as stored: see providers.text."""
+    return None if value is None else storable(value, nul_ok=nul_ok)
+
+
+def _usage_values(a: AttemptRecord, nul_ok: bool = True) -> dict[str, Any]:
     return {
         "run_id": a.run_id,
         "task_id": a.task_id,
         "provider_id": a.provider_id,
         "subscription": a.subscription,
-        "model": a.model,
+        "model": _text(a.model, nul_ok),
         "task_type": a.task_type,
         "team": a.team,
         "strategy": a.strategy,
         "attempt": a.attempt,
         "outcome": a.outcome,
-        "error_type": a.error_type,
-        "error_message": a.error_message,
-        "output": a.output,
+        "error_type": _text(a.error_type, nul_ok),
+        "error_message": _text(a.error_message, nul_ok),
+        "output": _text(a.output, nul_ok),
         "tokens_input": a.usage.input,
         "tokens_output": a.usage.output,
         "tokens_cache_read": a.usage.cache_read,
@@ -603,11 +661,11 @@ def _attempt_record(r: Any) -> AttemptRecord:
         started_at=r.started_at,
         finished_at=r.finished_at,
         subscription=r.subscription,
-        model=r.model,
+        model=restored_or_none(r.model),
         team=r.team,
         strategy=r.strategy,
-        error_type=r.error_type,
-        error_message=r.error_message,
+        error_type=restored_or_none(r.error_type),
+        error_message=restored_or_none(r.error_message),
         usage=TokenUsage.model_construct(
             input=r.tokens_input,
             output=r.tokens_output,
@@ -617,7 +675,7 @@ def _attempt_record(r: Any) -> AttemptRecord:
         ),
         cost_usd=r.cost_usd,
         latency_ms=r.latency_ms,
-        output=r.output,
+        output=restored_or_none(r.output),
     )
 
 
@@ -631,8 +689,8 @@ def _task_state(r: Any) -> TaskState:
         team=r.team,
         status=TaskStatus(r.status),
         provider_id=r.provider_id,
-        output=r.output,
-        error=r.error,
+        output=restored_or_none(r.output),
+        error=restored_or_none(r.error),
         decision=getattr(r, "decision", None),
         position=r.position,
     )

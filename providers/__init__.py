@@ -16,6 +16,7 @@ from providers.base import (
     SecretResolver,
     env_secrets,
     estimate_prompt_tokens,
+    secret_block_name,
     utc_now,
 )
 from providers.errors import (
@@ -36,6 +37,7 @@ from providers.errors import (
 )
 from providers.models import (
     CREDENTIALS_CHANGED,
+    TASK_TYPES,
     AITask,
     CostEstimate,
     ExecutionContext,
@@ -49,7 +51,8 @@ from providers.models import (
     TokenUsage,
 )
 from providers.processes import group_members, pid_alive, reap, signal_group, stop_group, terminate_group
-from providers.redaction import MIN_SECRET_LEN
+from providers.redaction import MIN_SECRET_LEN, redact, safe_url
+from providers.text import name_problem, restored, restored_or_none, storable, well_formed
 
 if TYPE_CHECKING:
     from providers._http import HttpProviderConfig
@@ -113,6 +116,7 @@ __all__ = [
     "MIN_SECRET_LEN",
     "NOT_ABOUT_THE_PROVIDER",
     "OUTCOMES",
+    "TASK_TYPES",
     "AIProvider",
     "AITask",
     "AnthropicConfig",
@@ -158,11 +162,19 @@ __all__ = [
     "error_class_for_status",
     "estimate_prompt_tokens",
     "group_members",
+    "name_problem",
     "pid_alive",
     "reap",
+    "redact",
+    "restored",
+    "restored_or_none",
+    "safe_url",
     "seconds_to_reach",
+    "secret_block_name",
     "signal_group",
     "stop_group",
+    "storable",
     "terminate_group",
     "utc_now",
+    "well_formed",
 ]

@@ -40,7 +40,7 @@ from providers.models import (
     QuotaSignal,
     TokenUsage,
 )
-from providers.redaction import redact, shorten
+from providers.redaction import redact, safe_url, shorten
 
 log = logging.getLogger(__name__)
 
@@ -409,8 +409,8 @@ def retry_after_from_resets(signals: Sequence[QuotaSignal], now: datetime | None
 
 
 def _bare(url: str) -> str:
-    """The URL without its query, which is not ours to log."""
-    return url.split("?", 1)[0]
+    """The URL without its user info and query, which are not ours to log (either can carry a credential)."""
+    return safe_url(url) or url
 
 
 def _snake(exc: Exception) -> str:

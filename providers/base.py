@@ -10,8 +10,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import ClassVar, NamedTuple, Protocol
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from providers.errors import ProviderError
 from providers.models import (
@@ -65,6 +66,20 @@ class ProviderConfig(BaseModel):
     health_ttl_s: float = Field(default=30.0, ge=0)
     enabled: bool = True
 
+    @field_validator("base_url", check_fields=False)
+    @classmethod
+    def _a_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+        except ValueError as exc:
+            raise ValueError(f"not a URL ({exc})") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname or value != value.strip():
+            raise ValueError("not an http(s) URL with a host, e.g. https://api.example.com/v1")
+        return value
+
 
 class PriceMatch(NamedTuple):
     """A resolved price and where it came from: `config`, `shipped`, `family`, `fallback` or `unpriced`."""
@@ -82,6 +97,12 @@ class SecretResolver(Protocol):
 def env_secrets(name: str) -> str | None:
     """Default secret resolver: the value of an environment variable."""
     return os.environ.get(name)
+
+
+def secret_block_name(name: str) -> str:
+    """The Prefect Secret block a key named by env var may also live in: `ANTHROPIC_API_KEY` ->
+    `anthropic-api-key` (flows/secrets.py looks it up; `config validate` names it)."""
+    return name.strip().lower().replace("_", "-")
 
 
 QuotaListener = Callable[[QuotaSignal], None]

@@ -13,6 +13,20 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+# The task types Switchboard itself knows (the examples, the mock's texts, `config validate`'s spell check of
+# `capabilities`). A batch may use any other type; providers that list no capabilities serve it.
+TASK_TYPES: tuple[str, ...] = (
+    "code_review",
+    "pr_review",
+    "bug_fix",
+    "code_analysis",
+    "feature",
+    "summarization",
+    "documentation",
+    "testing",
+)
+
+
 class Priority(StrEnum):
     LOW = "low"
     NORMAL = "normal"

@@ -7,6 +7,7 @@ that survives no longer matches the key, so it would be stored as is.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from urllib.parse import urlsplit, urlunsplit
 
 # Shorter values are not treated as secrets: replacing them would mangle ordinary text.
 MIN_SECRET_LEN = 8
@@ -47,3 +48,13 @@ def shorten(text: str, limit: int) -> str:
 def tail(text: str, limit: int) -> str:
     """The end of `text`, at most `limit` characters, starting with an ellipsis when something was cut."""
     return text if len(text) <= limit else ELLIPSIS + text[-(limit - 1) :]
+
+
+def safe_url(url: str | None) -> str | None:
+    """The URL without user info or query, either of which can carry a credential."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))

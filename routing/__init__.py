@@ -11,6 +11,8 @@ from routing.config import (
     PROVIDERS_ENV,
     STRATEGY_NAMES,
     AlertSettings,
+    ApiSettings,
+    ApiToken,
     Budget,
     RunnerSettings,
     StrategyName,
@@ -50,6 +52,15 @@ from routing.restore import CIRCUIT_MEMORY, HISTORY_DAYS, ledger_observer, recor
 from routing.router import RoutedResult, Router, RunInfo
 from routing.shared import SharedLimits, StoreUnavailable
 from routing.strategies import STRATEGIES, Candidate, Strategy, make_strategy
+from routing.views import (
+    CircuitView,
+    HealthStateView,
+    LimitView,
+    ProviderLiveView,
+    QuotaScopeView,
+    provider_view,
+    provider_views,
+)
 
 __all__ = [
     "BUDGET_EXHAUSTED",
@@ -68,17 +79,24 @@ __all__ = [
     "STRATEGIES",
     "STRATEGY_NAMES",
     "AlertSettings",
+    "ApiSettings",
+    "ApiToken",
     "Budget",
     "BudgetExhaustedDetail",
     "BudgetRefusal",
     "Candidate",
+    "CircuitView",
     "ConfigError",
     "EngineLoop",
+    "HealthStateView",
     "InputError",
+    "LimitView",
+    "ProviderLiveView",
     "ProviderQuota",
     "ProviderRegistry",
     "ProviderUpdateError",
     "QuotaBlockedDetail",
+    "QuotaScopeView",
     "RoutedResult",
     "Router",
     "RoutingEvent",
@@ -102,6 +120,8 @@ __all__ = [
     "plain_detail",
     "provider_class",
     "provider_type_names",
+    "provider_view",
+    "provider_views",
     "record_event",
     "restore_router_state",
 ]

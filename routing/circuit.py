@@ -125,6 +125,11 @@ class CircuitBreaker:
     def in_flight(self) -> int:
         return self._in_flight
 
+    @property
+    def error_rate(self) -> float | None:
+        """Failed fraction of the calls in the breaker's window (None before any call counted)."""
+        return self._failures_in_window / self._recorded if self._recorded else None
+
     def admits(self) -> bool:
         """Whether a new call may start now (False while open, or while the probe slots are taken)."""
         state = self.state

@@ -8,7 +8,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator
 
-from providers import ProviderConfig
+from providers import ProviderConfig, name_problem
 from routing.circuit import CircuitSettings
 from routing.documents import load_document
 from routing.errors import ConfigError, describe_validation_error
@@ -78,6 +78,26 @@ class AlertSettings(BaseModel):
     quota_forecast_hours: float | None = Field(default=None, gt=0)
 
 
+class ApiToken(BaseModel):
+    """A bearer token of the HTTP API, by the name of the env var (or Prefect Secret block) holding it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(min_length=1, max_length=100)  # who: recorded with admin changes, never the token
+    scope: Literal["read", "admin"] = "read"
+    token_env: str = Field(min_length=1)
+
+
+class ApiSettings(BaseModel):
+    """`switchboard serve`'s settings (`api:` in the providers file)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    tokens: list[ApiToken] = []
+    # Requests with a larger body are refused (413) before they are read.
+    max_body_bytes: int = Field(default=1_000_000, gt=0)
+
+
 class SwitchboardConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -91,6 +111,7 @@ class SwitchboardConfig(BaseModel):
     failover: FailoverSettings = FailoverSettings()
     runner: RunnerSettings = RunnerSettings()
     alerts: AlertSettings = AlertSettings()
+    api: ApiSettings = ApiSettings()
     providers: dict[str, SerializeAsAny[ProviderConfig]] = Field(min_length=1)
     # Where this config came from, for messages; not part of the file.
     source: str = Field(default=BUILTIN_SOURCE, exclude=True)
@@ -145,6 +166,8 @@ def parse_config(doc: dict[str, Any], source: str) -> SwitchboardConfig:
         if not problems:
             problems = describe_validation_error(exc)
         config = None
+    if config is not None and not any(p.enabled for p in config.providers.values()):
+        problems.append("providers: every provider is disabled (enabled: false); enable at least one")
     if problems or config is None:
         raise ConfigError(source, problems)
     return config
@@ -152,6 +175,10 @@ def parse_config(doc: dict[str, Any], source: str) -> SwitchboardConfig:
 
 def _parse_provider(provider_id: str, raw: Any, problems: list[str]) -> ProviderConfig | None:
     where = f"providers.{provider_id}"
+    bad_name = name_problem(provider_id)
+    if bad_name is not None:  # the name is stored with every attempt and printed: shown escaped, refused
+        problems.append(f"providers.{provider_id!r}: the provider's name {bad_name}")
+        return None
     if not isinstance(raw, dict):
         problems.append(f"{where}: must be a mapping of settings")
         return None

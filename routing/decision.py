@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ledger import DecisionAffinity, DecisionEstimate, RouteDecision
+from ledger import DecisionAffinity, DecisionEstimate, DecisionPreference, RouteDecision
 from routing.budget import BudgetRefusal
 
 # Why a provider was left out: text (`capability`, `circuit_open`, `quota: ...`) or a budget's refusal.
@@ -29,6 +29,8 @@ class DecisionDraft:
     skipped: dict[str, Refusal] = field(default_factory=dict)
     order: list[str] = field(default_factory=list)
     chosen: str | None = None
+    # The provider or model the task asked for and whether its first plan put it first.
+    preference: DecisionPreference | None = None
 
     def budget_refusals(self) -> list[BudgetRefusal] | None:
         """The refusals when budgets alone left every provider out; None otherwise (or when none was)."""
@@ -45,6 +47,7 @@ class DecisionDraft:
             chosen=self.chosen,
             estimate=DecisionEstimate(self.prompt_tokens, self.max_output_tokens),
             affinity=None if self.affinity_key is None else DecisionAffinity(self.affinity_key, self.sticky),
+            preference=self.preference,
         )
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ledger import DecisionPreference
 from providers import AITask, HealthStatus, estimate_prompt_tokens
 from routing.affinity import AffinityMap
 from routing.budget import BudgetGuard
@@ -142,6 +143,9 @@ class Planner:
         sticky = self._affinity.get(task.affinity)
         if sticky is not None:
             ordered.sort(key=lambda st: st.provider.provider_id != sticky)
+        metadata = task.metadata
+        if metadata and (metadata.get("provider") or metadata.get("model")) and decision.preference is None:
+            decision.preference = self._prefer(ordered, metadata.get("provider"), metadata.get("model"), skipped)
         if not decision.order and not decision.candidates:
             decision.candidates = [c.provider_id for c in candidates]
             decision.order = [st.provider.provider_id for st in ordered]
@@ -151,8 +155,36 @@ class Planner:
             listed.extend(st.provider.provider_id for st in ordered if st.provider.provider_id not in listed)
         return Plan(ordered, estimates)
 
+    def _prefer(
+        self, ordered: list[ProviderState], provider: str | None, model: str | None, skipped: dict[str, Refusal]
+    ) -> DecisionPreference:
+        """Put the provider the task prefers (or the first that serves the model it prefers) first, when it can
+        take the task now; else leave the order as it is and say why."""
+        for index, st in enumerate(ordered):
+            if provider is not None and st.provider.provider_id != provider:
+                continue
+            if model is not None and not _serves_model(st, model):
+                continue
+            ordered.insert(0, ordered.pop(index))
+            return DecisionPreference(provider, model, honored=True, reason="tried first")
+        if provider is not None and provider in skipped:
+            reason = f"{provider} cannot take the task now ({skipped[provider]})"
+        elif provider is not None and provider not in self._states:
+            reason = f"no provider {provider!r} is configured"
+        elif provider is not None:
+            reason = f"{provider} does not serve model {model!r}"
+        else:
+            reason = f"no provider that can take the task now serves model {model!r}"
+        return DecisionPreference(provider, model, honored=False, reason=reason + "; routed as usual")
+
     def _strategy(self, name: str) -> Strategy:
         strategy = self._strategies.get(name)
         if strategy is None:
             strategy = self._strategies[name] = make_strategy(name)
         return strategy
+
+
+def _serves_model(st: ProviderState, model: str) -> bool:
+    """Whether the provider is configured with `model` or lists it among its models."""
+    provider = st.provider
+    return provider.config.model == model or model in provider.capabilities().models

@@ -381,6 +381,14 @@ class ProviderQuota:
 
     # --- internals --------------------------------------------------------------------------------
 
+    def scopes(self) -> list[QuotaScope]:
+        """The provider's own scope, then one per subscription (read by routing.views for live state)."""
+        return [self._own, *self._subs.values()]
+
+    def soonest_exhaustion(self) -> tuple[str, float] | None:
+        """(limit, seconds) of the provider's forecast exhaustion at the recent rate, or None."""
+        return self._soonest_exhaustion(self._clock())
+
     def _scope_for(self, subscription: str | None) -> QuotaScope:
         if not self._subs or not subscription:
             return self._own

@@ -249,6 +249,10 @@ class Router:
     def provider_ids(self) -> list[str]:
         return list(self._states)
 
+    def now(self) -> float:
+        """The engine's clock (monotonic seconds), against which circuits, blocks and windows are kept."""
+        return self._clock()
+
     # --- memory of earlier runs (routing.restore feeds these from the ledger) ----------------------
 
     def refresh_history(self, records: Iterable[HistoryRecord]) -> None:

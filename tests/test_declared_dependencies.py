@@ -10,7 +10,7 @@ from importlib.metadata import packages_distributions
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("providers", "routing", "ledger", "analytics", "batches", "planning", "flows", "cli")
+PACKAGES = ("providers", "routing", "ledger", "analytics", "batches", "planning", "configtools", "flows", "api", "cli")
 
 
 def _normalized(name: str) -> str:

@@ -8,8 +8,11 @@
                very definitions routing uses, not copies
     batches    imports providers, ledger and routing: the batch core never imports flows or Prefect
     planning   imports providers, ledger, routing and analytics (where the recorded usage meets routing)
+    configtools imports providers, ledger and routing: validating, repairing and migrating providers files,
+               importing past usage, detecting what `init` can offer (setup tools, Prefect-free)
     flows      imports all of those; Prefect is imported in flows/ only
-    cli        imports all of those; nothing imports the CLI
+    api        imports all of those (the HTTP API); only the CLI imports it, to serve it
+    cli        imports all of those and api; nothing imports the CLI
 
 Every `import` and `from ... import` counts, wherever it is (module level, inside functions, under
 TYPE_CHECKING), relative imports resolved, plus `importlib.import_module("...")` with a literal name. Besides
@@ -28,7 +31,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("providers", "ledger", "routing", "analytics", "batches", "planning", "flows", "cli")
+PACKAGES = ("providers", "ledger", "routing", "analytics", "batches", "planning", "configtools", "flows", "api", "cli")
 # package -> the packages of ours it may import
 ALLOWED: dict[str, frozenset[str]] = {
     "providers": frozenset(),
@@ -37,8 +40,12 @@ ALLOWED: dict[str, frozenset[str]] = {
     "analytics": frozenset({"ledger", "providers"}),
     "batches": frozenset({"providers", "ledger", "routing"}),
     "planning": frozenset({"providers", "ledger", "routing", "analytics"}),
+    "configtools": frozenset({"providers", "ledger", "routing"}),
     "flows": frozenset({"providers", "ledger", "routing", "analytics", "batches", "planning"}),
-    "cli": frozenset({"providers", "ledger", "routing", "analytics", "batches", "planning", "flows"}),
+    "api": frozenset({"providers", "ledger", "routing", "analytics", "batches", "planning", "flows"}),
+    "cli": frozenset(
+        {"providers", "ledger", "routing", "analytics", "batches", "planning", "configtools", "flows", "api"}
+    ),
 }
 # The names analytics may take from providers: value objects, the outcome vocabulary, window arithmetic.
 PURE_PROVIDER_NAMES = frozenset(
@@ -175,6 +182,18 @@ def _project_files(*folders: str) -> list[Path]:
     return [p for folder in folders for p in sorted((ROOT / folder).rglob("*.py"))]
 
 
+def test_only_the_cli_imports_the_api() -> None:
+    outside = [p for p in _project_files(*PACKAGES, "bench", "tests") if not _is_cli_code(p) and not _is_api_code(p)]
+    importers = [
+        f"{p.relative_to(ROOT)}:{imp.line}" for p in outside for imp in imports_of(p) if _ours(imp.module) == "api"
+    ]
+    assert importers == []
+
+
+def _is_api_code(path: Path) -> bool:
+    return path.is_relative_to(ROOT / "api") or path.is_relative_to(ROOT / "tests" / "api")
+
+
 def test_nothing_imports_the_cli() -> None:
     """Only the CLI's own modules and its tests import it (the command reaches everything; nothing reaches it)."""
     outside = [p for p in _project_files(*PACKAGES, "bench", "tests") if not _is_cli_code(p)]
@@ -199,7 +218,7 @@ def _test_import_problem(package: str, imp: Import) -> str | None:
     return None
 
 
-@pytest.mark.parametrize("package", [p for p in PACKAGES if p not in ("flows", "cli")])
+@pytest.mark.parametrize("package", [p for p in PACKAGES if p not in ("flows", "api", "cli")])
 def test_tests_of_a_package_import_what_it_may_import(package: str) -> None:
     """Routing's tests never import flows, and so on down: a test of a lower package cannot lean on a higher one."""
     found = [

@@ -34,6 +34,16 @@ def test_valid_spec_applies_defaults_and_orders_layers() -> None:
     assert spec.to_ai_task(spec.task("b")).priority is Priority.HIGH
 
 
+def test_a_task_may_prefer_a_provider_and_a_model() -> None:
+    spec = parse_spec(_spec({"id": "a", "type": "t", "prompt": "p", "provider": "claude", "model": "opus"}), "s")
+    task = spec.to_ai_task(spec.tasks[0])
+    assert task.metadata == {"provider": "claude", "model": "opus"}
+    plain = parse_spec(_spec({"id": "a", "type": "t", "prompt": "p"}), "s")
+    assert plain.to_ai_task(plain.tasks[0]).metadata == {}
+    with pytest.raises(SpecError, match=r"tasks\[0\] \(id 'a'\)\.provider"):
+        parse_spec(_spec({"id": "a", "type": "t", "prompt": "p", "provider": ""}), "s")
+
+
 def test_cycle_is_named_as_a_path() -> None:
     with pytest.raises(SpecError) as info:
         parse_spec(
@@ -145,3 +155,32 @@ def test_a_run_handed_to_the_flow_must_be_of_the_same_spec(tmp_path: Path) -> No
         check_same_spec(ledger, run_id, two)
     with pytest.raises(SpecError, match="not in the ledger"):
         check_same_spec(ledger, "r-missing", one)
+
+
+@pytest.mark.parametrize(
+    ("where", "spec", "named"),
+    [
+        ("name", _spec({"id": "a", "type": "t", "prompt": "p"}, name="bad\x00name"), "name: "),
+        ("team", _spec({"id": "a", "type": "t", "prompt": "p"}, team="\x1b]0;x\x07"), "team: "),
+        ("type", _spec({"id": "a", "type": "code\x00review", "prompt": "p"}), "tasks[0] (id 'a').type: "),
+        ("task team", _spec({"id": "a", "type": "t", "prompt": "p", "team": "a\u202eb"}), "tasks[0] (id 'a').team: "),
+        ("id", _spec({"id": "a\x00", "type": "t", "prompt": "p"}), "tasks[0] (id 'a\\x00').id: "),
+        ("depends_on", _spec({"id": "a", "type": "t", "prompt": "p", "depends_on": ["\x1b"]}), ".depends_on"),
+        (
+            "prompt",
+            _spec({"id": "a", "type": "t", "prompt": "p\x00"}),
+            "tasks[0] (id 'a').prompt: Value error, must not contain NUL",
+        ),
+    ],
+)
+def test_nul_and_control_characters_in_names_are_refused_naming_the_field(where: str, spec: dict, named: str) -> None:
+    with pytest.raises(SpecError) as info:
+        parse_spec(spec, "spec.json")
+    message = str(info.value)
+    assert message.startswith("spec.json: ") and named in message, message
+    assert "\x00" not in message and "\x1b" not in message  # the value is quoted escaped
+
+
+def test_prompts_keep_newlines_tabs_and_escapes() -> None:
+    spec = parse_spec(_spec({"id": "a", "type": "t", "prompt": "line\n\tcolour \x1b[31m"}), "spec.json")
+    assert spec.task("a").prompt == "line\n\tcolour \x1b[31m"

@@ -134,3 +134,28 @@ def test_a_move_between_subscriptions_shows_them_and_counts_as_a_rotation() -> N
     text = out.getvalue()
     assert "claude/team-a: quota_exhausted" in text and "→ claude/team-b: ok" in text
     assert "failovers 0 · rotations 1" in text
+
+
+def test_control_sequences_from_models_and_names_are_shown_escaped_never_replayed() -> None:
+    console, out = _console(300, terminal=True)
+    title = "\x1b]0;pwned\x07"  # sets the window title
+    summary = _summary(
+        name=f"night{title}ly",
+        id="a",
+        status="failed",
+        provider="mock\x1b[2J",
+        attempts=[_attempt("mock\x9b2J", "unavailable")],
+        output="clear\x1b[2J\x1b[H link \x1b]8;;http://x\x1b\\here\x1b]8;;\x1b\\ half \ud83d emoji\r overwrite",
+        error="vendor\x00said \u202eevil",
+        decision=RouteDecision(strategy="s", order=("m\x1b",), skipped={"b\x07": "quota: \x1b[31m"}, chosen=None),
+    )
+    render_run(console, summary, explain=True, outputs=True)
+    render_runs(console, [summary])
+    text = out.getvalue()
+    for raw in ("\x1b]", "\x1b[2J", "\x07", "\x9b", "\x00", "\u202e", "\ud83d", "\r"):
+        assert raw not in text
+    assert text.count("night\\x1b]0;pwned\\aly") == 2
+    assert "clear\\x1b[2J\\x1b[H link \\x1b]8;;http://x\\x1b\\here" in text
+    assert "half \\ud83d emoji\\r overwrite" in text
+    assert "vendor\\x00said \\u202eevil" in text
+    assert "mock\\x9b2J: unavailable" in text and "b\\a (quota: \\x1b[31m)" in text

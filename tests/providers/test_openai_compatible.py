@@ -388,6 +388,18 @@ async def test_connection_refused_is_unavailable() -> None:
     assert isinstance(exc, Unavailable) and exc.error_type == "connect_error"
 
 
+async def test_an_error_never_quotes_the_urls_user_info_or_query() -> None:
+    closed = closed_port_url()
+    url = closed.replace("http://", "http://user:pass-in-url-123@") + "/v1?token=query-secret-456"
+    p = make_provider(url)
+    exc = await failure(p)
+    health = await p.health(use_cache=False)
+    await p.aclose()
+    for text in (exc.message, health.detail):
+        assert "pass-in-url-123" not in text and "query-secret-456" not in text
+    assert closed.removeprefix("http://") in exc.message  # the host and port are still named
+
+
 async def test_missing_key_names_the_variable(server: FakeOpenAI) -> None:
     p = make_provider(server.url + "/v1", key=None)
     exc = await failure(p)

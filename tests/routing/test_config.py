@@ -42,6 +42,23 @@ def test_file_from_env_var_is_typed_per_provider(tmp_path: Path, monkeypatch: py
         ("providers:\n  m: {priority: 1}\n", "providers.m.type: missing"),
         ("strategy: fastest\nproviders:\n  m: {type: local_mock}\n", "strategy"),
         ("providers: {}\n", "providers"),
+        (
+            "providers:\n  a: {type: local_mock, enabled: false}\n  b: {type: local_mock, enabled: false}\n",
+            "providers: every provider is disabled (enabled: false); enable at least one",
+        ),
+        (
+            "providers:\n  o: {type: openai_compatible, base_url: not a url}\n",
+            "providers.o.base_url: Value error, not an",
+        ),
+        ("providers:\n  o: {type: openai_compatible, base_url: 'ftp://h/v1'}\n", "providers.o.base_url"),
+        (
+            "providers:\n  o: {type: anthropic, base_url: 'http://h:port/'}\n",
+            "providers.o.base_url: Value error, not a URL",
+        ),
+        (
+            '{"providers": {"m\\u001b]0;x": {"type": "local_mock"}}}',
+            "providers.'m\\x1b]0;x': the provider's name must not",
+        ),
     ],
 )
 def test_invalid_config_names_file_provider_and_field(tmp_path: Path, body: str, expected: str) -> None:

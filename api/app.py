@@ -1,0 +1,119 @@
+"""The FastAPI app: `/healthz` open, everything under `/api/v1` behind a bearer token, bodies bounded in size."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from api import routes_providers, routes_tasks, routes_ws
+from api.auth import TokenSet
+from api.feed import Feed, FeedSettings
+from api.models import Healthz, Problem
+from api.state import ApiState
+from batches import TaskEngine
+from ledger import Ledger
+from providers import SecretResolver, env_secrets
+from routing import SwitchboardConfig
+
+API_PREFIX = "/api/v1"
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": Problem, "description": "no bearer token, or an unknown one"},
+    403: {"model": Problem, "description": "the token's scope does not allow this"},
+}
+
+
+class BodyLimit:
+    """Refuse (413) a request whose body is larger than `max_bytes`, declared or as it streams in."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._refuse(scope, receive, send)
+            return
+        seen = 0
+
+        async def bounded() -> Any:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, bounded, send)
+        except _TooLarge:
+            await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = JSONResponse({"detail": f"request body larger than {self.max_bytes} bytes"}, status_code=413)
+        await response(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    yield
+    await app.state.feed.close()
+    await asyncio.to_thread(app.state.switchboard.close)
+
+
+def create_app(
+    config: SwitchboardConfig,
+    ledger: Ledger,
+    tokens: TokenSet,
+    *,
+    secrets: SecretResolver = env_secrets,
+    engine: TaskEngine | None = None,
+    feed: FeedSettings | None = None,
+) -> FastAPI:
+    """The API over `config`'s providers and `ledger`; its single-task engine is built here (closed on shutdown)."""
+    state = ApiState(
+        config=config,
+        ledger=ledger,
+        engine=engine or TaskEngine.open(config, ledger, secrets=secrets),
+        tokens=tokens,
+        secrets=secrets,
+    )
+    app = FastAPI(
+        title="Switchboard",
+        version="1",
+        summary="Route AI tasks across providers; see and steer providers, tasks and batches.",
+        lifespan=_lifespan,
+    )
+    app.state.switchboard = state
+    app.state.feed = Feed(state, feed)
+
+    app.add_middleware(BodyLimit, max_bytes=config.api.max_body_bytes)
+
+    @app.get("/healthz", response_model=Healthz, tags=["health"], summary="Liveness (no token needed)")
+    async def healthz() -> Healthz:
+        return Healthz(providers=len(state.engine.registry))
+
+    @app.exception_handler(ValueError)
+    async def _bad_value(request: Request, exc: ValueError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=422)
+
+    app.include_router(routes_providers.router, prefix=API_PREFIX, responses=_ERRORS)
+    app.include_router(routes_tasks.router, prefix=API_PREFIX, responses=_ERRORS)
+    app.include_router(routes_ws.router, prefix=API_PREFIX)
+    return app
+
+
+__all__ = ["API_PREFIX", "BodyLimit", "create_app"]

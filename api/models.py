@@ -1,0 +1,130 @@
+"""Request and response bodies of the HTTP API (its OpenAPI document is generated from these)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from batches import AttemptSummary
+from providers import Priority
+from routing import ProviderLiveView, StrategyName
+
+# Bounds on what a request may carry (besides the body size limit): no unbounded strings or lists.
+MAX_PROMPT_CHARS = 200_000
+MAX_NAME_CHARS = 200
+ID_PATTERN = r"^[A-Za-z0-9_.:-]+$"
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SubscriptionOut(BaseModel):
+    name: str
+    kind: Literal["config_dir", "api_key_env"]
+    config_dir: str | None = None
+    api_key_env: str | None = None  # the variable's name, never its value
+    api_key: Literal["set", "missing"] | None = None
+    limits: dict[str, float] = {}
+
+
+class ProviderOut(BaseModel):
+    """A provider's configuration, capabilities and status; secrets appear by the name of what holds them."""
+
+    id: str
+    type: str
+    source: Literal["file", "builtin", "api"]
+    enabled: bool
+    priority: int
+    capabilities: list[str] | None = Field(description="task types it takes; null: every type")
+    model: str | None = None
+    base_url: str | None = None
+    api_key_env: str | None = None
+    api_key: Literal["set", "missing"] | None = None
+    limits: dict[str, float] = {}
+    max_concurrency: int
+    timeout_s: float
+    subscriptions: list[SubscriptionOut] = []
+    status: ProviderLiveView | None = Field(default=None, description="live state in this server's router")
+
+
+class ProviderList(BaseModel):
+    source: str = Field(description="the providers file (or the built-in defaults)")
+    strategy: str
+    providers: list[ProviderOut]
+
+
+class Healthz(BaseModel):
+    status: Literal["ok"] = "ok"
+    providers: int
+
+
+class Problem(BaseModel):
+    """An error answer: what went wrong, in a sentence."""
+
+    detail: str | list[dict[str, Any]]
+
+
+class TaskRequest(_Body):
+    """One task to route now."""
+
+    id: str | None = Field(
+        default=None, min_length=1, max_length=MAX_NAME_CHARS, pattern=ID_PATTERN, description="default: generated"
+    )
+    type: str = Field(min_length=1, max_length=MAX_NAME_CHARS)
+    prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
+    priority: Priority = Priority.NORMAL
+    team: str | None = Field(default=None, max_length=MAX_NAME_CHARS)
+    affinity: str | None = Field(default=None, max_length=MAX_NAME_CHARS)
+    provider: str | None = Field(default=None, min_length=1, max_length=MAX_NAME_CHARS, description="preferred")
+    model: str | None = Field(default=None, min_length=1, max_length=MAX_NAME_CHARS, description="preferred")
+    strategy: StrategyName | None = None
+    max_attempts: int = Field(default=3, ge=1, le=50)
+    max_output_tokens: int = Field(default=1024, ge=1, le=1_000_000)
+
+
+class TaskOut(BaseModel):
+    """A task and how it was routed; `id` is `<run id>:<task id>`."""
+
+    id: str
+    run_id: str
+    task_id: str
+    type: str
+    status: str
+    provider: str | None = None
+    output: str | None = None
+    error: str | None = None
+    attempts: list[AttemptSummary] = []
+    cost_usd: float = 0.0
+    latency_ms: float = 0.0
+    decision: dict[str, Any] | None = None
+    preference: dict[str, str | None] | None = None
+
+
+class ProviderPreference(_Body):
+    """A provider (or model) a task that has not run yet should be tried on first."""
+
+    provider: str | None = Field(default=None, min_length=1, max_length=MAX_NAME_CHARS)
+    model: str | None = Field(default=None, min_length=1, max_length=MAX_NAME_CHARS)
+
+
+class TaskProvider(BaseModel):
+    id: str
+    status: str
+    provider: str | None = None
+    decision: dict[str, Any] | None = None
+    preference: dict[str, str | None] | None = None
+
+
+__all__ = [
+    "Healthz",
+    "Problem",
+    "ProviderList",
+    "ProviderOut",
+    "ProviderPreference",
+    "SubscriptionOut",
+    "TaskOut",
+    "TaskProvider",
+    "TaskRequest",
+]

@@ -1,0 +1,99 @@
+"""`/api/v1/tasks`: route one task now (the single-call path), read a task and its routing decision.
+
+A task's id is `<run id>:<task id>`, split at the first colon: tasks routed here live in the run of their UTC
+day (`api-20261206:t101530-1a2b3c4d`), a batch's tasks in their run (`r20261206-101500-ab12cd:review-1`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path, Request
+
+from api.models import TaskOut, TaskProvider, TaskRequest
+from api.security import Admin, Reader
+from api.state import ApiState, api_state
+from batches import TaskIdTaken, TaskSummary, new_task_id, task_summary
+from providers import AITask
+
+router = APIRouter(prefix="/tasks", tags=["tasks"])
+TaskRef = Annotated[str, Path(min_length=3, max_length=300, description="`<run id>:<task id>`")]
+
+
+def split_task_ref(ref: str) -> tuple[str, str]:
+    run_id, sep, task_id = ref.partition(":")
+    if not sep or not run_id or not task_id:
+        raise HTTPException(404, f"task id {ref!r} is not `<run id>:<task id>`")
+    return run_id, task_id
+
+
+def _task_out(run_id: str, summary: TaskSummary) -> TaskOut:
+    decision = summary.decision.document() if summary.decision is not None else None
+    return TaskOut(
+        id=f"{run_id}:{summary.id}",
+        run_id=run_id,
+        task_id=summary.id,
+        type=summary.type,
+        status=str(summary.status),
+        provider=summary.provider,
+        output=summary.output,
+        error=summary.error,
+        attempts=summary.attempts,
+        cost_usd=summary.cost_usd,
+        latency_ms=summary.latency_ms,
+        decision=decision,
+    )
+
+
+async def _read(state: ApiState, ref: str) -> tuple[str, TaskSummary]:
+    run_id, task_id = split_task_ref(ref)
+    summary = await asyncio.to_thread(task_summary, state.ledger, run_id, task_id)
+    if summary is None:
+        raise HTTPException(404, f"no task {task_id!r} in run {run_id!r}")
+    return run_id, summary
+
+
+@router.post("", response_model=TaskOut, summary="Route one task now")
+async def route_task(request: Request, body: TaskRequest, _: Admin) -> TaskOut:
+    """Routes the task through the same router, limits and ledger as batches and answers once its attempts are
+    committed. A task that no provider completed is still a 200: its `status` and `error` say why."""
+    state = api_state(request)
+    metadata = {k: v for k, v in (("strategy", body.strategy), ("provider", body.provider), ("model", body.model)) if v}
+    task = AITask(
+        id=body.id or new_task_id(),
+        type=body.type,
+        prompt=body.prompt,
+        priority=body.priority,
+        max_attempts=body.max_attempts,
+        max_output_tokens=body.max_output_tokens,
+        affinity=body.affinity,
+        team=body.team,
+        metadata=metadata,
+    )
+    try:
+        done = await state.engine.route(task)
+    except TaskIdTaken as exc:
+        raise HTTPException(409, str(exc)) from None
+    _, summary = await _read(state, done.id)
+    return _task_out(done.run_id, summary)
+
+
+@router.get("/{task_ref}", response_model=TaskOut, summary="A task, its answer, attempts and decision")
+async def get_task(request: Request, task_ref: TaskRef, _: Reader) -> TaskOut:
+    run_id, summary = await _read(api_state(request), task_ref)
+    return _task_out(run_id, summary)
+
+
+@router.get("/{task_ref}/provider", response_model=TaskProvider, summary="The task's routing decision")
+async def get_task_provider(request: Request, task_ref: TaskRef, _: Reader) -> TaskProvider:
+    run_id, summary = await _read(api_state(request), task_ref)
+    return TaskProvider(
+        id=f"{run_id}:{summary.id}",
+        status=str(summary.status),
+        provider=summary.provider,
+        decision=summary.decision.document() if summary.decision is not None else None,
+    )
+
+
+__all__ = ["router", "split_task_ref"]

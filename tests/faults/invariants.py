@@ -1,0 +1,79 @@
+"""What must hold after any fault, checked on the ledger itself (tests/faults use it after every one).
+
+- each task ended completed, failed with a reason, skipped because a dependency failed, or cancelled (only in
+  a run that was interrupted); none is left pending;
+- provider calls made equal attempt rows (rows that record no call are marked and left out: none today);
+- the run's cost equals the sum of its attempts', and a task's cost the sum of its own;
+- no provider was called while its circuit was open (no attempt starts between a provider's `circuit_opened`
+  event and the `circuit_half_open` after it).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from ledger import Ledger, RunStatus, TaskStatus
+
+# Outcomes recorded without a call reaching the provider (a cache hit would be one); none exist today.
+NOT_A_CALL: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Checked:
+    statuses: Counter[str]
+    calls_recorded: int
+    cost_usd: float
+
+
+def check_invariants(ledger: Ledger, run_id: str, *, provider_calls: int | None = None) -> Checked:
+    """Assert the invariants for one run; `provider_calls`: how many calls the providers saw, when known."""
+    run = ledger.get_run(run_id)
+    assert run is not None, f"run {run_id} is not in the ledger"
+    states = ledger.task_states(run_id)
+    attempts = ledger.attempts(run_id)
+    for state in states.values():
+        assert state.status != TaskStatus.PENDING, f"{state.task_id} left pending"
+        if state.status == TaskStatus.FAILED:
+            assert state.error, f"{state.task_id} failed without a reason"
+        if state.status == TaskStatus.SKIPPED:
+            assert state.error and "upstream" in state.error, f"{state.task_id} skipped without its upstream"
+        if state.status == TaskStatus.CANCELLED:
+            assert run.status == RunStatus.INTERRUPTED, f"{state.task_id} cancelled in a run that was not interrupted"
+        if state.status == TaskStatus.COMPLETED:
+            assert (
+                any(a.task_id == state.task_id and a.outcome == "success" for a in attempts) or state.output is not None
+            )
+    calls = [a for a in attempts if a.outcome not in NOT_A_CALL]
+    if provider_calls is not None:
+        assert len(calls) == provider_calls, f"{provider_calls} provider calls but {len(calls)} attempt rows"
+    keys = Counter((a.task_id, a.attempt) for a in attempts)
+    assert all(n == 1 for n in keys.values()), f"attempt numbers repeat: {[k for k, n in keys.items() if n > 1]}"
+    total = sum(a.cost_usd for a in attempts)
+    assert abs(ledger.run_cost(run_id) - total) < 1e-9
+    _no_call_while_open(ledger, attempts, run.started_at)
+    return Checked(Counter(str(s.status) for s in states.values()), len(calls), total)
+
+
+def _no_call_while_open(ledger: Ledger, attempts: list, since: object) -> None:
+    events = ledger.events_since(since, kinds=["circuit.opened", "circuit.half_open", "circuit.closed"])  # type: ignore[arg-type]
+    for event in events:
+        if event.kind != "circuit.opened":
+            continue
+        reopened = next(
+            (
+                e.at
+                for e in events
+                if e.provider_id == event.provider_id and e.at > event.at and e.kind != "circuit.opened"
+            ),
+            None,
+        )
+        for a in attempts:
+            if (
+                a.provider_id == event.provider_id
+                and a.started_at > event.at
+                and (reopened is None or a.started_at < reopened)
+            ):
+                raise AssertionError(
+                    f"{a.task_id} attempt {a.attempt} called {a.provider_id} while its circuit was open"
+                )
