@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api import routes_providers, routes_tasks
+from api import routes_providers, routes_tasks, routes_ws
 from api.auth import TokenSet
+from api.feed import Feed, FeedSettings
 from api.models import Healthz, Problem
 from api.state import ApiState
 from batches import TaskEngine
@@ -63,6 +67,13 @@ class _TooLarge(Exception):
     pass
 
 
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    yield
+    await app.state.feed.close()
+    await asyncio.to_thread(app.state.switchboard.close)
+
+
 def create_app(
     config: SwitchboardConfig,
     ledger: Ledger,
@@ -70,6 +81,7 @@ def create_app(
     *,
     secrets: SecretResolver = env_secrets,
     engine: TaskEngine | None = None,
+    feed: FeedSettings | None = None,
 ) -> FastAPI:
     """The API over `config`'s providers and `ledger`; its single-task engine is built here (closed on shutdown)."""
     state = ApiState(
@@ -83,9 +95,11 @@ def create_app(
         title="Switchboard",
         version="1",
         summary="Route AI tasks across providers; see and steer providers, tasks and batches.",
-        on_shutdown=[state.close],
+        lifespan=_lifespan,
     )
     app.state.switchboard = state
+    app.state.feed = Feed(state, feed)
+
     app.add_middleware(BodyLimit, max_bytes=config.api.max_body_bytes)
 
     @app.get("/healthz", response_model=Healthz, tags=["health"], summary="Liveness (no token needed)")
@@ -98,6 +112,7 @@ def create_app(
 
     app.include_router(routes_providers.router, prefix=API_PREFIX, responses=_ERRORS)
     app.include_router(routes_tasks.router, prefix=API_PREFIX, responses=_ERRORS)
+    app.include_router(routes_ws.router, prefix=API_PREFIX)
     return app
 
 

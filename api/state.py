@@ -20,13 +20,16 @@ class ApiState:
     engine: TaskEngine
     tokens: TokenSet
     secrets: SecretResolver
+    closed: bool = False
 
     @property
     def source_kind(self) -> str:
         return "builtin" if self.config.source == BUILTIN_SOURCE else "file"
 
     def close(self) -> None:
-        self.engine.close()
+        if not self.closed:
+            self.closed = True
+            self.engine.close()
 
 
 def api_state(request: Request) -> ApiState:
