@@ -40,6 +40,7 @@ from batches.single import (
     new_task_id,
 )
 from batches.spec import BatchSpec, SpecError, TaskSpec, load_spec, parse_spec
+from batches.story import routing_story
 from batches.summary import AttemptSummary, RunHeader, RunSummary, RunTotals, TaskSummary, run_summary, task_summary
 
 __all__ = [
@@ -84,6 +85,7 @@ __all__ = [
     "percentile",
     "resolve_inputs",
     "resolve_strategy",
+    "routing_story",
     "run_node",
     "run_nodes",
     "run_summary",
