@@ -12,7 +12,7 @@ from typing import Annotated
 from cyclopts import App, Parameter
 
 from cli.app import EXIT_INVALID, EXIT_OK, app, err_console, out_console, print_error
-from configtools import Problem, Validation, validate_file
+from configtools import NothingToRollBack, Problem, Validation, plan_repair, rollback, validate_file, write_repair
 from flows import secret_resolver
 from routing import PROVIDERS_ENV
 
@@ -92,4 +92,62 @@ def validate(
     return EXIT_INVALID if result.problems else EXIT_OK
 
 
-__all__ = ["check_file", "chosen_file", "config_app", "render_problems", "validate"]
+@config_app.command
+def repair(
+    file: FileArgument = None,
+    *,
+    dry_run: Annotated[bool, Parameter(negative="", help="Show the diff, write nothing.")] = False,
+) -> int:
+    """Fix what is safe in a providers file, show the diff, and keep the old file for `config rollback`.
+
+    Safe: a misspelt key, provider type or capability with one close match, an older key (rate_limit, cli_path),
+    a limit written as a rate (1000/hour), the missing `version`. Comments and layout are kept. Never a
+    credential. Exit 0 when the file then has no problem left, 2 when some need a person (they are listed).
+    """
+    path = chosen_file(file)
+    if path is None:
+        return EXIT_INVALID
+    planned = plan_repair(path)
+    if planned.changed:
+        out_console.print(planned.diff(), highlight=False, markup=False, soft_wrap=True, end="")
+        if dry_run:
+            _note(f"{len(planned.applied)} fix(es) to make; nothing written (--dry-run)")
+        else:
+            change = write_repair(planned)
+            _note(
+                f"{len(planned.applied)} fix(es) written to {path}; the file as it was is kept "
+                f"(change {change.number}): `switchboard config rollback` restores it"
+            )
+    else:
+        _note(f"nothing to repair in {path}")
+    # Once the file itself is sound, what is left is its environment's (a key, a login): check it as validate does.
+    left = planned.remaining if planned.remaining or dry_run else check_file(path).problems
+    if left:
+        _note(f"{len(left)} problem(s) left for you to fix:")
+        render_problems(left)
+    return EXIT_INVALID if left else EXIT_OK
+
+
+@config_app.command(name="rollback")
+def rollback_command(file: Annotated[Path | None, Parameter(help="Only a change that wrote this file.")] = None) -> int:
+    """Undo the newest `config repair` or `config migrate` (that wrote FILE, if given): every file it wrote gets
+    its old bytes and permissions back, byte for byte, or is removed if it did not exist before.
+
+    Run it again to undo the change before that one. Exit 2 when there is nothing to roll back.
+    """
+    try:
+        change = rollback(file)
+    except NothingToRollBack as exc:
+        print_error(str(exc))
+        return EXIT_INVALID
+    _note(f"rolled back change {change.number} ({change.action}, {change.at:%Y-%m-%d %H:%M:%S} UTC): {change.summary}")
+    for before in change.files:
+        _note(f"  {'restored' if before.existed else 'removed'} {before.path}")
+    return EXIT_OK
+
+
+def _note(text: str) -> None:
+    err_console.print(text, highlight=False, markup=False, soft_wrap=True)
+
+
+__all__ = ["check_file", "chosen_file", "config_app", "render_problems", "repair", "rollback_command", "validate"]

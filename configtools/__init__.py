@@ -6,30 +6,48 @@ Imports `providers`, `ledger` and `routing` (the models that read a providers fi
 which keys exist); the CLI sits on top and hands in what only it may know, such as a Prefect-aware secret resolver.
 """
 
+from configtools.edit import EditError, apply_edits, edits_for, render_value
 from configtools.environment import CREDENTIALS_FILE, default_config_dir, environment_problems, has_login
+from configtools.history import Change, FileBefore, NothingToRollBack, changes, history_dir, record_change, rollback
 from configtools.problems import ENVIRONMENT_KINDS, Fix, Problem, ProblemKind, field_name
+from configtools.repair import Repair, plan_repair, write_repair
 from configtools.schema import check_document, rate
 from configtools.similar import close_matches, did_you_mean, edit_distance
-from configtools.source import Source, read_source
+from configtools.source import Source, parse_source, read_source
 from configtools.validate import Validation, validate_file
 
 __all__ = [
     "CREDENTIALS_FILE",
     "ENVIRONMENT_KINDS",
+    "Change",
+    "EditError",
+    "FileBefore",
     "Fix",
+    "NothingToRollBack",
     "Problem",
     "ProblemKind",
+    "Repair",
     "Source",
     "Validation",
+    "apply_edits",
+    "changes",
     "check_document",
     "close_matches",
     "default_config_dir",
     "did_you_mean",
     "edit_distance",
+    "edits_for",
     "environment_problems",
     "field_name",
     "has_login",
+    "history_dir",
+    "parse_source",
+    "plan_repair",
     "rate",
     "read_source",
+    "record_change",
+    "render_value",
+    "rollback",
     "validate_file",
+    "write_repair",
 ]

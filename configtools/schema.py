@@ -344,6 +344,15 @@ def _unknown_key(
             Fix(path=here, key="limits", value=new_value, set_value=True, summary="rate_limit -> limits"),
         )
         return
+    if key == "rate_limit" and isinstance(value, str) and rate(value) and "limits" in given:
+        amount, unit = rate(value) or (0.0, "")
+        check.add(
+            here,
+            "deprecated_key",
+            f"the older `rate_limit: {value}`, beside `limits`",
+            f"add `requests_per_{unit}: {_number(amount)}` to `limits` and remove `rate_limit`",
+        )
+        return
     if key in ("api_keys", "api_key", "keys"):
         check.add(
             here,

@@ -61,6 +61,11 @@ def read_source(path: Path) -> Source:
         column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
         message = f"not UTF-8 text: byte 0x{raw[exc.start]:02x} at line {line}, column {column}"
         return _broken(path, "", line, message, "save the file as UTF-8")
+    return parse_source(path, text)
+
+
+def parse_source(path: Path, text: str) -> Source:
+    """A providers file's text (as read from `path`, or about to be written there) parsed for checking."""
     source = Source(path=path, text=text, data=None)
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -133,4 +138,4 @@ def _key_text(node: yaml.ScalarNode) -> str:
     return str(node.value)
 
 
-__all__ = ["Source", "read_source"]
+__all__ = ["Source", "parse_source", "read_source"]
