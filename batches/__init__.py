@@ -1,6 +1,7 @@
 """The batch core, without Prefect: the spec and its validation, what the DAG's nodes know and do, the run's
-life in the ledger and which process owns it, Ctrl-C while a run's flow runs, the run's summary (the `--json`
-object) and its digest for large runs, and the runtime that builds a run's providers, router and ledger writer.
+life in the ledger and which process owns it, Ctrl-C while a run's flow runs, why a run stops early
+(interrupted, cancelled), the run's summary (the `--json` object) and its digest for large runs, and the runtime
+that builds a run's providers, router and ledger writer.
 
 Imports `routing`, `ledger` and `providers`; never `flows` or Prefect (`flows/` runs these nodes as Prefect
 tasks and hands `execute_run` its flow).
@@ -40,6 +41,16 @@ from batches.single import (
     new_task_id,
 )
 from batches.spec import BatchSpec, SpecError, TaskSpec, load_spec, parse_spec
+from batches.stopping import (
+    RUN_STATUS,
+    STOP_GRACE_S,
+    RunStop,
+    StopReason,
+    StopRequest,
+    end_stopped_run,
+    forget_stop,
+    run_stop,
+)
 from batches.summary import AttemptSummary, RunHeader, RunSummary, RunTotals, TaskSummary, run_summary, task_summary
 
 __all__ = [
@@ -47,6 +58,8 @@ __all__ = [
     "API_RUN_PREFIX",
     "CANCELLED",
     "DIGEST_ABOVE",
+    "RUN_STATUS",
+    "STOP_GRACE_S",
     "AttemptSummary",
     "BatchRuntime",
     "BatchSpec",
@@ -58,11 +71,14 @@ __all__ = [
     "RunFlow",
     "RunHeader",
     "RunInterrupts",
+    "RunStop",
     "RunSummary",
     "RunTotals",
     "RuntimeRef",
     "SingleResult",
     "SpecError",
+    "StopReason",
+    "StopRequest",
     "TaskEngine",
     "TaskIdTaken",
     "TaskSpec",
@@ -73,7 +89,9 @@ __all__ = [
     "close_runtime",
     "digest",
     "end_run",
+    "end_stopped_run",
     "execute_run",
+    "forget_stop",
     "interrupt_run",
     "load_spec",
     "needs_digest",
@@ -86,6 +104,7 @@ __all__ = [
     "resolve_strategy",
     "run_node",
     "run_nodes",
+    "run_stop",
     "run_summary",
     "runtime_for",
     "select_tasks",

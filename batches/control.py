@@ -132,7 +132,7 @@ def execute_run(
     if watch.requested or engine_loop().stopping:
         interrupt_run(ledger, run_id)
         return RunStatus.INTERRUPTED
-    run = ledger.get_run(run_id)
+    run = ledger.get_run(run_id)  # `cancelled` when its flow run was cancelled in Prefect (flows.cancelling)
     if run is not None and run.status == RunStatus.RUNNING:
         # The flow itself crashed before finishing: the tasks it did not reach stay pending for a resume.
         ledger.finish_run(run_id, RunStatus.FAILED)

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from batches.lifecycle import CANCELLED
 from batches.run_state import KnownState, NodeResult
 from batches.runtime import BatchRuntime
+from batches.stopping import run_stop
 from ledger import TaskOutcome, TaskStatus
 from providers import well_formed
 from routing import RoutedResult, engine_loop
@@ -36,7 +37,10 @@ def run_nodes(
     ledger, run_id = runtime.ledger, runtime.run.run_id
     known = runtime.memory if runtime.memory is not None else _read_known(runtime, task_ids)
     results = known.results
+    stop = run_stop(run_id)
     try:
+        if stop.request_made is not None:  # stopped: no provider call starts
+            raise concurrent.futures.CancelledError
         future = engine_loop().submit(_run_dag(runtime, list(task_ids), known))
         while True:
             try:
@@ -46,12 +50,14 @@ def run_nodes(
                 if on_progress:
                     on_progress()
     except concurrent.futures.CancelledError:
-        pass  # interrupted: what finished is in `results`, the rest is marked cancelled below
+        pass  # interrupted or cancelled: what finished is in `results`, the rest is marked cancelled below
     missing = [t for t in task_ids if t not in results]
+    request = stop.request_made
+    error = request.task_error if request is not None else CANCELLED
     for task_id in missing:
-        results[task_id] = NodeResult(task_id, TaskStatus.CANCELLED, error=CANCELLED)
+        results[task_id] = NodeResult(task_id, TaskStatus.CANCELLED, error=error)
     if missing:
-        cancelled = [TaskOutcome(task_id=t, status=TaskStatus.CANCELLED, error=CANCELLED) for t in missing]
+        cancelled = [TaskOutcome(task_id=t, status=TaskStatus.CANCELLED, error=error) for t in missing]
         ledger.finish_tasks(run_id, cancelled)
     if on_progress:
         on_progress()
@@ -67,6 +73,13 @@ def _read_known(runtime: BatchRuntime, task_ids: Sequence[str]) -> KnownState:
 
 
 async def _run_dag(runtime: BatchRuntime, task_ids: list[str], known: KnownState) -> None:
+    this = asyncio.current_task()
+    assert this is not None
+    with run_stop(runtime.run.run_id).guarding(this):  # a stop of the run cancels this, with its calls
+        await _run_dag_nodes(runtime, task_ids, known)
+
+
+async def _run_dag_nodes(runtime: BatchRuntime, task_ids: list[str], known: KnownState) -> None:
     finished = {task_id: asyncio.Event() for task_id in task_ids}
     writes: list[concurrent.futures.Future[None]] = []
 

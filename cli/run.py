@@ -100,7 +100,9 @@ def run(
     Exit 0 when all tasks completed, 1 when any failed or was skipped or the Prefect API cannot be reached
     (PREFECT_API_URL not answering, the local server not starting), 2 on invalid input (the spec, the
     providers file, --strategy, a ledger database that cannot be opened, a Dask runner without a Prefect
-    server, an unknown --deployment), 130 when interrupted. With --deployment, exit 0 once the run is submitted.
+    server, an unknown --deployment), 130 when interrupted (Ctrl-C) or cancelled (its flow run cancelled in
+    Prefect: the UI, `prefect flow-run cancel`, `switchboard cancel`). With --deployment, exit 0 once the run
+    is submitted.
     """
     interrupts = RunInterrupts()
     try:
@@ -264,6 +266,13 @@ def _run_here(
         err_console.print(
             "interrupted: in-flight calls were stopped and recorded as cancelled; "
             f"run the same spec again to resume {run_id}",
+            highlight=False,
+        )
+        return EXIT_INTERRUPTED
+    if status == RunStatus.CANCELLED:
+        err_console.print(
+            "cancelled: the flow run was cancelled in Prefect; in-flight calls were stopped and recorded as "
+            f"cancelled; run the same spec again to resume {run_id}",
             highlight=False,
         )
         return EXIT_INTERRUPTED

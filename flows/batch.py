@@ -28,7 +28,7 @@ from prefect.client.schemas.objects import TaskRun
 from prefect.context import FlowRunContext
 from prefect.futures import PrefectFuture, wait
 from prefect.runtime import flow_run
-from prefect.states import Completed, Crashed, Failed, State
+from prefect.states import Cancelled, Completed, Crashed, Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from batches import (
@@ -36,19 +36,26 @@ from batches import (
     BatchSpec,
     NodeResult,
     RuntimeRef,
+    RunTotals,
+    StopReason,
+    StopRequest,
     check_same_spec,
     claim_renewed,
     close_runtime,
     end_run,
+    end_stopped_run,
+    forget_stop,
     open_runtime,
     resolve_inputs,
     run_node,
     run_nodes,
+    run_stop,
     run_summary,
     runtime_for,
     start_run,
 )
 from flows.artifacts import failover_markdown, publish_run_table, side_by_side
+from flows.cancelling import sigterm_cancels, stop_when_cancelled
 from flows.events import PrefectEventForwarder
 from flows.heartbeat import flow_heartbeat, in_process_heartbeat
 from flows.secrets import secret_resolver
@@ -104,7 +111,9 @@ class RunHandle:
 @task(name="route-task", task_run_name="{task_id}", **_TASK_OPTIONS)
 def execute_node(handle: RunHandle, task_id: str) -> str | State | None:
     result: NodeResult = run_node(_runtime(handle), task_id)
-    if result.status in (TaskStatus.FAILED, TaskStatus.CANCELLED):
+    if result.status == TaskStatus.CANCELLED:  # the run was interrupted or cancelled: shown as such in the UI
+        return Cancelled(message=result.error)
+    if result.status == TaskStatus.FAILED:
         raise NodeFailed(f"{task_id}: {result.error}")
     if result.status == TaskStatus.SKIPPED:  # never sent to a provider: say so in the UI rather than "Completed"
         return Completed(name="Skipped", message=result.error)
@@ -203,14 +212,25 @@ def process_batch(
         batch, config, chosen, run_id=run_id, ledger=ledger, observer=_observer(ledger), secrets=secret_resolver()
     )
     handle = RunHandle(RuntimeRef.of(runtime))
+    forget_stop(run_id)  # a resumed run starts with no stop left from before in this process
+    this_flow_run = flow_run.get_id()
     try:
-        with flow_heartbeat(), claim_renewed(ledger, run_id):
+        with (
+            flow_heartbeat(),
+            claim_renewed(ledger, run_id),
+            stop_when_cancelled(run_id, this_flow_run),
+            sigterm_cancels(run_id, this_flow_run),
+        ):
             if chunked:
                 _run_chunked(batch, handle, progress_id, config.runner.chunk_size)
             else:
                 _run_per_node(batch, handle, ledger, progress_id)
     finally:
-        close_runtime(run_id)
+        close_runtime(run_id)  # the ledger writer flushed: every attempt, cancelled ones too, is committed
+    request = run_stop(run_id).request_made
+    forget_stop(run_id)
+    if request is not None and request.reason == StopReason.CANCELLED:
+        return finish_cancelled_run(ledger, run_id, request, progress_id)
     return finish_run(ledger, run_id, progress_id)
 
 
@@ -242,7 +262,10 @@ def _run_per_node(batch: BatchSpec, handle: RunHandle, ledger: Ledger, progress_
 
 
 def _run_chunked(batch: BatchSpec, handle: RunHandle, progress_id: str | None, chunk_size: int) -> None:
+    stop = run_stop(handle.ref.run_id)
     for number, ids in enumerate(chunks(batch, chunk_size)):
+        if stop.request_made is not None:  # the later chunks' tasks are marked cancelled when the run ends
+            return
         execute_chunk.submit(handle, number, len(ids), ids, progress_id).wait()
 
 
@@ -261,9 +284,33 @@ def _observer(ledger: Ledger) -> PrefectEventForwarder:
     return PrefectEventForwarder(ledger)
 
 
+def finish_cancelled_run(ledger: Ledger, run_id: str, request: StopRequest, progress_id: str | None = None) -> State:
+    """The run's flow run was cancelled: mark what did not finish cancelled, the run cancelled, publish the
+    artifacts and end the flow run Cancelled, its data the totals."""
+    end_stopped_run(ledger, run_id, request)
+    result = _publish(ledger, run_id, progress_id)
+    message = (
+        f"{request.detail} (seen at {request.at.isoformat()}); "
+        f"Switchboard run {run_id} is resumed by running its spec again"
+    )
+    return Cancelled(message=message, data=result)
+
+
 def finish_run(ledger: Ledger, run_id: str, progress_id: str | None = None) -> dict[str, Any] | State:
     """Mark the run completed or failed from its tasks, publish its artifacts and return the totals."""
     all_done = end_run(ledger, run_id)
+    result = _publish(ledger, run_id, progress_id)
+    if all_done:
+        return result
+    totals = RunTotals.model_validate(result["totals"])
+    unfinished = (TaskStatus.FAILED, TaskStatus.SKIPPED, TaskStatus.CANCELLED, TaskStatus.PENDING)
+    not_done = ", ".join(f"{totals.count(s)} {s}" for s in unfinished if totals.count(s))
+    tasks = sum(totals.count(s) for s in TaskStatus)
+    return Failed(message=f"{not_done} of {tasks} tasks (run {run_id})", data=result)
+
+
+def _publish(ledger: Ledger, run_id: str, progress_id: str | None) -> dict[str, Any]:
+    """Publish the run's artifacts (progress at 100%, its table, its failovers); the flow run's result."""
     # Three round trips to the Prefect server, side by side and beside reading the run's summary.
     with side_by_side() as publish:
         if progress_id is not None:
@@ -277,13 +324,7 @@ def finish_run(ledger: Ledger, run_id: str, progress_id: str | None = None) -> d
                 description=f"Switchboard run {run_id}: failovers and their reasons",
             )
         )
-    totals = summary.totals
-    result = {"run_id": run_id, "status": summary.run.status.value, "totals": totals.model_dump()}
-    if all_done:
-        return result
-    unfinished = (TaskStatus.FAILED, TaskStatus.SKIPPED, TaskStatus.CANCELLED, TaskStatus.PENDING)
-    not_done = ", ".join(f"{totals.count(s)} {s}" for s in unfinished if totals.count(s))
-    return Failed(message=f"{not_done} of {len(summary.tasks)} tasks (run {run_id})", data=result)
+    return {"run_id": run_id, "status": summary.run.status.value, "totals": summary.totals.model_dump()}
 
 
 def mark_abandoned_flow_run(ledger: Ledger, run_id: str) -> None:
@@ -318,4 +359,12 @@ def run_batch_flow(config: SwitchboardConfig, **parameters: Any) -> dict[str, An
     return result
 
 
-__all__ = ["batch_flow", "choose_chunked", "chunks", "finish_run", "process_batch", "run_batch_flow"]
+__all__ = [
+    "batch_flow",
+    "choose_chunked",
+    "chunks",
+    "finish_cancelled_run",
+    "finish_run",
+    "process_batch",
+    "run_batch_flow",
+]

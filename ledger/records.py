@@ -27,12 +27,14 @@ class TaskStatus(StrEnum):
 
 
 class RunStatus(StrEnum):
-    """A run's state; `interrupted` is a run stopped with Ctrl-C, resumed by running its spec again."""
+    """A run's state; `interrupted` is a run stopped with Ctrl-C, `cancelled` one whose flow run was cancelled in
+    Prefect; both are resumed by running their spec again."""
 
     RUNNING = "running"
     COMPLETED = "completed"
     FAILED = "failed"
     INTERRUPTED = "interrupted"
+    CANCELLED = "cancelled"
 
 
 # The decision's parts are plain frozen dataclasses: the router builds one per routed task.

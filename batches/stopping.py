@@ -1,0 +1,146 @@
+"""Why a run stops before its tasks are done, decided in one place: interrupted (Ctrl-C) or cancelled (its flow
+run cancelled in Prefect: the UI, `prefect flow-run cancel`, the API, `switchboard cancel`).
+
+Whoever notices a stop (the CLI's signal handler, the flow's watch on its own Prefect state, a worker's kill
+signal) asks `run_stop(run_id).request(...)`; the first reason wins. From then on the run's nodes start no
+provider call, the calls in flight are cancelled (a CLI child's process group killed, HTTP requests closed, each
+recorded `cancelled` by the router), and `end_stopped_run` marks what never finished `cancelled` and the run
+`interrupted` or `cancelled`. Both resume on the next run of the same spec.
+
+A stop is per run: only the engine-loop work of that run is cancelled, so one process may run other batches on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from ledger import Ledger, RunStatus, TaskOutcome, TaskStatus
+from providers import utc_now
+from routing import engine_loop
+
+# How long in-flight calls get to record their cancellation before the unfinished tasks are marked.
+STOP_GRACE_S = 5.0
+
+
+class StopReason(StrEnum):
+    INTERRUPTED = "interrupted"  # Ctrl-C where the run's flow runs
+    CANCELLED = "cancelled"  # the run's flow run was cancelled in Prefect
+
+
+# A run's status once stopped for each reason.
+RUN_STATUS = {StopReason.INTERRUPTED: RunStatus.INTERRUPTED, StopReason.CANCELLED: RunStatus.CANCELLED}
+
+
+@dataclass(frozen=True, slots=True)
+class StopRequest:
+    reason: StopReason
+    detail: str  # said to the user and recorded as the unfinished tasks' error
+    at: datetime  # when this process saw it (UTC)
+
+    @property
+    def task_error(self) -> str:
+        return f"cancelled ({self.detail})"
+
+
+class RunStop:
+    """Whether and why one run stops, and the engine-loop work to cancel when it does."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._request: StopRequest | None = None
+        self._work: set[asyncio.Task[object]] = set()
+        self._stopped = threading.Event()
+
+    @property
+    def request_made(self) -> StopRequest | None:
+        return self._request
+
+    def request(self, reason: StopReason, detail: str) -> bool:
+        """Stop the run for `reason`; False (nothing changes) when it was already asked to stop."""
+        with self._lock:
+            if self._request is not None:
+                return False
+            self._request = StopRequest(reason=reason, detail=detail, at=utc_now())
+            work = list(self._work)
+        self._stopped.set()
+        loop = engine_loop().loop
+        for task in work:
+            loop.call_soon_threadsafe(task.cancel)
+        return True
+
+    def wait(self, timeout: float) -> bool:
+        """Block until a stop is requested (True) or `timeout` passes (False)."""
+        return self._stopped.wait(timeout)
+
+    @contextmanager
+    def guarding(self, task: asyncio.Task[object]) -> Iterator[None]:
+        """Around a run's work on the engine loop: cancelled by a stop; refused (CancelledError) after one."""
+        with self._lock:
+            if self._request is not None:
+                raise asyncio.CancelledError(self._request.task_error)
+            self._work.add(task)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._work.discard(task)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until the run's cancelled work has unwound (its calls recorded); False if `timeout` passed."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._work:
+                    return True
+            time.sleep(0.02)
+        return False
+
+
+_stops: dict[str, RunStop] = {}
+_stops_lock = threading.Lock()
+
+
+def run_stop(run_id: str) -> RunStop:
+    """The run's stop in this process (made on first use)."""
+    with _stops_lock:
+        return _stops.setdefault(run_id, RunStop())
+
+
+def forget_stop(run_id: str) -> None:
+    """Drop the run's stop once the run is over in this process (a resumed run starts with a fresh one)."""
+    with _stops_lock:
+        _stops.pop(run_id, None)
+
+
+def end_stopped_run(ledger: Ledger, run_id: str, request: StopRequest) -> RunStatus:
+    """After a stop: give in-flight calls a moment to record their cancellation, mark the tasks that never finished
+    `cancelled` (they run again when the spec is run again) and end the run `interrupted` or `cancelled`."""
+    run_stop(run_id).wait_idle(STOP_GRACE_S)
+    unfinished = [s.task_id for s in ledger.task_states(run_id).values() if s.status == TaskStatus.PENDING]
+    if unfinished:  # one transaction, not one per task
+        error = request.task_error
+        ledger.finish_tasks(
+            run_id, [TaskOutcome(task_id=t, status=TaskStatus.CANCELLED, error=error) for t in unfinished]
+        )
+    status = RUN_STATUS[request.reason]
+    ledger.finish_run(run_id, status)
+    return status
+
+
+__all__ = [
+    "RUN_STATUS",
+    "STOP_GRACE_S",
+    "RunStop",
+    "StopReason",
+    "StopRequest",
+    "end_stopped_run",
+    "forget_stop",
+    "run_stop",
+]
