@@ -40,7 +40,7 @@ from flows import (
     secret_resolver,
     submit_batch,
 )
-from ledger import Ledger, RunInProgress, RunStatus, open_ledger
+from ledger import Ledger, RunInProgress, RunStatus, open_ledger, shown_url, spool_dir
 from routing import PROVIDERS_ENV, InputError, SwitchboardConfig, load_config
 
 
@@ -262,6 +262,13 @@ def _run_here(
         sys.stdout.flush()
     else:
         render_run(out_console, summary, explain=explain)
+    if summary.totals.spooled_rows:
+        err_console.print(
+            f"warning: {summary.totals.spooled_rows} row(s) of run {run_id} could not be written to the ledger at "
+            f"{shown_url(ledger.url)}; they are kept in {spool_dir()} and written there at the next start",
+            highlight=False,
+            markup=False,
+        )
     if status == RunStatus.INTERRUPTED:
         err_console.print(
             "interrupted: in-flight calls were stopped and recorded as cancelled; "
