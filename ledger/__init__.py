@@ -63,6 +63,7 @@ from ledger.schema import (
     sqlite_file_missing,
     upgrade_schema,
 )
+from ledger.spool import Spool, SpoolReport, pending_rows, replay_spool, spool_dir
 from ledger.store import TERMINAL_TASK_STATUSES, Ledger, RunInProgress, new_run_id
 from ledger.writer import LedgerWriter
 
@@ -100,6 +101,8 @@ __all__ = [
     "SchemaError",
     "Settlement",
     "SharedState",
+    "Spool",
+    "SpoolReport",
     "StoreClock",
     "TaskOutcome",
     "TaskState",
@@ -122,12 +125,15 @@ __all__ = [
     "new_run_id",
     "open_existing_ledger",
     "open_ledger",
+    "pending_rows",
     "read_failure",
+    "replay_spool",
     "schema_engine",
     "schema_history",
     "schema_revision",
     "shown_url",
     "sliding",
+    "spool_dir",
     "sqlite_file_missing",
     "upgrade_schema",
 ]
