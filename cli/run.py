@@ -48,10 +48,22 @@ def _ephemeral() -> bool:
     return not os.environ.get("PREFECT_API_URL") and ephemeral_requested()
 
 
+# Prefect reads overrides of its logging config from PREFECT_LOGGING_<path>_<to>_<key>.
+QUIET_TERMINAL_LOGGING = {
+    "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING",
+    "PREFECT_LOGGING_LOGGERS_PREFECT_FLOW_RUNS_LEVEL": "INFO",
+    "PREFECT_LOGGING_LOGGERS_PREFECT_TASK_RUNS_LEVEL": "INFO",
+}
+
+
 def _quiet_prefect(verbose: bool) -> None:
     """Keep Prefect's own chatter off the terminal unless asked; must run before prefect is imported."""
     if not verbose:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+        # The run's own log (each task's routing outcome, at INFO) still reaches the Prefect server, the flow
+        # run's Logs tab; only the terminal's handler stays at WARNING.
+        for variable, level in QUIET_TERMINAL_LOGGING.items():
+            os.environ.setdefault(variable, level)
     # The ephemeral server's shutdown prints flush/CancelledError tracebacks that are noise for our users.
     os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "CRITICAL")
     # No telemetry from the embedded server: it would try to reach the internet.
