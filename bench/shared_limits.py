@@ -56,7 +56,9 @@ def _router(ledger: Ledger, owner: str) -> tuple[Router, LedgerWriter, SharedLim
     for i in range(PROVIDERS):
         config = LocalMockConfig(latency_ms=0, priority=i + 1, max_concurrency=64, limits=REALISTIC_LIMITS)  # type: ignore[arg-type]
         registry.add_instance(LocalMockProvider(f"mock{i}", config))
-    settings = SwitchboardConfig.model_validate({"providers": {"_": {"type": "local_mock"}}, "budget": REALISTIC_BUDGET})
+    settings = SwitchboardConfig.model_validate(
+        {"providers": {"_": {"type": "local_mock"}}, "budget": REALISTIC_BUDGET}
+    )
     writer = LedgerWriter(ledger)
     shared = SharedLimits(LimitStore(ledger.engine, owner=owner))
     return Router(registry, settings, recorder=writer.submit, shared=shared), writer, shared
