@@ -40,6 +40,7 @@ from routing.events import (
     plain_detail,
 )
 from routing.loop import EngineLoop, engine_loop
+from routing.manual_reset import reset_provider
 from routing.quota import ProviderQuota
 from routing.registry import (
     ENTRY_POINT_GROUP,
@@ -123,5 +124,6 @@ __all__ = [
     "provider_view",
     "provider_views",
     "record_event",
+    "reset_provider",
     "restore_router_state",
 ]

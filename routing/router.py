@@ -286,6 +286,10 @@ class Router:
         """Block a provider (or one of its subscriptions) until `reset_at`, as a recorded quota error did."""
         self._states[provider_id].quota.restore_block(reset_at, reason, subscription)
 
+    def subscriptions(self, provider_id: str) -> tuple[str, ...]:
+        """The subscriptions routing knows of a provider (configured or reported)."""
+        return self._states[provider_id].quota.subscriptions
+
     def clear_quota_block(self, provider_id: str, subscription: str | None = None) -> None:
         """A recorded block ended (its quota reset)."""
         self._states[provider_id].quota.clear_block(subscription)
