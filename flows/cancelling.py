@@ -6,7 +6,8 @@ Cancelling while its tasks go on. So the flow body watches its own flow run's st
 a read every `POLL_S`) and, once it is Cancelling or Cancelled, stops the run (batches.stopping). On a worker,
 the worker's runner also sends the process SIGTERM when a run is cancelled; `sigterm_cancels` tells that kill
 apart from any other SIGTERM by the flow run's state and stops the run the same way, so the flow still records
-what it did and ends Cancelled instead of dying mid-write. Any other SIGTERM goes to the handler that was there.
+what it did and ends Cancelled instead of dying mid-write. Any other SIGTERM interrupts a run `switchboard run`
+started in this process like Ctrl-C (batches.control), else goes to the handler that was there.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from uuid import UUID
 from prefect import get_client
 from prefect.client.schemas.objects import StateType
 
-from batches import StopReason, run_stop
+from batches import StopReason, interrupt_handler, run_stop
 
 # Seconds between two reads of the flow run's state: a cancel is seen within about this long.
 POLL_S = 1.0
@@ -105,7 +106,10 @@ def sigterm_cancels(run_id: str, flow_run_id: UUID | str) -> Iterator[None]:
             if stop.request(StopReason.CANCELLED, CANCEL_DETAIL):
                 quiet_cancelled_task_runs()
             return
-        if callable(previous):
+        interrupt = interrupt_handler()
+        if interrupt is not None:  # `switchboard run` in this process: a SIGTERM interrupts like Ctrl-C
+            interrupt(signum, frame)
+        elif callable(previous):
             previous(signum, frame)
         elif previous == signal.SIG_DFL:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
