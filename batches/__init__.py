@@ -51,6 +51,7 @@ from batches.stopping import (
     forget_stop,
     run_stop,
 )
+from batches.story import routing_story
 from batches.summary import AttemptSummary, RunHeader, RunSummary, RunTotals, TaskSummary, run_summary, task_summary
 
 __all__ = [
@@ -102,6 +103,7 @@ __all__ = [
     "percentile",
     "resolve_inputs",
     "resolve_strategy",
+    "routing_story",
     "run_node",
     "run_nodes",
     "run_stop",

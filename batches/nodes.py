@@ -17,6 +17,7 @@ from batches.lifecycle import CANCELLED
 from batches.run_state import KnownState, NodeResult
 from batches.runtime import BatchRuntime
 from batches.stopping import run_stop
+from batches.story import routing_story
 from ledger import TaskOutcome, TaskStatus
 from providers import well_formed
 from routing import RoutedResult, engine_loop
@@ -147,7 +148,10 @@ async def _run_one(
         error=routed.error,
         decision=routed.decision,
     )
-    return NodeResult(task_id, routed.status, output=output, error=routed.error), outcome, routed
+    story = routing_story(
+        task_id, str(routed.status), routed.provider_id, routed.attempts, routed.decision, routed.error
+    )
+    return NodeResult(task_id, routed.status, output=output, error=routed.error, story=story), outcome, routed
 
 
 __all__ = ["run_node", "run_nodes"]

@@ -15,6 +15,8 @@ class NodeResult:
     output: str | None = None
     error: str | None = None
     reused: bool = False
+    # The routing outcome in one line (batches.story), for the run's log; None when nothing was routed.
+    story: str | None = None
 
 
 @dataclass(slots=True)

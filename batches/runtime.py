@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict
 from batches.run_state import KnownState
 from batches.spec import BatchSpec, load_spec
 from ledger import Ledger, LedgerWriter, open_ledger
-from providers import SecretResolver, env_secrets
+from providers import ProviderConfig, SecretResolver, env_secrets, safe_url
 from routing import (
     ProviderRegistry,
     Router,
@@ -95,7 +95,7 @@ def open_runtime(
             provider.provider_id,
             type_name=provider.type_name,
             priority=provider.config.priority,
-            config=provider.config.model_dump(mode="json"),
+            config=_storable_config(provider.config),
             capabilities={
                 "task_types": None if caps.task_types is None else sorted(caps.task_types),
                 "max_concurrency": caps.max_concurrency,
@@ -119,6 +119,14 @@ def open_runtime(
     with _runtimes_lock:
         _runtimes[run_id] = runtime
     return runtime
+
+
+def _storable_config(config: ProviderConfig) -> dict[str, Any]:
+    """A provider's config as the ledger keeps it: never a credential (those written into base_url included)."""
+    document = config.model_dump(mode="json")
+    if document.get("base_url"):
+        document["base_url"] = safe_url(document["base_url"])
+    return document
 
 
 class RuntimeRef(BaseModel):

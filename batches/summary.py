@@ -22,6 +22,7 @@ from ledger import (
     TaskStatus,
     count_failovers,
     count_rotations,
+    pending_rows,
 )
 from providers import TokenUsage
 
@@ -121,6 +122,9 @@ class RunTotals(_Summary):
     failovers: int = 0
     rotations: int = 0
     attempts: int = 0
+    # Rows of this run the ledger did not take (it was away), kept in the local spool until they are written
+    # (ledger.spool); the counts and cost above leave them out until then.
+    spooled_rows: int = 0
 
     def count(self, status: TaskStatus) -> int:
         return int(getattr(self, status.value))
@@ -204,6 +208,7 @@ def run_summary(ledger: Ledger, run_id: str, *, explain: bool = False) -> RunSum
         failovers=failovers,
         rotations=rotations,
         attempts=sum(len(t.attempts) for t in tasks),
+        spooled_rows=pending_rows(ledger.url, run_id),
     )
     return RunSummary.model_construct(run=header, tasks=tasks, totals=totals)
 

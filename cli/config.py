@@ -11,9 +11,27 @@ from typing import Annotated
 
 from cyclopts import App, Parameter
 
-from cli.app import EXIT_INVALID, EXIT_OK, app, err_console, out_console, print_error
-from configtools import NothingToRollBack, Problem, Validation, plan_repair, rollback, validate_file, write_repair
+from cli.app import EXIT_FAILED, EXIT_INVALID, EXIT_OK, app, err_console, out_console, print_error
+from configtools import (
+    MigrationError,
+    NothingToRollBack,
+    Problem,
+    UsageFileError,
+    Validation,
+    import_usage,
+    keys_file_path,
+    load_line,
+    plan_repair,
+    read_old,
+    record_change,
+    rollback,
+    validate_file,
+    write_keys,
+    write_repair,
+)
 from flows import secret_resolver
+from ledger import open_ledger
+from providers import SecretResolver
 from routing import PROVIDERS_ENV
 
 config_app = App(name="config", help="Check, repair and migrate providers files.")
@@ -35,11 +53,17 @@ def chosen_file(file: Path | None) -> Path | None:
     return None
 
 
-def check_file(file: Path, *, probe: bool = False) -> Validation:
+def check_file(file: Path, *, probe: bool = False, known: dict[str, str] | None = None) -> Validation:
     """The file's problems and, once it is sound, its environment's: keys through env vars and, where a Prefect
-    API answers, Secret blocks."""
+    API answers, Secret blocks (and `known` keys, just written but not loaded in this shell yet)."""
     resolver = secret_resolver()
-    return validate_file(file, secrets=resolver, blocks_checked=resolver.uses_blocks(), probe=probe)
+    extra = known or {}
+
+    def secrets(name: str) -> str | None:
+        return extra.get(name) or resolver(name)
+
+    lookup: SecretResolver = secrets
+    return validate_file(file, secrets=lookup, blocks_checked=resolver.uses_blocks(), probe=probe)
 
 
 def render_problems(problems: list[Problem]) -> None:
@@ -128,6 +152,72 @@ def repair(
     return EXIT_INVALID if left else EXIT_OK
 
 
+@config_app.command
+def migrate(
+    old: Path,
+    *,
+    out: Annotated[
+        Path | None, Parameter(help="The providers file to write (default: providers.yaml beside OLD).")
+    ] = None,
+    usage: Annotated[Path | None, Parameter(help="Also import past usage from this CSV export.")] = None,
+    provider: Annotated[
+        str, Parameter(help="Provider of imported rows whose key the migration does not know.")
+    ] = "imported",
+) -> int:
+    """Convert an older single-agent configuration into a providers file.
+
+    OLD: env lines (CLAUDE_API_KEYS=k1,k2, CLAUDE_DAILY_LIMIT, CLAUDE_CLI_PATH, ...), a JSON or YAML `agents:`
+    list, or the seed plan's `providers:` with `api_keys` and `rate_limit: 1000/hour`. Key values go to an
+    owner-only env file in the data dir, never into the providers file; stdout is the one line that loads it.
+    Undo with `switchboard config rollback`. Exit 0, 2 when OLD cannot be converted or the result has problems,
+    1 when some usage rows were bad (the rest imported).
+    """
+    try:
+        migration = read_old(old)
+    except MigrationError as exc:
+        print_error(str(exc))
+        return EXIT_INVALID
+    target = out or old.expanduser().absolute().parent / "providers.yaml"
+    keys_file = keys_file_path()
+    text = migration.render(target, keys_file)
+    written = [target] + ([keys_file] if migration.keys else [])
+    change = record_change("migrate", f"migrated {old} ({migration.shape}) to {target}", written)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(text.encode("utf-8"))
+    if migration.keys:
+        write_keys(migration.keys, keys_file)
+    _note(f"wrote {target} (providers: {', '.join(migration.doc['providers'])}) from {old} (change {change.number})")
+    if migration.keys:
+        _note(f"wrote {len(migration.keys)} key(s) to {keys_file} (mode 0600); load them with:")
+        out_console.print(load_line(keys_file), highlight=False, markup=False, soft_wrap=True)
+    for note in migration.notes:
+        _note(f"not converted: {note}")
+    code = EXIT_OK
+    problems = check_file(target, known=migration.keys).problems
+    if problems:
+        _note(f"{len(problems)} problem(s) in the result, for you to fix (`switchboard config validate {target}`):")
+        for problem in problems:
+            err_console.print(problem.render(), highlight=False, markup=False, soft_wrap=True)
+        # The file's own problems fail the migration; the environment's (no `claude` here yet) are for later.
+        code = EXIT_INVALID if any(not p.environment for p in problems) else EXIT_OK
+    if usage is not None:
+        try:
+            imported = import_usage(usage, open_ledger(), provider=provider, key_places=migration.key_places)
+        except UsageFileError as exc:
+            print_error(f"{exc}; nothing imported")
+            return EXIT_INVALID
+        _note(
+            f"usage: {imported.imported} row(s) imported from {usage}, {imported.already} already in the ledger, "
+            f"{len(imported.bad)} bad"
+        )
+        for bad in imported.bad:
+            _note(f"  {bad.render(usage)}")
+        if imported.bad and code == EXIT_OK:
+            code = EXIT_FAILED
+    _note("undo: `switchboard config rollback` (the usage rows stay: importing again adds nothing twice)")
+    return code
+
+
 @config_app.command(name="rollback")
 def rollback_command(file: Annotated[Path | None, Parameter(help="Only a change that wrote this file.")] = None) -> int:
     """Undo the newest `config repair` or `config migrate` (that wrote FILE, if given): every file it wrote gets
@@ -150,4 +240,13 @@ def _note(text: str) -> None:
     err_console.print(text, highlight=False, markup=False, soft_wrap=True)
 
 
-__all__ = ["check_file", "chosen_file", "config_app", "render_problems", "repair", "rollback_command", "validate"]
+__all__ = [
+    "check_file",
+    "chosen_file",
+    "config_app",
+    "migrate",
+    "render_problems",
+    "repair",
+    "rollback_command",
+    "validate",
+]

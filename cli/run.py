@@ -40,7 +40,7 @@ from flows import (
     secret_resolver,
     submit_batch,
 )
-from ledger import Ledger, RunInProgress, RunStatus, open_ledger
+from ledger import Ledger, RunInProgress, RunStatus, open_ledger, shown_url, spool_dir
 from routing import PROVIDERS_ENV, InputError, SwitchboardConfig, load_config
 
 
@@ -48,10 +48,22 @@ def _ephemeral() -> bool:
     return not os.environ.get("PREFECT_API_URL") and ephemeral_requested()
 
 
+# Prefect reads overrides of its logging config from PREFECT_LOGGING_<path>_<to>_<key>.
+QUIET_TERMINAL_LOGGING = {
+    "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING",
+    "PREFECT_LOGGING_LOGGERS_PREFECT_FLOW_RUNS_LEVEL": "INFO",
+    "PREFECT_LOGGING_LOGGERS_PREFECT_TASK_RUNS_LEVEL": "INFO",
+}
+
+
 def _quiet_prefect(verbose: bool) -> None:
     """Keep Prefect's own chatter off the terminal unless asked; must run before prefect is imported."""
     if not verbose:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+        # The run's own log (each task's routing outcome, at INFO) still reaches the Prefect server, the flow
+        # run's Logs tab; only the terminal's handler stays at WARNING.
+        for variable, level in QUIET_TERMINAL_LOGGING.items():
+            os.environ.setdefault(variable, level)
     # The ephemeral server's shutdown prints flush/CancelledError tracebacks that are noise for our users.
     os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "CRITICAL")
     # No telemetry from the embedded server: it would try to reach the internet.
@@ -262,6 +274,13 @@ def _run_here(
         sys.stdout.flush()
     else:
         render_run(out_console, summary, explain=explain)
+    if summary.totals.spooled_rows:
+        err_console.print(
+            f"warning: {summary.totals.spooled_rows} row(s) of run {run_id} could not be written to the ledger at "
+            f"{shown_url(ledger.url)}; they are kept in {spool_dir()} and written there at the next start",
+            highlight=False,
+            markup=False,
+        )
     if status == RunStatus.INTERRUPTED:
         err_console.print(
             "interrupted: in-flight calls were stopped and recorded as cancelled; "

@@ -9,25 +9,34 @@ which keys exist); the CLI sits on top and hands in what only it may know, such 
 from configtools.edit import EditError, apply_edits, edits_for, render_value
 from configtools.environment import CREDENTIALS_FILE, default_config_dir, environment_problems, has_login
 from configtools.history import Change, FileBefore, NothingToRollBack, changes, history_dir, record_change, rollback
+from configtools.migrate import KEYS_FILE, Migration, MigrationError, keys_file_path, load_line, read_old, write_keys
 from configtools.problems import ENVIRONMENT_KINDS, Fix, Problem, ProblemKind, field_name
 from configtools.repair import Repair, plan_repair, write_repair
 from configtools.schema import check_document, rate
 from configtools.similar import close_matches, did_you_mean, edit_distance
 from configtools.source import Source, parse_source, read_source
+from configtools.usage_import import IMPORT_RUN, BadRow, UsageFileError, UsageImport, import_usage
 from configtools.validate import Validation, validate_file
 
 __all__ = [
     "CREDENTIALS_FILE",
     "ENVIRONMENT_KINDS",
+    "IMPORT_RUN",
+    "KEYS_FILE",
+    "BadRow",
     "Change",
     "EditError",
     "FileBefore",
     "Fix",
+    "Migration",
+    "MigrationError",
     "NothingToRollBack",
     "Problem",
     "ProblemKind",
     "Repair",
     "Source",
+    "UsageFileError",
+    "UsageImport",
     "Validation",
     "apply_edits",
     "changes",
@@ -41,13 +50,18 @@ __all__ = [
     "field_name",
     "has_login",
     "history_dir",
+    "import_usage",
+    "keys_file_path",
+    "load_line",
     "parse_source",
     "plan_repair",
     "rate",
+    "read_old",
     "read_source",
     "record_change",
     "render_value",
     "rollback",
     "validate_file",
+    "write_keys",
     "write_repair",
 ]

@@ -111,6 +111,7 @@ class RunHandle:
 @task(name="route-task", task_run_name="{task_id}", **_TASK_OPTIONS)
 def execute_node(handle: RunHandle, task_id: str) -> str | State | None:
     result: NodeResult = run_node(_runtime(handle), task_id)
+    _tell(result)
     if result.status == TaskStatus.CANCELLED:  # the run was interrupted or cancelled: shown as such in the UI
         return Cancelled(message=result.error)
     if result.status == TaskStatus.FAILED:
@@ -129,7 +130,15 @@ def execute_chunk(
     counts: dict[str, int] = {}
     for result in run_nodes(runtime, task_ids, on_progress=lambda: _progress(runtime.ledger, run_id, progress_id)):
         counts[result.status] = counts.get(result.status, 0) + 1
+        _tell(result)
     return counts
+
+
+def _tell(result: NodeResult) -> None:
+    """The task's routing outcome to the run's log at INFO: it reaches the Prefect server (the flow run's Logs tab)
+    while `switchboard run` keeps Prefect's console handler at WARNING."""
+    if result.story is not None:
+        get_run_logger().info("%s", result.story)
 
 
 def _runtime(handle: RunHandle) -> BatchRuntime:

@@ -260,6 +260,9 @@ def prefect_api(configured: str | None, *, announce: Callable[[str], None] | Non
         check_api(configured)
         return configured
     if ephemeral_requested():
+        # Prefect gives its temporary server 20 s to start, which a busy machine (a CI box, several runs at
+        # once) misses; give it the managed server's allowance unless the user chose one.
+        os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", str(int(STARTUP_TIMEOUT_S)))
         return None
     if not is_healthy() and announce is not None:
         announce("starting the local Prefect server (once; `switchboard server stop` stops it) ...")

@@ -47,6 +47,7 @@ from ledger.schema import (
     sqlite_file_missing,
     upgrade_schema,
 )
+from ledger.spool import Spool, SpoolReport, pending_rows, replay_spool, spool_dir
 from ledger.store import TERMINAL_TASK_STATUSES, Ledger, RunInProgress, new_run_id
 from ledger.writer import LedgerWriter
 
@@ -73,6 +74,8 @@ __all__ = [
     "RunRecord",
     "RunStatus",
     "SchemaError",
+    "Spool",
+    "SpoolReport",
     "TaskOutcome",
     "TaskState",
     "TaskStatus",
@@ -93,11 +96,14 @@ __all__ = [
     "new_run_id",
     "open_existing_ledger",
     "open_ledger",
+    "pending_rows",
     "read_failure",
+    "replay_spool",
     "schema_engine",
     "schema_history",
     "schema_revision",
     "shown_url",
+    "spool_dir",
     "sqlite_file_missing",
     "upgrade_schema",
 ]

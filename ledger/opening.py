@@ -12,6 +12,7 @@ older schema is migrated, as any command does. A ledger that fails while it is r
 
 from __future__ import annotations
 
+import logging
 from functools import cache
 from pathlib import Path
 
@@ -21,7 +22,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from ledger.db import LedgerUnavailable, create_ledger_engine, database_reason, default_database_url, migrate, shown_url
+from ledger.spool import replay_spool
 from ledger.store import Ledger
+
+log = logging.getLogger(__name__)
 
 # The table every ledger has had since its first migration.
 _LEDGER_TABLE = "provider_usage"
@@ -45,8 +49,13 @@ def open_ledger(url: str | None = None) -> Ledger:
 
 @cache
 def _ledger_for(url: str) -> Ledger:
-    # One ledger (engine and pool) per database per process.
-    return Ledger(url=url)
+    # One ledger (engine and pool) per database per process. Rows an earlier process could not write (the
+    # database was away) are written now, before anything reads the ledger to resume a run.
+    ledger = Ledger(url=url)
+    ledger.replayed = replay_spool(ledger.engine.begin, ledger.url)
+    if ledger.replayed is not None:
+        log.warning("%s", ledger.replayed.line(url))
+    return ledger
 
 
 def open_existing_ledger(url: str | None = None) -> Engine:

@@ -57,7 +57,11 @@ class Ledger:
 
     def __init__(self, engine: Engine | None = None, *, url: str | None = None) -> None:
         self.engine = engine or create_ledger_engine(url)
+        # The URL it was opened with (password included): the key of its spool (ledger.spool).
+        self.url = url or self.engine.url.render_as_string(hide_password=False)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # What opening it replayed from the spool (ledger.opening), for the caller to say in one line.
+        self.replayed: Any = None
 
     def close(self) -> None:
         self.engine.dispose()
@@ -530,6 +534,20 @@ class Ledger:
 
 def update_outcomes(conn: Connection, outcomes: Iterable[tuple[str, TaskOutcome]]) -> None:
     """Write tasks' final states (run_id, outcome) with one executemany."""
+    rows = _outcome_rows(conn, outcomes)
+    if rows:
+        conn.execute(_UPDATE_OUTCOME, rows)
+
+
+def update_outcomes_unless_completed(conn: Connection, outcomes: Iterable[tuple[str, TaskOutcome]]) -> None:
+    """As `update_outcomes`, but a task already completed keeps its state: a late row (replayed from the
+    spool) never undoes a completion recorded since."""
+    rows = _outcome_rows(conn, outcomes)
+    if rows:
+        conn.execute(_UPDATE_OUTCOME.where(TaskRow.status != TaskStatus.COMPLETED), rows)
+
+
+def _outcome_rows(conn: Connection, outcomes: Iterable[tuple[str, TaskOutcome]]) -> list[dict[str, Any]]:
     now = utc_now()
     nul_ok = _nul_ok(conn)
     rows = []
@@ -548,8 +566,7 @@ def update_outcomes(conn: Connection, outcomes: Iterable[tuple[str, TaskOutcome]
                 "updated_at": now,
             }
         )
-    if rows:
-        conn.execute(_UPDATE_OUTCOME, rows)
+    return rows
 
 
 _UPDATE_OUTCOME = (

@@ -10,20 +10,33 @@ Two ways to run the commits:
   rows to another thread and being woken again, and nothing crosses threads;
 - on a writer thread (other databases, and callers without a running loop): a network round trip to
   PostgreSQL must not stall the routing engine's loop.
+
+Nothing handed to the writer is dropped. A group commit that fails is retried row by row (one refused row must
+not take the others with it); when the database itself is out of reach, or a row is still refused, the rows go
+to the local spool (ledger.spool), fsynced, and their futures complete: the rows are safe, and they are written
+to the ledger by this writer once a later commit succeeds, else at the next start. One warning line says so.
+A future fails only when even the spool cannot be written.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import queue
 import threading
 from concurrent.futures import Future
 from typing import Any
 
 from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+from ledger.db import shown_url
 from ledger.records import AttemptRecord, TaskOutcome
+from ledger.spool import Spool
 from ledger.store import Ledger, insert_attempts, update_outcomes
+
+log = logging.getLogger(__name__)
 
 _STOP = object()
 MAX_BATCH = 2000
@@ -45,6 +58,8 @@ class LedgerWriter:
         # thread mode, started on first use
         self._queue: queue.SimpleQueue[tuple[_Item, _Done] | object] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        self.spool = Spool(ledger.url)
+        self._warned = False
 
     def submit(self, attempt: AttemptRecord) -> _Done:
         """Queue an attempt row; the future completes once it is committed (or fails with the database error)."""
@@ -125,22 +140,107 @@ class LedgerWriter:
         attempts = [item for item, _ in batch if isinstance(item, AttemptRecord)]
         outcomes: list[Any] = [item for item, _ in batch if not isinstance(item, AttemptRecord)]
         try:
-            conn = self._connection
-            if conn is None or conn.closed:
-                # One long-lived connection: checking one out of the pool per commit costs as much as the commit.
-                conn = self._connection = self._ledger.engine.connect()
+            conn = self._connect()
             with conn.begin():
                 insert_attempts(conn, attempts)
                 update_outcomes(conn, outcomes)
-        except Exception as exc:  # the callers decide; later batches are still served
-            if self._connection is not None:
-                self._connection.invalidate()
-                self._connection = None
-            for _, done in batch:
-                _resolve(done, exc)
+        except Exception as exc:
+            self._drop_connection()
+            self._salvage(batch, exc)
             return
         for _, done in batch:
             _resolve(done, None)
+        if self.spool.rows:
+            self._replay_spool()
+
+    def _connect(self) -> Connection:
+        conn = self._connection
+        if conn is None or conn.closed:
+            # One long-lived connection: checking one out of the pool per commit costs as much as the commit.
+            conn = self._connection = self._ledger.engine.connect()
+        return conn
+
+    def _drop_connection(self) -> None:
+        if self._connection is not None:
+            with contextlib.suppress(Exception):  # already gone with its server
+                self._connection.invalidate()
+            self._connection = None
+
+    def _salvage(self, batch: list[tuple[_Item, _Done]], error: Exception) -> None:
+        """After a failed group commit: each row in a transaction of its own, the rest to the spool."""
+        failed: list[tuple[_Item, _Done]] = []
+        reason = error
+        if _out_of_reach(error):
+            failed = batch  # row by row would only wait on the same dead connection again
+        else:
+            for index, (item, done) in enumerate(batch):
+                try:
+                    conn = self._connect()
+                    with conn.begin():
+                        if isinstance(item, AttemptRecord):
+                            insert_attempts(conn, [item])
+                        else:
+                            update_outcomes(conn, [item])
+                except Exception as exc:
+                    self._drop_connection()
+                    if _callers_mistake(exc):  # e.g. a task "finished" as pending: no database would take it
+                        _resolve(done, exc)
+                        continue
+                    failed.append((item, done))
+                    reason = exc
+                    if _out_of_reach(exc):
+                        failed.extend(batch[index + 1 :])
+                        break
+                    continue
+                _resolve(done, None)
+        if not failed:
+            return
+        try:
+            self.spool.add(item for item, _ in failed)
+        except Exception as spool_error:  # nowhere left to keep them: the callers must hear it
+            log.error("could not spool %d ledger rows to %s: %s", len(failed), self.spool.path, spool_error)
+            for _, done in failed:
+                _resolve(done, reason)
+            return
+        if not self._warned:
+            self._warned = True
+            log.warning(
+                "the ledger at %s did not take %d row(s) (%s); kept in %s and written there when it answers again, "
+                "else at the next start",
+                shown_url(self._ledger.url), len(failed), _short(reason), self.spool.path,
+            )  # fmt: skip
+        for _, done in failed:
+            _resolve(done, None)
+
+    def _replay_spool(self) -> None:
+        """The database answers again: write back what this writer spooled."""
+        try:
+            conn = self._connect()
+            with conn.begin():
+                replayed = self.spool.replay_into(conn)
+        except Exception as exc:  # not yet; the next commit tries again, or the next start
+            self._drop_connection()
+            log.debug("spool replay deferred: %s", exc)
+            return
+        if replayed:
+            log.warning("wrote %d spooled row(s) to the ledger at %s", replayed, shown_url(self._ledger.url))
+
+
+def _out_of_reach(error: Exception) -> bool:
+    """The database, not one row, is the problem: connection lost or refused, server gone, database locked."""
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return True
+    return isinstance(error, OperationalError | InterfaceError)
+
+
+def _callers_mistake(error: Exception) -> bool:
+    """Refused before any database saw it (our own validation); spooling it would only fail again later."""
+    return isinstance(error, ValueError) and not isinstance(error, UnicodeError)
+
+
+def _short(error: Exception) -> str:
+    first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return f"{type(error).__name__}: {first[:200]}" if first else type(error).__name__
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

@@ -201,7 +201,7 @@ class HttpProvider(AIProvider):
 
     def _redact(self, text: str) -> str:
         """Vendor text can echo what we sent: the key, whole or cut at the text's edge, becomes a marker."""
-        return redact(text, [self.secret(self.config.api_key_env)], _REDACTED)
+        return redact(text, self.known_secrets(), _REDACTED)
 
     def _clean(self, text: str) -> str:
         """Redact the key first, then shorten: shortening first could cut the key and let half of it through."""

@@ -28,6 +28,7 @@ from providers.models import (
     TokenUsage,
 )
 from providers.pricing import undated
+from providers.redaction import redact, url_credentials
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +108,7 @@ def secret_block_name(name: str) -> str:
 
 QuotaListener = Callable[[QuotaSignal], None]
 
+ANSWER_REDACTED = "[redacted]"
 # Rough tokens-per-character ratio for estimating prompts before a call; good enough for budgets.
 CHARS_PER_TOKEN = 4
 
@@ -257,6 +259,16 @@ class AIProvider(ABC):
 
     def secret(self, env_name: str | None) -> str | None:
         return self._secrets(env_name) if env_name else None
+
+    def known_secrets(self) -> list[str | None]:
+        """Every credential value this provider could send or see: its key, and any written into `base_url`."""
+        return [self.secret(self.config.api_key_env), *url_credentials(self.config.base_url)]
+
+    def scrub(self, text: str) -> str:
+        """`text` (an answer) with every known credential value, raw or URL-encoded, replaced by `[redacted]`:
+        a model can echo a key it was shown, and the answer is stored, printed and sent to other vendors."""
+        values = self.known_secrets()
+        return redact(text, values, ANSWER_REDACTED) if any(values) else text
 
     def add_quota_listener(self, listener: QuotaListener) -> None:
         self._quota_listeners.append(listener)

@@ -627,11 +627,14 @@ class ClaudeCliProvider(AIProvider):
     def _family_price(cls, model: str) -> Price | None:
         return claude_family_price(model)
 
+    def known_secrets(self) -> list[str | None]:
+        """The keys of its subscriptions seen so far, and the credentials the CLI reads from the environment."""
+        return [*self._known_secrets, *(os.environ.get(n) for n in CREDENTIAL_VARS), *super().known_secrets()]
+
     def _redact(self, text: str) -> str:
         """Remove any credential value we know of (whole, or cut at the text's edge), and anything shaped like
         an Anthropic key."""
-        values = self._known_secrets | {os.environ.get(n) for n in CREDENTIAL_VARS if os.environ.get(n)}
-        return _KEY_SHAPED.sub("sk-ant-***", redact(text, values, "***"))
+        return _KEY_SHAPED.sub("sk-ant-***", redact(text, self.known_secrets(), "***"))
 
 
 def _judge_retry(line: str, watch: RetryWatch) -> ProviderError | None:

@@ -7,7 +7,7 @@ that survives no longer matches the key, so it would be stored as is.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, quote_plus, unquote, urlsplit, urlunsplit
 
 # Shorter values are not treated as secrets: replacing them would mangle ordinary text.
 MIN_SECRET_LEN = 8
@@ -18,8 +18,13 @@ ELLIPSIS = "…"
 
 
 def redact(text: str, secrets: Iterable[str | None], marker: str) -> str:
-    """`text` with every occurrence of each secret, and any piece of one cut at either edge, replaced by `marker`."""
-    values = sorted({s for s in secrets if s and len(s) >= MIN_SECRET_LEN}, key=len, reverse=True)
+    """`text` with every occurrence of each secret, raw or URL-encoded (a key echoed inside a link), and any piece
+    of one cut at either edge, replaced by `marker`."""
+    values = sorted(
+        {form for s in secrets if s and len(s) >= MIN_SECRET_LEN for form in (s, quote(s, safe=""), quote_plus(s))},
+        key=len,
+        reverse=True,
+    )
     for value in values:  # longest first, so a key containing another goes whole
         text = text.replace(value, marker)
     for value in values:
@@ -48,6 +53,17 @@ def shorten(text: str, limit: int) -> str:
 def tail(text: str, limit: int) -> str:
     """The end of `text`, at most `limit` characters, starting with an ellipsis when something was cut."""
     return text if len(text) <= limit else ELLIPSIS + text[-(limit - 1) :]
+
+
+def url_credentials(url: str | None) -> list[str]:
+    """The user name and password written into a URL (`https://user:token@host/`), decoded; they are secrets."""
+    if not url:
+        return []
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return []
+    return [unquote(v) for v in (parts.username, parts.password) if v]
 
 
 def safe_url(url: str | None) -> str | None:

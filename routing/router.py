@@ -29,7 +29,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from ledger import AttemptRecord, HistoryRecord, RouteDecision, TaskStatus
@@ -404,7 +404,26 @@ class Router:
             self._budget_refused(run, task, {r.scope for r in refused})
         result.outcome = "budget_exceeded" if refused is not None else "unavailable"
         reasons = "; ".join(f"{p}: {r}" for p, r in decision.skipped.items()) or "no providers configured"
-        result.error = f"no provider can take task type {task.type!r} now ({reasons})"
+        result.error = f"no provider can take task type {task.type!r} now ({reasons})" + self._when_open_ends(decision)
+
+    def _when_open_ends(self, decision: DecisionDraft) -> str:
+        """When the first of the open circuits that refused a task lets probes through: what to tell someone
+        who resumed a run within `cooldown_s` of an outage."""
+        ends = [
+            until
+            for pid, reason in decision.skipped.items()
+            if reason == "circuit_open" and pid in self._states
+            for until in (self._states[pid].breaker.open_until,)
+            if until is not None
+        ]
+        if not ends:
+            return ""
+        wait_s = max(0.0, min(ends) - self._clock())
+        at = utc_now() + timedelta(seconds=wait_s)
+        return (
+            f"; the first open circuit lets calls through again in {wait_s:.0f} s, at {at:%H:%M:%S} UTC: "
+            "run it again then"
+        )
 
     def _budget_refused(self, run: RunInfo, task: AITask, scopes: set[str]) -> None:
         """The budget refused a task all work: report it once per run (run budget) or per UTC day (day budget),
@@ -481,7 +500,9 @@ class Router:
                 answer = await provider.execute_task(task, context)
                 if not isinstance(answer, ProviderResponse):
                     raise not_a_response(provider, answer)
-                response = answer
+                # Before anything stores, prints or forwards it: a model may echo a credential it saw.
+                scrubbed = provider.scrub(answer.text)
+                response = answer if scrubbed == answer.text else answer.model_copy(update={"text": scrubbed})
             except ProviderError as exc:
                 error = exc
             except Exception as exc:  # a provider's bug: recorded and failed over like an outage

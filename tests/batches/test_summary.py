@@ -70,4 +70,5 @@ def test_decisions_only_when_explained_and_the_ui_link_only_when_given(sqlite_ur
     assert explained["run"]["ui_url"] is None
     totals = explained["totals"]
     assert (totals["completed"], totals["skipped"], totals["failovers"], totals["attempts"]) == (1, 1, 1, 2)
-    assert totals["cost_usd"] == 0.25 and list(totals)[-4:] == ["cost_usd", "failovers", "rotations", "attempts"]
+    assert totals["cost_usd"] == 0.25
+    assert list(totals)[-5:] == ["cost_usd", "failovers", "rotations", "attempts", "spooled_rows"]

@@ -242,3 +242,36 @@ def test_ctrl_c_before_the_run_row_exists_writes_nothing_and_says_so(env: dict[s
     assert stdout == "" and "Traceback" not in stderr
     assert stderr.strip() == "interrupted before the run started: nothing was written"
     assert not (tmp_path / "ledger.db").exists()
+
+
+def test_the_failover_examples_flow_run_logs_each_tasks_routing_in_prefect(env: dict[str, str]) -> None:
+    """The flow run's Logs tab tells the run's story (providers, failovers and their reasons, cost), while the
+    terminal stays as quiet as before."""
+    import httpx
+
+    result = switchboard(
+        "run",
+        str(EXAMPLES / "pr-review.yaml"),
+        "--providers",
+        str(EXAMPLES / "providers-failover.yaml"),
+        "--json",
+        "--fresh",
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    flow_run_id = json.loads(result.stdout)["run"]["flow_run_id"]
+    assert "flaky:" not in result.stderr and "failover" not in result.stderr  # nothing new on the terminal
+    api = f"http://127.0.0.1:{env['SWITCHBOARD_PREFECT_PORT']}/api"
+    messages: list[str] = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # the log handler ships in batches: give it a moment
+        r = httpx.post(f"{api}/logs/filter", json={"logs": {"flow_run_id": {"any_": [flow_run_id]}}, "limit": 200})
+        messages = [log["message"] for log in r.json()]
+        if sum("completed on steady" in m for m in messages) == 12:
+            break
+        time.sleep(0.5)
+    stories = [m for m in messages if "completed on steady" in m]
+    assert len(stories) == 12, messages
+    assert any("flaky: unavailable (simulated) → steady: ok" in m and "1 failover" in m for m in stories)
+    assert any("left out: flaky (circuit_open)" in m for m in stories)
+    assert all("$" in m for m in stories)

@@ -5,6 +5,7 @@ stderr, the documented exit code, and nothing written. No Prefect flow is starte
 from __future__ import annotations
 
 import http.server
+import os
 import subprocess
 import sys
 import threading
@@ -71,6 +72,18 @@ def test_ephemeral_mode_is_asked_for_not_fallen_into(monkeypatch: pytest.MonkeyP
     assert server.ephemeral_requested()
     monkeypatch.delenv(server.PREFECT_MODE_ENV)
     assert not server.ephemeral_requested()
+
+
+def test_ephemeral_mode_gives_the_temporary_server_time_to_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Prefect's 20 s default is missed on a busy machine; the user's own value is kept."""
+    monkeypatch.setenv("SWITCHBOARD_PREFECT", "ephemeral")
+    monkeypatch.setenv("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "")  # so teardown restores it
+    monkeypatch.delenv("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS")
+    assert server.prefect_api(None) is None
+    assert float(os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"]) >= 60
+    monkeypatch.setenv("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "33")
+    assert server.prefect_api(None) is None
+    assert os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] == "33"
 
 
 def test_ephemeral_shutdown_noise_is_hidden_and_other_logs_are_not(tmp_path: Path) -> None:

@@ -41,3 +41,18 @@ def test_redacting_then_shortening_never_lets_half_a_key_through() -> None:
 def test_shorten_and_tail_mark_what_they_cut() -> None:
     assert shorten("abcdef", 4) == "abc…" and shorten("abc", 4) == "abc"
     assert tail("abcdef", 4) == "…def" and tail("abc", 4) == "abc"
+
+
+def test_a_secret_is_redacted_raw_and_url_encoded() -> None:
+    from urllib.parse import quote, quote_plus
+
+    key = "sk-live/abc+def=gh ij"
+    text = f"raw {key} quoted {quote(key, safe='')} plus {quote_plus(key)} end"
+    assert redact(text, [key], "[x]") == "raw [x] quoted [x] plus [x] end"
+
+
+def test_credentials_written_into_a_url_are_secrets() -> None:
+    from providers.redaction import url_credentials
+
+    assert url_credentials("https://bob:p%40ss-word-99@api.test/v1") == ["bob", "p@ss-word-99"]
+    assert url_credentials("https://api.test/v1") == [] and url_credentials(None) == []
