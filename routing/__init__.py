@@ -17,6 +17,7 @@ from routing.config import (
     RunnerSettings,
     StrategyName,
     SwitchboardConfig,
+    TeamSettings,
     check_strategy,
     load_config,
     parse_config,
@@ -49,6 +50,7 @@ from routing.registry import (
 )
 from routing.restore import CIRCUIT_MEMORY, HISTORY_DAYS, ledger_observer, record_event, restore_router_state
 from routing.router import RoutedResult, Router, RunInfo
+from routing.shared import SharedLimits, StoreUnavailable
 from routing.strategies import STRATEGIES, Candidate, Strategy, make_strategy
 from routing.views import (
     CircuitView,
@@ -101,9 +103,12 @@ __all__ = [
     "RoutingObserver",
     "RunInfo",
     "RunnerSettings",
+    "SharedLimits",
+    "StoreUnavailable",
     "Strategy",
     "StrategyName",
     "SwitchboardConfig",
+    "TeamSettings",
     "check_strategy",
     "describe_validation_error",
     "engine_loop",

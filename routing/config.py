@@ -36,6 +36,15 @@ class Budget(BaseModel):
     max_cost_usd_per_day: float | None = Field(default=None, gt=0)
 
 
+class TeamSettings(BaseModel):
+    """One team's settings (the seed's per-organisation settings); a task's `team` (or its batch's) is charged."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # Shared by every process and run of the team, per UTC day on the shared store's clock.
+    max_cost_usd_per_day: float | None = Field(default=None, gt=0)
+
+
 class RunnerSettings(BaseModel):
     """How the batch flow executes its tasks."""
 
@@ -95,6 +104,7 @@ class SwitchboardConfig(BaseModel):
     version: Literal[1] = 1
     strategy: str = "priority_based"
     budget: Budget = Budget()
+    teams: dict[str, TeamSettings] = {}
     switch_threshold: float = Field(default=0.9, gt=0, le=1)
     reserve_for_critical: float = Field(default=0.1, ge=0, lt=1)
     circuit: CircuitSettings = CircuitSettings()
