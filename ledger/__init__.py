@@ -17,7 +17,7 @@ from ledger.failovers import (
     is_rotation,
     move_kind,
 )
-from ledger.models import ProviderEvent, ProviderUsage
+from ledger.models import ProviderEvent, ProviderUsage, UsageTotal
 from ledger.opening import LedgerNotFound, LedgerUnreadable, open_existing_ledger, open_ledger, read_failure
 from ledger.records import (
     AttemptRecord,
@@ -36,6 +36,7 @@ from ledger.records import (
     TaskStatus,
     UsagePoint,
 )
+from ledger.retention import TOTAL_KEYS, TOTAL_SUMS, PruneResult, prune
 from ledger.schema import (
     Revision,
     SchemaError,
@@ -53,6 +54,8 @@ from ledger.writer import LedgerWriter
 
 __all__ = [
     "TERMINAL_TASK_STATUSES",
+    "TOTAL_KEYS",
+    "TOTAL_SUMS",
     "AttemptRecord",
     "DecisionAffinity",
     "DecisionEstimate",
@@ -68,6 +71,7 @@ __all__ = [
     "ProviderEventRecord",
     "ProviderRecord",
     "ProviderUsage",
+    "PruneResult",
     "Revision",
     "RouteDecision",
     "RunInProgress",
@@ -80,6 +84,7 @@ __all__ = [
     "TaskState",
     "TaskStatus",
     "UsagePoint",
+    "UsageTotal",
     "count_failovers",
     "count_rotations",
     "create_ledger_engine",
@@ -97,6 +102,7 @@ __all__ = [
     "open_existing_ledger",
     "open_ledger",
     "pending_rows",
+    "prune",
     "read_failure",
     "replay_spool",
     "schema_engine",
