@@ -85,7 +85,6 @@ def create_app(
 ) -> FastAPI:
     """The API over `config`'s providers and `ledger`; its single-task engine is built here (closed on shutdown)."""
     state = ApiState(
-        config=config,
         ledger=ledger,
         engine=engine or TaskEngine.open(config, ledger, secrets=secrets),
         tokens=tokens,
@@ -98,7 +97,7 @@ def create_app(
         lifespan=_lifespan,
     )
     app.state.switchboard = state
-    app.state.feed = Feed(state, feed)
+    app.state.feed = state.feed = Feed(state, feed)
 
     app.add_middleware(BodyLimit, max_bytes=config.api.max_body_bytes)
 

@@ -11,15 +11,18 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from batches.overlay import OverlayFollower
+from batches.ownership import this_owner
 from batches.run_state import KnownState
 from batches.spec import BatchSpec, load_spec
-from ledger import Ledger, LedgerWriter, open_ledger
+from ledger import Ledger, LedgerWriter, LimitStore, open_ledger
 from providers import ProviderConfig, SecretResolver, env_secrets, safe_url
 from routing import (
     ProviderRegistry,
     Router,
     RoutingObserver,
     RunInfo,
+    SharedLimits,
     SwitchboardConfig,
     check_strategy,
     engine_loop,
@@ -43,10 +46,16 @@ class BatchRuntime:
     # In the process that runs the run's flow, what its nodes know of the run (see batches.run_state); None in a
     # process that runs only some nodes (a Dask worker), whose nodes read the ledger.
     memory: KnownState | None = None
+    # Follows the HTTP API's provider overlay while the run routes (batches.overlay).
+    follower: OverlayFollower | None = None
+    # The limits shared with every other routing process, through the ledger's database.
+    shared: SharedLimits | None = None
 
     def close(self) -> None:
         engine_loop().run(self.registry.aclose(), cleanup=True)
         self.writer.close()
+        if self.shared is not None:
+            self.shared.close()  # settles what this process's calls used
         close_observer = getattr(self.observer, "close", None)
         if close_observer is not None:
             close_observer()  # e.g. flush the Prefect event forwarder
@@ -88,6 +97,8 @@ def open_runtime(
     it reads the run's state once and its nodes keep it up to date in memory.
     """
     observer = observer or ledger_observer(ledger)
+    follower = OverlayFollower(ledger, config)
+    config = follower.current()  # the API's providers over the file's
     registry = ProviderRegistry.from_configs(config.providers, secrets=secrets)
     for provider in registry:
         caps = provider.capabilities()
@@ -102,7 +113,8 @@ def open_runtime(
             },
         )
     writer = LedgerWriter(ledger)
-    router = Router(registry, config, recorder=writer.submit, observer=observer)
+    shared = SharedLimits(LimitStore(ledger.engine, owner=this_owner()))
+    router = Router(registry, config, recorder=writer.submit, observer=observer, shared=shared)
     adaptive = strategy == "adaptive" or any(t.strategy == "adaptive" for t in spec.tasks)
     restore_router_state(router, ledger, run_id, scores=adaptive)
     runtime = BatchRuntime(
@@ -115,6 +127,8 @@ def open_runtime(
         run=RunInfo(run_id=run_id, strategy=strategy, team=spec.team),
         observer=observer,
         memory=KnownState.read(ledger, run_id) if home else None,
+        follower=follower,
+        shared=shared,
     )
     with _runtimes_lock:
         _runtimes[run_id] = runtime

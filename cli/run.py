@@ -40,7 +40,7 @@ from flows import (
     secret_resolver,
     submit_batch,
 )
-from ledger import Ledger, RunInProgress, RunStatus, open_ledger, shown_url, spool_dir
+from ledger import STORE_UNAVAILABLE, Ledger, RunInProgress, RunStatus, open_ledger, shown_url, spool_dir
 from routing import PROVIDERS_ENV, InputError, SwitchboardConfig, load_config
 
 
@@ -274,6 +274,14 @@ def _run_here(
         sys.stdout.flush()
     else:
         render_run(out_console, summary, explain=explain)
+    store_refused = sum(1 for t in summary.tasks if t.error and STORE_UNAVAILABLE in t.error)
+    if store_refused:
+        # Routing refused rather than risk passing a shared limit; one line says so (the tasks name the reason).
+        print_error(
+            f"{STORE_UNAVAILABLE} (the ledger at {shown_url(ledger.url)}) could not be used: "
+            f"{store_refused} task{'s' if store_refused != 1 else ''} refused rather than risk passing a limit; "
+            "run the spec again once the database answers"
+        )
     if summary.totals.spooled_rows:
         err_console.print(
             f"warning: {summary.totals.spooled_rows} row(s) of run {run_id} could not be written to the ledger at "

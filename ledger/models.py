@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text, TypeDecorator
+from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, String, Text, TypeDecorator
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -146,6 +146,110 @@ class ProviderEvent(Base):
     kind: Mapped[str] = mapped_column(String(50))
     detail: Mapped[dict[str, Any] | None]
     at: Mapped[datetime] = mapped_column(index=True)
+
+
+class ProviderOverlayRow(Base):
+    """A provider added, changed or removed through the HTTP API: it wins over the providers file's entry of the
+    same id (the file itself is never rewritten). `config` None is a removal."""
+
+    __tablename__ = "provider_overlays"
+
+    provider_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    config: Mapped[dict[str, Any] | None]  # the provider's settings, never secrets (keys by env var name)
+    updated_by: Mapped[str] = mapped_column(String(100))
+    updated_at: Mapped[datetime]
+
+
+class AdminChange(Base):
+    """Who changed what through the API, and when."""
+
+    __tablename__ = "admin_changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    who: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(50))
+    target: Mapped[str] = mapped_column(String(300))
+    detail: Mapped[dict[str, Any] | None]
+
+
+class TaskPreferenceRow(Base):
+    """A provider (or model) to try first for a task that has not run yet, set through the API."""
+
+    __tablename__ = "task_preferences"
+
+    run_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    task_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    provider: Mapped[str | None] = mapped_column(String(100))
+    model: Mapped[str | None] = mapped_column(String(100))
+    set_by: Mapped[str] = mapped_column(String(100))
+    set_at: Mapped[datetime]
+
+
+# --- the limits every routing process shares (ledger.limit_store; migration 0005) -----------------------------
+# Times here are seconds since the epoch on the store's clock (the database's), not each machine's.
+
+
+class SharedLock(Base):
+    """One row whose update serializes every change of the shared limits (a row lock on PostgreSQL, the write lock
+    on SQLite), so each reservation sees every other one."""
+
+    __tablename__ = "shared_lock"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    ticks: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class SharedCounter(Base):
+    """Usage in one bucket of one scope: settled (`requests`, `tokens`, `cost`) and reserved by calls in flight."""
+
+    __tablename__ = "shared_counters"
+
+    scope: Mapped[str] = mapped_column(String(300), primary_key=True)
+    bucket_s: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    bucket_start: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    requests: Mapped[float] = mapped_column(Float, default=0.0)
+    tokens: Mapped[float] = mapped_column(Float, default=0.0)
+    cost: Mapped[float] = mapped_column(Float, default=0.0)
+    reserved_requests: Mapped[float] = mapped_column(Float, default=0.0)
+    reserved_tokens: Mapped[float] = mapped_column(Float, default=0.0)
+    reserved_cost: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class SharedReservation(Base):
+    """A call in flight: what it reserved where. Settled by its process, or expired and charged at its estimate."""
+
+    __tablename__ = "shared_reservations"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(200))
+    expires_at: Mapped[float] = mapped_column(Float, index=True)
+    requests: Mapped[float] = mapped_column(Float)
+    tokens: Mapped[float] = mapped_column(Float)
+    cost: Mapped[float] = mapped_column(Float)
+    # The counter rows it was added to: [[scope, bucket_s, bucket_start], ...].
+    rows: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class SharedBlock(Base):
+    """A provider or subscription kept out until `until` (a quota error, a long retry-after), for every process."""
+
+    __tablename__ = "shared_blocks"
+
+    scope: Mapped[str] = mapped_column(String(300), primary_key=True)
+    until: Mapped[float] = mapped_column(Float)
+    reason: Mapped[str] = mapped_column(String(300))
+    set_by: Mapped[str] = mapped_column(String(200))
+
+
+class SharedCircuit(Base):
+    """A provider's circuit opened by some process, open for every process until `open_until`."""
+
+    __tablename__ = "shared_circuits"
+
+    provider_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    open_until: Mapped[float] = mapped_column(Float)
+    set_by: Mapped[str] = mapped_column(String(200))
 
 
 class UsageTotal(Base):

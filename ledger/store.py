@@ -486,13 +486,27 @@ class Ledger:
     def upsert_provider(
         self, provider_id: str, *, type_name: str, priority: int, config: dict[str, Any], capabilities: dict[str, Any]
     ) -> None:
+        fields = {
+            "type": type_name,
+            "priority": priority,
+            "config": config,
+            "capabilities": capabilities,
+            "updated_at": utc_now(),
+        }
+        upsert = _UPSERT.get(self.engine.dialect.name)
+        if upsert is not None:
+            # One statement: processes starting together register the same providers without a race.
+            statement = upsert(ProviderRow).values(provider_id=provider_id, status="unknown", **fields)
+            with self.engine.begin() as conn:
+                conn.execute(statement.on_conflict_do_update(index_elements=["provider_id"], set_=fields))
+            return
         with self._sessions.begin() as session:
             row = session.get(ProviderRow, provider_id)
             if row is None:
                 row = ProviderRow(provider_id=provider_id, status="unknown")
                 session.add(row)
             row.type, row.priority, row.config, row.capabilities = type_name, priority, config, capabilities
-            row.updated_at = utc_now()
+            row.updated_at = fields["updated_at"]  # type: ignore[assignment]
 
     def record_provider_health(
         self, provider_id: str, *, status: str, health: dict[str, Any], type_name: str = "unknown", priority: int = 0
@@ -603,6 +617,8 @@ def insert_attempts(conn: Connection, attempts: Iterable[AttemptRecord]) -> None
     if fresh:
         conn.execute(insert(ProviderUsage), fresh)
 
+
+_UPSERT = {"sqlite": sqlite_dialect.insert, "postgresql": postgresql_dialect.insert}
 
 # Built once: constructing the statement costs about as much as a single-row SQLite commit.
 _INSERT_IGNORING_DUPLICATES = {

@@ -9,20 +9,36 @@
 A task whose only obstacles are busy slots waits; when a probe settles it goes (circuit closed) or moves on
 (circuit open). The checks and the take happen with no await between them, on the engine's one loop, so no
 call starts past a limit, an open circuit or the budget, however many tasks waited for the same slot.
+
+With limits shared across processes (routing.shared), the slot taken, the call also reserves in the shared store
+(awaited: the loop goes on meanwhile). Refused there, the slot is given back and the provider skipped with the
+store's reason; refused by its subscription's shared limit, another subscription is tried; refused only because
+other calls in flight hold money they may not spend, the task waits for them a while, as it does for this
+process's own calls.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from ledger import LimitRefusal, Reservation, ReservationAsk
 from providers import AITask
 from routing.budget import BudgetGuard
 from routing.circuit import CircuitState
 from routing.decision import Refusal
 from routing.provider_state import ProviderState
+from routing.shared import SharedLimits
+from routing.shared_asks import refused_subscription, shared_refusal
 
 _OPEN = CircuitState.OPEN
+# A call refused only by money other processes' calls in flight hold looks again this often, for this long.
+SHARED_RETRY_S = 0.05
+SHARED_WAIT_S = 30.0
+# The ask for a call on a given subscription (None: the provider's choice), or None when nothing limits it.
+AskFor = Callable[[str | None], ReservationAsk | None]
 
 
 @dataclass(slots=True)
@@ -32,13 +48,15 @@ class Admission:
     refusal: Refusal | None
     subscription: str | None = None  # the subscription the call must use; None = the provider's choice
     waited: bool = False
+    reservation: Reservation | None = None  # held in the shared store; settled when the call ends
 
 
 class Admitter:
     """Loop-confined: the engine's admissions and the tasks waiting for budget reservations to settle."""
 
-    def __init__(self, budget: BudgetGuard) -> None:
+    def __init__(self, budget: BudgetGuard, shared: SharedLimits | None = None) -> None:
         self.budget = budget
+        self.shared = shared
         self._budget_waiters: list[asyncio.Future[None]] = []
 
     async def admit(
@@ -49,14 +67,18 @@ class Admitter:
         estimate: tuple[float, float],
         critical: bool,
         exclude_subscriptions: frozenset[str] | set[str] = frozenset(),
+        ask_for: AskFor | None = None,
     ) -> Admission:
         """Wait for a turn on `st` and take a slot (circuit, quota and budget checked as the slot is taken),
-        or say why this provider must be skipped. `exclude_subscriptions` (tried by this task) are not named."""
+        or say why this provider must be skipped. `exclude_subscriptions` (tried by this task) are not named.
+        `ask_for`: what the call must fit in the shared store, if limits are shared."""
         gate, breaker, quota, budget = st.gate, st.breaker, st.quota, self.budget
         tokens, cost = estimate
         budget_on = budget.active
         ticket: int | None = None
         woken = waited = False
+        shared = self.shared if ask_for is not None else None
+        shared_deadline: float | None = None
         while True:
             reason: Refusal | None = provider_refusal(st)
             subscription = None
@@ -80,13 +102,44 @@ class Admitter:
             if (woken or not gate.queued) and gate.has_room and breaker.admits():
                 gate.enter()
                 breaker.begin()
-                quota.begin(subscription)
                 if budget_on:
                     budget.reserve(run_id, cost)
-                return Admission(None, subscription, waited)
+                reservation = None
+                ask = ask_for(subscription) if ask_for is not None else None
+                if shared is not None and ask is not None:
+                    answer = await shared.reserve(ask)
+                    if not isinstance(answer, Reservation):
+                        self._give_back(st, run_id, cost, budget_on)
+                        woken = False
+                        if isinstance(answer, LimitRefusal):
+                            sub = refused_subscription(answer, st.provider.provider_id)
+                            if sub is not None:  # that subscription is out across processes: another may do
+                                exclude_subscriptions = {*exclude_subscriptions, sub}
+                                continue
+                            if answer.held_by_reservations and answer.check.measure != "requests":
+                                # Money held by calls in flight (here or elsewhere) that may settle lower: wait.
+                                now = time.monotonic()
+                                shared_deadline = shared_deadline or now + SHARED_WAIT_S
+                                if now < shared_deadline:
+                                    await asyncio.sleep(SHARED_RETRY_S)
+                                    waited = True
+                                    continue
+                            return Admission(shared_refusal(answer), waited=waited)
+                        return Admission(str(answer), waited=waited)
+                    reservation = answer
+                quota.begin(subscription)
+                return Admission(None, subscription, waited, reservation)
             # No slot (or probe slot) free yet: queue, keeping the place this task already had.
             ticket = await gate.wait(task.priority.rank, ticket)
             woken = waited = True
+
+    def _give_back(self, st: ProviderState, run_id: str, cost: float, budget_on: bool) -> None:
+        """Undo a slot taken for a call the shared store refused: it never went out."""
+        st.breaker.abandon()
+        if budget_on:
+            self.budget.settle(run_id, cost, 0.0)
+            self.budget_settled()
+        st.gate.leave()
 
     def budget_settled(self) -> None:
         """A call's reservation settled: tasks waiting on reservations look again."""

@@ -19,15 +19,18 @@ def _today() -> date:
 
 @dataclass(frozen=True, slots=True)
 class BudgetRefusal:
-    """A budget refused a call: which one (`run` or `day`), what the total would have reached, and its cap.
-    Printed (in a decision's `skipped`, in errors) as `budget: run would reach $0.0120 of $0.0100`."""
+    """A budget refused a call: which one (`run`, `day`, or a `team`'s day), what the total would have reached, and
+    its cap. Printed (in a decision's `skipped`, in errors) as `budget: run would reach $0.0120 of $0.0100`, or
+    `budget: team platform would reach ...`."""
 
-    scope: Literal["run", "day"]
+    scope: Literal["run", "day", "team"]
     total: float
     cap: float
+    team: str | None = None
 
     def __str__(self) -> str:
-        return f"budget: {self.scope} would reach ${self.total:.4f} of ${self.cap:.4f}"
+        which = f"team {self.team}" if self.scope == "team" else self.scope
+        return f"budget: {which} would reach ${self.total:.4f} of ${self.cap:.4f}"
 
 
 class BudgetGuard:

@@ -171,6 +171,21 @@ class CircuitBreaker:
         else:
             self._state = CircuitState.HALF_OPEN
 
+    def hold_open(self, seconds: float) -> None:
+        """Open for `seconds` because another process opened it; quiet, since that process reported it."""
+        if seconds <= 0 or self.state is CircuitState.OPEN:
+            return
+        self._state = CircuitState.OPEN
+        self._open_until = self._clock() + seconds
+
+    def reset(self) -> None:
+        """Closed by hand (`switchboard providers reset`), with a fresh window; quiet: the reset is recorded."""
+        self._consecutive = 0
+        self._ring = [False] * len(self._ring)
+        self._ring_pos = self._recorded = self._failures_in_window = 0
+        self._open_until = None
+        self._state = CircuitState.CLOSED
+
     def begin(self) -> None:
         """Count a call as in flight; call right after `admits()` returned True."""
         self._in_flight += 1

@@ -132,6 +132,9 @@ class ProviderQuota:
         )
         # Affinity key -> the subscription that served it, so a named subscription keeps the prompt cache.
         self._sub_affinity: OrderedDict[str, str] = OrderedDict()
+        # Name the subscription of every call, not only when some are out: the router sets it when subscription
+        # limits are shared across processes, since a call's usage counts against the subscription it uses.
+        self.name_subscriptions = False
 
     # --- what the router asks ---------------------------------------------------------------------
 
@@ -200,7 +203,7 @@ class ProviderQuota:
             if not self._near and any(_over_a_limit(sub, now) for sub in self._subs.values()):
                 self._check_near(refused=reason)
             return reason, None
-        if not reasons:
+        if not reasons and not self.name_subscriptions:
             return None, None
         return None, self._pick(usable, affinity, now)
 
@@ -306,6 +309,28 @@ class ProviderQuota:
             scope.report(signal.limit_kind, utilization, self._clock() + (seconds if seconds is not None else 60.0))
             self.watched = True
             self._check_near()
+
+    def set_observer(self, observer: RoutingObserver | None) -> None:
+        self._observer = observer
+
+    def block_until(self, until: float, reason: str, subscription: str | None = None) -> None:
+        """Keep the provider (or a subscription) out until `until` on this quota's clock, quietly: another
+        process reported the block."""
+        self._below = False
+        self._scope_for(subscription).block(until, reason)
+
+    def blocked_until_of(self, subscription: str | None = None) -> float | None:
+        scope = self._own if subscription is None else self._subs.get(subscription)
+        return None if scope is None else scope.blocked_until
+
+    def reset(self, subscription: str | None = None) -> None:
+        """A reset by hand: the scope's block, cool-off and window usage cleared (a subscription's, or all)."""
+        self._below = False
+        scopes = [self._scope_for(subscription)] if subscription else [self._own, *self._subs.values()]
+        for scope in scopes:
+            scope.unblock()
+            scope.succeeded()
+            scope.tracker = type(scope.tracker)(scope.tracker.limits, self._clock)
 
     # --- restarts and updates ---------------------------------------------------------------------
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from ledger import AttemptRecord, HistoryRecord, RouteDecision, TaskStatus
+from ledger import AttemptRecord, HistoryRecord, Reservation, ReservationAsk, RouteDecision, TaskStatus
 from providers import (
     NOT_ABOUT_THE_PROVIDER,
     AIProvider,
@@ -44,10 +44,10 @@ from providers import (
     ProviderResponse,
     utc_now,
 )
-from routing.admission import Admitter
+from routing.admission import Admitter, AskFor
 from routing.affinity import AffinityMap
 from routing.attempts import HEALTH_FAILURES, attempt_record, internal_error, not_a_response
-from routing.budget import BudgetGuard
+from routing.budget import BudgetGuard, BudgetRefusal
 from routing.circuit import CircuitBreaker, CircuitState
 from routing.config import SwitchboardConfig
 from routing.decision import DecisionDraft
@@ -66,6 +66,9 @@ from routing.planner import Plan, Planner
 from routing.provider_state import ProviderState, subscription_limits
 from routing.quota import PastCall, ProviderQuota
 from routing.registry import ProviderRegistry
+from routing.shared import SharedLimits
+from routing.shared_asks import SharedAsks
+from routing.shared_sync import SharedSync
 from routing.stats import AdaptiveScores, LatencyStats
 
 log = logging.getLogger(__name__)
@@ -133,6 +136,7 @@ class Router:
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
         health_checks: bool = True,
+        shared: SharedLimits | None = None,
     ) -> None:
         self.registry = registry
         # Only the routing settings are used; the providers come from the registry.
@@ -146,15 +150,26 @@ class Router:
         self.adaptive = AdaptiveScores()
         self.affinity = AffinityMap()
         self.budget = BudgetGuard(self.config.budget)
+        # Limits shared with every other routing process (None: this process's own view only).
+        self.shared = shared
+        self._asks = SharedAsks(self.config) if shared is not None else None
         # Budgets whose exhaustion was reported: ("run", run id) and ("day", UTC date), once each.
         self._budget_reported: set[tuple[str, str]] = set()
         hours = self.config.alerts.quota_forecast_hours
         self._forecast_horizon_s = hours * 3600.0 if hours is not None else None
-        self._admitter = Admitter(self.budget)
+        self._admitter = Admitter(self.budget, shared)
         self._states: dict[str, ProviderState] = {}
         self._planner = Planner(self._states, self.latency, self.adaptive, self.budget, self.affinity)
         self.health = HealthMonitor(self._health_targets) if health_checks else None
         self.sync_providers()
+        self._sync: SharedSync | None = None
+        if shared is not None:
+            self._sync = SharedSync(
+                shared, states=self.states, clock=self._clock, cooldown_s=self.config.circuit.cooldown_s
+            )
+            self._observer = self._sync.observer(self._observer)
+            for st in self._states.values():
+                st.quota.set_observer(self._observer)
 
     # --- provider set -----------------------------------------------------------------------------
 
@@ -199,7 +214,7 @@ class Router:
         self._listen(st, provider)
 
     def _quota_for(self, provider: AIProvider) -> ProviderQuota:
-        return ProviderQuota(
+        quota = ProviderQuota(
             provider.provider_id,
             provider.config.limits,
             subscriptions=subscription_limits(provider),
@@ -210,6 +225,10 @@ class Router:
             forecast_horizon_s=self._forecast_horizon_s,
             long_wait_s=self._policy.settings.retry_max_s,
         )
+        if self._asks is not None and subscription_limits(provider):
+            # Shared subscription limits count against the subscription a call uses: routing names it.
+            quota.name_subscriptions = True
+        return quota
 
     @staticmethod
     def _listen(st: ProviderState, provider: AIProvider) -> None:
@@ -218,6 +237,14 @@ class Router:
 
     def state(self, provider_id: str) -> ProviderState:
         return self._states[provider_id]
+
+    def states(self) -> dict[str, ProviderState]:
+        """Every provider's state, by id (read and changed on the routing loop only)."""
+        return self._states
+
+    def clock(self) -> float:
+        """The engine's monotonic clock (quota windows, cool-offs, circuits)."""
+        return self._clock()
 
     def provider_ids(self) -> list[str]:
         return list(self._states)
@@ -279,6 +306,8 @@ class Router:
         """
         if self.health is not None:
             self.health.ensure_started()  # checks run beside the first decisions, never in front of them
+        if self._sync is not None:
+            self._sync.ensure_started()
         strategy_name = str(task.metadata.get("strategy") or run.strategy)
         critical = task.priority is Priority.CRITICAL
         decision = self._planner.new_decision(task, strategy_name)
@@ -343,7 +372,10 @@ class Router:
             # Subscriptions of this provider whose own trouble this task met; the next call must use another.
             tried: set[str] = set()
             while True:
-                admission = await self._admitter.admit(st, task, run.run_id, estimates[provider_id], critical, tried)
+                ask_for = self._ask_for(st, task, run, estimates[provider_id], critical)
+                admission = await self._admitter.admit(
+                    st, task, run.run_id, estimates[provider_id], critical, tried, ask_for
+                )
                 waited = waited or admission.waited
                 if admission.refusal is not None:
                     skipped[provider_id] = admission.refusal
@@ -354,7 +386,15 @@ class Router:
                     detail = {"from": previous_failed, "task_id": task.id}
                     self._emit(RoutingEvent(FAILOVER, provider_id, detail=detail))
                 error = await self._call(
-                    st, task, run, strategy, attempt, estimates[provider_id], result, admission.subscription
+                    st,
+                    task,
+                    run,
+                    strategy,
+                    attempt,
+                    estimates[provider_id],
+                    result,
+                    admission.subscription,
+                    admission.reservation,
                 )
                 attempt += 1
                 calls += 1
@@ -380,6 +420,27 @@ class Router:
         if not result.attempts:
             self._nothing_could_take(task, run, result, decision)
 
+    def _ask_for(
+        self, st: ProviderState, task: AITask, run: RunInfo, estimate: tuple[float, float], critical: bool
+    ) -> AskFor | None:
+        asks = self._asks
+        if asks is None:
+            return None
+        provider, team = st.provider, task.team or run.team
+
+        def ask_for(subscription: str | None) -> ReservationAsk | None:
+            return asks.ask(
+                provider,
+                subscription,
+                run_id=run.run_id,
+                team=team,
+                tokens=estimate[0],
+                cost=estimate[1],
+                critical=critical,
+            )
+
+        return ask_for
+
     @staticmethod
     def _may_rotate(st: ProviderState, error: ProviderError, tried: set[str]) -> bool:
         """Whether the provider has a subscription this task has not met trouble on besides `error`'s."""
@@ -401,7 +462,7 @@ class Router:
     def _nothing_could_take(self, task: AITask, run: RunInfo, result: RoutedResult, decision: DecisionDraft) -> None:
         refused = decision.budget_refusals()
         if refused is not None:
-            self._budget_refused(run, task, {r.scope for r in refused})
+            self._budget_refused(run, task, refused)
         result.outcome = "budget_exceeded" if refused is not None else "unavailable"
         reasons = "; ".join(f"{p}: {r}" for p, r in decision.skipped.items()) or "no providers configured"
         result.error = f"no provider can take task type {task.type!r} now ({reasons})" + self._when_open_ends(decision)
@@ -425,15 +486,29 @@ class Router:
             "run it again then"
         )
 
-    def _budget_refused(self, run: RunInfo, task: AITask, scopes: set[str]) -> None:
-        """The budget refused a task all work: report it once per run (run budget) or per UTC day (day budget),
-        with what was spent and the limit. Every later refusal of the same budget is only a set lookup."""
-        for scope in sorted(scopes):
-            key = (scope, run.run_id if scope == "run" else utc_now().date().isoformat())
+    def _budget_refused(self, run: RunInfo, task: AITask, refused: list[BudgetRefusal]) -> None:
+        """The budget refused a task all work: report it once per run (run budget) or per UTC day (day and team
+        budgets), with what was spent and the limit. Every later refusal of the same budget is a set lookup."""
+        day = utc_now().date().isoformat()
+        for refusal in sorted(refused, key=lambda r: (r.scope, r.team or "")):
+            scope = refusal.scope
+            if scope == "team":
+                key = (f"team:{refusal.team}", day)
+                detail: dict[str, Any] = {
+                    "scope": "team",
+                    "team": refusal.team,
+                    "run_id": run.run_id,
+                    "limit_usd": refusal.cap,
+                    "task_id": task.id,
+                    "day": day,
+                }
+            else:
+                key = (scope, run.run_id if scope == "run" else day)
+                detail = self._budget_figures(scope, key[1], run, task)
             if key in self._budget_reported:
                 continue
             self._budget_reported.add(key)
-            self._emit(RoutingEvent(BUDGET_EXHAUSTED, detail=self._budget_figures(scope, key[1], run, task)))
+            self._emit(RoutingEvent(BUDGET_EXHAUSTED, detail=detail))
 
     def _budget_figures(self, scope: str, period: str, run: RunInfo, task: AITask) -> dict[str, Any]:
         budget, limits = self.budget, self.config.budget
@@ -471,6 +546,7 @@ class Router:
         estimate: tuple[float, float],
         result: RoutedResult,
         subscription: str | None,
+        reservation: Reservation | None = None,
     ) -> ProviderError | None:
         """One call on a slot `_admit` took; fills `result`, releases everything, returns the error or None."""
         provider = st.provider
@@ -520,7 +596,7 @@ class Router:
             finally:
                 # One subscription's own trouble says nothing about the provider's health: no circuit failure.
                 scoped = error is not None and self._policy.subscription_scoped(error)
-                self._release(st, run, estimate, done, subscription, scoped)
+                self._release(st, run, estimate, done, subscription, scoped, reservation)
         if error is not None:
             st.quota.on_error(error)
             if error.outcome not in NOT_ABOUT_THE_PROVIDER:
@@ -544,6 +620,7 @@ class Router:
         done: AttemptRecord | None,
         counted: str | None,
         scoped: bool = False,
+        reservation: Reservation | None = None,
     ) -> None:
         """Give back the slot, the breaker's in-flight count and the budget reservation; count the usage.
 
@@ -562,6 +639,8 @@ class Router:
         if self.budget.active:
             self.budget.settle(run.run_id, estimate[1], cost)
             self._admitter.budget_settled()
+        if reservation is not None and self.shared is not None:
+            self.shared.settle(reservation, requests=1, tokens=tokens, cost=cost)
         st.gate.leave()
 
     def _record(

@@ -2,7 +2,7 @@
 attempts and outcomes per day, provider, subscription, model, task type, team, strategy and outcome.
 
 Revision ID: 0008
-Revises: 0004
+Revises: 0009
 Create Date: 2026-12-06
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 from ledger.models import UTCDateTime
 
 revision = "0008"
-down_revision = "0004"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,204 @@
+"""The shared limit store on SQLite and PostgreSQL: reserve, settle, expire, windows on the store's clock."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+
+from ledger import (
+    FOREVER,
+    UTC_DAY,
+    LimitCheck,
+    LimitRefusal,
+    LimitStore,
+    Reservation,
+    ReservationAsk,
+    Settlement,
+    create_ledger_engine,
+    sliding,
+)
+from tests.conftest import postgres_url_or_skip
+
+# 2026-12-06 23:59:00 UTC on the store's clock.
+T0 = 1_796_601_540.0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request: pytest.FixtureRequest, sqlite_url: str) -> Iterator[Engine]:
+    if request.param == "sqlite":
+        engine = create_ledger_engine(sqlite_url)
+        yield engine
+        engine.dispose()
+        return
+    base = postgres_url_or_skip()
+    schema = f"l_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(base)
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    engine = create_ledger_engine(base + ("&" if "?" in base else "?") + f"options=-csearch_path%3D{schema}")
+    yield engine
+    engine.dispose()
+    with admin.begin() as conn:
+        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+    admin.dispose()
+
+
+def _requests(limit: float, span_s: float = 3600, scope: str = "provider:m") -> LimitCheck:
+    return LimitCheck(scope, "requests_per_hour", "requests", sliding(span_s), limit)
+
+
+def _day_budget(cap: float) -> LimitCheck:
+    return LimitCheck("budget:day", "day", "cost", UTC_DAY, cap)
+
+
+def _ask(*checks: LimitCheck, cost: float = 0.0, tokens: float = 0.0, ttl_s: float = 60.0) -> ReservationAsk:
+    return ReservationAsk(tuple(checks), requests=1, tokens=tokens, cost=cost, ttl_s=ttl_s)
+
+
+def test_a_request_limit_grants_up_to_it_and_refuses_past_it(engine: Engine) -> None:
+    store = LimitStore(engine, owner="test", clock=Clock())
+    results = store.reserve([_ask(_requests(3)) for _ in range(5)])
+    assert [isinstance(r, Reservation) for r in results] == [True, True, True, False, False]
+    refusal = results[3]
+    assert isinstance(refusal, LimitRefusal) and (refusal.settled, refusal.reserved, refusal.total) == (0, 3, 4)
+    assert refusal.held_by_reservations  # nothing settled yet: calls in flight hold the room
+    # Another process (another store on the same database) sees them too.
+    other = LimitStore(engine, owner="other", clock=Clock())
+    assert isinstance(other.reserve([_ask(_requests(3))])[0], LimitRefusal)
+
+
+def test_settling_replaces_the_estimate_by_the_real_usage(engine: Engine) -> None:
+    store = LimitStore(engine, owner="test", clock=Clock())
+    budget = _day_budget(1.0)
+    granted = store.reserve([_ask(budget, cost=0.4), _ask(budget, cost=0.4)])
+    assert all(isinstance(r, Reservation) for r in granted)
+    assert isinstance(store.reserve([_ask(budget, cost=0.4)])[0], LimitRefusal)  # 1.2 with both in flight
+    store.settle([Settlement(r, 1, 0, 0.1) for r in granted if isinstance(r, Reservation)])  # type: ignore[misc]
+    assert store.usage("budget:day", UTC_DAY) == (2, 0, pytest.approx(0.2), 0, 0, 0)
+    assert isinstance(store.reserve([_ask(budget, cost=0.4)])[0], Reservation)  # 0.2 + 0.4
+    assert store.in_flight() == 1
+
+
+def test_real_spend_reaches_a_budget_that_no_estimate_reaches(engine: Engine) -> None:
+    store = LimitStore(engine, owner="test", clock=Clock())
+    budget = _day_budget(0.2)
+    calls = 0
+    while True:
+        granted = store.reserve([_ask(budget, cost=0.041)])[0]
+        if not isinstance(granted, Reservation):
+            break
+        store.settle([Settlement(granted, 1, 29, 0.029)])
+        calls += 1
+    assert calls == 6  # 6 x 0.029 = 0.174; a seventh's estimate would reach 0.215
+    assert not granted.held_by_reservations
+
+
+def test_a_dead_process_reservation_expires_charged_at_its_estimate(engine: Engine) -> None:
+    clock = Clock()
+    dead = LimitStore(engine, owner="dead", clock=clock)
+    budget = _day_budget(1.0)
+    reservation = dead.reserve([_ask(budget, cost=0.5, tokens=100, ttl_s=30)])[0]
+    assert isinstance(reservation, Reservation)
+    clock.now += 29
+    assert LimitStore(engine, owner="alive", clock=clock).expire() == 0
+    clock.now += 2
+    assert LimitStore(engine, owner="alive", clock=clock).expire() == 1
+    # Charged as spent (the call may have been paid), no longer in flight, never refunded.
+    assert dead.usage("budget:day", UTC_DAY) == (1, 100, 0.5, 0, 0, 0)
+    # If the process was only slow, its late settlement adds what it used beyond the estimate, nothing twice.
+    dead.settle([Settlement(reservation, 1, 50, 0.2)])
+    assert dead.usage("budget:day", UTC_DAY) == (1, 100, 0.5, 0, 0, 0)
+    dead.settle([Settlement(reservation, 1, 150, 0.7)])
+    assert dead.usage("budget:day", UTC_DAY) == (1, 150, pytest.approx(0.7), 0, 0, 0)
+
+
+def test_the_day_budget_starts_again_at_utc_midnight_on_the_store_clock(engine: Engine) -> None:
+    clock = Clock()
+    store = LimitStore(engine, owner="test", clock=clock)
+    budget = _day_budget(1.0)
+    first = store.reserve([_ask(budget, cost=0.9)])[0]
+    assert isinstance(first, Reservation)
+    store.settle([Settlement(first, 1, 0, 0.9)])
+    assert isinstance(store.reserve([_ask(budget, cost=0.2)])[0], LimitRefusal)
+    clock.now += 59  # 23:59:59
+    assert isinstance(store.reserve([_ask(budget, cost=0.2)])[0], LimitRefusal)
+    clock.now += 1  # midnight
+    assert isinstance(store.reserve([_ask(budget, cost=0.2)])[0], Reservation)
+
+
+def test_a_sliding_window_forgets_calls_once_they_are_a_span_old(engine: Engine) -> None:
+    clock = Clock()
+    store = LimitStore(engine, owner="test", clock=clock)
+    check = _requests(2, span_s=60)
+    assert all(isinstance(r, Reservation) for r in store.reserve([_ask(check), _ask(check)]))
+    clock.now += 59
+    assert isinstance(store.reserve([_ask(check)])[0], LimitRefusal)
+    clock.now += 2.5  # the calls are 61.5 s old: past the window, and the extra bucket counted
+    assert isinstance(store.reserve([_ask(check)])[0], Reservation)
+
+
+def test_a_run_budget_never_resets(engine: Engine) -> None:
+    clock = Clock()
+    store = LimitStore(engine, owner="test", clock=clock)
+    run = LimitCheck("budget:run:r1", "run", "cost", FOREVER, 1.0)
+    granted = store.reserve([_ask(run, cost=0.9)])[0]
+    assert isinstance(granted, Reservation)
+    clock.now += 10 * 86_400
+    assert isinstance(store.reserve([_ask(run, cost=0.2)])[0], LimitRefusal)
+
+
+def test_an_ask_is_granted_only_when_every_limit_fits_and_charges_each_scope_once(engine: Engine) -> None:
+    store = LimitStore(engine, owner="test", clock=Clock())
+    per_minute = LimitCheck("provider:m", "requests_per_minute", "requests", sliding(60), 10)
+    tokens_per_minute = LimitCheck("provider:m", "tokens_per_minute", "tokens", sliding(60), 100)
+    granted = store.reserve([_ask(per_minute, tokens_per_minute, _requests(5), tokens=40)] * 3)
+    assert [type(r).__name__ for r in granted] == ["Reservation", "Reservation", "LimitRefusal"]
+    refusal = granted[2]
+    assert isinstance(refusal, LimitRefusal) and refusal.check.name == "tokens_per_minute"
+    assert store.usage("provider:m", sliding(60)) == (0, 0, 0, 2, 80, 0)
+    assert store.usage("provider:m", sliding(3600)) == (0, 0, 0, 2, 80, 0)
+
+
+def test_concurrent_reservations_from_many_threads_never_pass_the_limit(engine: Engine) -> None:
+    stores = [LimitStore(engine, owner=f"w{i}") for i in range(4)]
+    check = _requests(50)
+    granted: list[int] = []
+
+    def work(store: LimitStore) -> None:
+        for _ in range(10):
+            results = store.reserve([_ask(check) for _ in range(2)])
+            granted.append(sum(isinstance(r, Reservation) for r in results))
+
+    threads = [threading.Thread(target=work, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(granted) == 50
+    assert stores[0].usage("provider:m", sliding(3600))[3] == 50
+
+
+def test_blocks_and_circuits_are_seen_by_every_process_until_they_end(engine: Engine) -> None:
+    clock = Clock()
+    one, two = LimitStore(engine, owner="one", clock=clock), LimitStore(engine, owner="two", clock=clock)
+    one.set_block("provider:m", 600, "rate_limited")
+    two.set_block("provider:m", 60, "shorter")  # a shorter block does not shorten it
+    one.set_circuit_open("m", 30)
+    state = two.state()
+    assert state.blocks == {"provider:m": (T0 + 600, "rate_limited")} and state.circuits == {"m": T0 + 30}
+    clock.now += 31
+    assert two.state().circuits == {}
+    two.reset(["provider:m"], "m")
+    assert one.state().blocks == {}

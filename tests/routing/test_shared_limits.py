@@ -1,0 +1,220 @@
+"""Routers sharing limits through the ledger's database: each router here stands for a process (its own store
+connection, owner and state), as `switchboard run`, Prefect and Dask workers and the API each build one."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine
+
+from ledger import Ledger, LimitStore
+from providers import AITask
+from routing.config import SwitchboardConfig, parse_config
+from routing.events import BUDGET_EXHAUSTED, QUOTA_BLOCKED, RoutingEvent
+from routing.registry import ProviderRegistry
+from routing.router import RoutedResult, Router, RunInfo
+from routing.shared import SharedLimits
+
+PRICES = {"*": {"input": 1000.0, "output": 1000.0}}  # estimate $0.041, actual $0.029 (test_money_guards)
+
+
+@pytest.fixture
+def ledger(sqlite_url: str) -> Iterator[Ledger]:
+    ledger = Ledger(url=sqlite_url)
+    yield ledger
+    ledger.close()
+
+
+def _config(tmp_path: Path, doc: dict[str, Any]) -> SwitchboardConfig:
+    return parse_config(doc, str(tmp_path / "providers.yaml"))
+
+
+class Process:
+    """One routing process: its own store object (and owner) over the shared database."""
+
+    def __init__(self, config: SwitchboardConfig, store: LimitStore, events: list[RoutingEvent] | None = None):
+        self.shared = SharedLimits(store, refresh_s=0.05)
+        observer = events.append if events is not None else None
+        self.router = Router(
+            ProviderRegistry.from_configs(config.providers),
+            config,
+            shared=self.shared,
+            observer=observer,
+            health_checks=False,
+        )
+
+    async def route(self, task_id: str, run_id: str = "r", type_: str = "code_review", **fields: Any) -> RoutedResult:
+        task = AITask(id=task_id, type=type_, prompt="p", max_output_tokens=40, **fields)
+        return await self.router.route(task, RunInfo(run_id=run_id, team=fields.get("team")))
+
+    async def close(self) -> None:
+        await self.router.registry.aclose()
+        self.shared.close()
+
+
+def _processes(config: SwitchboardConfig, ledger: Ledger, n: int = 2) -> list[Process]:
+    return [Process(config, LimitStore(ledger.engine, owner=f"p{i}")) for i in range(n)]
+
+
+async def test_a_request_limit_holds_across_processes(tmp_path: Path, ledger: Ledger) -> None:
+    config = _config(
+        tmp_path,
+        {
+            "reserve_for_critical": 0,
+            "providers": {
+                "limited": {"type": "local_mock", "latency_ms": 5, "priority": 1, "limits": {"requests_per_hour": 5}},
+                "backup": {"type": "local_mock", "latency_ms": 0, "priority": 2},
+            },
+        },
+    )
+    one, two = _processes(config, ledger)
+    results = await asyncio.gather(*(p.route(f"{i}-{j}") for j in range(6) for i, p in enumerate((one, two))))
+    served = [r.provider_id for r in results]
+    assert served.count("limited") == 5 and served.count("backup") == 7
+    moved = next(r for r in results if r.provider_id == "backup")
+    assert moved.decision.skipped["limited"].startswith("quota: requests_per_hour")
+    await one.close()
+    await two.close()
+
+
+async def test_a_call_held_back_by_another_processes_estimate_waits_for_it_to_settle(
+    tmp_path: Path, ledger: Ledger
+) -> None:
+    # Two estimates ($0.082) do not fit $0.075, but one real call and one estimate ($0.07) do.
+    config = _config(
+        tmp_path,
+        {
+            "budget": {"max_cost_usd_per_day": 0.075},
+            "providers": {"m": {"type": "local_mock", "latency_ms": 150, "prices": PRICES}},
+        },
+    )
+    one, two = _processes(config, ledger)
+    first, second = await asyncio.gather(one.route("a"), two.route("b"))
+    assert (first.status, second.status) == ("completed", "completed")
+    third = await one.route("c")
+    assert third.outcome == "budget_exceeded"
+    assert third.decision.skipped["m"].startswith("budget: day would reach $0.0990 of $0.0750")
+    await one.close()
+    await two.close()
+
+
+async def test_a_team_budget_charges_the_team_across_processes_and_no_other(tmp_path: Path, ledger: Ledger) -> None:
+    config = _config(
+        tmp_path,
+        {
+            "teams": {"platform": {"max_cost_usd_per_day": 0.1}},
+            "providers": {"m": {"type": "local_mock", "latency_ms": 0, "prices": PRICES}},
+        },
+    )
+    events: list[RoutingEvent] = []
+    one = Process(config, LimitStore(ledger.engine, owner="p0"), events)
+    two = Process(config, LimitStore(ledger.engine, owner="p1"))
+    results = [await p.route(f"t{i}-{n}", team="platform") for i in range(3) for n, p in enumerate((one, two))]
+    done = [r for r in results if r.status == "completed"]
+    assert len(done) == 3  # $0.087 spent; a fourth's estimate would reach $0.128
+    refused = next(r for r in results if r.status != "completed")
+    assert refused.outcome == "budget_exceeded"
+    assert str(refused.decision.skipped["m"]).startswith("budget: team platform would reach $0.1280 of $0.1000")
+    exhausted = [e for e in events if e.kind == BUDGET_EXHAUSTED]
+    assert [(e.detail["scope"], e.detail["team"]) for e in exhausted] == [("team", "platform")]
+    # Another team, and work of no team, are not charged to platform.
+    assert (await one.route("other", team="data")).status == "completed"
+    assert (await two.route("none")).status == "completed"
+    await one.close()
+    await two.close()
+
+
+async def test_a_long_retry_after_seen_by_one_process_keeps_every_process_away(tmp_path: Path, ledger: Ledger) -> None:
+    config = _config(
+        tmp_path,
+        {
+            "providers": {
+                "limited": {
+                    "type": "local_mock",
+                    "latency_ms": 0,
+                    "priority": 1,
+                    "failure_rate": 1.0,
+                    "fail_with": "rate_limited",
+                    "retry_after_s": 600,
+                    "capabilities": ["code_review"],
+                },
+                "backup": {"type": "local_mock", "latency_ms": 0, "priority": 2},
+            }
+        },
+    )
+    events: list[RoutingEvent] = []
+    one = Process(config, LimitStore(ledger.engine, owner="p0"), events)
+    two = Process(config, LimitStore(ledger.engine, owner="p1"))
+    await two.route("warm-up", type_="summarization")  # up and watching; never called `limited`
+    assert [a.provider_id for a in (await one.route("a")).attempts] == ["limited", "backup"]
+    assert [e.kind for e in events if e.kind == QUOTA_BLOCKED] == [QUOTA_BLOCKED]
+    await asyncio.sleep(0.3)  # a few refreshes
+    later = await two.route("b")
+    assert [a.provider_id for a in later.attempts] == ["backup"]
+    assert later.decision.skipped["limited"].startswith("quota: rate_limited (resets in")
+    await one.close()
+    await two.close()
+
+
+async def test_a_circuit_opened_by_one_process_is_open_in_every_process(tmp_path: Path, ledger: Ledger) -> None:
+    config = _config(
+        tmp_path,
+        {
+            "circuit": {"failure_threshold": 2, "cooldown_s": 60},
+            "providers": {
+                "down": {
+                    "type": "local_mock",
+                    "latency_ms": 0,
+                    "priority": 1,
+                    "failure_rate": 1.0,
+                    "capabilities": ["code_review"],
+                },
+                "up": {"type": "local_mock", "latency_ms": 0, "priority": 2},
+            },
+        },
+    )
+    one, two = _processes(config, ledger)
+    await two.route("warm-up", type_="summarization")  # up and watching; never called `down`
+    assert two.router.state("down").breaker.state == "unknown"
+    for i in range(3):
+        await one.route(f"a{i}")
+    assert one.router.state("down").breaker.state == "open"
+    await asyncio.sleep(0.3)
+    assert two.router.state("down").breaker.state == "open"
+    later = await two.route("b")
+    assert [a.provider_id for a in later.attempts] == ["up"] and later.decision.skipped["down"] == "circuit_open"
+    await one.close()
+    await two.close()
+
+
+async def test_when_the_store_cannot_be_reached_calls_are_refused_naming_it(tmp_path: Path) -> None:
+    config = _config(
+        tmp_path,
+        {
+            "budget": {"max_cost_usd_per_day": 1.0},
+            "providers": {"m": {"type": "local_mock", "latency_ms": 0, "prices": PRICES}},
+        },
+    )
+    unreachable = create_engine("postgresql+psycopg://postgres@127.0.0.1:9/switchboard")
+    process = Process(config, LimitStore(unreachable, owner="p0"))
+    result = await process.route("a")
+    assert result.status == "failed" and result.attempts == []
+    reason = result.decision.skipped["m"]
+    assert str(reason).startswith("the shared limits store (the ledger at postgresql+psycopg://postgres@127.0.0.1:9/")
+    assert "is unavailable: " in str(reason)
+    assert "shared limits store" in (result.error or "")
+    await process.close()
+    unreachable.dispose()
+
+
+async def test_without_limits_the_store_is_never_asked(tmp_path: Path) -> None:
+    config = _config(tmp_path, {"providers": {"m": {"type": "local_mock", "latency_ms": 0}}})
+    unreachable = create_engine("postgresql+psycopg://postgres@127.0.0.1:9/switchboard")
+    process = Process(config, LimitStore(unreachable, owner="p0"))
+    assert (await process.route("a")).status == "completed"
+    await process.close()
+    unreachable.dispose()
