@@ -47,7 +47,7 @@ from ledger.limit_store import (
     Window,
     sliding,
 )
-from ledger.models import ProviderEvent, ProviderUsage, UsageTotal
+from ledger.models import ProviderEvent, ProviderUsage
 from ledger.opening import LedgerNotFound, LedgerUnreadable, open_existing_ledger, open_ledger, read_failure
 from ledger.records import (
     AttemptRecord,
@@ -66,7 +66,6 @@ from ledger.records import (
     TaskStatus,
     UsagePoint,
 )
-from ledger.retention import TOTAL_KEYS, TOTAL_SUMS, PruneResult, prune
 from ledger.schema import (
     Revision,
     SchemaError,
@@ -87,8 +86,6 @@ __all__ = [
     "RESET_EVENT",
     "STORE_UNAVAILABLE",
     "TERMINAL_TASK_STATUSES",
-    "TOTAL_KEYS",
-    "TOTAL_SUMS",
     "UTC_DAY",
     "AdminChangeRecord",
     "AttemptRecord",
@@ -111,7 +108,6 @@ __all__ = [
     "ProviderOverlay",
     "ProviderRecord",
     "ProviderUsage",
-    "PruneResult",
     "Reservation",
     "ReservationAsk",
     "Revision",
@@ -130,7 +126,6 @@ __all__ = [
     "TaskState",
     "TaskStatus",
     "UsagePoint",
-    "UsageTotal",
     "Window",
     "admin_changes",
     "count_failovers",
@@ -153,7 +148,6 @@ __all__ = [
     "overlay_version",
     "pending_rows",
     "provider_overlays",
-    "prune",
     "read_failure",
     "record_admin_change",
     "replay_spool",
