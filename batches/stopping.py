@@ -27,6 +27,8 @@ from routing import engine_loop
 
 # How long in-flight calls get to record their cancellation before the unfinished tasks are marked.
 STOP_GRACE_S = 5.0
+# How long a stop waits for the engine loop to take the cancellation (it is idle within milliseconds).
+APPLY_WAIT_S = 1.0
 
 
 class StopReason(StrEnum):
@@ -63,16 +65,29 @@ class RunStop:
         return self._request
 
     def request(self, reason: StopReason, detail: str) -> bool:
-        """Stop the run for `reason`; False (nothing changes) when it was already asked to stop."""
+        """Stop the run for `reason`; False (nothing changes) when it was already asked to stop.
+
+        Returns once the run's work on the engine loop has been cancelled; the request's `at` is that moment, so
+        no provider call of the run starts after it (a call the loop started in between is cancelled at its
+        first step and recorded `cancelled`, with a start before `at`).
+        """
         with self._lock:
             if self._request is not None:
                 return False
-            self._request = StopRequest(reason=reason, detail=detail, at=utc_now())
+            self._request = StopRequest(reason=reason, detail=detail, at=utc_now())  # new work is refused from here
             work = list(self._work)
         self._stopped.set()
-        loop = engine_loop().loop
-        for task in work:
-            loop.call_soon_threadsafe(task.cancel)
+        applied = threading.Event()
+
+        def cancel() -> None:
+            for task in work:
+                task.cancel()
+            applied.set()
+
+        engine_loop().loop.call_soon_threadsafe(cancel)
+        applied.wait(APPLY_WAIT_S)
+        with self._lock:
+            self._request = StopRequest(reason=reason, detail=detail, at=utc_now())
         return True
 
     def wait(self, timeout: float) -> bool:

@@ -1,5 +1,5 @@
 """`switchboard providers reset NAME [--subscription S]`: clear a provider's (or one subscription's) blocks, limit
-windows and circuit by hand, for every routing process (routing.manual_reset), recorded with who and why."""
+windows and circuit by hand, for every routing process (routing.reset), recorded with who and why."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from cyclopts import Parameter
 from cli.app import EXIT_INVALID, EXIT_OK, fail, out_console
 from cli.providers import providers_app
 from ledger import open_ledger
-from routing import InputError, load_config, reset_provider
+from routing import InputError, load_config
 
 
 @providers_app.command(name="reset")
@@ -48,7 +48,7 @@ def reset(
         listed = ", ".join(subscriptions) or "none"
         return fail(EXIT_INVALID, f"{config.source}: provider {name!r} has no subscription {subscription!r} ({listed})")
     by = f"{getpass.getuser()}@{socket.gethostname()}"
-    reset_provider(open_ledger(), name, subscription=subscription, subscriptions=subscriptions, by=by, reason=reason)
+    reset_everywhere(open_ledger(), by, name, subscriptions, subscription, by=by, reason=reason)
     what = f"{name}/{subscription}" if subscription else name
     if as_json:
         doc = {"provider": name, "subscription": subscription, "by": by, "reason": reason}

@@ -1,6 +1,6 @@
 """Prefect only: the `process_batch`, `usage_report` and `provider_health` flows and their tasks, the task
-runners, run artifacts, routing events as Prefect events, the heartbeat, the managed local Prefect server,
-Secret blocks for provider keys, and starting batches from Python (`flows.triggers`).
+runners, run artifacts, routing events as Prefect events, the heartbeat, cancelling a run (flows.cancelling), the
+managed local Prefect server, Secret blocks for provider keys, and starting batches from Python (`flows.triggers`).
 
 Names load on first use (PEP 562): most of these modules import Prefect, which reads its settings from the
 environment when imported (the CLI sets them first) and takes about a second to import, so `import flows`, or
@@ -18,6 +18,13 @@ if TYPE_CHECKING:
         finish_run,
         process_batch,
         run_batch_flow,
+    )
+    from flows.cancelling import (
+        CancelFailed,
+        CancelOutcome,
+        CancelResult,
+        cancel_run,
+        wait_until_ended,
     )
     from flows.events import (
         DEFAULT_KINDS,
@@ -94,6 +101,11 @@ if TYPE_CHECKING:
 # Public name -> the module that defines it, imported when the name is first asked for.
 _LAZY: dict[str, str] = {
     "ARTIFACT_KEY": "flows.health_flow",
+    "CancelFailed": "flows.cancelling",
+    "CancelOutcome": "flows.cancelling",
+    "CancelResult": "flows.cancelling",
+    "cancel_run": "flows.cancelling",
+    "wait_until_ended": "flows.cancelling",
     "DASK_EXTRA_HINT": "flows.task_runners",
     "DEFAULT_DEPLOYMENT": "flows.triggers",
     "DEFAULT_KINDS": "flows.events",
@@ -181,6 +193,9 @@ __all__ = [
     "PORT_ENV",
     "PREFECT_MODE_ENV",
     "SCHEDULER_HTTP_ADDRESS",
+    "CancelFailed",
+    "CancelOutcome",
+    "CancelResult",
     "DeploymentNotFound",
     "PrefectEventForwarder",
     "PrefectSecretResolver",
@@ -194,6 +209,7 @@ __all__ = [
     "artifact_key",
     "batch_flow",
     "block_name",
+    "cancel_run",
     "check_api",
     "check_deployment_name",
     "choose_chunked",
@@ -232,4 +248,5 @@ __all__ = [
     "ui_url_for_flow_run",
     "usage_report",
     "validate_spec",
+    "wait_until_ended",
 ]

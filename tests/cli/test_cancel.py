@@ -104,12 +104,15 @@ def cancel_in_prefect(env: dict[str, str], flow_run_id: str) -> datetime:
     return before
 
 
-def flow_run_state(env: dict[str, str], flow_run_id: str) -> tuple[str, str]:
+def flow_run_state(env: dict[str, str], flow_run_id: str) -> tuple[str, str, datetime]:
+    """The flow run's state type and message, and when it entered Cancelling (its state history's timestamp)."""
     code = (
         "import sys; from uuid import UUID; from prefect import get_client\n"
         "with get_client(sync_client=True) as c:\n"
         "    s = c.read_flow_run(UUID(sys.argv[1])).state\n"
-        "    print(s.type.value); print(s.message)\n"
+        "    h = c.read_flow_run_states(UUID(sys.argv[1]))\n"
+        "    print(s.type.value); print(min(x.timestamp for x in h if x.type.value == 'CANCELLING').isoformat())\n"
+        "    print(s.message)\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", code, flow_run_id],
@@ -118,8 +121,9 @@ def flow_run_state(env: dict[str, str], flow_run_id: str) -> tuple[str, str]:
         text=True,
         timeout=60,
     )
-    kind, message = done.stdout.strip().split("\n", 1)
-    return kind, message
+    assert done.returncode == 0, done.stderr[-2000:]
+    kind, cancelling, message = done.stdout.strip().split("\n", 2)
+    return kind, message, datetime.fromisoformat(cancelling)
 
 
 def seen_at(message: str) -> datetime:
@@ -129,7 +133,8 @@ def seen_at(message: str) -> datetime:
 
 def check_cancelled_ledger(tmp_path: Path, cancelled_at: datetime, message: str) -> dict[str, int]:
     """The ledger after a cancel: run cancelled, every task completed or cancelled, no call started after the
-    cancel was seen, seen within the bound. Returns the attempt counts of the tasks that completed."""
+    cancel was seen, seen within the bound after the flow run entered Cancelling (`cancelled_at`). Returns the
+    attempt counts of the tasks that completed."""
     seen = seen_at(message)
     assert 0 <= (seen - cancelled_at).total_seconds() <= SEEN_WITHIN_S, (cancelled_at, seen)
     conn = db(tmp_path)
@@ -191,9 +196,10 @@ def test_a_cancel_in_prefect_stops_switchboard_run_and_the_rerun_finishes_the_re
     assert {t["status"] for t in out["tasks"]} == {"completed", "cancelled"}
     assert out["totals"]["cancelled"] == sum(1 for t in out["tasks"] if t["status"] == "cancelled") > 0
 
-    kind, message = flow_run_state(env, flow_run_id)
+    kind, message, cancelling_at = flow_run_state(env, flow_run_id)
     assert kind == "CANCELLED", message
-    attempts = check_cancelled_ledger(tmp_path, cancelled_at, message)
+    assert cancelling_at >= cancelled_at
+    attempts = check_cancelled_ledger(tmp_path, cancelling_at, message)
 
     again = subprocess.run(
         [sys.executable, "-m", "cli", "run", str(spec), "--providers", str(fast), "--json"],
@@ -207,3 +213,48 @@ def test_a_cancel_in_prefect_stops_switchboard_run_and_the_rerun_finishes_the_re
     resumed = json.loads(again.stdout)
     assert resumed["run"]["id"] == out["run"]["id"] and resumed["totals"]["completed"] == 80
     check_resumed_without_charging_twice(tmp_path, attempts, out["run"]["id"])
+
+
+def test_switchboard_cancel_from_another_terminal_stops_the_run_and_prints_its_summary(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    spec, slow, _ = write_batch(tmp_path, 80)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli", "run", str(spec), "--providers", str(slow), "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+    flow_run_id = wait_for_calls(tmp_path, 6)
+    run_id = db(tmp_path).execute("select run_id from runs").fetchone()[0]
+    cancelled_at = datetime.now(UTC)
+    cancel = subprocess.run(
+        [sys.executable, "-m", "cli", "cancel", run_id[:-2], "--json"],  # a prefix is enough
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=120,
+    )
+    stdout, stderr = proc.communicate(timeout=120)
+    assert cancel.returncode == 0, cancel.stderr[-3000:]
+    assert f"cancel requested: run {run_id} (flow run {flow_run_id})" in cancel.stderr
+    assert json.loads(cancel.stdout)["run"]["status"] == "cancelled"
+    assert proc.returncode == 130, stderr[-3000:]
+    assert json.loads(stdout)["run"]["status"] == "cancelled"
+    kind, message, cancelling_at = flow_run_state(env, flow_run_id)
+    assert kind == "CANCELLED", message
+    assert cancelling_at >= cancelled_at
+    check_cancelled_ledger(tmp_path, cancelling_at, message)
+
+    again = subprocess.run(
+        [sys.executable, "-m", "cli", "cancel", run_id],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert again.returncode == 0 and "already cancelled" in again.stderr

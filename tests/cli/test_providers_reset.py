@@ -29,7 +29,7 @@ def test_a_reset_is_recorded_with_who_and_why(tmp_path: Path) -> None:
     ledger = Ledger(url=env["SWITCHBOARD_DATABASE_URL"])
     [event] = ledger.events_since(datetime.now(UTC) - timedelta(minutes=5), [RESET_EVENT])
     assert (event.provider_id, event.subscription) == ("claude", "team-b")
-    assert event.detail == {"by": doc["by"], "reason": "raised"} and "@" in doc["by"]
+    assert event.detail == {"by_hand": True, "by": doc["by"], "reason": "raised"} and "@" in doc["by"]
     ledger.close()
 
     unknown = switchboard(

@@ -221,11 +221,9 @@ async def test_without_limits_the_store_is_never_asked(tmp_path: Path) -> None:
     unreachable.dispose()
 
 
-async def test_a_reset_by_hand_clears_blocks_and_windows_in_every_process(
-    tmp_path: Path, ledger: Ledger
-) -> None:
+async def test_a_reset_by_hand_clears_blocks_and_windows_in_every_process(tmp_path: Path, ledger: Ledger) -> None:
     from ledger import RESET_EVENT
-    from routing.manual_reset import reset_provider
+    from routing.reset import reset_everywhere
 
     config = _config(
         tmp_path,
@@ -250,13 +248,13 @@ async def test_a_reset_by_hand_clears_blocks_and_windows_in_every_process(
         assert (await one.route(f"a{i}")).provider_id == "limited"
     assert (await one.route("a2")).provider_id == "backup"  # the window is full, for every process
     await asyncio.sleep(0.2)  # settled (a reset keeps the reservations of calls still in flight)
-    reset_provider(ledger, "limited", subscription=None, subscriptions=(), by="ops@host", reason="new quota")
+    reset_everywhere(ledger, "p9", "limited", (), by="ops@host", reason="new quota")
     await asyncio.sleep(0.3)
     assert (await one.route("b1")).provider_id == "limited"
     b2 = await two.route("b2")
     assert b2.provider_id == "limited", b2.decision.skipped  # its own block is gone too
     [event] = ledger.events_since(datetime.now(UTC) - timedelta(minutes=1), [RESET_EVENT])
-    assert (event.provider_id, event.detail) == ("limited", {"by": "ops@host", "reason": "new quota"})
+    assert (event.provider_id, event.detail) == ("limited", {"by_hand": True, "by": "ops@host", "reason": "new quota"})
     await one.close()
     await two.close()
 
@@ -266,7 +264,7 @@ async def test_a_process_started_after_a_reset_does_not_restore_what_came_before
 ) -> None:
     from ledger import AttemptRecord, NewTask
     from routing.events import QUOTA_BLOCKED
-    from routing.manual_reset import reset_provider
+    from routing.reset import reset_everywhere
     from routing.restore import restore_router_state
 
     config = _config(
@@ -308,7 +306,7 @@ async def test_a_process_started_after_a_reset_does_not_restore_what_came_before
     assert before.state("m").quota.refusal(1, 0.0, critical=True) is not None  # blocked, and the window is full
     before.state("m").quota.clear_block()
     assert "requests_per_hour 2/2" in str(before.state("m").quota.refusal(1, 0.0, critical=True))
-    reset_provider(ledger, "m", subscription=None, subscriptions=(), by="ops@host", reason=None)
+    reset_everywhere(ledger, "ops@host", "m", ())
     after = restarted()
     assert after.state("m").quota.refusal(1, 0.0, critical=True) is None
     for router in (before, after):
