@@ -15,7 +15,7 @@ from cyclopts import Parameter
 from cli.app import EXIT_INVALID, EXIT_OK, fail, out_console
 from cli.providers import providers_app
 from ledger import open_ledger
-from routing import InputError, load_config
+from routing import InputError, load_config, reset_everywhere
 
 
 @providers_app.command(name="reset")
