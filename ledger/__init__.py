@@ -47,7 +47,7 @@ from ledger.limit_store import (
     Window,
     sliding,
 )
-from ledger.models import ProviderEvent, ProviderUsage
+from ledger.models import ProviderEvent, ProviderUsage, UsageTotal
 from ledger.opening import LedgerNotFound, LedgerUnreadable, open_existing_ledger, open_ledger, read_failure
 from ledger.records import (
     AttemptRecord,
@@ -66,6 +66,7 @@ from ledger.records import (
     TaskStatus,
     UsagePoint,
 )
+from ledger.retention import TOTAL_KEYS, TOTAL_SUMS, PruneResult, prune
 from ledger.schema import (
     Revision,
     SchemaError,
@@ -86,6 +87,8 @@ __all__ = [
     "RESET_EVENT",
     "STORE_UNAVAILABLE",
     "TERMINAL_TASK_STATUSES",
+    "TOTAL_KEYS",
+    "TOTAL_SUMS",
     "UTC_DAY",
     "AdminChangeRecord",
     "AttemptRecord",
@@ -108,6 +111,7 @@ __all__ = [
     "ProviderOverlay",
     "ProviderRecord",
     "ProviderUsage",
+    "PruneResult",
     "Reservation",
     "ReservationAsk",
     "Revision",
@@ -126,6 +130,7 @@ __all__ = [
     "TaskState",
     "TaskStatus",
     "UsagePoint",
+    "UsageTotal",
     "Window",
     "admin_changes",
     "count_failovers",
@@ -148,6 +153,7 @@ __all__ = [
     "overlay_version",
     "pending_rows",
     "provider_overlays",
+    "prune",
     "read_failure",
     "record_admin_change",
     "replay_spool",
