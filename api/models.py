@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from batches import AttemptSummary
 from providers import Priority
@@ -47,6 +47,21 @@ class ProviderOut(BaseModel):
     timeout_s: float
     subscriptions: list[SubscriptionOut] = []
     status: ProviderLiveView | None = Field(default=None, description="live state in this server's router")
+
+
+class ProviderSettings(RootModel[dict[str, Any]]):
+    """A provider's settings as in a providers file (`type` and the type's keys); secrets by env var name."""
+
+
+class ProviderCreate(_Body):
+    id: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
+    settings: dict[str, Any] = Field(description="as a providers file's entry: `type` and that type's keys")
+
+
+class ProviderReset(BaseModel):
+    id: str
+    cleared: list[str] = Field(description="what the reset cleared, e.g. `circuit: closed`, `team-a: usage_limit`")
+    status: ProviderLiveView
 
 
 class ProviderList(BaseModel):
@@ -120,9 +135,12 @@ class TaskProvider(BaseModel):
 __all__ = [
     "Healthz",
     "Problem",
+    "ProviderCreate",
     "ProviderList",
     "ProviderOut",
     "ProviderPreference",
+    "ProviderReset",
+    "ProviderSettings",
     "SubscriptionOut",
     "TaskOut",
     "TaskProvider",

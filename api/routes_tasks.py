@@ -11,10 +11,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Request
 
-from api.models import TaskOut, TaskProvider, TaskRequest
+from api.models import ProviderPreference, TaskOut, TaskProvider, TaskRequest
 from api.security import Admin, Reader
 from api.state import ApiState, api_state
 from batches import TaskIdTaken, TaskSummary, new_task_id, task_summary
+from ledger import TaskPreference, TaskStatus, set_task_preference, task_preferences
 from providers import AITask
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
@@ -28,7 +29,13 @@ def split_task_ref(ref: str) -> tuple[str, str]:
     return run_id, task_id
 
 
-def _task_out(run_id: str, summary: TaskSummary) -> TaskOut:
+def _preference(pref: TaskPreference | None) -> dict[str, str | None] | None:
+    if pref is None:
+        return None
+    return {"provider": pref.provider, "model": pref.model, "set_by": pref.set_by, "set_at": pref.set_at.isoformat()}
+
+
+def _task_out(run_id: str, summary: TaskSummary, pref: TaskPreference | None = None) -> TaskOut:
     decision = summary.decision.document() if summary.decision is not None else None
     return TaskOut(
         id=f"{run_id}:{summary.id}",
@@ -43,15 +50,17 @@ def _task_out(run_id: str, summary: TaskSummary) -> TaskOut:
         cost_usd=summary.cost_usd,
         latency_ms=summary.latency_ms,
         decision=decision,
+        preference=_preference(pref),
     )
 
 
-async def _read(state: ApiState, ref: str) -> tuple[str, TaskSummary]:
+async def _read(state: ApiState, ref: str) -> tuple[str, TaskSummary, TaskPreference | None]:
     run_id, task_id = split_task_ref(ref)
     summary = await asyncio.to_thread(task_summary, state.ledger, run_id, task_id)
     if summary is None:
         raise HTTPException(404, f"no task {task_id!r} in run {run_id!r}")
-    return run_id, summary
+    prefs = await asyncio.to_thread(task_preferences, state.ledger, run_id, [task_id])
+    return run_id, summary, prefs.get(task_id)
 
 
 @router.post("", response_model=TaskOut, summary="Route one task now")
@@ -75,25 +84,47 @@ async def route_task(request: Request, body: TaskRequest, _: Admin) -> TaskOut:
         done = await state.engine.route(task)
     except TaskIdTaken as exc:
         raise HTTPException(409, str(exc)) from None
-    _, summary = await _read(state, done.id)
+    _, summary, _ = await _read(state, done.id)
     return _task_out(done.run_id, summary)
 
 
 @router.get("/{task_ref}", response_model=TaskOut, summary="A task, its answer, attempts and decision")
 async def get_task(request: Request, task_ref: TaskRef, _: Reader) -> TaskOut:
-    run_id, summary = await _read(api_state(request), task_ref)
-    return _task_out(run_id, summary)
+    run_id, summary, pref = await _read(api_state(request), task_ref)
+    return _task_out(run_id, summary, pref)
 
 
 @router.get("/{task_ref}/provider", response_model=TaskProvider, summary="The task's routing decision")
 async def get_task_provider(request: Request, task_ref: TaskRef, _: Reader) -> TaskProvider:
-    run_id, summary = await _read(api_state(request), task_ref)
+    run_id, summary, pref = await _read(api_state(request), task_ref)
+    return _task_provider(run_id, summary, pref)
+
+
+def _task_provider(run_id: str, summary: TaskSummary, pref: TaskPreference | None) -> TaskProvider:
     return TaskProvider(
         id=f"{run_id}:{summary.id}",
         status=str(summary.status),
         provider=summary.provider,
         decision=summary.decision.document() if summary.decision is not None else None,
+        preference=_preference(pref),
     )
+
+
+@router.put("/{task_ref}/provider", response_model=TaskProvider, summary="Prefer a provider for a task not run yet")
+async def put_task_provider(request: Request, task_ref: TaskRef, body: ProviderPreference, who: Admin) -> TaskProvider:
+    """The task (of a batch, also one already running) is tried on that provider (or one serving that model)
+    first when it runs, if it can take the task then; 409 once the task has run."""
+    if body.provider is None and body.model is None:
+        raise HTTPException(422, "give a provider, a model or both")
+    state = api_state(request)
+    run_id, summary, _ = await _read(state, task_ref)
+    if summary.status != TaskStatus.PENDING:
+        raise HTTPException(409, f"task {summary.id!r} of run {run_id!r} has run already ({summary.status})")
+    await asyncio.to_thread(
+        set_task_preference, state.ledger, run_id, summary.id, provider=body.provider, model=body.model, who=who.name
+    )
+    run_id, summary, pref = await _read(state, task_ref)
+    return _task_provider(run_id, summary, pref)
 
 
 __all__ = ["router", "split_task_ref"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import Request
 
@@ -10,21 +11,22 @@ from api.auth import TokenSet
 from batches import TaskEngine
 from ledger import Ledger
 from providers import SecretResolver
-from routing import BUILTIN_SOURCE, SwitchboardConfig
+from routing import SwitchboardConfig
 
 
 @dataclass
 class ApiState:
-    config: SwitchboardConfig
     ledger: Ledger
     engine: TaskEngine
     tokens: TokenSet
     secrets: SecretResolver
+    feed: Any = None  # api.feed.Feed, set by create_app (the feed module imports this one)
     closed: bool = False
 
     @property
-    def source_kind(self) -> str:
-        return "builtin" if self.config.source == BUILTIN_SOURCE else "file"
+    def config(self) -> SwitchboardConfig:
+        """The providers file with the API's overlay, as the engine routes by it now."""
+        return self.engine.config
 
     def close(self) -> None:
         if not self.closed:
@@ -37,4 +39,9 @@ def api_state(request: Request) -> ApiState:
     return state
 
 
-__all__ = ["ApiState", "api_state"]
+def state_feed(state: ApiState) -> Any:
+    """The app's live feed (api.feed.Feed), to publish admin changes on."""
+    return state.feed
+
+
+__all__ = ["ApiState", "api_state", "state_feed"]

@@ -14,11 +14,12 @@ import concurrent.futures
 from collections.abc import Callable, Sequence
 
 from batches.lifecycle import CANCELLED
+from batches.overlay import follow_overlay
 from batches.run_state import KnownState, NodeResult
 from batches.runtime import BatchRuntime
 from batches.stopping import run_stop
 from batches.story import routing_story
-from ledger import TaskOutcome, TaskStatus
+from ledger import TaskOutcome, TaskPreference, TaskStatus, task_preferences
 from providers import well_formed
 from routing import RoutedResult, engine_loop
 
@@ -36,18 +37,25 @@ def run_nodes(
 ) -> list[NodeResult]:
     """Run the given nodes, whose upstream tasks outside `task_ids` have finished; results in the order given."""
     ledger, run_id = runtime.ledger, runtime.run.run_id
+    changed = follow_overlay(runtime.follower, runtime.router)  # providers the API changed since the last nodes
+    if changed is not None:
+        runtime.config = changed
     known = runtime.memory if runtime.memory is not None else _read_known(runtime, task_ids)
     results = known.results
     stop = run_stop(run_id)
+    # Provider preferences set through the API (PUT /tasks/{id}/provider), read again while the nodes run so a
+    # preference set now still decides a task that has not started.
+    preferences = task_preferences(ledger, run_id, task_ids)
     try:
         if stop.request_made is not None:  # stopped: no provider call starts
             raise concurrent.futures.CancelledError
-        future = engine_loop().submit(_run_dag(runtime, list(task_ids), known))
+        future = engine_loop().submit(_run_dag(runtime, list(task_ids), known, preferences))
         while True:
             try:
                 future.result(timeout=PROGRESS_EVERY_S)
                 break
             except concurrent.futures.TimeoutError:
+                preferences.update(task_preferences(ledger, run_id, task_ids))
                 if on_progress:
                     on_progress()
     except concurrent.futures.CancelledError:
@@ -73,14 +81,18 @@ def _read_known(runtime: BatchRuntime, task_ids: Sequence[str]) -> KnownState:
     return KnownState.read(runtime.ledger, runtime.run.run_id, wanted if len(wanted) <= MAX_SELECTED_IDS else None)
 
 
-async def _run_dag(runtime: BatchRuntime, task_ids: list[str], known: KnownState) -> None:
+async def _run_dag(
+    runtime: BatchRuntime, task_ids: list[str], known: KnownState, preferences: dict[str, TaskPreference]
+) -> None:
     this = asyncio.current_task()
     assert this is not None
     with run_stop(runtime.run.run_id).guarding(this):  # a stop of the run cancels this, with its calls
-        await _run_dag_nodes(runtime, task_ids, known)
+        await _run_dag_nodes(runtime, task_ids, known, preferences)
 
 
-async def _run_dag_nodes(runtime: BatchRuntime, task_ids: list[str], known: KnownState) -> None:
+async def _run_dag_nodes(
+    runtime: BatchRuntime, task_ids: list[str], known: KnownState, preferences: dict[str, TaskPreference]
+) -> None:
     finished = {task_id: asyncio.Event() for task_id in task_ids}
     writes: list[concurrent.futures.Future[None]] = []
 
@@ -88,7 +100,7 @@ async def _run_dag_nodes(runtime: BatchRuntime, task_ids: list[str], known: Know
         for dep in runtime.spec.task(task_id).depends_on:
             if dep in finished:
                 await finished[dep].wait()
-        result, outcome, routed = await _run_one(runtime, task_id, known)
+        result, outcome, routed = await _run_one(runtime, task_id, known, preferences.get(task_id))
         # An answer is durable before anyone uses it: dependents start only once the attempt rows are
         # committed (or spooled, see ledger.writer). On SQLite the commit runs on the next turn of this loop
         # and shares its transaction with every answer that arrived meanwhile, so this costs no round trip.
@@ -110,7 +122,7 @@ async def _run_dag_nodes(runtime: BatchRuntime, task_ids: list[str], known: Know
 
 
 async def _run_one(
-    runtime: BatchRuntime, task_id: str, known: KnownState
+    runtime: BatchRuntime, task_id: str, known: KnownState, preference: TaskPreference | None = None
 ) -> tuple[NodeResult, TaskOutcome | None, RoutedResult | None]:
     earlier = known.results.get(task_id)
     if earlier is not None and earlier.status == TaskStatus.COMPLETED:
@@ -137,6 +149,10 @@ async def _run_one(
     # Lone surrogates (half an emoji) become U+FFFD: the next provider gets text it can encode.
     context = {dep: well_formed(output or "") for dep, (_, output) in upstream.items()}
     task = runtime.spec.to_ai_task(task_spec, context)
+    if preference is not None:  # set through the API: it replaces the spec's own preference
+        wanted = {"provider": preference.provider, "model": preference.model}
+        metadata = {k: v for k, v in {**task.metadata, **wanted}.items() if v is not None}
+        task = task.model_copy(update={"metadata": metadata})
     first_attempt = known.last_attempts.get(task_id, 0) + 1
     routed = await runtime.router.route(task, runtime.run, first_attempt=first_attempt, durable=False)
     output = routed.response.text if routed.response else None

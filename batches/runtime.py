@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from batches.overlay import OverlayFollower
 from batches.ownership import this_owner
 from batches.run_state import KnownState
 from batches.spec import BatchSpec, load_spec
@@ -45,6 +46,8 @@ class BatchRuntime:
     # In the process that runs the run's flow, what its nodes know of the run (see batches.run_state); None in a
     # process that runs only some nodes (a Dask worker), whose nodes read the ledger.
     memory: KnownState | None = None
+    # Follows the HTTP API's provider overlay while the run routes (batches.overlay).
+    follower: OverlayFollower | None = None
     # The limits shared with every other routing process, through the ledger's database.
     shared: SharedLimits | None = None
 
@@ -94,6 +97,8 @@ def open_runtime(
     it reads the run's state once and its nodes keep it up to date in memory.
     """
     observer = observer or ledger_observer(ledger)
+    follower = OverlayFollower(ledger, config)
+    config = follower.current()  # the API's providers over the file's
     registry = ProviderRegistry.from_configs(config.providers, secrets=secrets)
     for provider in registry:
         caps = provider.capabilities()
@@ -122,6 +127,7 @@ def open_runtime(
         run=RunInfo(run_id=run_id, strategy=strategy, team=spec.team),
         observer=observer,
         memory=KnownState.read(ledger, run_id) if home else None,
+        follower=follower,
         shared=shared,
     )
     with _runtimes_lock:

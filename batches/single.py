@@ -2,8 +2,9 @@
 batches: one long-lived registry, router and ledger writer per process, every task recorded in the run of its
 UTC day (`api-20261206`), its attempts committed before its answer is returned.
 
-The router starts from what the ledger remembers (quota windows, circuits, blocks, today's spend), as a batch's
-does, so what batches used counts against these tasks and what these tasks use counts against the next batch.
+The router starts from what the ledger remembers (quota windows, circuits, blocks, today's spend) and reserves
+against the same shared limits store as every batch's router (routing.shared), so what batches use counts
+against these tasks and what these tasks use counts against batches, also while both run.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import secrets as random_ids
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from ledger import Ledger, LedgerWriter, NewTask, TaskOutcome
+from batches.overlay import OverlayFollower
+from batches.ownership import this_owner
+from ledger import Ledger, LedgerWriter, LimitStore, NewTask, TaskOutcome
 from providers import AITask, SecretResolver, env_secrets, utc_now
 from routing import (
     ProviderRegistry,
@@ -21,7 +24,9 @@ from routing import (
     Router,
     RoutingObserver,
     RunInfo,
+    SharedLimits,
     SwitchboardConfig,
+    adopt_providers,
     engine_loop,
     ledger_observer,
     restore_router_state,
@@ -63,6 +68,8 @@ class TaskEngine:
     router: Router
     writer: LedgerWriter
     observer: RoutingObserver
+    follower: OverlayFollower
+    shared: SharedLimits | None = None
     _runs: set[str] = field(default_factory=set)
 
     @classmethod
@@ -75,17 +82,29 @@ class TaskEngine:
         observer: RoutingObserver | None = None,
     ) -> TaskEngine:
         observer = observer or ledger_observer(ledger)
+        follower = OverlayFollower(ledger, config)
+        config = follower.current()  # the API's providers over the file's
         registry = ProviderRegistry.from_configs(config.providers, secrets=secrets)
         writer = LedgerWriter(ledger)
-        router = Router(registry, config, recorder=writer.submit, observer=observer)
+        # The same limits store as every batch's router: what either reserves, the other sees at once.
+        shared = SharedLimits(LimitStore(ledger.engine, owner=this_owner()))
+        router = Router(registry, config, recorder=writer.submit, observer=observer, shared=shared)
         restore_router_state(router, ledger, api_run_id(), scores=config.strategy == "adaptive")
-        return cls(config, ledger, registry, router, writer, observer)
+        return cls(config, ledger, registry, router, writer, observer, follower, shared)
+
+    async def follow(self, *, force: bool = False) -> None:
+        """Adopt providers the API changed (here or in another process) since the last look."""
+        config = await asyncio.to_thread(self.follower.changed, force=force)
+        if config is not None:
+            await asyncio.wrap_future(engine_loop().submit(adopt_providers(self.router, config)))
+            self.config = config
 
     async def route(self, task: AITask) -> SingleResult:
         """Register `task` in the day's run, route it on the engine loop, commit its attempts and outcome.
 
         Call from any event loop; raises TaskIdTaken when the day's run already has the task's id."""
         run_id = api_run_id()
+        await self.follow()
         await asyncio.to_thread(self._register, run_id, task)
         future = engine_loop().submit(self._route_on_engine(run_id, task))
         return SingleResult(run_id, task.id, await asyncio.wrap_future(future))
@@ -117,6 +136,8 @@ class TaskEngine:
     def close(self) -> None:
         engine_loop().run(self.registry.aclose(), cleanup=True)
         self.writer.close()
+        if self.shared is not None:
+            self.shared.close()  # settles what this process's calls used
         close_observer = getattr(self.observer, "close", None)
         if close_observer is not None:
             close_observer()

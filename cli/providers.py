@@ -23,6 +23,7 @@ from rich.table import Table
 
 from cli.app import EXIT_FAILED, EXIT_INVALID, EXIT_OK, app, err_console, out_console
 from flows import secret_resolver
+from ledger import Ledger, LedgerUnavailable, open_existing_ledger, provider_overlays
 from providers import (
     CREDENTIAL_VARS,
     MIN_SECRET_LEN,
@@ -31,7 +32,14 @@ from providers import (
     SubscriptionCheck,
     safe_url,
 )
-from routing import InputError, ProviderRegistry, load_config
+from routing import (
+    InputError,
+    ProviderRegistry,
+    SwitchboardConfig,
+    apply_overlay,
+    load_config,
+    provider_source,
+)
 
 if TYPE_CHECKING:
     from providers import AIProvider, Limits, ProviderConfig, SecretResolver
@@ -56,7 +64,7 @@ def list_providers(
     Exit 0; with --check, exit 1 when any enabled provider is unhealthy. Exit 2 on an invalid providers file.
     """
     try:
-        config = load_config(providers)
+        config = with_api_overlay(load_config(providers))
     except InputError as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         return EXIT_INVALID
@@ -64,6 +72,8 @@ def list_providers(
     secrets = secret_resolver()
     registry = ProviderRegistry.from_configs(config.providers, secrets=secrets)
     healths, described = asyncio.run(_inspect(config.providers, registry, secrets, timeout if check else None))
+    for entry in described:  # file, builtin or api (added or changed through the HTTP API, which wins)
+        entry["source"] = provider_source(config, entry["id"])
     report: dict[str, Any] = {"source": config.source, "strategy": config.strategy, "providers": described}
     if check:
         report["healthy"] = all(h["status"] != "unhealthy" for h in healths.values())
@@ -74,6 +84,19 @@ def list_providers(
     else:
         _render(report, check, scrub)
     return EXIT_FAILED if check and not report["healthy"] else EXIT_OK
+
+
+def with_api_overlay(config: SwitchboardConfig) -> SwitchboardConfig:
+    """The providers file with the providers added, changed or removed through the HTTP API (kept in the ledger);
+    the file alone when there is no ledger yet."""
+    try:
+        engine = open_existing_ledger()
+    except LedgerUnavailable:  # LedgerNotFound too: nothing was ever recorded, so no overlay either
+        return config
+    try:
+        return apply_overlay(config, provider_overlays(Ledger(engine)))
+    finally:
+        engine.dispose()
 
 
 async def _inspect(
@@ -226,6 +249,8 @@ def _render(report: dict[str, Any], check: bool, scrub: Callable[[str], str]) ->
     out_console.print(escape(scrub(title)), highlight=False)
     for p in report["providers"]:
         heading = f"[bold]{escape(p['id'])}[/] {escape(p['type'])} · priority {p['priority']}"
+        if p["source"] == "api":
+            heading += " · [cyan]from the API[/]"
         if not p["enabled"]:
             heading += " · disabled"
         if p["available"] is False:

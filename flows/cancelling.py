@@ -6,7 +6,8 @@ Cancelling while its tasks go on. So the flow body watches its own flow run's st
 a read every `POLL_S`) and, once it is Cancelling or Cancelled, stops the run (batches.stopping). On a worker,
 the worker's runner also sends the process SIGTERM when a run is cancelled; `sigterm_cancels` tells that kill
 apart from any other SIGTERM by the flow run's state and stops the run the same way, so the flow still records
-what it did and ends Cancelled instead of dying mid-write. Any other SIGTERM goes to the handler that was there.
+what it did and ends Cancelled instead of dying mid-write. Any other SIGTERM interrupts a run `switchboard run`
+started in this process like Ctrl-C (batches.control), else goes to the handler that was there.
 
 `cancel_run` is the cancel from anywhere (`switchboard cancel`, the HTTP API): it cancels the run's flow run through
 Prefect's API, exactly as the UI does, and the process running the batch stops it; a run whose process is gone is
@@ -33,7 +34,7 @@ from prefect.client.schemas.objects import StateType
 from prefect.client.schemas.responses import SetStateStatus
 from prefect.states import Cancelled, State
 
-from batches import StopReason, StopRequest, end_stopped_run, owner_active, run_stop
+from batches import StopReason, StopRequest, end_stopped_run, interrupt_handler, owner_active, run_stop
 from ledger import Ledger, RunRecord, RunStatus
 from providers import utc_now
 
@@ -118,7 +119,10 @@ def sigterm_cancels(run_id: str, flow_run_id: UUID | str) -> Iterator[None]:
             quiet_cancelled_task_runs()
             stop.request(StopReason.CANCELLED, CANCEL_SIGNAL_DETAIL)
             return
-        if callable(previous):
+        interrupt = interrupt_handler()
+        if interrupt is not None:  # `switchboard run` in this process: a SIGTERM interrupts like Ctrl-C
+            interrupt(signum, frame)
+        elif callable(previous):
             previous(signum, frame)
         elif previous == signal.SIG_DFL:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)

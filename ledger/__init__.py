@@ -1,5 +1,19 @@
 """The usage ledger: SQLAlchemy models, Alembic migrations, recording and reading runs and attempts."""
 
+from ledger.admin import (
+    AdminChangeRecord,
+    OverlayVersion,
+    ProviderOverlay,
+    TaskPreference,
+    admin_changes,
+    drop_provider_overlay,
+    overlay_version,
+    provider_overlays,
+    record_admin_change,
+    set_provider_overlay,
+    set_task_preference,
+    task_preferences,
+)
 from ledger.db import (
     LedgerUnavailable,
     create_ledger_engine,
@@ -33,7 +47,7 @@ from ledger.limit_store import (
     Window,
     sliding,
 )
-from ledger.models import ProviderEvent, ProviderUsage
+from ledger.models import ProviderEvent, ProviderUsage, UsageTotal
 from ledger.opening import LedgerNotFound, LedgerUnreadable, open_existing_ledger, open_ledger, read_failure
 from ledger.records import (
     AttemptRecord,
@@ -52,6 +66,7 @@ from ledger.records import (
     TaskStatus,
     UsagePoint,
 )
+from ledger.retention import TOTAL_KEYS, TOTAL_SUMS, PruneResult, prune
 from ledger.schema import (
     Revision,
     SchemaError,
@@ -72,7 +87,10 @@ __all__ = [
     "RESET_EVENT",
     "STORE_UNAVAILABLE",
     "TERMINAL_TASK_STATUSES",
+    "TOTAL_KEYS",
+    "TOTAL_SUMS",
     "UTC_DAY",
+    "AdminChangeRecord",
     "AttemptRecord",
     "DecisionAffinity",
     "DecisionEstimate",
@@ -87,10 +105,13 @@ __all__ = [
     "LimitRefusal",
     "LimitStore",
     "NewTask",
+    "OverlayVersion",
     "ProviderEvent",
     "ProviderEventRecord",
+    "ProviderOverlay",
     "ProviderRecord",
     "ProviderUsage",
+    "PruneResult",
     "Reservation",
     "ReservationAsk",
     "Revision",
@@ -105,16 +126,20 @@ __all__ = [
     "SpoolReport",
     "StoreClock",
     "TaskOutcome",
+    "TaskPreference",
     "TaskState",
     "TaskStatus",
     "UsagePoint",
+    "UsageTotal",
     "Window",
+    "admin_changes",
     "count_failovers",
     "count_rotations",
     "create_ledger_engine",
     "data_dir",
     "default_database_url",
     "downgrade_schema",
+    "drop_provider_overlay",
     "follows_failure",
     "has_ledger_tables",
     "head_revision",
@@ -125,15 +150,22 @@ __all__ = [
     "new_run_id",
     "open_existing_ledger",
     "open_ledger",
+    "overlay_version",
     "pending_rows",
+    "provider_overlays",
+    "prune",
     "read_failure",
+    "record_admin_change",
     "replay_spool",
     "schema_engine",
     "schema_history",
     "schema_revision",
+    "set_provider_overlay",
+    "set_task_preference",
     "shown_url",
     "sliding",
     "spool_dir",
     "sqlite_file_missing",
+    "task_preferences",
     "upgrade_schema",
 ]

@@ -148,6 +148,44 @@ class ProviderEvent(Base):
     at: Mapped[datetime] = mapped_column(index=True)
 
 
+class ProviderOverlayRow(Base):
+    """A provider added, changed or removed through the HTTP API: it wins over the providers file's entry of the
+    same id (the file itself is never rewritten). `config` None is a removal."""
+
+    __tablename__ = "provider_overlays"
+
+    provider_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    config: Mapped[dict[str, Any] | None]  # the provider's settings, never secrets (keys by env var name)
+    updated_by: Mapped[str] = mapped_column(String(100))
+    updated_at: Mapped[datetime]
+
+
+class AdminChange(Base):
+    """Who changed what through the API, and when."""
+
+    __tablename__ = "admin_changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    who: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(50))
+    target: Mapped[str] = mapped_column(String(300))
+    detail: Mapped[dict[str, Any] | None]
+
+
+class TaskPreferenceRow(Base):
+    """A provider (or model) to try first for a task that has not run yet, set through the API."""
+
+    __tablename__ = "task_preferences"
+
+    run_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    task_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    provider: Mapped[str | None] = mapped_column(String(100))
+    model: Mapped[str | None] = mapped_column(String(100))
+    set_by: Mapped[str] = mapped_column(String(100))
+    set_at: Mapped[datetime]
+
+
 # --- the limits every routing process shares (ledger.limit_store; migration 0005) -----------------------------
 # Times here are seconds since the epoch on the store's clock (the database's), not each machine's.
 
@@ -212,3 +250,30 @@ class SharedCircuit(Base):
     provider_id: Mapped[str] = mapped_column(String(100), primary_key=True)
     open_until: Mapped[float] = mapped_column(Float)
     set_by: Mapped[str] = mapped_column(String(200))
+
+
+class UsageTotal(Base):
+    """The sums of pruned attempts (`switchboard db prune`), grouped by the keys the usage report slices on, so a
+    report over a pruned period still shows its cost, tokens, attempts and outcomes. Several rows may share a
+    key (one per prune); readers add them up."""
+
+    __tablename__ = "usage_totals"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    day: Mapped[str] = mapped_column(String(10), index=True)  # the UTC day, 'YYYY-MM-DD'
+    provider_id: Mapped[str] = mapped_column(String(100))
+    subscription: Mapped[str | None] = mapped_column(String(100))
+    model: Mapped[str | None] = mapped_column(String(100))
+    task_type: Mapped[str] = mapped_column(String(100))
+    team: Mapped[str | None] = mapped_column(String(100))
+    strategy: Mapped[str | None] = mapped_column(String(40))
+    outcome: Mapped[str] = mapped_column(String(30))
+    attempts: Mapped[int] = mapped_column(Integer)
+    first_attempts: Mapped[int] = mapped_column(Integer)
+    cost_usd: Mapped[float] = mapped_column(Float)
+    tokens_input: Mapped[int] = mapped_column(Integer)
+    tokens_output: Mapped[int] = mapped_column(Integer)
+    tokens_cache_read: Mapped[int] = mapped_column(Integer)
+    tokens_cache_write: Mapped[int] = mapped_column(Integer)
+    tokens_reasoning: Mapped[int] = mapped_column(Integer)
+    pruned_at: Mapped[datetime]

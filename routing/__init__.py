@@ -8,7 +8,9 @@ Imports `providers` and `ledger` only. The engine's async work runs on one long-
 from routing.budget import BudgetRefusal
 from routing.config import (
     BUILTIN_SOURCE,
+    PROVIDER_ID_PATTERN,
     PROVIDERS_ENV,
+    RESERVED_PROVIDER_IDS,
     STRATEGY_NAMES,
     AlertSettings,
     ApiSettings,
@@ -21,6 +23,7 @@ from routing.config import (
     check_strategy,
     load_config,
     parse_config,
+    parse_provider,
 )
 from routing.documents import load_document
 from routing.errors import ConfigError, InputError, describe_validation_error
@@ -40,6 +43,7 @@ from routing.events import (
     plain_detail,
 )
 from routing.loop import EngineLoop, engine_loop
+from routing.overlay import adopt_providers, apply_overlay, provider_source
 from routing.quota import ProviderQuota
 from routing.registry import (
     ENTRY_POINT_GROUP,
@@ -48,6 +52,7 @@ from routing.registry import (
     provider_class,
     provider_type_names,
 )
+from routing.reset import describe_trouble, reset_everywhere, reset_here
 from routing.restore import CIRCUIT_MEMORY, HISTORY_DAYS, ledger_observer, record_event, restore_router_state
 from routing.router import RoutedResult, Router, RunInfo
 from routing.shared import SharedLimits, StoreUnavailable
@@ -73,9 +78,11 @@ __all__ = [
     "FAILOVER",
     "HISTORY_DAYS",
     "PROVIDERS_ENV",
+    "PROVIDER_ID_PATTERN",
     "QUOTA_BLOCKED",
     "QUOTA_FORECAST_CROSSED",
     "QUOTA_RESET",
+    "RESERVED_PROVIDER_IDS",
     "STRATEGIES",
     "STRATEGY_NAMES",
     "AlertSettings",
@@ -109,7 +116,10 @@ __all__ = [
     "StrategyName",
     "SwitchboardConfig",
     "TeamSettings",
+    "adopt_providers",
+    "apply_overlay",
     "check_strategy",
+    "describe_trouble",
     "describe_validation_error",
     "engine_loop",
     "ledger_observer",
@@ -117,11 +127,15 @@ __all__ = [
     "load_document",
     "make_strategy",
     "parse_config",
+    "parse_provider",
     "plain_detail",
     "provider_class",
+    "provider_source",
     "provider_type_names",
     "provider_view",
     "provider_views",
     "record_event",
+    "reset_everywhere",
+    "reset_here",
     "restore_router_state",
 ]

@@ -27,6 +27,9 @@ StrategyName = Literal[
 ]
 STRATEGY_NAMES: tuple[str, ...] = get_args(StrategyName)
 BUILTIN_SOURCE = "<built-in default providers>"
+# Names no provider may take: `/api/v1/providers/usage` is the usage report, not a provider.
+RESERVED_PROVIDER_IDS = frozenset({"usage"})
+PROVIDER_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,100}$"
 
 
 class Budget(BaseModel):
@@ -115,6 +118,8 @@ class SwitchboardConfig(BaseModel):
     providers: dict[str, SerializeAsAny[ProviderConfig]] = Field(min_length=1)
     # Where this config came from, for messages; not part of the file.
     source: str = Field(default=BUILTIN_SOURCE, exclude=True)
+    # Providers whose settings come from the HTTP API's overlay (routing.overlay), not from `source`.
+    from_api: frozenset[str] = Field(default=frozenset(), exclude=True)
 
     @field_validator("strategy")
     @classmethod
@@ -173,8 +178,20 @@ def parse_config(doc: dict[str, Any], source: str) -> SwitchboardConfig:
     return config
 
 
+def parse_provider(provider_id: str, raw: Any, source: str) -> ProviderConfig:
+    """One provider's settings, validated as in a providers file; ConfigError lists every problem."""
+    problems: list[str] = []
+    parsed = _parse_provider(provider_id, raw, problems)
+    if parsed is None or problems:
+        raise ConfigError(source, problems)
+    return parsed
+
+
 def _parse_provider(provider_id: str, raw: Any, problems: list[str]) -> ProviderConfig | None:
     where = f"providers.{provider_id}"
+    if provider_id in RESERVED_PROVIDER_IDS:
+        problems.append(f"{where}: {provider_id!r} is a reserved name (the API's /providers/{provider_id} route)")
+        return None
     bad_name = name_problem(provider_id)
     if bad_name is not None:  # the name is stored with every attempt and printed: shown escaped, refused
         problems.append(f"providers.{provider_id!r}: the provider's name {bad_name}")

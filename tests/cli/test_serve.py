@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -64,3 +65,21 @@ def test_serve_names_a_token_variable_that_is_unset(tmp_path: Path) -> None:
     done = switchboard("serve", "--providers", str(providers), env=cli_env(tmp_path))
     assert done.returncode == 2
     assert "api.tokens (oncall).token_env: SB_NO_SUCH_VAR is not set" in one_error_line(done.stderr)
+
+
+def test_switchboard_providers_shows_which_providers_come_from_the_api(tmp_path: Path) -> None:
+    from ledger import open_ledger, set_provider_overlay
+
+    env = cli_env(tmp_path)
+    ledger = open_ledger(env["SWITCHBOARD_DATABASE_URL"])
+    set_provider_overlay(
+        ledger, "mock_backup", {"type": "local_mock", "priority": 9}, who="ops", action="provider.update"
+    )
+    set_provider_overlay(ledger, "extra", {"type": "local_mock"}, who="ops", action="provider.create")
+    set_provider_overlay(ledger, "mock_primary", None, who="ops", action="provider.delete")
+    done = switchboard("providers", "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    listed = {p["id"]: (p["source"], p["priority"]) for p in json.loads(done.stdout)["providers"]}
+    assert listed == {"mock_backup": ("api", 9), "extra": ("api", 5)}  # mock_primary removed through the API
+    table = switchboard("providers", env=env)
+    assert "from the API" in table.stdout
