@@ -71,6 +71,8 @@ class SharedLimits:
         loop = asyncio.get_running_loop()
         done: asyncio.Future[Answer] = loop.create_future()
         with self._cv:
+            if self._stopping:  # closed: nothing would answer
+                return StoreUnavailable(f"{self.store.describe_failure(RuntimeError('closed'))}")
             self._asks.append((ask, loop, done))
             self._start()
             self._cv.notify()
