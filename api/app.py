@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api import routes_providers, routes_tasks, routes_ws
@@ -22,6 +24,7 @@ from providers import SecretResolver, env_secrets
 from routing import SwitchboardConfig
 
 API_PREFIX = "/api/v1"
+STATIC = Path(__file__).with_name("static")
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": Problem, "description": "no bearer token, or an unknown one"},
     403: {"model": Problem, "description": "the token's scope does not allow this"},
@@ -104,6 +107,13 @@ def create_app(
     @app.get("/healthz", response_model=Healthz, tags=["health"], summary="Liveness (no token needed)")
     async def healthz() -> Healthz:
         return Healthz(providers=len(state.engine.registry))
+
+    @app.get("/", include_in_schema=False)
+    async def board() -> FileResponse:
+        """The provider board (open: it asks for a token and keeps it in the browser)."""
+        return FileResponse(STATIC / "board.html", headers={"Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.exception_handler(ValueError)
     async def _bad_value(request: Request, exc: ValueError) -> JSONResponse:

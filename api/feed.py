@@ -13,16 +13,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from dataclasses import dataclass, field
+from datetime import timedelta
+from itertools import pairwise
 from typing import Any
 
 from api.state import ApiState
 from batches import API_RUN_PREFIX
-from ledger import RunStatus
+from flows import ui_url
+from ledger import AttemptRecord, RunStatus, is_failover
 from providers import utc_now
 from routing import ProviderLiveView, engine_loop, provider_views
 
 log = logging.getLogger(__name__)
+
+FAILOVER_WINDOW = timedelta(minutes=15)
+MAX_FAILOVERS = 20
+
+
+def prefect_ui() -> str:
+    """The Prefect UI the runs' pages are on: PREFECT_API_URL's server, else the managed local one."""
+    api = os.environ.get("PREFECT_API_URL")
+    return api.rstrip("/").removesuffix("/api") if api else ui_url()
+
 
 # Fields that change by the passing of time alone; a change in them is not news.
 _AGEING = {"checked_s_ago", "open_for_s", "exhausted_in_s", "exhausted_at", "cooling_off_s"}
@@ -70,6 +84,7 @@ class Feed:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._last_providers: dict[str, Any] = {}
         self._last_runs: Any = None
+        self._last_failovers: Any = None
         self.dropped = 0  # subscribers dropped for being slow, since start
 
     @property
@@ -84,6 +99,7 @@ class Feed:
             "at": utc_now().isoformat(),
             "providers": [v.model_dump(mode="json") for v in views],
             "runs": await asyncio.to_thread(self._runs),
+            "failovers": await asyncio.to_thread(self._failovers),
         }
 
     def subscribe(self) -> Subscriber:
@@ -145,6 +161,11 @@ class Feed:
                         if not first:
                             self.publish({"type": "runs", "at": utc_now().isoformat(), "runs": runs})
                         self._last_runs = runs
+                    failovers = await asyncio.to_thread(self._failovers)
+                    if failovers != self._last_failovers:
+                        if not first:
+                            self.publish({"type": "failovers", "at": utc_now().isoformat(), "failovers": failovers})
+                        self._last_failovers = failovers
                 if now >= next_beat:
                     next_beat = now + settings.heartbeat_s
                     self.publish({"type": "heartbeat", "at": utc_now().isoformat(), "subscribers": self.subscribers})
@@ -164,7 +185,8 @@ class Feed:
                     self.publish({"type": "provider", "at": utc_now().isoformat(), "provider": document})
 
     def _runs(self) -> list[dict[str, Any]]:
-        """Recent batch runs with their progress (task counts by status); the API's day runs left out."""
+        """Recent batch runs with their progress (task counts by status) and their page in the Prefect UI; the
+        API's day runs left out."""
         ledger = self.state.ledger
         out = []
         for run in ledger.list_runs(10):
@@ -177,10 +199,35 @@ class Feed:
                     "name": run.batch_name,
                     "status": str(run.status),
                     "flow_run_id": run.flow_run_id,
+                    "ui_url": f"{prefect_ui()}/runs/flow-run/{run.flow_run_id}" if run.flow_run_id else None,
                     "tasks": {str(status): n for status, n in counts.items()},
                 }
             )
         return out
+
+    def _failovers(self) -> list[dict[str, Any]]:
+        """The last failovers (a failed attempt followed by another provider's) of the past 15 minutes, newest first."""
+        now = utc_now()
+        by_task: dict[tuple[str, str], list[AttemptRecord]] = {}
+        for a in self.state.ledger.attempts_between(now - FAILOVER_WINDOW, now):
+            by_task.setdefault((a.run_id, a.task_id), []).append(a)
+        found = []
+        for (run_id, task_id), attempts in by_task.items():
+            attempts.sort(key=lambda a: a.attempt)
+            for before, after in pairwise(attempts):
+                if is_failover(before, after):
+                    found.append(
+                        {
+                            "at": after.started_at.isoformat(),
+                            "run_id": run_id,
+                            "task_id": task_id,
+                            "from": before.provider_id,
+                            "to": after.provider_id,
+                            "reason": before.outcome + (f" ({before.error_type})" if before.error_type else ""),
+                        }
+                    )
+        found.sort(key=lambda f: f["at"], reverse=True)
+        return found[:MAX_FAILOVERS]
 
 
 __all__ = ["Feed", "FeedSettings", "Subscriber"]

@@ -7,7 +7,7 @@ Imports `routing`, `ledger` and `providers`; never `flows` or Prefect (`flows/` 
 tasks and hands `execute_run` its flow).
 """
 
-from batches.control import RunFlow, RunInterrupts, execute_run, stop_engine
+from batches.control import INTERRUPT_SIGNALS, RunFlow, RunInterrupts, execute_run, interrupt_handler, stop_engine
 from batches.digest import (
     DIGEST_ABOVE,
     DigestGroup,
@@ -59,6 +59,7 @@ __all__ = [
     "API_RUN_PREFIX",
     "CANCELLED",
     "DIGEST_ABOVE",
+    "INTERRUPT_SIGNALS",
     "RUN_STATUS",
     "STOP_GRACE_S",
     "AttemptSummary",
@@ -93,6 +94,7 @@ __all__ = [
     "end_stopped_run",
     "execute_run",
     "forget_stop",
+    "interrupt_handler",
     "interrupt_run",
     "load_spec",
     "needs_digest",

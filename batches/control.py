@@ -1,6 +1,13 @@
-"""Running a batch flow in this process, with Ctrl-C stopping provider calls and recording them as cancelled.
+"""Running a batch flow in this process, with Ctrl-C or SIGTERM stopping provider calls and recording them as
+cancelled.
 
 The flow itself (Prefect) is handed in by the caller, so the batch core never imports flows.
+
+Signals, in one place: SIGTERM (what `docker stop`, systemd, Kubernetes and `timeout` send) is handled exactly
+like SIGINT: nothing is blamed on a provider, no circuit opens, the run ends `interrupted` and resumes on the
+next run of the spec; the exit code says which it was (130 or 143). Inside a flow run Prefect and flows.cancelling
+put their own SIGTERM handlers in front: a SIGTERM that is Prefect cancelling the flow run is theirs
+(`cancelled`), any other is handed to `interrupt_handler()`, this module's.
 """
 
 from __future__ import annotations
@@ -20,6 +27,8 @@ from ledger import Ledger, RunStatus
 from routing import SwitchboardConfig, engine_loop
 
 SignalHandler = Callable[[int, FrameType | None], Any] | int | None
+# The signals that interrupt a run: Ctrl-C, and the polite kill of service managers and containers.
+INTERRUPT_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class RunInterrupts:
@@ -34,18 +43,40 @@ class RunInterrupts:
 
     def __init__(self) -> None:
         self.requested = False
+        self.signum: int | None = None  # the first interrupting signal received
         self._in_flow = False
-        self._previous: SignalHandler = None
+        self._previous: dict[int, SignalHandler] = {}
         self._installed = False
 
+    @property
+    def exit_code(self) -> int:
+        """128 + the signal, as a shell reports it: 130 for Ctrl-C, 143 for SIGTERM."""
+        return 128 + (self.signum or signal.SIGINT)
+
+    @property
+    def what(self) -> str:
+        """`interrupted`, or `interrupted by SIGTERM`: what the user is told."""
+        return (
+            "interrupted"
+            if self.signum in (None, signal.SIGINT)
+            else f"interrupted by {signal.Signals(self.signum).name}"
+        )
+
     def install(self) -> None:
-        self._previous = signal.signal(signal.SIGINT, self._handle)
+        global _active
+        for signum in INTERRUPT_SIGNALS:
+            self._previous[signum] = signal.signal(signum, self._handle)
         self._installed = True
+        _active = self
 
     def uninstall(self) -> None:
+        global _active
         if self._installed:
-            signal.signal(signal.SIGINT, self._previous)
+            for signum, previous in self._previous.items():
+                signal.signal(signum, previous)
             self._installed = False
+            if _active is self:
+                _active = None
 
     def __enter__(self) -> RunInterrupts:
         self.install()
@@ -65,12 +96,24 @@ class RunInterrupts:
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.requested:
-            os._exit(130)
+            os._exit(128 + signum)
         self.requested = True
+        self.signum = signum
         if self._in_flow:
             self._in_flow = False  # the KeyboardInterrupt is raised once, not again from wherever it unwinds to
             stop_engine()
             raise KeyboardInterrupt
+
+
+# The interrupts of the run this process's CLI started, while installed: signal handlers are process-wide, and
+# handlers installed later (inside a flow run) hand the signals they do not own back here.
+_active: RunInterrupts | None = None
+
+
+def interrupt_handler() -> Callable[[int, FrameType | None], None] | None:
+    """The handler of the run started in this process (`switchboard run`), or None (a worker's flow run)."""
+    active = _active
+    return active._handle if active is not None else None
 
 
 def stop_engine() -> None:
@@ -140,4 +183,4 @@ def execute_run(
     return run.status if run else RunStatus.FAILED
 
 
-__all__ = ["RunFlow", "RunInterrupts", "execute_run", "stop_engine"]
+__all__ = ["INTERRUPT_SIGNALS", "RunFlow", "RunInterrupts", "execute_run", "interrupt_handler", "stop_engine"]

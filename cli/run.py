@@ -112,9 +112,9 @@ def run(
     Exit 0 when all tasks completed, 1 when any failed or was skipped or the Prefect API cannot be reached
     (PREFECT_API_URL not answering, the local server not starting), 2 on invalid input (the spec, the
     providers file, --strategy, a ledger database that cannot be opened, a Dask runner without a Prefect
-    server, an unknown --deployment), 130 when interrupted (Ctrl-C) or cancelled (its flow run cancelled in
-    Prefect: the UI, `prefect flow-run cancel`, `switchboard cancel`). With --deployment, exit 0 once the run
-    is submitted.
+    server, an unknown --deployment), 130 when interrupted by Ctrl-C (143 by SIGTERM, handled the same way)
+    or cancelled (its flow run cancelled in Prefect: the UI, `prefect flow-run cancel`, `switchboard cancel`).
+    With --deployment, exit 0 once the run is submitted.
     """
     interrupts = RunInterrupts()
     try:
@@ -239,9 +239,9 @@ def _warn_about_environment(checked: Validation) -> None:
 def _run_here(
     ready: _Ready, spec: Path, explain: bool, as_json: bool, fresh: bool, mode: str, interrupts: RunInterrupts
 ) -> int:
-    if interrupts.requested:  # Ctrl-C right after the checks: the run was not started
-        err_console.print("interrupted before the run started: nothing was written", highlight=False)
-        return EXIT_INTERRUPTED
+    if interrupts.requested:  # Ctrl-C or SIGTERM right after the checks: the run was not started
+        err_console.print(f"{interrupts.what} before the run started: nothing was written", highlight=False)
+        return interrupts.exit_code
     ledger, batch = ready.ledger, ready.batch
     assert ledger is not None  # opened by _prepare_run whenever there is no --deployment
     try:
@@ -293,11 +293,11 @@ def _run_here(
         )
     if status == RunStatus.INTERRUPTED:
         err_console.print(
-            "interrupted: in-flight calls were stopped and recorded as cancelled; "
+            f"{interrupts.what}: in-flight calls were stopped and recorded as cancelled; "
             f"run the same spec again to resume {run_id}",
             highlight=False,
         )
-        return EXIT_INTERRUPTED
+        return interrupts.exit_code
     if status == RunStatus.CANCELLED:
         err_console.print(
             "cancelled: the flow run was cancelled in Prefect; in-flight calls were stopped and recorded as "

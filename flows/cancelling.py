@@ -6,7 +6,8 @@ Cancelling while its tasks go on. So the flow body watches its own flow run's st
 a read every `POLL_S`) and, once it is Cancelling or Cancelled, stops the run (batches.stopping). On a worker,
 the worker's runner also sends the process SIGTERM when a run is cancelled; `sigterm_cancels` tells that kill
 apart from any other SIGTERM by the flow run's state and stops the run the same way, so the flow still records
-what it did and ends Cancelled instead of dying mid-write. Any other SIGTERM goes to the handler that was there.
+what it did and ends Cancelled instead of dying mid-write. Any other SIGTERM interrupts a run `switchboard run`
+started in this process like Ctrl-C (batches.control), else goes to the handler that was there.
 
 `cancel_run` is the cancel from anywhere (`switchboard cancel`, the HTTP API): it cancels the run's flow run through
 Prefect's API, exactly as the UI does, and the process running the batch stops it; a run whose process is gone is
@@ -33,7 +34,7 @@ from prefect.client.schemas.objects import StateType
 from prefect.client.schemas.responses import SetStateStatus
 from prefect.states import Cancelled, State
 
-from batches import StopReason, StopRequest, end_stopped_run, owner_active, run_stop
+from batches import StopReason, StopRequest, end_stopped_run, interrupt_handler, owner_active, run_stop
 from ledger import Ledger, RunRecord, RunStatus
 from providers import utc_now
 
@@ -42,6 +43,7 @@ POLL_S = 1.0
 # A read that takes longer is given up (the next one tries again).
 READ_TIMEOUT_S = 5.0
 CANCEL_DETAIL = "flow run cancelled in Prefect"
+CANCEL_SIGNAL_DETAIL = "flow run cancelled in Prefect; stopped by the worker's signal"
 CANCELLING = (StateType.CANCELLING, StateType.CANCELLED)
 TASK_RUN_LOGGER = "prefect.task_runs"
 logger = logging.getLogger("switchboard.cancelling")
@@ -59,8 +61,9 @@ def flow_run_cancelling(flow_run_id: UUID | str) -> bool:
 
 
 @contextmanager
-def stop_when_cancelled(run_id: str, flow_run_id: UUID | str, *, poll_s: float = POLL_S) -> Iterator[None]:
+def stop_when_cancelled(run_id: str, flow_run_id: UUID | str, *, poll_s: float | None = None) -> Iterator[None]:
     """While inside, a cancel of `flow_run_id` in Prefect stops the run `run_id` within about `poll_s`."""
+    poll_s = POLL_S if poll_s is None else poll_s
     stop = run_stop(run_id)
     done = threading.Event()
     task_runs = logging.getLogger(TASK_RUN_LOGGER)
@@ -114,9 +117,12 @@ def sigterm_cancels(run_id: str, flow_run_id: UUID | str) -> Iterator[None]:
             return  # already stopping for the cancel: finish recording it
         if context.run(flow_run_cancelling, flow_run_id):
             quiet_cancelled_task_runs()
-            stop.request(StopReason.CANCELLED, CANCEL_DETAIL)
+            stop.request(StopReason.CANCELLED, CANCEL_SIGNAL_DETAIL)
             return
-        if callable(previous):
+        interrupt = interrupt_handler()
+        if interrupt is not None:  # `switchboard run` in this process: a SIGTERM interrupts like Ctrl-C
+            interrupt(signum, frame)
+        elif callable(previous):
             previous(signum, frame)
         elif previous == signal.SIG_DFL:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)

@@ -1,19 +1,26 @@
-"""An API app over a fresh SQLite ledger, with an admin and a read token, driven in process by httpx."""
+"""An API app over a fresh SQLite ledger, with an admin and a read token, driven in process by httpx, or served by
+a real uvicorn on 127.0.0.1 (`serve`)."""
 
 from __future__ import annotations
 
 import copy
+import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 
 from api import TokenSet, create_app
+from api.feed import Feed, FeedSettings
 from ledger import Ledger, open_ledger
 from routing import parse_config
 from tests.api.api_kit import ADMIN_TOKEN, PROVIDER_SECRET, PROVIDERS, READ_TOKEN
+from tests.ports import free_port
 
 
 @pytest.fixture
@@ -55,3 +62,39 @@ async def client(
 ) -> AsyncIterator[httpx.AsyncClient]:
     async with make_client(providers_doc) as c:
         yield c
+
+
+@dataclass
+class Served:
+    base: str
+    feed: Feed
+
+    @property
+    def ws(self) -> str:
+        return self.base.replace("http://", "ws://") + "/api/v1/ws"
+
+
+@pytest.fixture
+def serve(
+    ledger: Ledger, tokens: TokenSet, providers_doc: dict[str, Any], tmp_path: Path
+) -> Iterator[Callable[[FeedSettings], Served]]:
+    servers: list[tuple[uvicorn.Server, threading.Thread]] = []
+
+    def start(settings: FeedSettings) -> Served:
+        config = parse_config(providers_doc, str(tmp_path / "providers.yaml"))
+        app = create_app(config, ledger, tokens, feed=settings)
+        port = free_port()
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+            time.sleep(0.02)
+        servers.append((server, thread))
+        return Served(f"http://127.0.0.1:{port}", app.state.feed)
+
+    yield start
+    for server, thread in servers:
+        server.should_exit = True
+        thread.join(30)

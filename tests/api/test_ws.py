@@ -8,63 +8,20 @@ import base64
 import json
 import os
 import socket
-import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from api import TokenSet, create_app
-from api.feed import Feed, FeedSettings
-from ledger import Ledger
-from routing import parse_config
+from api.feed import FeedSettings
 from tests.api.api_kit import ADMIN_TOKEN, READ_TOKEN, auth
-from tests.ports import free_port
+from tests.api.conftest import Served
 
 pytestmark = pytest.mark.slow
-
-
-@dataclass
-class Served:
-    base: str
-    feed: Feed
-
-    @property
-    def ws(self) -> str:
-        return self.base.replace("http://", "ws://") + "/api/v1/ws"
-
-
-@pytest.fixture
-def serve(
-    ledger: Ledger, tokens: TokenSet, providers_doc: dict[str, Any], tmp_path: Path
-) -> Iterator[Callable[[FeedSettings], Served]]:
-    servers: list[tuple[uvicorn.Server, threading.Thread]] = []
-
-    def start(settings: FeedSettings) -> Served:
-        config = parse_config(providers_doc, str(tmp_path / "providers.yaml"))
-        app = create_app(config, ledger, tokens, feed=settings)
-        port = free_port()
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 30
-        while not server.started:
-            assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-            time.sleep(0.02)
-        servers.append((server, thread))
-        return Served(f"http://127.0.0.1:{port}", app.state.feed)
-
-    yield start
-    for server, thread in servers:
-        server.should_exit = True
-        thread.join(30)
 
 
 async def _next(ws: ClientConnection, kind: str, timeout: float = 10.0) -> dict[str, Any]:
