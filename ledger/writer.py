@@ -16,6 +16,11 @@ not take the others with it); when the database itself is out of reach, or a row
 to the local spool (ledger.spool), fsynced, and their futures complete: the rows are safe, and they are written
 to the ledger by this writer once a later commit succeeds, else at the next start. One warning line says so.
 A future fails only when even the spool cannot be written.
+
+Ledger I/O never stalls the routing loop: on the loop, a SQLite commit waits at most `LOOP_BUSY_MS` for a write
+lock. When another process holds the lock (a backup, a long transaction), this writer moves to its thread for
+good, where the commit may wait as long as the database's own busy timeout (30 s) while routing, health checks
+and timeouts go on; the callers' futures complete from there.
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ log = logging.getLogger(__name__)
 
 _STOP = object()
 MAX_BATCH = 2000
+# How long a commit on the routing loop may wait for another process's write lock before moving off the loop.
+LOOP_BUSY_MS = 50
 
 # An attempt row, or a task's final state with its run id.
 _Item = AttemptRecord | tuple[str, TaskOutcome]
@@ -51,6 +58,7 @@ class LedgerWriter:
         self._ledger = ledger
         self._on_loop = ledger.engine.dialect.name == "sqlite" if on_loop is None else on_loop
         self._lock = threading.Lock()
+        self._thread_lock = threading.Lock()
         self._connection: Connection | None = None
         # loop mode
         self._pending: list[tuple[_Item, _Done]] = []
@@ -98,17 +106,36 @@ class LedgerWriter:
     def _flush(self) -> None:
         self._flush_scheduled = False
         batch, self._pending = self._pending, []
-        if batch:
+        if not batch:
+            return
+        if self._on_loop:
             with self._lock:
-                self._commit(batch)
+                try:
+                    self._commit(batch, locked_out=True)
+                    return
+                except _LockedOut:
+                    self._drop_connection()
+                    self._on_loop = False
+                    log.warning(
+                        "the ledger at %s is locked by another process; its writes go on off the routing loop",
+                        shown_url(self._ledger.url),
+                    )
+        for entry in batch:  # to the writer thread, in order, ahead of anything submitted after
+            self._start_thread()
+            self._queue.put(entry)
 
     # --- thread mode -------------------------------------------------------------------------------
 
-    def _put_threaded(self, item: _Item) -> _Done:
-        with self._lock:
+    def _start_thread(self) -> None:
+        # Not under `_lock`: the writer thread holds that while it waits on the database, and the routing loop
+        # must never wait for it.
+        with self._thread_lock:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="switchboard-ledger-writer", daemon=True)
                 self._thread.start()
+
+    def _put_threaded(self, item: _Item) -> _Done:
+        self._start_thread()
         done: Future[None] = Future()
         self._queue.put((item, done))
         return done
@@ -135,8 +162,9 @@ class LedgerWriter:
 
     # --- both --------------------------------------------------------------------------------------
 
-    def _commit(self, batch: list[tuple[_Item, _Done]]) -> None:
-        """One transaction for the whole batch; called with `_lock` held."""
+    def _commit(self, batch: list[tuple[_Item, _Done]], *, locked_out: bool = False) -> None:
+        """One transaction for the whole batch; called with `_lock` held. `locked_out`: on the routing loop, where
+        another process's write lock raises `_LockedOut` (nothing resolved) instead of being waited for."""
         attempts = [item for item, _ in batch if isinstance(item, AttemptRecord)]
         outcomes: list[Any] = [item for item, _ in batch if not isinstance(item, AttemptRecord)]
         try:
@@ -145,19 +173,24 @@ class LedgerWriter:
                 insert_attempts(conn, attempts)
                 update_outcomes(conn, outcomes)
         except Exception as exc:
+            if locked_out and _is_locked(exc):
+                raise _LockedOut from exc
             self._drop_connection()
             self._salvage(batch, exc)
             return
+        if self.spool.rows:  # the database answers again: what waited goes in before these are acknowledged
+            self._replay_spool()
         for _, done in batch:
             _resolve(done, None)
-        if self.spool.rows:
-            self._replay_spool()
 
     def _connect(self) -> Connection:
         conn = self._connection
         if conn is None or conn.closed:
             # One long-lived connection: checking one out of the pool per commit costs as much as the commit.
             conn = self._connection = self._ledger.engine.connect()
+            if self._on_loop and conn.dialect.name == "sqlite":
+                conn.exec_driver_sql(f"PRAGMA busy_timeout = {LOOP_BUSY_MS}")
+                conn.commit()  # the statement began a transaction; commits begin their own
         return conn
 
     def _drop_connection(self) -> None:
@@ -226,6 +259,14 @@ class LedgerWriter:
             log.warning("wrote %d spooled row(s) to the ledger at %s", replayed, shown_url(self._ledger.url))
 
 
+class _LockedOut(Exception):
+    """A commit on the routing loop met another process's write lock."""
+
+
+def _is_locked(error: Exception) -> bool:
+    return isinstance(error, OperationalError) and any(w in str(error.orig) for w in ("locked", "busy"))
+
+
 def _out_of_reach(error: Exception) -> bool:
     """The database, not one row, is the problem: connection lost or refused, server gone, database locked."""
     if isinstance(error, DBAPIError) and error.connection_invalidated:
@@ -251,6 +292,11 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
 
 
 def _resolve(done: _Done, error: Exception | None) -> None:
+    if isinstance(done, asyncio.Future) and _running_loop() is not done.get_loop():
+        # Made on the routing loop, resolved by the writer thread: only its loop may touch it.
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            done.get_loop().call_soon_threadsafe(_resolve, done, error)
+        return
     if done.done():  # an asyncio future whose waiter was cancelled
         return
     if error is None:
