@@ -7,7 +7,7 @@ report over millions of attempts stays a few seconds and a few hundred MB. Times
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import numpy as np
@@ -16,10 +16,11 @@ from sqlalchemy import ColumnElement, Connection, Select, Table, and_, case, fun
 
 from analytics.sql import Unit, check_dialect, parse_bucket, utc_bucket
 from analytics.window import ReportWindow
-from ledger import ProviderEvent, ProviderUsage, follows_failure, move_kind
+from ledger import ProviderEvent, ProviderUsage, UsageTotal, follows_failure, move_kind
 
 _U = cast(Table, ProviderUsage.__table__)
 _E = cast(Table, ProviderEvent.__table__)
+_T = cast(Table, UsageTotal.__table__)
 PERCENTILES = (50.0, 95.0, 99.0)
 CUBE_KEYS = ("day", "provider_id", "subscription", "model", "task_type", "team", "strategy", "outcome")
 TOKEN_COLUMNS = ("tokens_input", "tokens_output", "tokens_cache_read", "tokens_cache_write", "tokens_reasoning")
@@ -65,11 +66,37 @@ def load_cube(conn: Connection, f: ReportFilter) -> pd.DataFrame:
         .group_by(*keys)
     )
     frame = fetch_frame(conn, stmt, CUBE_COLUMNS)
+    # Later attempts of pruned tasks (attempts - first attempts): counting tasks takes them off, as it takes off
+    # the moves `load_transitions` pairs for attempts still stored (0 for those here).
+    frame["kept_inner"] = 0
+    kept = _kept_totals(conn, f)
+    if not kept.empty:  # pruned days (`switchboard db prune`) count through their kept sums
+        kept["kept_inner"] = kept["attempts"].astype("int64") - kept["first_attempts"].astype("int64")
+        frame = pd.concat([frame, kept], ignore_index=True) if not frame.empty else kept
+        frame = frame.groupby(list(CUBE_KEYS), dropna=False, as_index=False, sort=False).sum()
     frame["day"] = parse_bucket(frame["day"], "day")
-    for column in ("attempts", "first_attempts", *TOKEN_COLUMNS):
+    for column in ("attempts", "first_attempts", "kept_inner", *TOKEN_COLUMNS):
         frame[column] = frame[column].astype("int64")
     frame["cost_usd"] = frame["cost_usd"].astype("float64")
     return frame
+
+
+def _kept_totals(conn: Connection, f: ReportFilter) -> pd.DataFrame:
+    """The kept sums of pruned attempts, for the days that start inside the window (a pruned day is whole)."""
+    first, past = _day_at_or_after(f.window.since), _day_at_or_after(f.window.until)
+    keys = [_T.c.day, *(_T.c[k] for k in CUBE_KEYS[1:])]
+    sums = ("attempts", "first_attempts", "cost_usd", *TOKEN_COLUMNS)
+    clauses = [_T.c.day >= first, _T.c.day < past]
+    if f.team is not None:
+        clauses.append(_T.c.team == f.team)
+    stmt = select(*keys, *(func.sum(_T.c[c]).label(c) for c in sums)).where(*clauses).group_by(*keys)
+    return fetch_frame(conn, stmt, CUBE_COLUMNS)
+
+
+def _day_at_or_after(moment: datetime) -> str:
+    """The first UTC day starting at or after `moment`, as the 'YYYY-MM-DD' the totals are keyed by."""
+    midnight = moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return (midnight if midnight == moment else midnight + timedelta(days=1)).strftime("%Y-%m-%d")
 
 
 def _roomy_postgres(conn: Connection) -> None:

@@ -89,6 +89,8 @@ def totals(cube: pd.DataFrame, transitions: pd.DataFrame) -> dict[str, Any]:
     excluded = int(cube["not_provider_failures"].sum())
     moves = transitions.groupby("kind")["moves"].sum() if not transitions.empty else pd.Series(dtype="int64")
     inner = int(transitions["inner"].sum()) if not transitions.empty else 0
+    if "kept_inner" in cube:  # pruned attempts, whose moves are no longer stored to pair (analytics.load)
+        inner += int(cube["kept_inner"].sum())
     tasks = attempts - inner
     attempt_rate = rate_or_none(successes, attempts - excluded)
     return {

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from cyclopts import App, Parameter
+from rich.prompt import Confirm
 
-from cli.app import EXIT_INVALID, EXIT_OK, app, out_console, print_error
+from cli.app import EXIT_FAILED, EXIT_INVALID, EXIT_OK, app, out_console, print_error
 from ledger import (
+    PruneResult,
     SchemaError,
     default_database_url,
     downgrade_schema,
     head_revision,
+    prune,
     schema_engine,
     schema_history,
     schema_revision,
@@ -129,6 +135,95 @@ def history(*, url: UrlOption = None, as_json: JsonOption = False) -> int:
     return EXIT_OK
 
 
+@db_app.command(name="prune")
+def prune_command(
+    *,
+    before: Annotated[
+        str, Parameter(help="Prune runs that finished before this: YYYY-MM-DD (UTC), an ISO time, or 90d.")
+    ],
+    outputs_only: Annotated[
+        bool, Parameter(negative="", help="Only clear those runs' answers; keep every row.")
+    ] = False,
+    dry_run: Annotated[bool, Parameter(negative="", help="Say what would go; change nothing.")] = False,
+    yes: Annotated[bool, Parameter(negative="", help="Do not ask before pruning.")] = False,
+    url: UrlOption = None,
+    as_json: JsonOption = False,
+) -> int:
+    """Retention: remove the runs that finished before DATE (their tasks, attempts and answers, and provider
+    events before DATE), keeping their attempts' sums for reports; or with --outputs-only clear their answers.
+
+    Reports over a pruned period still show its cost, tokens, attempts and outcomes (kept per UTC day, provider,
+    subscription, model, task type, team, strategy and outcome); its latency percentiles, failovers and circuit
+    history go with the rows. Runs that never finished are kept. Exit 2 on a DATE that is not in the past.
+    """
+    try:
+        cutoff = _cutoff(before)
+    except ValueError as exc:
+        print_error(f"--before: {exc}")
+        return EXIT_INVALID
+    missing = sqlite_file_missing(url or default_database_url())
+    if missing is not None:
+        print_error(f"no ledger at {missing}: nothing to prune")
+        return EXIT_INVALID
+    engine = schema_engine(url)
+    try:
+        if schema_revision(engine) != head_revision():
+            upgrade_schema(engine)  # the totals table comes with the newest schema
+        plan = prune(engine, cutoff, outputs_only=outputs_only, dry_run=True)
+        if not dry_run and plan.runs and not yes and not as_json:
+            _say(_describe_prune(plan, url))
+            if not Confirm.ask("Prune them?", default=False, console=out_console):
+                _say("nothing pruned")
+                return EXIT_FAILED
+        result = plan if dry_run or not plan.runs else prune(engine, cutoff, outputs_only=outputs_only)
+        if not dry_run and plan.runs and not outputs_only and engine.dialect.name == "sqlite":
+            with engine.connect() as conn:  # give the space back to the file system
+                conn.exec_driver_sql("VACUUM")
+    except SchemaError as exc:
+        return _refused(exc)
+    finally:
+        engine.dispose()
+    if as_json:
+        sys.stdout.write(json.dumps({**asdict(result), "before": result.before.isoformat()}) + "\n")
+    else:
+        _say(_describe_prune(result, url))
+    return EXIT_OK
+
+
+def _cutoff(text: str) -> datetime:
+    """YYYY-MM-DD (midnight UTC), an ISO time (UTC without a zone), or `Nd` days ago; never in the future."""
+    now = datetime.now(UTC)
+    days = re.fullmatch(r"(\d+)d", text.strip())
+    if days:
+        moment = now - timedelta(days=int(days.group(1)))
+    else:
+        try:
+            moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"{text!r} is not a date (YYYY-MM-DD), an ISO time or a number of days (90d)") from None
+        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    if moment > now:
+        raise ValueError(f"{moment.isoformat()} is in the future; prune keeps everything after it")
+    return moment
+
+
+def _describe_prune(result: PruneResult, url: str | None) -> str:
+    when = result.before.strftime("%Y-%m-%d %H:%M:%S UTC")
+    verb = "would be" if result.dry_run else "were"
+    if result.outputs_only:
+        text = f"{_where(url)}: the answers of {result.runs} run(s) that finished before {when} {verb} cleared"
+        text += f" ({result.tasks} task(s), {result.attempts} attempt(s)); every row is kept"
+    else:
+        text = (
+            f"{_where(url)}: {result.runs} run(s) that finished before {when} {verb} pruned: {result.tasks} task(s), "
+            f"{result.attempts} attempt(s) (${result.cost_usd:.4f}), {result.events} provider event(s); "
+            "their cost, tokens, attempts and outcomes are kept as totals for reports"
+        )
+    if result.unfinished_kept:
+        text += f"; {result.unfinished_kept} run(s) started before then never finished and are kept"
+    return text
+
+
 def _where(url: str | None) -> str:
     """The database as it is safe to print (a password masked)."""
     return shown_url(url or default_database_url())
@@ -139,4 +234,4 @@ def _refused(exc: SchemaError) -> int:
     return EXIT_INVALID
 
 
-__all__ = ["current", "db_app", "downgrade", "history", "upgrade"]
+__all__ = ["current", "db_app", "downgrade", "history", "prune_command", "upgrade"]

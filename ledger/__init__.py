@@ -47,8 +47,9 @@ from ledger.limit_store import (
     Window,
     sliding,
 )
-from ledger.models import ProviderEvent, ProviderUsage
+from ledger.models import ProviderEvent, ProviderUsage, UsageTotal
 from ledger.opening import LedgerNotFound, LedgerUnreadable, open_existing_ledger, open_ledger, read_failure
+from ledger.quota_failures import QUOTA_OUTCOMES, QUOTA_REFUSED, is_quota_failure, is_quota_reason
 from ledger.records import (
     AttemptRecord,
     DecisionAffinity,
@@ -66,6 +67,7 @@ from ledger.records import (
     TaskStatus,
     UsagePoint,
 )
+from ledger.retention import TOTAL_KEYS, TOTAL_SUMS, PruneResult, prune
 from ledger.schema import (
     Revision,
     SchemaError,
@@ -83,9 +85,13 @@ from ledger.writer import LedgerWriter
 
 __all__ = [
     "FOREVER",
+    "QUOTA_OUTCOMES",
+    "QUOTA_REFUSED",
     "RESET_EVENT",
     "STORE_UNAVAILABLE",
     "TERMINAL_TASK_STATUSES",
+    "TOTAL_KEYS",
+    "TOTAL_SUMS",
     "UTC_DAY",
     "AdminChangeRecord",
     "AttemptRecord",
@@ -108,6 +114,7 @@ __all__ = [
     "ProviderOverlay",
     "ProviderRecord",
     "ProviderUsage",
+    "PruneResult",
     "Reservation",
     "ReservationAsk",
     "Revision",
@@ -126,6 +133,7 @@ __all__ = [
     "TaskState",
     "TaskStatus",
     "UsagePoint",
+    "UsageTotal",
     "Window",
     "admin_changes",
     "count_failovers",
@@ -139,6 +147,8 @@ __all__ = [
     "has_ledger_tables",
     "head_revision",
     "is_failover",
+    "is_quota_failure",
+    "is_quota_reason",
     "is_rotation",
     "migrate",
     "move_kind",
@@ -148,6 +158,7 @@ __all__ = [
     "overlay_version",
     "pending_rows",
     "provider_overlays",
+    "prune",
     "read_failure",
     "record_admin_change",
     "replay_spool",

@@ -250,3 +250,30 @@ class SharedCircuit(Base):
     provider_id: Mapped[str] = mapped_column(String(100), primary_key=True)
     open_until: Mapped[float] = mapped_column(Float)
     set_by: Mapped[str] = mapped_column(String(200))
+
+
+class UsageTotal(Base):
+    """The sums of pruned attempts (`switchboard db prune`), grouped by the keys the usage report slices on, so a
+    report over a pruned period still shows its cost, tokens, attempts and outcomes. Several rows may share a
+    key (one per prune); readers add them up."""
+
+    __tablename__ = "usage_totals"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    day: Mapped[str] = mapped_column(String(10), index=True)  # the UTC day, 'YYYY-MM-DD'
+    provider_id: Mapped[str] = mapped_column(String(100))
+    subscription: Mapped[str | None] = mapped_column(String(100))
+    model: Mapped[str | None] = mapped_column(String(100))
+    task_type: Mapped[str] = mapped_column(String(100))
+    team: Mapped[str | None] = mapped_column(String(100))
+    strategy: Mapped[str | None] = mapped_column(String(40))
+    outcome: Mapped[str] = mapped_column(String(30))
+    attempts: Mapped[int] = mapped_column(Integer)
+    first_attempts: Mapped[int] = mapped_column(Integer)
+    cost_usd: Mapped[float] = mapped_column(Float)
+    tokens_input: Mapped[int] = mapped_column(Integer)
+    tokens_output: Mapped[int] = mapped_column(Integer)
+    tokens_cache_read: Mapped[int] = mapped_column(Integer)
+    tokens_cache_write: Mapped[int] = mapped_column(Integer)
+    tokens_reasoning: Mapped[int] = mapped_column(Integer)
+    pruned_at: Mapped[datetime]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,8 +12,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from ledger import head_revision, schema_history
-from tests.cli.cli_kit import cli_env, one_error_line, switchboard
+from ledger import RunStatus, head_revision, open_ledger, schema_history
+from tests.cli.cli_kit import ROOT, cli_env, one_error_line, record_run, switchboard
 from tests.conftest import postgres_url_or_skip
 
 
@@ -76,3 +78,29 @@ def test_looking_at_a_missing_sqlite_ledger_does_not_create_it(tmp_path: Path) -
     down = switchboard("db", "downgrade", "-1", env=env)
     assert down.returncode == 2 and "nothing to downgrade" in down.stderr
     assert not (tmp_path / "ledger.db").exists()
+
+
+def test_prune_asks_then_keeps_totals_for_the_report(tmp_path: Path) -> None:
+    env = cli_env(tmp_path)
+    ledger = open_ledger(env["SWITCHBOARD_DATABASE_URL"])
+    run_id = record_run(
+        ledger, "old", {"a": [("flaky", "unavailable"), ("steady", "success")], "b": [("steady", "success")]}
+    )
+    ledger.finish_run(run_id, RunStatus.COMPLETED)
+    future = switchboard("db", "prune", "--before", "2999-01-01", env=env)
+    assert future.returncode == 2 and "is in the future" in one_error_line(future.stderr)
+    dry = switchboard("db", "prune", "--before", "0d", "--dry-run", "--json", env=env)
+    planned = json.loads(dry.stdout)
+    assert (planned["runs"], planned["attempts"], planned["dry_run"]) == (1, 3, True)
+    declined = subprocess.run(
+        [sys.executable, "-m", "cli", "db", "prune", "--before", "0d"],
+        input="n\n", capture_output=True, text=True, env=env, cwd=ROOT, timeout=120,
+    )  # fmt: skip
+    assert declined.returncode == 1 and "nothing pruned" in declined.stdout
+    before = json.loads(switchboard("report", "--since", "1d", "--format", "json", env=env).stdout)["totals"]
+    done = switchboard("db", "prune", "--before", "0d", "--yes", env=env)
+    assert done.returncode == 0 and "1 run(s) that finished before" in done.stdout
+    assert "3 attempt(s) ($0.0002)" in done.stdout and "kept as totals" in done.stdout
+    assert run_id not in switchboard("runs", env=env).stdout
+    after = json.loads(switchboard("report", "--since", "1d", "--format", "json", env=env).stdout)["totals"]
+    assert (after["attempts"], after["cost_usd"]) == (before["attempts"], before["cost_usd"]) == (3, 0.0002)
