@@ -229,7 +229,9 @@ def _warn_about_environment(checked: Validation) -> None:
     that Secret blocks are looked up where a Prefect API answers."""
     assert checked.config is not None
     resolver = secret_resolver()
-    found = environment_problems(checked.source, checked.config, resolver, blocks_checked=resolver.uses_blocks())
+    found = environment_problems(
+        checked.source, checked.config, resolver, blocks_checked=resolver.uses_blocks(), api_tokens=False
+    )
     for problem in found:
         err_console.print(f"[yellow]warning:[/] {escape(problem.one_line())}", highlight=False, soft_wrap=True)
 
