@@ -30,6 +30,7 @@ import contextlib
 import logging
 import queue
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
@@ -54,8 +55,18 @@ _Done = Future[None] | asyncio.Future[None]
 
 
 class LedgerWriter:
-    def __init__(self, ledger: Ledger, *, on_loop: bool | None = None) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        *,
+        on_loop: bool | None = None,
+        on_unreachable: Callable[[Exception], None] | None = None,
+    ) -> None:
         self._ledger = ledger
+        # Told once when the database cannot be reached even on a fresh connection (the run should stop paying
+        # for answers it can only spool); a killed connection alone is replaced without a word.
+        self._on_unreachable = on_unreachable
+        self.unreachable: Exception | None = None
         self._on_loop = ledger.engine.dialect.name == "sqlite" if on_loop is None else on_loop
         self._lock = threading.Lock()
         self._thread_lock = threading.Lock()
@@ -183,6 +194,24 @@ class LedgerWriter:
         for _, done in batch:
             _resolve(done, None)
 
+    def _commit_all(self, batch: list[tuple[_Item, _Done]]) -> None:
+        conn = self._connect()
+        with conn.begin():
+            insert_attempts(conn, [item for item, _ in batch if isinstance(item, AttemptRecord)])
+            update_outcomes(conn, [item for item, _ in batch if not isinstance(item, AttemptRecord)])
+        for _, done in batch:
+            _resolve(done, None)
+
+    def _lost(self, error: Exception) -> None:
+        if self.unreachable is not None:
+            return
+        self.unreachable = error
+        if self._on_unreachable is not None:
+            try:
+                self._on_unreachable(error)
+            except Exception:  # the rows are spooled whatever the callback does
+                log.exception("on_unreachable failed")
+
     def _connect(self) -> Connection:
         conn = self._connection
         if conn is None or conn.closed:
@@ -204,7 +233,17 @@ class LedgerWriter:
         failed: list[tuple[_Item, _Done]] = []
         reason = error
         if _out_of_reach(error):
-            failed = batch  # row by row would only wait on the same dead connection again
+            # A connection killed under us (a failover, pg_terminate_backend) is not the database gone: once more
+            # on a fresh one. Row by row would only wait on the same dead server again.
+            try:
+                self._commit_all(batch)
+                return
+            except Exception as again:
+                self._drop_connection()
+                reason = again
+                failed = batch
+                if _out_of_reach(again):
+                    self._lost(again)
         else:
             for index, (item, done) in enumerate(batch):
                 try:
