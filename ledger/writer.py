@@ -79,6 +79,7 @@ class LedgerWriter:
         self._thread: threading.Thread | None = None
         self.spool = Spool(ledger.url)
         self._warned = False
+        self._closed = False
 
     def submit(self, attempt: AttemptRecord) -> _Done:
         """Queue an attempt row; the future completes once it is committed (or fails with the database error)."""
@@ -90,8 +91,11 @@ class LedgerWriter:
 
     def close(self, timeout: float = 30.0) -> None:
         """Commit what is queued, then stop the writer thread (if any) and release the connection."""
+        with self._thread_lock:  # from here on, submissions are written by their callers (see _put_threaded)
+            self._closed = True
+            if self._thread is not None:
+                self._queue.put(_STOP)
         if self._thread is not None:
-            self._queue.put(_STOP)
             self._thread.join(timeout)
         with self._lock:
             if self._pending:  # submitted on a loop that stopped before its flush ran
@@ -146,9 +150,17 @@ class LedgerWriter:
                 self._thread.start()
 
     def _put_threaded(self, item: _Item) -> _Done:
-        self._start_thread()
         done: Future[None] = Future()
-        self._queue.put((item, done))
+        with self._thread_lock:
+            if not self._closed:
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._run, name="switchboard-ledger-writer", daemon=True)
+                    self._thread.start()
+                self._queue.put((item, done))
+                return done
+        # A straggler after close (a node finishing as its run is torn down): written here, by its caller.
+        with self._lock:
+            self._commit([(item, done)])
         return done
 
     def _run(self) -> None:
