@@ -218,7 +218,7 @@ def _prepare_run(
             f"set PREFECT_API_URL to a running server, or {PREFECT_MODE_ENV}=ephemeral to run without one"
         )
         return EXIT_FAILED
-    if checked is not None:
+    if checked is not None and deployment is None:  # a worker's environment is not this one's to judge
         _warn_about_environment(checked)
     providers_file = str(providers.expanduser().resolve()) if providers else None
     return _Ready(batch, config, chosen, ledger, api, providers_file)
