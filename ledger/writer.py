@@ -254,7 +254,7 @@ class LedgerWriter:
                 self._drop_connection()
                 reason = again
                 failed = batch
-                if _out_of_reach(again):
+                if _out_of_reach(again) and not _is_locked(again):  # locked is busy, not gone: the run goes on
                     self._lost(again)
         else:
             for index, (item, done) in enumerate(batch):
