@@ -43,6 +43,7 @@ POLL_S = 1.0
 # A read that takes longer is given up (the next one tries again).
 READ_TIMEOUT_S = 5.0
 CANCEL_DETAIL = "flow run cancelled in Prefect"
+CANCEL_SIGNAL_DETAIL = "flow run cancelled in Prefect; stopped by the worker's signal"
 CANCELLING = (StateType.CANCELLING, StateType.CANCELLED)
 TASK_RUN_LOGGER = "prefect.task_runs"
 logger = logging.getLogger("switchboard.cancelling")
@@ -60,8 +61,9 @@ def flow_run_cancelling(flow_run_id: UUID | str) -> bool:
 
 
 @contextmanager
-def stop_when_cancelled(run_id: str, flow_run_id: UUID | str, *, poll_s: float = POLL_S) -> Iterator[None]:
+def stop_when_cancelled(run_id: str, flow_run_id: UUID | str, *, poll_s: float | None = None) -> Iterator[None]:
     """While inside, a cancel of `flow_run_id` in Prefect stops the run `run_id` within about `poll_s`."""
+    poll_s = POLL_S if poll_s is None else poll_s
     stop = run_stop(run_id)
     done = threading.Event()
     task_runs = logging.getLogger(TASK_RUN_LOGGER)
@@ -115,7 +117,7 @@ def sigterm_cancels(run_id: str, flow_run_id: UUID | str) -> Iterator[None]:
             return  # already stopping for the cancel: finish recording it
         if context.run(flow_run_cancelling, flow_run_id):
             quiet_cancelled_task_runs()
-            stop.request(StopReason.CANCELLED, CANCEL_DETAIL)
+            stop.request(StopReason.CANCELLED, CANCEL_SIGNAL_DETAIL)
             return
         interrupt = interrupt_handler()
         if interrupt is not None:  # `switchboard run` in this process: a SIGTERM interrupts like Ctrl-C

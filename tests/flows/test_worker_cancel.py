@@ -1,0 +1,169 @@
+"""A batch running as a deployment on a real Prefect worker, cancelled through Prefect's API: the worker's kill
+signal is told apart from any other SIGTERM, no provider call starts once the cancel is seen, the ledger and the
+flow run's state agree, and a rerun of the spec finishes the rest without charging anything twice."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flows import server
+from tests.cli.test_cancel import (
+    SEEN_WITHIN_S,
+    check_resumed_without_charging_twice,
+    db,
+    seen_at,
+    wait_for_calls,
+    write_batch,
+)
+from tests.ports import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+PREFECT = [sys.executable, "-m", "prefect"]
+SWITCHBOARD = [sys.executable, "-m", "cli"]
+pytestmark = pytest.mark.slow
+
+
+def _run(command: list[str], env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout, cwd=ROOT)
+    assert result.returncode == 0, f"{command}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """A started server with the process-batch deployment, and a long-running worker on its pool."""
+    tmp = tmp_path_factory.mktemp("worker-cancel")
+    port = free_port()
+    dirs = {"data_dir": tmp / "switchboard", "prefect_home": tmp / "prefect-home"}
+    info = server.start_server(port, **dirs)
+    env = dict(
+        os.environ,
+        PREFECT_HOME=str(dirs["prefect_home"]),
+        PREFECT_API_URL=info.api_url,
+        SWITCHBOARD_HOME=str(dirs["data_dir"]),
+        SWITCHBOARD_DATABASE_URL=f"sqlite:///{tmp / 'ledger.db'}",
+    )
+    env.pop("SWITCHBOARD_PROVIDERS", None)
+    worker: subprocess.Popen[str] | None = None
+    try:
+        _run([*PREFECT, "work-pool", "create", server.POOL_NAME, "--type", "process"], env)
+        _run([*PREFECT, "--no-prompt", "deploy", "--name", "process-batch"], env)
+        log = (tmp / "worker.log").open("w")
+        worker = subprocess.Popen(
+            [*PREFECT, "worker", "start", "--pool", server.POOL_NAME],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+            cwd=ROOT,
+            start_new_session=True,
+        )
+        yield {"env": env, "api_url": info.api_url, "tmp": tmp, "worker_log": tmp / "worker.log"}
+    finally:
+        if worker is not None:
+            os.killpg(worker.pid, signal.SIGTERM)
+            try:
+                worker.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(worker.pid, signal.SIGKILL)
+        server.stop_server(port, **dirs)
+
+
+def _client(api_url: str) -> Any:
+    from prefect.client.orchestration import SyncPrefectClient
+
+    return SyncPrefectClient(api_url)
+
+
+def _final_state(api_url: str, flow_run_id: str, timeout: float = 120) -> Any:
+    from uuid import UUID
+
+    deadline = time.monotonic() + timeout
+    with _client(api_url) as client:
+        while True:
+            state = client.read_flow_run(UUID(flow_run_id)).state
+            if state.is_final() or time.monotonic() > deadline:
+                return state
+            time.sleep(0.5)
+
+
+def test_a_cancel_in_prefect_stops_a_deployment_run_on_a_worker(stack: dict[str, Any], tmp_path: Path) -> None:
+    from uuid import UUID
+
+    from prefect.client.schemas.objects import StateType
+    from prefect.states import State
+
+    env, ledger_dir = stack["env"], stack["tmp"]  # the worker's ledger is the one its environment names
+    spec, slow, fast = write_batch(tmp_path, 80)
+    deployment = ["--deployment", "process-batch/process-batch", "--json"]
+    submitted = _run([*SWITCHBOARD, "run", str(spec), "--providers", str(slow), *deployment], env)
+    flow_run_id = json.loads(submitted.stdout)["flow_run_id"]
+    try:
+        assert wait_for_calls(ledger_dir, 6, timeout=180) == flow_run_id
+    except AssertionError:
+        raise AssertionError(stack["worker_log"].read_text()[-5000:]) from None
+    with _client(stack["api_url"]) as client:
+        answer = client.set_flow_run_state(UUID(flow_run_id), State(type=StateType.CANCELLING))
+        assert answer.status.value == "ACCEPT"
+        history = client.read_flow_run_states(UUID(flow_run_id))
+    cancelling_at = min(s.timestamp for s in history if s.type == StateType.CANCELLING)
+
+    final = _final_state(stack["api_url"], flow_run_id)
+    assert final.type == StateType.CANCELLED, (final, stack["worker_log"].read_text()[-3000:])
+    with _client(stack["api_url"]) as client:
+        history = client.read_flow_run_states(UUID(flow_run_id))
+    ours = [s for s in history if s.message and "(seen at " in s.message]
+    assert ours, [(s.type, s.message) for s in history]
+    seen = seen_at(ours[0].message)
+    assert 0 <= (seen - cancelling_at).total_seconds() <= SEEN_WITHIN_S
+
+    conn = db(ledger_dir)
+    deadline = time.monotonic() + 30
+    while conn.execute("select status from runs").fetchone()[0] == "running" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert conn.execute("select status from runs").fetchall() == [("cancelled",)]
+    statuses = dict(conn.execute("select status, count(*) from tasks group by status").fetchall())
+    assert set(statuses) == {"completed", "cancelled"}, statuses
+    # Whichever saw the cancel first, the worker's kill (SIGTERM with the flow run Cancelling) or the flow's own
+    # read of its state, the tasks say so.
+    errors = {e for (e,) in conn.execute("select error from tasks where status = 'cancelled'")}
+    assert errors <= {
+        "cancelled (flow run cancelled in Prefect)",
+        "cancelled (flow run cancelled in Prefect; stopped by the worker's signal)",
+    }, errors
+    starts = [
+        datetime.fromisoformat(s).replace(tzinfo=UTC) for (s,) in conn.execute("select started_at from provider_usage")
+    ]
+    assert max(starts) <= seen
+    assert conn.execute("select count(*) from provider_usage where outcome = 'cancelled'").fetchone()[0] > 0
+    completed = dict(
+        conn.execute(
+            "select u.task_id, count(*) from provider_usage u join tasks t using (run_id, task_id)"
+            " where t.status = 'completed' group by u.task_id"
+        ).fetchall()
+    )
+    run_id = conn.execute("select run_id from runs").fetchone()[0]
+
+    # The rest, here: the same spec resumes the cancelled run and charges nothing twice.
+    again = subprocess.run(
+        [*SWITCHBOARD, "run", str(spec), "--providers", str(fast), "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert json.loads(again.stdout)["run"]["id"] == run_id
+    check_resumed_without_charging_twice(ledger_dir, completed, run_id)
