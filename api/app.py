@@ -14,7 +14,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api import routes_providers, routes_tasks, routes_ws
+from api import routes_batches, routes_providers, routes_tasks, routes_ws
 from api.auth import TokenSet
 from api.feed import Feed, FeedSettings
 from api.models import Healthz, Problem
@@ -163,6 +163,7 @@ def create_app(
     strict = [Depends(known_query_only)]
     app.include_router(routes_providers.router, prefix=API_PREFIX, responses=_ERRORS, dependencies=strict)
     app.include_router(routes_tasks.router, prefix=API_PREFIX, responses=_ERRORS, dependencies=strict)
+    app.include_router(routes_batches.router, prefix=API_PREFIX, responses=_ERRORS, dependencies=strict)
     app.include_router(routes_ws.router, prefix=API_PREFIX)
     return app
 
