@@ -22,6 +22,7 @@ from ledger import (
     TaskStatus,
     count_failovers,
     count_rotations,
+    is_quota_failure,
     pending_rows,
 )
 from providers import TokenUsage
@@ -121,6 +122,9 @@ class RunTotals(_Summary):
     cost_usd: float = 0.0
     failovers: int = 0
     rotations: int = 0
+    # Failed tasks that failed for quota (ledger.quota_failures): last outcome quota_exhausted or rate_limited,
+    # or every provider skipped for quota or a rate limit. Part of `failed`, counted apart.
+    quota_failures: int = 0
     attempts: int = 0
     # Rows of this run the ledger did not take (it was away), kept in the local spool until they are written
     # (ledger.spool); the counts and cost above leave them out until then.
@@ -182,7 +186,7 @@ def run_summary(ledger: Ledger, run_id: str, *, explain: bool = False) -> RunSum
         by_task[a.task_id].append(a)
     tasks: list[TaskSummary] = []
     counts = dict.fromkeys(TaskStatus, 0)
-    failovers, rotations, total_cost = 0, 0, 0.0
+    failovers, rotations, quota_failures, total_cost = 0, 0, 0, 0.0
     # Built without validating again: every value comes from the ledger's typed records (a 1,000-task run's
     # summary is built at the end of every run).
     for state in ledger.task_states(run_id, decisions=explain).values():
@@ -191,6 +195,7 @@ def run_summary(ledger: Ledger, run_id: str, *, explain: bool = False) -> RunSum
         counts[state.status] += 1
         failovers += count_failovers(attempts)
         rotations += count_rotations(attempts)
+        quota_failures += is_quota_failure(state.status, [a.outcome for a in attempts], state.error)
         total_cost += tasks[-1].cost_usd
     header = RunHeader.model_construct(
         id=run.run_id,
@@ -207,6 +212,7 @@ def run_summary(ledger: Ledger, run_id: str, *, explain: bool = False) -> RunSum
         cost_usd=total_cost,
         failovers=failovers,
         rotations=rotations,
+        quota_failures=quota_failures,
         attempts=sum(len(t.attempts) for t in tasks),
         spooled_rows=pending_rows(ledger.url, run_id),
     )

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-from cyclopts import Parameter
+from cyclopts import App, Parameter
 from rich.markup import escape
 from rich.padding import Padding
 from rich.table import Table
@@ -47,7 +47,13 @@ if TYPE_CHECKING:
 DEFAULT_CHECK_TIMEOUT_S = 20.0
 
 
-@app.command(name="providers")
+providers_app = App(
+    name="providers", help="The configured providers; `reset` clears a provider's blocks, windows and circuit."
+)
+app.command(providers_app)
+
+
+@providers_app.default
 def list_providers(
     *,
     providers: Annotated[

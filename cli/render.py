@@ -218,6 +218,7 @@ def _totals_and_link(console: Console, summary: RunSummary) -> None:
         + (f" · cancelled {totals.cancelled}" if totals.cancelled else "")
         + f" · failovers {totals.failovers}"
         + (f" · rotations {totals.rotations}" if totals.rotations else "")
+        + (f" · quota failures {totals.quota_failures}" if totals.quota_failures else "")
         + f" · cost ${totals.cost_usd:.6f}",
         highlight=False,
         markup=False,

@@ -204,7 +204,7 @@ def _prepare_run(
             f"set PREFECT_API_URL to a running server, or {PREFECT_MODE_ENV}=ephemeral to run without one"
         )
         return EXIT_FAILED
-    if checked is not None:
+    if checked is not None and deployment is None:  # a worker's environment is not this one's to judge
         _warn_about_environment(checked)
     providers_file = str(providers.expanduser().resolve()) if providers else None
     return _Ready(batch, config, chosen, ledger, api, providers_file)
@@ -230,7 +230,9 @@ def _warn_about_environment(checked: Validation) -> None:
     that Secret blocks are looked up where a Prefect API answers."""
     assert checked.config is not None
     resolver = secret_resolver()
-    found = environment_problems(checked.source, checked.config, resolver, blocks_checked=resolver.uses_blocks())
+    found = environment_problems(
+        checked.source, checked.config, resolver, blocks_checked=resolver.uses_blocks(), api_tokens=False
+    )
     for problem in found:
         err_console.print(f"[yellow]warning:[/] {escape(problem.one_line())}", highlight=False, soft_wrap=True)
 

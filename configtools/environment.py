@@ -36,9 +36,16 @@ def default_config_dir() -> Path:
 
 
 def environment_problems(
-    source: Source, config: SwitchboardConfig, secrets: SecretResolver, *, blocks_checked: bool, probe: bool = False
+    source: Source,
+    config: SwitchboardConfig,
+    secrets: SecretResolver,
+    *,
+    blocks_checked: bool,
+    probe: bool = False,
+    api_tokens: bool = True,
 ) -> list[Problem]:
-    """The environment's problems for every enabled provider; `probe` also calls each `base_url` once."""
+    """The environment's problems for every enabled provider (`probe` also calls each `base_url` once) and, with
+    `api_tokens`, for the HTTP API's tokens (`switchboard serve` refuses to start without them)."""
     problems: list[Problem] = []
 
     def add(path: Path_, kind: ProblemKind, message: str, hint: str) -> None:
@@ -71,6 +78,14 @@ def environment_problems(
             )
         if isinstance(provider, ClaudeCliConfig):
             _claude_problems(provider, base, add)
+    for index, token in enumerate(config.api.tokens if api_tokens else ()):
+        if not secrets(token.token_env):
+            add(
+                ("api", "tokens", index, "token_env"),
+                "missing_secret",
+                f"the env var {token.token_env} is not set: `switchboard serve` cannot accept the token {token.name!r}",
+                f"export {token.token_env}=... before `switchboard serve`, or remove the token",
+            )
     if probe:
         problems += _unreachable(source, enabled)
     return problems

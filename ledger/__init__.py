@@ -49,6 +49,7 @@ from ledger.limit_store import (
 )
 from ledger.models import ProviderEvent, ProviderUsage, UsageTotal
 from ledger.opening import LedgerNotFound, LedgerUnreadable, open_existing_ledger, open_ledger, read_failure
+from ledger.quota_failures import QUOTA_OUTCOMES, QUOTA_REFUSED, is_quota_failure, is_quota_reason
 from ledger.records import (
     AttemptRecord,
     DecisionAffinity,
@@ -84,6 +85,8 @@ from ledger.writer import LedgerWriter
 
 __all__ = [
     "FOREVER",
+    "QUOTA_OUTCOMES",
+    "QUOTA_REFUSED",
     "RESET_EVENT",
     "STORE_UNAVAILABLE",
     "TERMINAL_TASK_STATUSES",
@@ -144,6 +147,8 @@ __all__ = [
     "has_ledger_tables",
     "head_revision",
     "is_failover",
+    "is_quota_failure",
+    "is_quota_reason",
     "is_rotation",
     "migrate",
     "move_kind",

@@ -20,12 +20,14 @@ it errs on the side of the limit); a UTC day is one bucket starting at midnight;
 
 from __future__ import annotations
 
+import functools
+import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
-from sqlalchemy import Connection, Engine, bindparam, delete, func, select, text
+from sqlalchemy import Connection, Engine, TextClause, bindparam, delete, func, select, text
 
 from ledger.db import database_reason, shown_url
 from ledger.models import ProviderEvent, SharedBlock, SharedCircuit, SharedCounter, SharedReservation
@@ -137,6 +139,47 @@ class SharedState:
     last_event_id: int = 0
 
 
+# Built once: on the path of every call, building SQLAlchemy statements would cost more than running them.
+# The store's clock, per database (SQLite's is the machine's: SQLite serves the processes of one machine).
+_CLOCK_SQL = {
+    "sqlite": "(julianday('now') - 2440587.5) * 86400.0",
+    "postgresql": "extract(epoch from clock_timestamp())",
+}
+_CLOCK = {name: text(f"SELECT {sql}") for name, sql in _CLOCK_SQL.items()}
+# Take the lock and read the clock in one round trip (the clock read after the lock is granted).
+_LOCK_CLOCK = {
+    name: text(f"UPDATE shared_lock SET ticks = ticks + 1 WHERE id = 1 RETURNING {sql}")
+    for name, sql in _CLOCK_SQL.items()
+}
+_SUM_COLUMNS = (
+    "coalesce(sum(requests), 0), coalesce(sum(tokens), 0), coalesce(sum(cost), 0), "
+    "coalesce(sum(reserved_requests), 0), coalesce(sum(reserved_tokens), 0), coalesce(sum(reserved_cost), 0)"
+)
+_ADD = text(
+    "INSERT INTO shared_counters (scope, bucket_s, bucket_start, requests, tokens, cost, "
+    "reserved_requests, reserved_tokens, reserved_cost) "
+    "VALUES (:scope, :bucket_s, :bucket_start, :r, :t, :c, :rr, :rt, :rc) "
+    "ON CONFLICT (scope, bucket_s, bucket_start) DO UPDATE SET "
+    "requests = shared_counters.requests + excluded.requests, "
+    "tokens = shared_counters.tokens + excluded.tokens, "
+    "cost = shared_counters.cost + excluded.cost, "
+    "reserved_requests = shared_counters.reserved_requests + excluded.reserved_requests, "
+    "reserved_tokens = shared_counters.reserved_tokens + excluded.reserved_tokens, "
+    "reserved_cost = shared_counters.reserved_cost + excluded.reserved_cost"
+)
+_INSERT_RESERVATIONS = SharedReservation.__table__.insert()
+_DELETE_RESERVATIONS = delete(SharedReservation).where(SharedReservation.id.in_(bindparam("ids", expanding=True)))
+_DELETE_RESERVATIONS_RETURNING = _DELETE_RESERVATIONS.returning(SharedReservation.id)
+_EXPIRED = select(
+    SharedReservation.id,
+    SharedReservation.requests,
+    SharedReservation.tokens,
+    SharedReservation.cost,
+    SharedReservation.rows,
+).where(SharedReservation.expires_at < bindparam("now"))
+# Reservations are looked at for expiry at most this often per store object (their time to live is minutes).
+EXPIRE_EVERY_S = 1.0
+
 StoreClock = Callable[[], float]
 _Key = tuple[str, int, int]
 _Sums = tuple[float, float, float, float, float, float]  # settled r/t/c, reserved r/t/c
@@ -150,95 +193,103 @@ class LimitStore:
         self.owner = owner
         self._clock = clock
         self._sqlite = engine.dialect.name == "sqlite"
+        self._clock_sql = _CLOCK.get(engine.dialect.name, _CLOCK["postgresql"])
+        self._lock_clock = _LOCK_CLOCK.get(engine.dialect.name, _LOCK_CLOCK["postgresql"])
+        self._next_expire = 0.0
 
     # --- reservations -----------------------------------------------------------------------------
 
     def reserve(self, asks: Sequence[ReservationAsk]) -> list[Reservation | LimitRefusal]:
         """Grant or refuse each ask in order, in one transaction (an ask sees those granted before it)."""
-        with self.engine.begin() as conn:
-            now = self._locked_now(conn)
-            self._expire(conn, now)
-            # (scope, bucket size) -> its window's sums in this transaction, updated as asks are granted.
-            sums: dict[tuple[str, int], list[float]] = {}
-            adds: dict[_Key, list[float]] = {}
-            granted: list[dict[str, object]] = []
-            out: list[Reservation | LimitRefusal] = []
-            for ask in asks:
-                amounts = {"requests": ask.requests, "tokens": ask.tokens, "cost": ask.cost}
-                refusal = None
-                for check in ask.checks:
-                    window_sums = self._sums(conn, sums, check, now)
-                    index = _MEASURES.index(check.measure)
-                    settled, reserved = window_sums[index], window_sums[3 + index]
-                    amount = amounts[check.measure]
-                    if settled + reserved + amount > check.limit + 1e-9:
-                        refusal = LimitRefusal(check, settled, reserved, amount)
-                        break
-                if refusal is not None:
-                    out.append(refusal)
-                    continue
-                rows: list[_Key] = []
-                for check in ask.checks:
-                    row = (check.scope, check.window.bucket_s, check.window.first_bucket(now)[0])
-                    if row in rows:
-                        continue  # two limits of one scope over windows of one bucket size share their row
-                    rows.append(row)
-                    window_sums = sums[(check.scope, check.window.bucket_s)]
-                    add = adds.setdefault(row, [0.0] * 6)
-                    for i, amount in enumerate((ask.requests, ask.tokens, ask.cost)):
-                        window_sums[3 + i] += amount
-                        add[3 + i] += amount
-                reservation = Reservation(uuid.uuid4().hex, tuple(rows), ask.requests, ask.tokens, ask.cost)
-                granted.append(
-                    {
-                        "id": reservation.id,
-                        "owner": self.owner,
-                        "expires_at": now + ask.ttl_s,
-                        "requests": ask.requests,
-                        "tokens": ask.tokens,
-                        "cost": ask.cost,
-                        "rows": [list(r) for r in rows],
-                    }
-                )
-                out.append(reservation)
-            self._add(conn, adds)
-            if granted:
-                conn.execute(SharedReservation.__table__.insert(), granted)
-        return out
+        return self.transact((), asks)
 
     def settle(self, settlements: Iterable[Settlement]) -> None:
         """Move reservations' estimates out of `reserved_*` and their real usage in, in one transaction. A
         reservation that expired meanwhile was charged at its estimate: only usage above it is added."""
         items = list(settlements)
-        if not items:
-            return
+        if items:
+            self.transact(items, ())
+
+    def transact(
+        self, settlements: Sequence[Settlement], asks: Sequence[ReservationAsk]
+    ) -> list[Reservation | LimitRefusal]:
+        """Settle, then reserve, in one transaction: what calls really used frees room for the asks behind them."""
         with self.engine.begin() as conn:
-            self._locked_now(conn)
-            ids = [s.reservation.id for s in items]
-            live = set(
-                conn.execute(
-                    select(SharedReservation.id).where(SharedReservation.id.in_(bindparam("ids", expanding=True))),
-                    {"ids": ids},
-                ).scalars()
+            now = self._locked_now(conn)
+            if time.monotonic() >= self._next_expire:
+                self._next_expire = time.monotonic() + EXPIRE_EVERY_S
+                self._expire(conn, now)
+            if settlements:
+                self._settle(conn, settlements)
+            return self._reserve(conn, asks, now) if asks else []
+
+    def _reserve(
+        self, conn: Connection, asks: Sequence[ReservationAsk], now: float
+    ) -> list[Reservation | LimitRefusal]:
+        # (scope, bucket size) -> its window's sums in this transaction, updated as asks are granted.
+        sums = self._all_sums(conn, asks, now)
+        adds: dict[_Key, list[float]] = {}
+        granted: list[dict[str, object]] = []
+        out: list[Reservation | LimitRefusal] = []
+        for ask in asks:
+            amounts = {"requests": ask.requests, "tokens": ask.tokens, "cost": ask.cost}
+            refusal = None
+            for check in ask.checks:
+                window_sums = self._sums(conn, sums, check, now)
+                index = _MEASURES.index(check.measure)
+                settled, reserved = window_sums[index], window_sums[3 + index]
+                amount = amounts[check.measure]
+                if settled + reserved + amount > check.limit + 1e-9:
+                    refusal = LimitRefusal(check, settled, reserved, amount)
+                    break
+            if refusal is not None:
+                out.append(refusal)
+                continue
+            rows: list[_Key] = []
+            for check in ask.checks:
+                row = (check.scope, check.window.bucket_s, check.window.first_bucket(now)[0])
+                if row in rows:
+                    continue  # two limits of one scope over windows of one bucket size share their row
+                rows.append(row)
+                window_sums = sums[(check.scope, check.window.bucket_s)]
+                add = adds.setdefault(row, [0.0] * 6)
+                for i, amount in enumerate((ask.requests, ask.tokens, ask.cost)):
+                    window_sums[3 + i] += amount
+                    add[3 + i] += amount
+            reservation = Reservation(uuid.uuid4().hex, tuple(rows), ask.requests, ask.tokens, ask.cost)
+            granted.append(
+                {
+                    "id": reservation.id,
+                    "owner": self.owner,
+                    "expires_at": now + ask.ttl_s,
+                    "requests": ask.requests,
+                    "tokens": ask.tokens,
+                    "cost": ask.cost,
+                    "rows": [list(r) for r in rows],
+                }
             )
-            adds: dict[_Key, list[float]] = {}
-            for s in items:
-                r = s.reservation
-                if r.id in live:
-                    delta = [s.requests, s.tokens, s.cost, -r.requests, -r.tokens, -r.cost]
-                else:
-                    extra = (s.requests - r.requests, s.tokens - r.tokens, s.cost - r.cost)
-                    delta = [max(0.0, x) for x in extra] + [0.0, 0.0, 0.0]
-                for row in r.rows:
-                    add = adds.setdefault(row, [0.0] * 6)
-                    for i, value in enumerate(delta):
-                        add[i] += value
-            self._add(conn, adds)
-            if live:
-                conn.execute(
-                    delete(SharedReservation).where(SharedReservation.id.in_(bindparam("ids", expanding=True))),
-                    {"ids": list(live)},
-                )
+            out.append(reservation)
+        self._add(conn, adds)
+        if granted:
+            conn.execute(_INSERT_RESERVATIONS, granted)
+        return out
+
+    def _settle(self, conn: Connection, items: Sequence[Settlement]) -> None:
+        # Removing the rows says which were still live (one statement): an expired one was already charged.
+        live = set(conn.execute(_DELETE_RESERVATIONS_RETURNING, {"ids": [s.reservation.id for s in items]}).scalars())
+        adds: dict[_Key, list[float]] = {}
+        for s in items:
+            r = s.reservation
+            if r.id in live:
+                delta = [s.requests, s.tokens, s.cost, -r.requests, -r.tokens, -r.cost]
+            else:
+                extra = (s.requests - r.requests, s.tokens - r.tokens, s.cost - r.cost)
+                delta = [max(0.0, x) for x in extra] + [0.0, 0.0, 0.0]
+            for row in r.rows:
+                add = adds.setdefault(row, [0.0] * 6)
+                for i, value in enumerate(delta):
+                    add[i] += value
+        self._add(conn, adds)
 
     def expire(self) -> int:
         """Charge and remove reservations past their time to live; returns how many."""
@@ -362,14 +413,13 @@ class LimitStore:
     def _now(self, conn: Connection) -> float:
         if self._clock is not None:
             return self._clock()
-        if self._sqlite:  # the machine's clock: SQLite serves the processes of one machine
-            return float(conn.execute(text("SELECT (julianday('now') - 2440587.5) * 86400.0")).scalar_one())
-        return float(conn.execute(text("SELECT extract(epoch from clock_timestamp())")).scalar_one())
+        # SQLite's is the machine's clock: SQLite serves the processes of one machine.
+        return float(conn.execute(self._clock_sql).scalar_one())
 
     def _locked_now(self, conn: Connection) -> float:
-        """Take the store's lock (the first statement of every change), then read its clock."""
-        conn.execute(text("UPDATE shared_lock SET ticks = ticks + 1 WHERE id = 1"))
-        return self._now(conn)
+        """Take the store's lock (the first statement of every change) and read its clock."""
+        now = float(conn.execute(self._lock_clock).scalar_one())
+        return self._clock() if self._clock is not None else now
 
     def _sums(
         self, conn: Connection, sums: dict[tuple[str, int], list[float]], check: LimitCheck, now: float
@@ -382,42 +432,32 @@ class LimitStore:
         return window_sums
 
     @staticmethod
+    def _all_sums(conn: Connection, asks: Sequence[ReservationAsk], now: float) -> dict[tuple[str, int], list[float]]:
+        """Every window the asks need, read in one statement."""
+        windows: dict[tuple[str, int], int] = {}
+        for ask in asks:
+            for check in ask.checks:
+                windows.setdefault((check.scope, check.window.bucket_s), check.window.first_bucket(now)[1])
+        if not windows:
+            return {}
+        keys = list(windows)
+        params: dict[str, object] = {}
+        for i, (scope, bucket_s) in enumerate(keys):
+            params[f"s{i}"], params[f"b{i}"], params[f"f{i}"] = scope, bucket_s, windows[(scope, bucket_s)]
+        rows = conn.execute(_sums_statement(len(keys)), params).all()
+        return {keys[int(row[0])]: [float(v) for v in row[1:]] for row in rows}
+
+    @staticmethod
     def _window_sums(conn: Connection, scope: str, window: Window, first: int) -> _Sums:
-        c = SharedCounter
-        row = conn.execute(
-            select(
-                *(
-                    _total(col)
-                    for col in (
-                        c.requests,
-                        c.tokens,
-                        c.cost,
-                        c.reserved_requests,
-                        c.reserved_tokens,
-                        c.reserved_cost,
-                    )
-                )
-            ).where(c.scope == scope, c.bucket_s == window.bucket_s, c.bucket_start >= first)
-        ).one()
-        return tuple(float(v) for v in row)  # type: ignore[return-value]
+        row = conn.execute(_sums_statement(1), {"s0": scope, "b0": window.bucket_s, "f0": first}).one()
+        return tuple(float(v) for v in row[1:])  # type: ignore[return-value]
 
     @staticmethod
     def _add(conn: Connection, adds: dict[_Key, list[float]]) -> None:
         if not adds:
             return
         conn.execute(
-            text(
-                "INSERT INTO shared_counters (scope, bucket_s, bucket_start, requests, tokens, cost, "
-                "reserved_requests, reserved_tokens, reserved_cost) "
-                "VALUES (:scope, :bucket_s, :bucket_start, :r, :t, :c, :rr, :rt, :rc) "
-                "ON CONFLICT (scope, bucket_s, bucket_start) DO UPDATE SET "
-                "requests = shared_counters.requests + excluded.requests, "
-                "tokens = shared_counters.tokens + excluded.tokens, "
-                "cost = shared_counters.cost + excluded.cost, "
-                "reserved_requests = shared_counters.reserved_requests + excluded.reserved_requests, "
-                "reserved_tokens = shared_counters.reserved_tokens + excluded.reserved_tokens, "
-                "reserved_cost = shared_counters.reserved_cost + excluded.reserved_cost"
-            ),
+            _ADD,
             [
                 {
                     "scope": scope,
@@ -435,8 +475,7 @@ class LimitStore:
         )
 
     def _expire(self, conn: Connection, now: float) -> int:
-        r = SharedReservation
-        expired = conn.execute(select(r.id, r.requests, r.tokens, r.cost, r.rows).where(r.expires_at < now)).all()
+        expired = conn.execute(_EXPIRED, {"now": now}).all()
         if not expired:
             return 0
         adds: dict[_Key, list[float]] = {}
@@ -451,12 +490,20 @@ class LimitStore:
                 add[4] -= tokens
                 add[5] -= cost
         self._add(conn, adds)
-        conn.execute(delete(r).where(r.id.in_(bindparam("ids", expanding=True))), {"ids": [row[0] for row in expired]})
+        conn.execute(_DELETE_RESERVATIONS, {"ids": [row[0] for row in expired]})
         return len(expired)
 
 
-def _total(column: Any) -> Any:
-    return func.coalesce(func.sum(column), 0.0)
+@functools.cache
+def _sums_statement(n: int) -> TextClause:
+    """One row per window (its position first), for `n` windows, as one statement."""
+    return text(
+        " UNION ALL ".join(
+            f"SELECT {i}, {_SUM_COLUMNS} FROM shared_counters "
+            f"WHERE scope = :s{i} AND bucket_s = :b{i} AND bucket_start >= :f{i}"
+            for i in range(n)
+        )
+    )
 
 
 __all__ = [

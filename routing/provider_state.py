@@ -63,6 +63,14 @@ class ProviderState:
         else:
             self.prices = None
 
+    def reset(self, subscription: str | None = None) -> None:
+        """Reset by hand: the quota's blocks, cool-offs and windows cleared (one subscription's, or all) and, for
+        the whole provider, the circuit closed; tasks waiting for it look again. On the engine loop."""
+        self.quota.reset(subscription)
+        if subscription is None:
+            self.breaker.reset()
+        self.gate.wake_all()
+
     def same_limits(self, provider: AIProvider) -> bool:
         """Whether `provider` has the limits this state's quota counts against (an update kept them)."""
         old = self.provider

@@ -34,24 +34,29 @@ def describe_trouble(router: Router, provider_id: str, subscription: str | None 
 
 def reset_here(router: Router, provider_id: str, subscription: str | None = None) -> None:
     """Clear the provider (or one subscription) in `router` now; run on the engine loop."""
-    st = router.state(provider_id)
-    st.quota.reset(subscription)
-    if subscription is None:
-        st.breaker.reset()
-    st.gate.wake_all()  # waiters look again
+    router.state(provider_id).reset(subscription)
 
 
 def reset_everywhere(
-    ledger: Ledger, owner: str, provider_id: str, subscriptions: Sequence[str], subscription: str | None = None
+    ledger: Ledger,
+    owner: str,
+    provider_id: str,
+    subscriptions: Sequence[str],
+    subscription: str | None = None,
+    *,
+    by: str | None = None,
+    reason: str | None = None,
 ) -> None:
     """Clear the provider (or one subscription) in the shared store and tell every router to clear its view.
-    `subscriptions`: the provider's subscription names (each has a scope of its own in the store)."""
+    `subscriptions`: the provider's subscription names (each has a scope of its own in the store). Recorded in
+    provider_events with who (`by`, else the process `owner`) and why."""
     if subscription is not None:
         scopes = [subscription_scope(provider_id, subscription)]
     else:
         scopes = [provider_scope(provider_id), *(subscription_scope(provider_id, s) for s in subscriptions)]
     LimitStore(ledger.engine, owner=owner).reset(scopes, None if subscription else provider_id)
-    ledger.record_provider_event(provider_id, RESET_EVENT, {"by_hand": True}, subscription=subscription)
+    detail = {"by_hand": True, "by": by or owner, "reason": reason}
+    ledger.record_provider_event(provider_id, RESET_EVENT, detail, subscription=subscription)
 
 
 __all__ = ["describe_trouble", "reset_everywhere", "reset_here"]

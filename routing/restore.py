@@ -21,7 +21,7 @@ from typing import TypeVar
 
 from pydantic import ValidationError
 
-from ledger import Ledger, ProviderEventRecord
+from ledger import RESET_EVENT, Ledger, ProviderEventRecord
 from providers import utc_now
 from routing.attempts import HEALTH_FAILURES
 from routing.events import (
@@ -57,21 +57,41 @@ def restore_router_state(router: Router, ledger: Ledger, run_id: str, *, scores:
     The adaptive strategy's scores are loaded only with `scores`."""
     now = utc_now()
     known = set(router.provider_ids())
-    _restore_usage(router, ledger, now)
-    _restore_circuits(router, ledger, known, now)
-    _restore_quota_blocks(router, ledger.events_since(now - BLOCK_MEMORY, [QUOTA_BLOCKED, QUOTA_RESET]), known)
+    block_events = ledger.events_since(now - BLOCK_MEMORY, [QUOTA_BLOCKED, QUOTA_RESET, RESET_EVENT])
+    resets = _last_resets(block_events)
+    _restore_usage(router, ledger, now, resets)
+    _restore_circuits(router, ledger, known, now, resets)
+    _restore_quota_blocks(router, block_events, known)
     if router.budget.active:
         _restore_budgets(router, ledger, run_id, now)
     if scores:
         router.refresh_history(ledger.history(now - timedelta(days=HISTORY_DAYS)))
 
 
-def _restore_usage(router: Router, ledger: Ledger, now: datetime) -> None:
+def _last_resets(events: list[ProviderEventRecord]) -> dict[tuple[str, str | None], datetime]:
+    """When each provider (subscription None) or subscription was last reset by hand."""
+    return {(e.provider_id, e.subscription): e.at for e in events if e.kind == RESET_EVENT}
+
+
+def _before_reset(
+    resets: dict[tuple[str, str | None], datetime], provider_id: str, subscription: str | None, at: datetime
+) -> bool:
+    """Whether a call at `at` came before a reset by hand that cleared it (its provider's, or its subscription's)."""
+    whole = resets.get((provider_id, None))
+    own = resets.get((provider_id, subscription)) if subscription else None
+    return (whole is not None and at <= whole) or (own is not None and at <= own)
+
+
+def _restore_usage(
+    router: Router, ledger: Ledger, now: datetime, resets: dict[tuple[str, str | None], datetime]
+) -> None:
     limited = router.providers_with_limits()
     if not limited:
         return
     calls: dict[str, list[PastCall]] = defaultdict(list)
     for point in ledger.usage_since(now - USAGE_MEMORY, limited):
+        if resets and _before_reset(resets, point.provider_id, point.subscription, point.started_at):
+            continue
         calls[point.provider_id].append(
             ((now - point.started_at).total_seconds(), point.tokens, point.cost_usd, point.subscription)
         )
@@ -79,7 +99,9 @@ def _restore_usage(router: Router, ledger: Ledger, now: datetime) -> None:
         router.restore_usage(provider_id, past)
 
 
-def _restore_circuits(router: Router, ledger: Ledger, known: set[str], now: datetime) -> None:
+def _restore_circuits(
+    router: Router, ledger: Ledger, known: set[str], now: datetime, resets: dict[tuple[str, str | None], datetime]
+) -> None:
     remembered = ledger.recent_outcomes(
         now - CIRCUIT_MEMORY,
         known,
@@ -87,6 +109,9 @@ def _restore_circuits(router: Router, ledger: Ledger, known: set[str], now: date
         per_provider=router.config.circuit.failure_threshold,
     )
     for provider_id, outcomes in remembered.items():
+        reset_at = resets.get((provider_id, None))
+        if reset_at is not None:  # closed by hand: what came before does not count
+            outcomes = [(outcome, at) for outcome, at in outcomes if at > reset_at]
         router.restore_circuit(
             provider_id, [(outcome != "success", (now - at).total_seconds()) for outcome, at in outcomes]
         )
@@ -98,6 +123,13 @@ def _restore_quota_blocks(router: Router, events: list[ProviderEventRecord], kno
             continue
         if event.kind == QUOTA_RESET:
             router.clear_quota_block(event.provider_id, event.subscription)
+            continue
+        if event.kind == RESET_EVENT:  # by hand: the subscription's block, or the provider's and all of its own
+            subscriptions = (
+                [event.subscription] if event.subscription else [None, *router.subscriptions(event.provider_id)]
+            )
+            for subscription in subscriptions:
+                router.clear_quota_block(event.provider_id, subscription)
             continue
         detail = _read(QuotaBlockedDetail, event)
         if detail is not None and detail.reset_at is not None:

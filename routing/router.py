@@ -32,7 +32,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from ledger import AttemptRecord, HistoryRecord, Reservation, ReservationAsk, RouteDecision, TaskStatus
+from ledger import (
+    QUOTA_REFUSED,
+    AttemptRecord,
+    HistoryRecord,
+    Reservation,
+    ReservationAsk,
+    RouteDecision,
+    TaskStatus,
+    is_quota_reason,
+)
 from providers import (
     NOT_ABOUT_THE_PROVIDER,
     AIProvider,
@@ -277,6 +286,10 @@ class Router:
         """Block a provider (or one of its subscriptions) until `reset_at`, as a recorded quota error did."""
         self._states[provider_id].quota.restore_block(reset_at, reason, subscription)
 
+    def subscriptions(self, provider_id: str) -> tuple[str, ...]:
+        """The subscriptions routing knows of a provider (configured or reported)."""
+        return self._states[provider_id].quota.subscriptions
+
     def clear_quota_block(self, provider_id: str, subscription: str | None = None) -> None:
         """A recorded block ended (its quota reset)."""
         self._states[provider_id].quota.clear_block(subscription)
@@ -463,8 +476,14 @@ class Router:
         refused = decision.budget_refusals()
         if refused is not None:
             self._budget_refused(run, task, refused)
-        result.outcome = "budget_exceeded" if refused is not None else "unavailable"
         reasons = "; ".join(f"{p}: {r}" for p, r in decision.skipped.items()) or "no providers configured"
+        skipped = decision.skipped.values()
+        if refused is None and skipped and all(isinstance(r, str) and is_quota_reason(r) for r in skipped):
+            # Every provider out of quota or rate limited: a quota failure, counted apart (ledger.quota_failures).
+            result.outcome = "quota_exhausted"
+            result.error = f"{QUOTA_REFUSED} for task type {task.type!r} ({reasons})"
+            return
+        result.outcome = "budget_exceeded" if refused is not None else "unavailable"
         result.error = f"no provider can take task type {task.type!r} now ({reasons})" + self._when_open_ends(decision)
 
     def _when_open_ends(self, decision: DecisionDraft) -> str:

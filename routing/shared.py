@@ -124,41 +124,36 @@ class SharedLimits:
                 settles, self._settles = self._settles, []
                 writes, self._writes = self._writes, []
                 stopping = self._stopping and not self._asks
-            # Settle first: what calls really used frees room for the reservations waiting behind them.
-            if settles and not self._settle(settles) and not stopping:
-                with self._cv:
-                    self._settles[:0] = settles  # the store is down: try again with the next batch
             for write in writes:
                 self._guard(lambda w=write: w(self.store))  # type: ignore[misc]
-            if asks:
-                self._reserve(asks)
+            # One transaction: settle first (what calls really used frees room), then reserve.
+            failed = bool(asks or settles) and not self._transact(settles, asks)
+            if failed and settles and not stopping:
+                with self._cv:
+                    self._settles[:0] = settles  # the store is down: settle them with a later batch
             if self._watchers and time.monotonic() >= self._next_refresh:
                 self._next_refresh = time.monotonic() + self.refresh_s
                 self._refresh()
             if stopping:
                 return
 
-    def _reserve(self, asks: list[_Waiter]) -> None:
+    def _transact(self, settles: list[Settlement], asks: list[_Waiter]) -> bool:
+        """Settle and reserve in one transaction; False when the store failed (the asks are refused)."""
         try:
-            answers: list[Answer] = list(self.store.reserve([ask for ask, _, _ in asks]))
+            answers: list[Answer] = list(self.store.transact(settles, [ask for ask, _, _ in asks]))
             self.error = None
+            ok = True
         except Exception as exc:  # any failure of the store refuses the calls: never overspend
             self.error = self._describe(exc)
             log.warning("%s", self.error)
             answers = [StoreUnavailable(self.error)] * len(asks)
+            ok = False
+            if not asks:
+                time.sleep(0.05)  # only settlements waiting on a store that is down: do not spin
         for (_, loop, done), answer in zip(asks, answers, strict=True):
             with contextlib.suppress(RuntimeError):  # the loop closed while the answer was on its way
                 loop.call_soon_threadsafe(_resolve, done, answer)
-
-    def _settle(self, settles: list[Settlement]) -> bool:
-        try:
-            self.store.settle(settles)
-            return True
-        except Exception as exc:
-            self.error = self._describe(exc)
-            log.warning("could not settle %d calls yet: %s", len(settles), self.error)
-            time.sleep(0.05)  # the store is down: do not spin
-            return False
+        return ok
 
     def _refresh(self) -> None:
         state = self._guard(lambda: self.store.state(self._last_event))

@@ -91,10 +91,7 @@ class SharedSync:
         for provider_id, subscription in state.resets:
             st = states.get(provider_id)
             if st is not None:
-                st.quota.reset(subscription)
-                if subscription is None:
-                    st.breaker.reset()
-                st.gate.wake_all()
+                st.reset(subscription)
         for scope, (until, reason) in state.blocks.items():
             provider_id, subscription = _parse_scope(scope)
             st = states.get(provider_id) if provider_id else None

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from batches import end_run, open_runtime, resolve_inputs, run_nodes, start_run
+from batches import end_run, open_runtime, resolve_inputs, run_nodes, run_summary, start_run
 from ledger import open_ledger
 
 
@@ -26,7 +26,9 @@ def main(url: str, spec_path: str, providers: str, go: str) -> None:
     results = run_nodes(runtime, [t.id for t in spec.tasks])
     runtime.close()
     end_run(ledger, run_id)
-    print(json.dumps({"run_id": run_id, "tasks": [[r.task_id, str(r.status), r.error] for r in results]}))
+    totals = run_summary(ledger, run_id).totals
+    tasks = [[r.task_id, str(r.status), r.error] for r in results]
+    print(json.dumps({"run_id": run_id, "tasks": tasks, "quota_failures": totals.quota_failures}))
 
 
 if __name__ == "__main__":

@@ -112,7 +112,9 @@ def test_four_processes_never_pass_request_limits_that_add_up_to_300(ledger_url:
     for out in outputs:
         for task_id, status, error in out["tasks"]:
             if status == "failed":
-                assert "quota: requests_per_hour" in (error or ""), (task_id, error)
+                assert error.startswith("every provider is out of quota or rate limited now"), (task_id, error)
+                assert "quota: requests_per_hour" in error, (task_id, error)
+    assert sum(out["quota_failures"] for out in outputs) == 100  # the run summaries count them apart
     calls = dict(_ledger_rows(ledger_url, "select provider_id, count(*) from provider_usage group by provider_id"))
     assert calls == LIMITS  # each provider exactly at its limit, never past it
     outcomes = _ledger_rows(ledger_url, "select distinct outcome from provider_usage")
@@ -143,6 +145,7 @@ def test_four_processes_never_pass_a_day_budget_and_spend_it(ledger_url: str, tm
         for task_id, status, error in out["tasks"]:
             if status == "failed":
                 assert "budget: day would reach" in (error or ""), (task_id, error)
+    assert sum(out["quota_failures"] for out in outputs) == 0  # a budget is not a quota
     engine = create_ledger_engine(ledger_url, migrate_schema=False)
     store = LimitStore(engine, owner="check")
     assert store.in_flight() == 0

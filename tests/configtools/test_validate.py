@@ -206,6 +206,17 @@ def test_a_key_found_in_the_env_or_a_secret_block_is_no_problem(tmp_path: Path) 
     assert len(_problems(tmp_path, disabled, OPENAI_API_KEY="sk-y")) == 0
 
 
+def test_an_api_token_without_its_variable(tmp_path: Path) -> None:
+    text = (
+        "api:\n  tokens:\n    - {name: ci, scope: read, token_env: SB_CI_TOKEN}\nproviders:\n  m: {type: local_mock}\n"
+    )
+    assert _problems(tmp_path, text) == [
+        "p.yaml:3: api.tokens[0].token_env: the env var SB_CI_TOKEN is not set: `switchboard serve` cannot accept "
+        "the token 'ci'\n    fix: export SB_CI_TOKEN=... before `switchboard serve`, or remove the token"
+    ]
+    assert _problems(tmp_path, text, SB_CI_TOKEN="t") == []
+
+
 def test_with_blocks_looked_up_the_message_names_the_block(tmp_path: Path) -> None:
     path = tmp_path / "p.yaml"
     path.write_text("providers:\n  a: {type: anthropic, api_key_env: KEY_B}\n")

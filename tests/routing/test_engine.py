@@ -90,7 +90,9 @@ async def test_reserve_is_kept_for_critical_tasks() -> None:
     normal = [await router.route(t) for t in _tasks(12)]
     assert [r.status for r in normal] == ["completed"] * 9 + ["failed"] * 3  # 10% of the limit stays reserved
     assert "reserve kept for critical" in normal[-1].decision.skipped["limited"]
-    assert normal[-1].outcome == "unavailable" and "requests_per_hour 9/10" in normal[-1].error
+    # Every provider out for quota: a quota failure (ledger.quota_failures), counted apart in the run summary.
+    assert normal[-1].outcome == "quota_exhausted" and "requests_per_hour 9/10" in normal[-1].error
+    assert normal[-1].error.startswith("every provider is out of quota or rate limited now")
     critical = await router.route(AITask(id="urgent", type="code_review", prompt="p", priority=Priority.CRITICAL))
     assert critical.provider_id == "limited"
     after = await router.route(AITask(id="late", type="code_review", prompt="p", priority=Priority.CRITICAL))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -218,3 +219,95 @@ async def test_without_limits_the_store_is_never_asked(tmp_path: Path) -> None:
     assert (await process.route("a")).status == "completed"
     await process.close()
     unreachable.dispose()
+
+
+async def test_a_reset_by_hand_clears_blocks_and_windows_in_every_process(tmp_path: Path, ledger: Ledger) -> None:
+    from ledger import RESET_EVENT
+    from routing.reset import reset_everywhere
+
+    config = _config(
+        tmp_path,
+        {
+            "reserve_for_critical": 0,
+            "providers": {
+                "limited": {
+                    "type": "local_mock",
+                    "latency_ms": 0,
+                    "priority": 1,
+                    "capabilities": ["code_review"],
+                    "limits": {"requests_per_hour": 2},
+                },
+                "backup": {"type": "local_mock", "latency_ms": 0, "priority": 2},
+            },
+        },
+    )
+    one, two = _processes(config, ledger)
+    await two.route("warm-up", type_="summarization")
+    two.router.state("limited").quota.block_until(two.router.clock() + 600, "rate_limited")  # as if it saw one
+    for i in range(2):
+        assert (await one.route(f"a{i}")).provider_id == "limited"
+    assert (await one.route("a2")).provider_id == "backup"  # the window is full, for every process
+    await asyncio.sleep(0.2)  # settled (a reset keeps the reservations of calls still in flight)
+    reset_everywhere(ledger, "p9", "limited", (), by="ops@host", reason="new quota")
+    await asyncio.sleep(0.3)
+    assert (await one.route("b1")).provider_id == "limited"
+    b2 = await two.route("b2")
+    assert b2.provider_id == "limited", b2.decision.skipped  # its own block is gone too
+    [event] = ledger.events_since(datetime.now(UTC) - timedelta(minutes=1), [RESET_EVENT])
+    assert (event.provider_id, event.detail) == ("limited", {"by_hand": True, "by": "ops@host", "reason": "new quota"})
+    await one.close()
+    await two.close()
+
+
+async def test_a_process_started_after_a_reset_does_not_restore_what_came_before_it(
+    tmp_path: Path, ledger: Ledger
+) -> None:
+    from ledger import AttemptRecord, NewTask
+    from routing.events import QUOTA_BLOCKED
+    from routing.reset import reset_everywhere
+    from routing.restore import restore_router_state
+
+    config = _config(
+        tmp_path,
+        {"providers": {"m": {"type": "local_mock", "latency_ms": 0, "limits": {"requests_per_hour": 2}}}},
+    )
+    run_id, _ = ledger.start_or_resume_run(
+        batch_name="b",
+        batch_hash="b",
+        team=None,
+        strategy="priority_based",
+        tasks=[NewTask(task_id="t", task_type="code_review", priority="critical")],
+    )
+    at = datetime.now(UTC) - timedelta(minutes=5)
+    ledger.record_attempts(
+        [
+            AttemptRecord(
+                run_id=run_id,
+                task_id="t",
+                provider_id="m",
+                task_type="code_review",
+                attempt=n,
+                outcome="success",
+                started_at=at,
+                finished_at=at,
+            )
+            for n in (1, 2)
+        ]
+    )
+    reset_at = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    ledger.record_provider_event("m", QUOTA_BLOCKED, {"reason": "quota_exhausted", "reset_at": reset_at})
+
+    def restarted() -> Router:
+        router = Router(ProviderRegistry.from_configs(config.providers), config, health_checks=False)
+        restore_router_state(router, ledger, run_id)
+        return router
+
+    before = restarted()
+    assert before.state("m").quota.refusal(1, 0.0, critical=True) is not None  # blocked, and the window is full
+    before.state("m").quota.clear_block()
+    assert "requests_per_hour 2/2" in str(before.state("m").quota.refusal(1, 0.0, critical=True))
+    reset_everywhere(ledger, "ops@host", "m", ())
+    after = restarted()
+    assert after.state("m").quota.refusal(1, 0.0, critical=True) is None
+    for router in (before, after):
+        await router.registry.aclose()
