@@ -334,7 +334,12 @@ def _submit(
     if as_json:
         sys.stdout.write(json.dumps({"deployment": deployment, "flow_run_id": flow_run_id, "ui_url": url}) + "\n")
     else:
-        out_console.print(f"submitted {deployment}: flow run {flow_run_id}\n{url}", highlight=False, markup=False)
+        out_console.print(
+            f"submitted {deployment}: flow run {flow_run_id}\n{url}\nfollow it: switchboard watch {flow_run_id}",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
     return EXIT_OK
 
 
