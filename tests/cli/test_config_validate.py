@@ -86,3 +86,24 @@ def test_run_warns_about_a_missing_key_and_runs_on_the_others(tmp_path: Path) ->
         "or set `enabled: false` on this provider)"
     ]
     assert json.loads(result.stdout)["totals"]["completed"] == 12
+
+
+@pytest.mark.slow
+def test_a_key_held_by_a_prefect_secret_block_is_found(prefect_harness: None, tmp_path: Path) -> None:
+    """Against a real Prefect API (the test harness): a key only in a Secret block counts; a missing one is named
+    with both places looked at."""
+    from prefect.blocks.system import Secret
+
+    from cli.config import check_file
+
+    Secret(value="sk-from-a-block-0123456789").save("sb-validate-block-key", overwrite=True)
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "providers:\n  a: {type: anthropic, api_key_env: SB_VALIDATE_BLOCK_KEY}\n"
+        "  b: {type: anthropic, api_key_env: SB_VALIDATE_NO_BLOCK}\n"
+    )
+    [problem] = check_file(path).problems
+    assert (problem.line, problem.field) == (3, "providers.b.api_key_env")
+    assert problem.message == (
+        "neither the env var SB_VALIDATE_NO_BLOCK nor a Prefect Secret block 'sb-validate-no-block' holds a key"
+    )
