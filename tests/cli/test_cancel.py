@@ -172,11 +172,14 @@ def check_resumed_without_charging_twice(tmp_path: Path, before: dict[str, int],
     assert before and {t: after[t] for t in before} == before
 
 
-@pytest.mark.parametrize("mode", ["per_node", "chunked"])
+@pytest.mark.parametrize(("mode", "runner"), [("per_node", "thread"), ("chunked", "thread"), ("chunked", "dask")])
 def test_a_cancel_in_prefect_stops_switchboard_run_and_the_rerun_finishes_the_rest(
-    env: dict[str, str], tmp_path: Path, mode: str
+    env: dict[str, str], tmp_path: Path, mode: str, runner: str
 ) -> None:
     spec, slow, fast = write_batch(tmp_path, 80)
+    if runner == "dask":  # the chunk runs in a Dask worker process, which must see the cancel by itself
+        pytest.importorskip("prefect_dask")
+        slow.write_text("runner: {kind: dask, dask_workers: 1}\n" + slow.read_text())
     proc = subprocess.Popen(
         [sys.executable, "-m", "cli", "run", str(spec), "--providers", str(slow), "--mode", mode, "--json"],
         stdout=subprocess.PIPE,
