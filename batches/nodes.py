@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 from collections.abc import Callable, Sequence
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from batches.lifecycle import CANCELLED
 from batches.overlay import follow_overlay
@@ -55,7 +58,8 @@ def run_nodes(
                 future.result(timeout=PROGRESS_EVERY_S)
                 break
             except concurrent.futures.TimeoutError:
-                preferences.update(task_preferences(ledger, run_id, task_ids))
+                with contextlib.suppress(SQLAlchemyError):  # the ledger busy or away: keep the last known ones
+                    preferences.update(task_preferences(ledger, run_id, task_ids))
                 if on_progress:
                     on_progress()
     except concurrent.futures.CancelledError:
@@ -66,8 +70,14 @@ def run_nodes(
     for task_id in missing:
         results[task_id] = NodeResult(task_id, TaskStatus.CANCELLED, error=error)
     if missing:
-        cancelled = [TaskOutcome(task_id=t, status=TaskStatus.CANCELLED, error=error) for t in missing]
-        ledger.finish_tasks(run_id, cancelled)
+        # Through the writer: if the ledger went away (which may be why the run stopped) they are spooled.
+        marked = [
+            runtime.writer.submit_outcome(run_id, TaskOutcome(task_id=t, status=TaskStatus.CANCELLED, error=error))
+            for t in missing
+        ]
+        for done in marked:
+            if isinstance(done, concurrent.futures.Future):  # always: no event loop runs on this thread
+                done.result()
     if on_progress:
         on_progress()
     return [results[t] for t in task_ids]

@@ -15,7 +15,8 @@ from batches.overlay import OverlayFollower
 from batches.ownership import this_owner
 from batches.run_state import KnownState
 from batches.spec import BatchSpec, load_spec
-from ledger import Ledger, LedgerWriter, LimitStore, open_ledger
+from batches.stopping import StopReason, run_stop
+from ledger import Ledger, LedgerWriter, LimitStore, open_ledger, shown_url
 from providers import ProviderConfig, SecretResolver, env_secrets, safe_url
 from routing import (
     ProviderRegistry,
@@ -112,7 +113,8 @@ def open_runtime(
                 "max_concurrency": caps.max_concurrency,
             },
         )
-    writer = LedgerWriter(ledger)
+    # A ledger that cannot be reached mid-run stops the run (interrupted): its answers could only be spooled.
+    writer = LedgerWriter(ledger, on_unreachable=lambda error: _ledger_lost(run_id, ledger))
     shared = SharedLimits(LimitStore(ledger.engine, owner=this_owner()))
     router = Router(registry, config, recorder=writer.submit, observer=observer, shared=shared)
     adaptive = strategy == "adaptive" or any(t.strategy == "adaptive" for t in spec.tasks)
@@ -133,6 +135,10 @@ def open_runtime(
     with _runtimes_lock:
         _runtimes[run_id] = runtime
     return runtime
+
+
+def _ledger_lost(run_id: str, ledger: Ledger) -> None:
+    run_stop(run_id).request(StopReason.INTERRUPTED, f"the ledger at {shown_url(ledger.url)} cannot be reached")
 
 
 def _storable_config(config: ProviderConfig) -> dict[str, Any]:

@@ -11,11 +11,15 @@ from typing import Annotated, Literal
 
 from cyclopts import Parameter, validators
 from rich.markup import escape
+from sqlalchemy.exc import SQLAlchemyError
 
 from batches import (
     DIGEST_ABOVE,
     BatchSpec,
+    RunHeader,
     RunInterrupts,
+    RunSummary,
+    RunTotals,
     execute_run,
     load_spec,
     resolve_strategy,
@@ -41,7 +45,18 @@ from flows import (
     secret_resolver,
     submit_batch,
 )
-from ledger import STORE_UNAVAILABLE, Ledger, RunInProgress, RunStatus, open_ledger, shown_url, spool_dir
+from ledger import (
+    STORE_UNAVAILABLE,
+    Ledger,
+    LedgerLost,
+    RunInProgress,
+    RunStatus,
+    open_ledger,
+    pending_rows,
+    shown_url,
+    spool_dir,
+)
+from providers import utc_now
 from routing import PROVIDERS_ENV, InputError, SwitchboardConfig, load_config
 
 
@@ -258,19 +273,24 @@ def _run_here(
         from flows import run_batch_flow
 
         spec_file = str(spec.expanduser().resolve())
-        status = execute_run(
-            run_batch_flow,
-            spec_file,
-            ready.config,
-            ready.providers_file,
-            ready.chosen,
-            run_id=run_id,
-            ledger=ledger,
-            mode=mode,
-            interrupts=interrupts,
-        )
-
-    summary = run_summary(ledger, run_id, explain=explain)
+        try:
+            status = execute_run(
+                run_batch_flow,
+                spec_file,
+                ready.config,
+                ready.providers_file,
+                ready.chosen,
+                run_id=run_id,
+                ledger=ledger,
+                mode=mode,
+                interrupts=interrupts,
+            )
+        except (LedgerLost, SQLAlchemyError) as exc:
+            return _ledger_lost(ledger, run_id, batch, as_json, exc)
+    try:
+        summary = run_summary(ledger, run_id, explain=explain)
+    except SQLAlchemyError as exc:
+        return _ledger_lost(ledger, run_id, batch, as_json, exc)
     summary = summary.with_ui_url(_flow_run_url(ready.api, summary.run.flow_run_id))
     if as_json:
         sys.stdout.write(json.dumps(summary.model_dump(), default=str) + "\n")
@@ -292,6 +312,12 @@ def _run_here(
             highlight=False,
             markup=False,
         )
+    if status == RunStatus.INTERRUPTED and not interrupts.requested:  # stopped because the ledger went away
+        print_error(
+            f"the ledger at {shown_url(ledger.url)} could not be reached during run {run_id}, which stopped it; "
+            f"run the same spec again to resume it"
+        )
+        return EXIT_FAILED
     if status == RunStatus.INTERRUPTED:
         err_console.print(
             f"{interrupts.what}: in-flight calls were stopped and recorded as cancelled; "
@@ -307,6 +333,28 @@ def _run_here(
         )
         return EXIT_INTERRUPTED
     return EXIT_OK if summary.run.status == RunStatus.COMPLETED else EXIT_FAILED
+
+
+def _ledger_lost(ledger: Ledger, run_id: str, batch: BatchSpec, as_json: bool, error: Exception) -> int:
+    """The ledger went away mid-run: the run stopped, its answers are spooled. Say so in one line, print what is
+    known as the `--json` object (status `interrupted`, the spooled rows), exit 1."""
+    spooled = pending_rows(ledger.url, run_id)
+    if as_json:
+        summary = RunSummary(
+            run=RunHeader(id=run_id, name=batch.name, status=RunStatus.INTERRUPTED, started_at=utc_now().isoformat()),
+            tasks=[],
+            totals=RunTotals(pending=len(batch.tasks), spooled_rows=spooled),
+        )
+        sys.stdout.write(json.dumps(summary.model_dump(), default=str) + "\n")
+        sys.stdout.flush()
+    reason = (
+        error.reason if isinstance(error, LedgerLost) else f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+    )
+    print_error(
+        f"the ledger at {shown_url(ledger.url)} could not be reached during run {run_id} ({reason}); "
+        f"{spooled} row(s) are kept in {spool_dir()} and written at the next start; run the same spec again to resume"
+    )
+    return EXIT_FAILED
 
 
 def _submit(

@@ -31,6 +31,7 @@ from prefect.futures import PrefectFuture, wait
 from prefect.runtime import flow_run
 from prefect.states import Cancelled, Completed, Crashed, Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
+from sqlalchemy.exc import SQLAlchemyError
 
 from batches import (
     BatchRuntime,
@@ -61,7 +62,7 @@ from flows.events import PrefectEventForwarder
 from flows.heartbeat import flow_heartbeat, in_process_heartbeat
 from flows.secrets import secret_resolver
 from flows.task_runners import make_task_runner
-from ledger import Ledger, TaskStatus, open_ledger
+from ledger import Ledger, LedgerLost, TaskStatus, open_ledger
 from routing import Budget, StrategyName, SwitchboardConfig
 
 DEFAULT_MAX_WORKERS = 16
@@ -163,7 +164,11 @@ def _runtime(handle: RunHandle) -> BatchRuntime:
 def _progress(ledger: Ledger, run_id: str, progress_id: str | None) -> None:
     """Update the run's progress artifact (from the flow or from a chunk's task)."""
     if progress_id is not None:
-        update_progress_artifact(artifact_id=progress_id, progress=_percent_finished(ledger, run_id))
+        try:
+            percent = _percent_finished(ledger, run_id)
+        except SQLAlchemyError:  # the ledger is busy or away: progress is only a display, the run goes on
+            return
+        update_progress_artifact(artifact_id=progress_id, progress=percent)
 
 
 def _percent_finished(ledger: Ledger, run_id: str) -> float:
@@ -234,6 +239,7 @@ def process_batch(
         batch, config, chosen, run_id=run_id, ledger=ledger, observer=_observer(ledger), secrets=secret_resolver()
     )
     handle = RunHandle(RuntimeRef.of(runtime))
+    writer = runtime.writer
     forget_stop(run_id)  # a resumed run starts with no stop left from before in this process
     this_flow_run = flow_run.get_id()
     try:
@@ -253,6 +259,8 @@ def process_batch(
     forget_stop(run_id)
     if request is not None and request.reason == StopReason.CANCELLED:
         return finish_cancelled_run(ledger, run_id, request, progress_id)
+    if request is not None and writer.unreachable is not None:
+        return finish_lost_run(ledger, run_id, request, writer.unreachable, progress_id)
     return finish_run(ledger, run_id, progress_id)
 
 
@@ -316,6 +324,22 @@ def finish_cancelled_run(ledger: Ledger, run_id: str, request: StopRequest, prog
         f"Switchboard run {run_id} is resumed by running its spec again"
     )
     return Cancelled(message=message, data=result)
+
+
+def finish_lost_run(
+    ledger: Ledger, run_id: str, request: StopRequest, lost: Exception, progress_id: str | None = None
+) -> State:
+    """The ledger went away mid-run, which stopped it: end it `interrupted` if the ledger is back. Either way the
+    flow run ends Failed saying why (not by raising: that would print a traceback for a known condition); the run
+    is resumed by the next run of its spec, after the spool is written back."""
+    message = f"{request.detail}; Switchboard run {run_id} is resumed by running its spec again"
+    try:
+        end_stopped_run(ledger, run_id, request)
+        result = _publish(ledger, run_id, progress_id)
+    except SQLAlchemyError as exc:
+        gone = LedgerLost(ledger.url, f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}")
+        return Failed(message=f"{gone}; {message}", data={"run_id": run_id, "status": "interrupted"})
+    return Failed(message=message, data=result)
 
 
 def finish_run(ledger: Ledger, run_id: str, progress_id: str | None = None) -> dict[str, Any] | State:

@@ -15,6 +15,7 @@ from ledger.admin import (
     task_preferences,
 )
 from ledger.db import (
+    LedgerLost,
     LedgerUnavailable,
     create_ledger_engine,
     data_dir,
@@ -100,6 +101,7 @@ __all__ = [
     "DecisionPreference",
     "HistoryRecord",
     "Ledger",
+    "LedgerLost",
     "LedgerNotFound",
     "LedgerUnavailable",
     "LedgerUnreadable",

@@ -52,6 +52,14 @@ class LedgerUnavailable(Exception):
         super().__init__(f"{_setting(url)}: {reason}; {hint}")
 
 
+class LedgerLost(RuntimeError):
+    """The ledger could not be reached in the middle of a run; what it did not take is in the spool."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url, self.reason = shown_url(url), reason
+        super().__init__(f"the ledger at {self.url} could not be reached: {reason}")
+
+
 def shown_url(url: str) -> str:
     """The URL as it is safe to print: any password masked, even in a URL SQLAlchemy cannot parse."""
     try:

@@ -16,6 +16,11 @@ not take the others with it); when the database itself is out of reach, or a row
 to the local spool (ledger.spool), fsynced, and their futures complete: the rows are safe, and they are written
 to the ledger by this writer once a later commit succeeds, else at the next start. One warning line says so.
 A future fails only when even the spool cannot be written.
+
+Ledger I/O never stalls the routing loop: on the loop, a SQLite commit waits at most `LOOP_BUSY_MS` for a write
+lock. When another process holds the lock (a backup, a long transaction), this writer moves to its thread for
+good, where the commit may wait as long as the database's own busy timeout (30 s) while routing, health checks
+and timeouts go on; the callers' futures complete from there.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import contextlib
 import logging
 import queue
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
@@ -40,6 +46,8 @@ log = logging.getLogger(__name__)
 
 _STOP = object()
 MAX_BATCH = 2000
+# How long a commit on the routing loop may wait for another process's write lock before moving off the loop.
+LOOP_BUSY_MS = 50
 
 # An attempt row, or a task's final state with its run id.
 _Item = AttemptRecord | tuple[str, TaskOutcome]
@@ -47,10 +55,21 @@ _Done = Future[None] | asyncio.Future[None]
 
 
 class LedgerWriter:
-    def __init__(self, ledger: Ledger, *, on_loop: bool | None = None) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        *,
+        on_loop: bool | None = None,
+        on_unreachable: Callable[[Exception], None] | None = None,
+    ) -> None:
         self._ledger = ledger
+        # Told once when the database cannot be reached even on a fresh connection (the run should stop paying
+        # for answers it can only spool); a killed connection alone is replaced without a word.
+        self._on_unreachable = on_unreachable
+        self.unreachable: Exception | None = None
         self._on_loop = ledger.engine.dialect.name == "sqlite" if on_loop is None else on_loop
         self._lock = threading.Lock()
+        self._thread_lock = threading.Lock()
         self._connection: Connection | None = None
         # loop mode
         self._pending: list[tuple[_Item, _Done]] = []
@@ -60,6 +79,7 @@ class LedgerWriter:
         self._thread: threading.Thread | None = None
         self.spool = Spool(ledger.url)
         self._warned = False
+        self._closed = False
 
     def submit(self, attempt: AttemptRecord) -> _Done:
         """Queue an attempt row; the future completes once it is committed (or fails with the database error)."""
@@ -71,8 +91,11 @@ class LedgerWriter:
 
     def close(self, timeout: float = 30.0) -> None:
         """Commit what is queued, then stop the writer thread (if any) and release the connection."""
+        with self._thread_lock:  # from here on, submissions are written by their callers (see _put_threaded)
+            self._closed = True
+            if self._thread is not None:
+                self._queue.put(_STOP)
         if self._thread is not None:
-            self._queue.put(_STOP)
             self._thread.join(timeout)
         with self._lock:
             if self._pending:  # submitted on a loop that stopped before its flush ran
@@ -98,19 +121,46 @@ class LedgerWriter:
     def _flush(self) -> None:
         self._flush_scheduled = False
         batch, self._pending = self._pending, []
-        if batch:
+        if not batch:
+            return
+        if self._on_loop:
             with self._lock:
-                self._commit(batch)
+                try:
+                    self._commit(batch, locked_out=True)
+                    return
+                except _LockedOut:
+                    self._drop_connection()
+                    self._on_loop = False
+                    log.warning(
+                        "the ledger at %s is locked by another process; its writes go on off the routing loop",
+                        shown_url(self._ledger.url),
+                    )
+        for entry in batch:  # to the writer thread, in order, ahead of anything submitted after
+            self._start_thread()
+            self._queue.put(entry)
 
     # --- thread mode -------------------------------------------------------------------------------
 
-    def _put_threaded(self, item: _Item) -> _Done:
-        with self._lock:
+    def _start_thread(self) -> None:
+        # Not under `_lock`: the writer thread holds that while it waits on the database, and the routing loop
+        # must never wait for it.
+        with self._thread_lock:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="switchboard-ledger-writer", daemon=True)
                 self._thread.start()
+
+    def _put_threaded(self, item: _Item) -> _Done:
         done: Future[None] = Future()
-        self._queue.put((item, done))
+        with self._thread_lock:
+            if not self._closed:
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._run, name="switchboard-ledger-writer", daemon=True)
+                    self._thread.start()
+                self._queue.put((item, done))
+                return done
+        # A straggler after close (a node finishing as its run is torn down): written here, by its caller.
+        with self._lock:
+            self._commit([(item, done)])
         return done
 
     def _run(self) -> None:
@@ -135,8 +185,9 @@ class LedgerWriter:
 
     # --- both --------------------------------------------------------------------------------------
 
-    def _commit(self, batch: list[tuple[_Item, _Done]]) -> None:
-        """One transaction for the whole batch; called with `_lock` held."""
+    def _commit(self, batch: list[tuple[_Item, _Done]], *, locked_out: bool = False) -> None:
+        """One transaction for the whole batch; called with `_lock` held. `locked_out`: on the routing loop, where
+        another process's write lock raises `_LockedOut` (nothing resolved) instead of being waited for."""
         attempts = [item for item, _ in batch if isinstance(item, AttemptRecord)]
         outcomes: list[Any] = [item for item, _ in batch if not isinstance(item, AttemptRecord)]
         try:
@@ -145,19 +196,42 @@ class LedgerWriter:
                 insert_attempts(conn, attempts)
                 update_outcomes(conn, outcomes)
         except Exception as exc:
+            if locked_out and _is_locked(exc):
+                raise _LockedOut from exc
             self._drop_connection()
             self._salvage(batch, exc)
             return
+        if self.spool.rows:  # the database answers again: what waited goes in before these are acknowledged
+            self._replay_spool()
         for _, done in batch:
             _resolve(done, None)
-        if self.spool.rows:
-            self._replay_spool()
+
+    def _commit_all(self, batch: list[tuple[_Item, _Done]]) -> None:
+        conn = self._connect()
+        with conn.begin():
+            insert_attempts(conn, [item for item, _ in batch if isinstance(item, AttemptRecord)])
+            update_outcomes(conn, [item for item, _ in batch if not isinstance(item, AttemptRecord)])
+        for _, done in batch:
+            _resolve(done, None)
+
+    def _lost(self, error: Exception) -> None:
+        if self.unreachable is not None:
+            return
+        self.unreachable = error
+        if self._on_unreachable is not None:
+            try:
+                self._on_unreachable(error)
+            except Exception:  # the rows are spooled whatever the callback does
+                log.exception("on_unreachable failed")
 
     def _connect(self) -> Connection:
         conn = self._connection
         if conn is None or conn.closed:
             # One long-lived connection: checking one out of the pool per commit costs as much as the commit.
             conn = self._connection = self._ledger.engine.connect()
+            if self._on_loop and conn.dialect.name == "sqlite":
+                conn.exec_driver_sql(f"PRAGMA busy_timeout = {LOOP_BUSY_MS}")
+                conn.commit()  # the statement began a transaction; commits begin their own
         return conn
 
     def _drop_connection(self) -> None:
@@ -171,7 +245,17 @@ class LedgerWriter:
         failed: list[tuple[_Item, _Done]] = []
         reason = error
         if _out_of_reach(error):
-            failed = batch  # row by row would only wait on the same dead connection again
+            # A connection killed under us (a failover, pg_terminate_backend) is not the database gone: once more
+            # on a fresh one. Row by row would only wait on the same dead server again.
+            try:
+                self._commit_all(batch)
+                return
+            except Exception as again:
+                self._drop_connection()
+                reason = again
+                failed = batch
+                if _out_of_reach(again) and not _is_locked(again):  # locked is busy, not gone: the run goes on
+                    self._lost(again)
         else:
             for index, (item, done) in enumerate(batch):
                 try:
@@ -226,6 +310,14 @@ class LedgerWriter:
             log.warning("wrote %d spooled row(s) to the ledger at %s", replayed, shown_url(self._ledger.url))
 
 
+class _LockedOut(Exception):
+    """A commit on the routing loop met another process's write lock."""
+
+
+def _is_locked(error: Exception) -> bool:
+    return isinstance(error, OperationalError) and any(w in str(error.orig) for w in ("locked", "busy"))
+
+
 def _out_of_reach(error: Exception) -> bool:
     """The database, not one row, is the problem: connection lost or refused, server gone, database locked."""
     if isinstance(error, DBAPIError) and error.connection_invalidated:
@@ -251,6 +343,11 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
 
 
 def _resolve(done: _Done, error: Exception | None) -> None:
+    if isinstance(done, asyncio.Future) and _running_loop() is not done.get_loop():
+        # Made on the routing loop, resolved by the writer thread: only its loop may touch it.
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            done.get_loop().call_soon_threadsafe(_resolve, done, error)
+        return
     if done.done():  # an asyncio future whose waiter was cancelled
         return
     if error is None:

@@ -94,12 +94,13 @@ async def test_a_locked_database_spools_and_the_writer_writes_back_when_it_answe
     writer = LedgerWriter(ledger)
     holder = sqlite3.connect(path, isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")  # another process holding the write lock (a backup, say)
-    await asyncio.gather(*(writer.submit(_attempt(i, run_id)) for i in range(2)))
+    await asyncio.gather(*(asyncio.wrap_future(writer.submit(_attempt(i, run_id))) for i in range(2)))
     assert pending_rows(url, run_id) == 2
     holder.execute("ROLLBACK")
     holder.close()
     assert pending_rows(url, run_id) == 2
-    await writer.submit(_attempt(2, run_id))  # the database answers again: the spool is written back with it
+    # The database answers again: the spool is written back with the next commit (on the writer's thread now).
+    await asyncio.wrap_future(writer.submit(_attempt(2, run_id)))
     assert sorted(a.task_id for a in ledger.attempts(run_id)) == ["t0", "t1", "t2"]
     assert pending_rows(url, run_id) == 0 and not writer.spool.path.exists()
     writer.close()
@@ -143,3 +144,35 @@ def test_a_spool_is_only_replayed_into_its_own_ledger(tmp_path: Path) -> None:
     assert replay_spool(other.engine.begin, other.url) is None
     assert replay_spool(one.engine.begin, one.url) is not None
     assert len(one.attempts(run_id)) == 1
+
+
+async def test_another_process_holding_the_write_lock_never_stalls_the_loop(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.db"
+    ledger = Ledger(url=f"sqlite:///{path}")  # the usual 30 s busy timeout
+    run_id = _start(ledger, 3)
+    writer = LedgerWriter(ledger)  # SQLite: commits on the loop while nothing is in the way
+    await writer.submit(_attempt(0, run_id))
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    gaps: list[float] = []
+
+    async def ticker() -> None:
+        last = asyncio.get_running_loop().time()
+        for _ in range(40):
+            await asyncio.sleep(0.05)
+            now = asyncio.get_running_loop().time()
+            gaps.append(now - last)
+            last = now
+
+    ticking = asyncio.create_task(ticker())
+    waiting = asyncio.gather(writer.submit(_attempt(1, run_id)), writer.submit(_attempt(2, run_id)))
+    await asyncio.sleep(1.5)
+    assert not waiting.done()  # durable means committed: it waits for the lock, off the loop
+    holder.execute("ROLLBACK")
+    holder.close()
+    await asyncio.wait_for(waiting, 10)
+    await ticking
+    assert max(gaps) < 0.5, max(gaps)  # the loop went on while the commit waited
+    assert sorted(a.task_id for a in ledger.attempts(run_id)) == ["t0", "t1", "t2"]
+    assert pending_rows(ledger.url, run_id) == 0  # committed, not spooled: the lock ended within the busy timeout
+    writer.close()
