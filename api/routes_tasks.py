@@ -11,7 +11,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Request
 
-from api.models import ProviderPreference, TaskOut, TaskProvider, TaskRequest
+from api.errors import unprocessable
+from api.models import ProviderPreference, TaskOut, TaskProvider, TaskRequest, errors
 from api.security import Admin, Reader
 from api.state import ApiState, api_state
 from batches import TaskIdTaken, TaskSummary, new_task_id, task_summary
@@ -63,7 +64,7 @@ async def _read(state: ApiState, ref: str) -> tuple[str, TaskSummary, TaskPrefer
     return run_id, summary, prefs.get(task_id)
 
 
-@router.post("", response_model=TaskOut, summary="Route one task now")
+@router.post("", responses=errors(409, 413, 422), response_model=TaskOut, summary="Route one task now")
 async def route_task(request: Request, body: TaskRequest, _: Admin) -> TaskOut:
     """Routes the task through the same router, limits and ledger as batches and answers once its attempts are
     committed. A task that no provider completed is still a 200: its `status` and `error` say why."""
@@ -88,13 +89,23 @@ async def route_task(request: Request, body: TaskRequest, _: Admin) -> TaskOut:
     return _task_out(done.run_id, summary)
 
 
-@router.get("/{task_ref}", response_model=TaskOut, summary="A task, its answer, attempts and decision")
+@router.get(
+    "/{task_ref}",
+    responses=errors(404, 422),
+    response_model=TaskOut,
+    summary="A task, its answer, attempts and decision",
+)
 async def get_task(request: Request, task_ref: TaskRef, _: Reader) -> TaskOut:
     run_id, summary, pref = await _read(api_state(request), task_ref)
     return _task_out(run_id, summary, pref)
 
 
-@router.get("/{task_ref}/provider", response_model=TaskProvider, summary="The task's routing decision")
+@router.get(
+    "/{task_ref}/provider",
+    responses=errors(404, 422),
+    response_model=TaskProvider,
+    summary="The task's routing decision",
+)
 async def get_task_provider(request: Request, task_ref: TaskRef, _: Reader) -> TaskProvider:
     run_id, summary, pref = await _read(api_state(request), task_ref)
     return _task_provider(run_id, summary, pref)
@@ -110,12 +121,17 @@ def _task_provider(run_id: str, summary: TaskSummary, pref: TaskPreference | Non
     )
 
 
-@router.put("/{task_ref}/provider", response_model=TaskProvider, summary="Prefer a provider for a task not run yet")
+@router.put(
+    "/{task_ref}/provider",
+    responses=errors(404, 409, 413, 422),
+    response_model=TaskProvider,
+    summary="Prefer a provider for a task not run yet",
+)
 async def put_task_provider(request: Request, task_ref: TaskRef, body: ProviderPreference, who: Admin) -> TaskProvider:
     """The task (of a batch, also one already running) is tried on that provider (or one serving that model)
     first when it runs, if it can take the task then; 409 once the task has run."""
     if body.provider is None and body.model is None:
-        raise HTTPException(422, "give a provider, a model or both")
+        raise unprocessable("give a provider, a model or both", "body")
     state = api_state(request)
     run_id, summary, _ = await _read(state, task_ref)
     if summary.status != TaskStatus.PENDING:
