@@ -17,6 +17,7 @@ heartbeat ourselves (flows/heartbeat.py).
 from __future__ import annotations
 
 import gc
+from contextlib import AbstractContextManager, nullcontext
 from functools import cache
 from typing import Any, Literal
 from uuid import UUID
@@ -111,7 +112,9 @@ class RunHandle:
 
 @task(name="route-task", task_run_name="{task_id}", **_TASK_OPTIONS)
 def execute_node(handle: RunHandle, task_id: str) -> str | State | None:
-    result: NodeResult = run_node(_runtime(handle), task_id)
+    runtime = _runtime(handle)
+    with _cancel_watch_away_from_the_flow(runtime):
+        result: NodeResult = run_node(runtime, task_id)
     _tell(result)
     if result.status == TaskStatus.CANCELLED:  # the run was interrupted or cancelled: shown as such in the UI
         return Cancelled(message=result.error)
@@ -129,10 +132,20 @@ def execute_chunk(
     runtime = _runtime(handle)
     run_id = handle.ref.run_id
     counts: dict[str, int] = {}
-    for result in run_nodes(runtime, task_ids, on_progress=lambda: _progress(runtime.ledger, run_id, progress_id)):
+    with _cancel_watch_away_from_the_flow(runtime):
+        results = run_nodes(runtime, task_ids, on_progress=lambda: _progress(runtime.ledger, run_id, progress_id))
+    for result in results:
         counts[result.status] = counts.get(result.status, 0) + 1
         _tell(result)
     return counts
+
+
+def _cancel_watch_away_from_the_flow(runtime: BatchRuntime) -> AbstractContextManager[None]:
+    """In a process the flow body does not run in (a Dask worker), the nodes watch the flow run's state
+    themselves: the flow's own watch stops only the work of its process."""
+    if runtime.memory is not None:  # the flow's process: its body watches already
+        return nullcontext()
+    return stop_when_cancelled(runtime.run.run_id, flow_run.get_id())
 
 
 def _tell(result: NodeResult) -> None:
