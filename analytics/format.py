@@ -89,6 +89,7 @@ def format_totals(totals: dict[str, Any]) -> list[tuple[str, str]]:
         ("tokens in / out", f"{totals['tokens_input']:,} / {totals['tokens_output']:,}"),
         ("failovers / retries", f"{totals['failovers']:,} / {totals['retries']:,}"),
         ("rotations between subscriptions", f"{totals.get('rotations', 0):,}"),
+        ("quota failures", f"{totals.get('quota_failures', 0):,}"),
     ]
 
 

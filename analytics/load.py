@@ -12,11 +12,33 @@ from typing import Any, cast
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import ColumnElement, Connection, Select, Table, and_, case, func, literal, or_, select, text
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Select,
+    Table,
+    and_,
+    case,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+)
 
 from analytics.sql import Unit, check_dialect, parse_bucket, utc_bucket
 from analytics.window import ReportWindow
-from ledger import ProviderEvent, ProviderUsage, UsageTotal, follows_failure, move_kind
+from ledger import (
+    QUOTA_OUTCOMES,
+    QUOTA_REFUSED,
+    ProviderEvent,
+    ProviderUsage,
+    TaskRow,
+    UsageTotal,
+    follows_failure,
+    move_kind,
+)
 
 _U = cast(Table, ProviderUsage.__table__)
 _E = cast(Table, ProviderEvent.__table__)
@@ -214,6 +236,29 @@ def load_transitions(conn: Connection, f: ReportFilter) -> pd.DataFrame:
     frame["inner"] = frame["inner"].astype("int64")
     frame["lost_ms"] = frame["lost_ms"].astype("float64")
     return frame
+
+
+# The tasks' own rows, for the failures that left no attempt.
+_TASKS = cast(Table, TaskRow.__table__)
+
+
+def load_quota_failures(conn: Connection, f: ReportFilter) -> int:
+    """Tasks that failed for quota in the window (ledger.quota_failures' rule): their last attempt's outcome is
+    quota_exhausted or rate_limited (and no later attempt), or they made none because every provider was skipped
+    for quota or a rate limit (their error says so). Runs pruned from the ledger no longer count."""
+    cur, later = _U.alias("cur"), _U.alias("later")
+    no_later = ~exists().where(
+        later.c.run_id == cur.c.run_id, later.c.task_id == cur.c.task_id, later.c.attempt > cur.c.attempt
+    )
+    last = select(func.count()).where(cur.c.outcome.in_(sorted(QUOTA_OUTCOMES)), no_later, *_usage_where(f, cur))
+    refused = select(func.count()).where(
+        _TASKS.c.status == "failed",
+        _TASKS.c.error.like(QUOTA_REFUSED + "%"),
+        _TASKS.c.updated_at >= f.window.since,
+        _TASKS.c.updated_at < f.window.until,
+        *([_TASKS.c.team == f.team] if f.team is not None else []),
+    )
+    return int(conn.execute(last).scalar_one()) + int(conn.execute(refused).scalar_one())
 
 
 def load_events(conn: Connection, f: ReportFilter) -> pd.DataFrame:

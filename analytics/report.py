@@ -15,7 +15,14 @@ from sqlalchemy import Connection, Engine
 
 from analytics.alerts import Alert, AlertThresholds, check_alerts
 from analytics.health import DEFAULT_COOLDOWN_S, circuit_summary, health_trend
-from analytics.load import ReportFilter, load_cube, load_events, load_latency_percentiles, load_transitions
+from analytics.load import (
+    ReportFilter,
+    load_cube,
+    load_events,
+    load_latency_percentiles,
+    load_quota_failures,
+    load_transitions,
+)
 from analytics.quota import QuotaLimit, quota_table
 from analytics.recommend import (
     Recommendation,
@@ -145,6 +152,8 @@ def build_report(
     tables["routing"] = routing_efficiency(cube, transitions)
     tables["health"] = health_trend(events)
     summary = totals(cube, transitions)
+    # Failed tasks that failed for quota, counted apart (ledger.quota_failures).
+    summary["quota_failures"] = _on_connection(engine, load_quota_failures, f)
     recommendations = [
         *cheaper_providers(cube, settings.prices, settings.policy),
         *near_limits(quota, settings.policy),

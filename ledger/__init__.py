@@ -48,7 +48,7 @@ from ledger.limit_store import (
     Window,
     sliding,
 )
-from ledger.models import ProviderEvent, ProviderUsage, UsageTotal
+from ledger.models import ProviderEvent, ProviderUsage, TaskRow, UsageTotal
 from ledger.opening import LedgerNotFound, LedgerUnreadable, open_existing_ledger, open_ledger, read_failure
 from ledger.quota_failures import QUOTA_OUTCOMES, QUOTA_REFUSED, is_quota_failure, is_quota_reason
 from ledger.records import (
@@ -132,6 +132,7 @@ __all__ = [
     "StoreClock",
     "TaskOutcome",
     "TaskPreference",
+    "TaskRow",
     "TaskState",
     "TaskStatus",
     "UsagePoint",
