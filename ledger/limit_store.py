@@ -349,10 +349,6 @@ class LimitStore:
                 {"provider_id": provider_id, "open_until": until, "set_by": self.owner},
             )
 
-    def close_circuit(self, provider_id: str) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(delete(SharedCircuit).where(SharedCircuit.provider_id == provider_id))
-
     def state(self, resets_after: int | None = None) -> SharedState:
         """Blocks and open circuits in force now, and the resets by hand recorded after event id `resets_after`
         (None: none, only the newest event id, to start from)."""
