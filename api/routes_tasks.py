@@ -15,7 +15,7 @@ from api.errors import unprocessable
 from api.models import ProviderPreference, TaskOut, TaskProvider, TaskRequest, errors
 from api.security import Admin, Reader
 from api.state import ApiState, api_state
-from batches import TaskIdTaken, TaskSummary, new_task_id, task_summary
+from batches import AttemptSummary, TaskIdTaken, TaskSummary, new_task_id, task_summary
 from ledger import TaskPreference, TaskStatus, set_task_preference, task_preferences
 from providers import AITask
 
@@ -85,8 +85,30 @@ async def route_task(request: Request, body: TaskRequest, _: Admin) -> TaskOut:
         done = await state.engine.route(task)
     except TaskIdTaken as exc:
         raise HTTPException(409, str(exc)) from None
-    _, summary, _ = await _read(state, done.id)
-    return _task_out(done.run_id, summary)
+    # Answered from what was routed and committed, as GET /tasks/{id} reads it back (no second trip to the ledger).
+    routed = done.routed
+    attempts = [AttemptSummary.of(a) for a in routed.attempts]
+    latency = (
+        (max(a.finished_at for a in routed.attempts) - min(a.started_at for a in routed.attempts)).total_seconds()
+        * 1000
+        if routed.attempts
+        else 0.0
+    )
+    decision = routed.decision
+    return TaskOut(
+        id=done.id,
+        run_id=done.run_id,
+        task_id=done.task_id,
+        type=task.type,
+        status=str(routed.status),
+        provider=routed.provider_id if routed.status == TaskStatus.COMPLETED else None,
+        output=routed.response.text if routed.response else None,
+        error=routed.error,
+        attempts=attempts,
+        cost_usd=routed.cost_usd,
+        latency_ms=round(latency, 3),
+        decision=decision.document() if decision is not None else None,
+    )
 
 
 @router.get(

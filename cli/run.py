@@ -231,7 +231,7 @@ def _check_providers_file(providers: Path | None) -> Validation | int | None:
     named = providers or (Path(os.environ[PROVIDERS_ENV]) if os.environ.get(PROVIDERS_ENV) else None)
     if named is None:
         return None
-    checked = validate_file(named, environment=False)
+    checked = validate_file(named.expanduser(), environment=False)
     if checked.file_problems:
         for problem in checked.file_problems:
             print_error(problem.one_line())
