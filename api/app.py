@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import re
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api import routes_providers, routes_tasks, routes_ws
+from api import routes_batches, routes_providers, routes_tasks, routes_ws
 from api.auth import TokenSet
 from api.feed import Feed, FeedSettings
 from api.models import Healthz, Problem
+from api.security import known_query_only
 from api.state import ApiState
 from batches import TaskEngine
 from ledger import Ledger
@@ -70,8 +72,46 @@ class _TooLarge(Exception):
     pass
 
 
+class AllowHeader:
+    """A 405's `Allow` lists every method the path has. Starlette answers with the methods of the first route
+    that matched the path only, and FastAPI makes one route per method (GET and POST /providers are two)."""
+
+    def __init__(self, app: ASGIApp, methods_of: Callable[[str], list[str]]) -> None:
+        self.app, self.methods_of = app, methods_of
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_allow(message: Any) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 405:
+                methods = self.methods_of(scope["path"])
+                if methods:
+                    headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"allow"]
+                    message = {**message, "headers": [*headers, (b"allow", ", ".join(methods).encode())]}
+            await send(message)
+
+        await self.app(scope, receive, send_allow)
+
+
+def _methods_by_path(app: FastAPI) -> Callable[[str], list[str]]:
+    """path -> the methods the OpenAPI document lists for it (built on first use)."""
+    table: list[tuple[re.Pattern[str], list[str]]] = []
+
+    def methods_of(path: str) -> list[str]:
+        if not table:
+            for template, operations in app.openapi()["paths"].items():
+                pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template))
+                table.append((re.compile(f"^{pattern}$"), sorted(m.upper() for m in operations)))
+        return next((methods for pattern, methods in table if pattern.match(path)), [])
+
+    return methods_of
+
+
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    await asyncio.to_thread(app.state.switchboard.reopen)  # built by create_app; again after a shutdown
     yield
     await app.state.feed.close()
     await asyncio.to_thread(app.state.switchboard.close)
@@ -103,6 +143,7 @@ def create_app(
     app.state.feed = state.feed = Feed(state, feed)
 
     app.add_middleware(BodyLimit, max_bytes=config.api.max_body_bytes)
+    app.add_middleware(AllowHeader, methods_of=_methods_by_path(app))
 
     @app.get("/healthz", response_model=Healthz, tags=["health"], summary="Liveness (no token needed)")
     async def healthz() -> Healthz:
@@ -117,10 +158,12 @@ def create_app(
 
     @app.exception_handler(ValueError)
     async def _bad_value(request: Request, exc: ValueError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=422)
+        return JSONResponse({"detail": [{"loc": ["body"], "msg": str(exc), "type": "value_error"}]}, status_code=422)
 
-    app.include_router(routes_providers.router, prefix=API_PREFIX, responses=_ERRORS)
-    app.include_router(routes_tasks.router, prefix=API_PREFIX, responses=_ERRORS)
+    strict = [Depends(known_query_only)]
+    app.include_router(routes_providers.router, prefix=API_PREFIX, responses=_ERRORS, dependencies=strict)
+    app.include_router(routes_tasks.router, prefix=API_PREFIX, responses=_ERRORS, dependencies=strict)
+    app.include_router(routes_batches.router, prefix=API_PREFIX, responses=_ERRORS, dependencies=strict)
     app.include_router(routes_ws.router, prefix=API_PREFIX)
     return app
 

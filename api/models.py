@@ -81,6 +81,22 @@ class Problem(BaseModel):
     detail: str | list[dict[str, Any]]
 
 
+_WHY = {
+    400: "the body could not be read as JSON",
+    404: "no such provider, subscription or task",
+    409: "the id is taken, or the task has run already",
+    413: "the request body is larger than api.max_body_bytes",
+    422: "the request does not validate; each problem with its `loc`",
+}
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for the error answers a route gives besides 401/403 (every /api/v1 route has those); a
+    route that takes a body (413) may also find it unreadable (400)."""
+    wanted = {*codes, 400} if 413 in codes else set(codes)
+    return {code: {"model": Problem, "description": _WHY[code]} for code in sorted(wanted)}
+
+
 class TaskRequest(_Body):
     """One task to route now."""
 
@@ -145,4 +161,5 @@ __all__ = [
     "TaskOut",
     "TaskProvider",
     "TaskRequest",
+    "errors",
 ]

@@ -9,7 +9,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Query, Request
 
 from api.describe import describe_provider
-from api.models import ProviderCreate, ProviderList, ProviderOut, ProviderReset, ProviderSettings
+from api.errors import unprocessable
+from api.models import ProviderCreate, ProviderList, ProviderOut, ProviderReset, ProviderSettings, errors
 from api.security import Admin, Reader
 from api.state import ApiState, api_state, state_feed
 from batches import this_owner
@@ -62,7 +63,7 @@ async def list_providers(request: Request, _: Reader) -> ProviderList:
     )
 
 
-@router.get("/usage", summary="Usage and cost report (as `switchboard report --format json`)")
+@router.get("/usage", responses=errors(422), summary="Usage and cost report (as `switchboard report --format json`)")
 async def usage(
     request: Request,
     _: Reader,
@@ -79,7 +80,7 @@ async def usage(
     try:
         window = report_window(since, until)
     except ValueError as exc:
-        raise HTTPException(422, str(exc)) from None
+        raise unprocessable(str(exc), "query") from None
     settings = report_settings(state.config)
     built = await asyncio.to_thread(build_report, state.ledger.engine, window, team=team, settings=settings)
     document = built.to_json()
@@ -89,7 +90,7 @@ async def usage(
     return document
 
 
-@router.get("/{provider_id}", response_model=ProviderOut, summary="One provider")
+@router.get("/{provider_id}", responses=errors(404), response_model=ProviderOut, summary="One provider")
 async def get_provider(request: Request, provider_id: str, _: Reader) -> ProviderOut:
     state = api_state(request)
     if provider_id not in state.config.providers:
@@ -100,15 +101,17 @@ async def get_provider(request: Request, provider_id: str, _: Reader) -> Provide
 def _settings(provider_id: str, body: dict[str, Any]) -> dict[str, Any]:
     """A provider's settings from a request body, checked as a providers file's entry is; 422 says what is wrong."""
     if not re.fullmatch(PROVIDER_ID_PATTERN, provider_id):
-        raise HTTPException(422, f"provider id {provider_id!r}: use 1-100 letters, digits, '_', '.' or '-'")
+        raise unprocessable(
+            f"provider id {provider_id!r}: use 1-100 letters, digits, '_', '.' or '-'", "path", "provider_id"
+        )
     try:
         config = parse_provider(provider_id, body, "request body")
     except ConfigError as exc:
-        raise HTTPException(422, exc.problems) from None
+        raise unprocessable(exc.problems, "body") from None
     url = config.base_url or ""
     if safe_url(url) != url.rstrip("?"):
-        raise HTTPException(
-            422, f"providers.{provider_id}.base_url: no user info or query (a credential goes in api_key_env)"
+        raise unprocessable(
+            f"providers.{provider_id}.base_url: no user info or query (a credential goes in api_key_env)", "body"
         )
     return config.model_dump(mode="json", exclude_defaults=True) | {"type": config.type}
 
@@ -119,7 +122,13 @@ async def _store(state: ApiState, provider_id: str, settings: dict[str, Any] | N
     state_feed(state).publish({"type": "providers_changed", "provider": provider_id, "action": action, "by": who})
 
 
-@router.post("", response_model=ProviderOut, status_code=201, summary="Add a provider (recorded as from the API)")
+@router.post(
+    "",
+    responses=errors(409, 413, 422),
+    response_model=ProviderOut,
+    status_code=201,
+    summary="Add a provider (recorded as from the API)",
+)
 async def add_provider(request: Request, body: ProviderCreate, principal: Admin) -> ProviderOut:
     state = api_state(request)
     await state.engine.follow()
@@ -130,7 +139,10 @@ async def add_provider(request: Request, body: ProviderCreate, principal: Admin)
 
 
 @router.put(
-    "/{provider_id}", response_model=ProviderOut, summary="Set a provider's settings (recorded as from the API)"
+    "/{provider_id}",
+    responses=errors(413, 422),
+    response_model=ProviderOut,
+    summary="Set a provider's settings (recorded as from the API)",
 )
 async def put_provider(request: Request, provider_id: str, body: ProviderSettings, principal: Admin) -> ProviderOut:
     state = api_state(request)
@@ -138,7 +150,9 @@ async def put_provider(request: Request, provider_id: str, body: ProviderSetting
     return _describe(state, provider_id, await live_views(state))
 
 
-@router.delete("/{provider_id}", status_code=204, summary="Remove a provider (recorded as from the API)")
+@router.delete(
+    "/{provider_id}", responses=errors(404), status_code=204, summary="Remove a provider (recorded as from the API)"
+)
 async def delete_provider(request: Request, provider_id: str, principal: Admin) -> None:
     state = api_state(request)
     await state.engine.follow()
@@ -147,7 +161,12 @@ async def delete_provider(request: Request, provider_id: str, principal: Admin) 
     await _store(state, provider_id, None, principal.name, "provider.delete")
 
 
-@router.post("/{provider_id}/reset", response_model=ProviderReset, summary="Close a circuit, clear quota blocks")
+@router.post(
+    "/{provider_id}/reset",
+    responses=errors(404, 422),
+    response_model=ProviderReset,
+    summary="Close a circuit, clear quota blocks",
+)
 async def reset_provider(
     request: Request,
     provider_id: str,
@@ -182,7 +201,12 @@ async def reset_provider(
     return ProviderReset(id=provider_id, cleared=cleared, status=(await live_views(state))[provider_id])
 
 
-@router.get("/{provider_id}/health", response_model=ProviderLiveView, summary="Circuit, latency, errors, quota")
+@router.get(
+    "/{provider_id}/health",
+    responses=errors(404),
+    response_model=ProviderLiveView,
+    summary="Circuit, latency, errors, quota",
+)
 async def provider_health(request: Request, provider_id: str, _: Reader) -> ProviderLiveView:
     state = api_state(request)
     live = await live_views(state)

@@ -11,10 +11,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Request
 
-from api.models import ProviderPreference, TaskOut, TaskProvider, TaskRequest
+from api.errors import unprocessable
+from api.models import ProviderPreference, TaskOut, TaskProvider, TaskRequest, errors
 from api.security import Admin, Reader
 from api.state import ApiState, api_state
-from batches import TaskIdTaken, TaskSummary, new_task_id, task_summary
+from batches import AttemptSummary, TaskIdTaken, TaskSummary, new_task_id, task_summary
 from ledger import TaskPreference, TaskStatus, set_task_preference, task_preferences
 from providers import AITask
 
@@ -63,7 +64,7 @@ async def _read(state: ApiState, ref: str) -> tuple[str, TaskSummary, TaskPrefer
     return run_id, summary, prefs.get(task_id)
 
 
-@router.post("", response_model=TaskOut, summary="Route one task now")
+@router.post("", responses=errors(409, 413, 422), response_model=TaskOut, summary="Route one task now")
 async def route_task(request: Request, body: TaskRequest, _: Admin) -> TaskOut:
     """Routes the task through the same router, limits and ledger as batches and answers once its attempts are
     committed. A task that no provider completed is still a 200: its `status` and `error` say why."""
@@ -84,17 +85,49 @@ async def route_task(request: Request, body: TaskRequest, _: Admin) -> TaskOut:
         done = await state.engine.route(task)
     except TaskIdTaken as exc:
         raise HTTPException(409, str(exc)) from None
-    _, summary, _ = await _read(state, done.id)
-    return _task_out(done.run_id, summary)
+    # Answered from what was routed and committed, as GET /tasks/{id} reads it back (no second trip to the ledger).
+    routed = done.routed
+    attempts = [AttemptSummary.of(a) for a in routed.attempts]
+    latency = (
+        (max(a.finished_at for a in routed.attempts) - min(a.started_at for a in routed.attempts)).total_seconds()
+        * 1000
+        if routed.attempts
+        else 0.0
+    )
+    decision = routed.decision
+    return TaskOut(
+        id=done.id,
+        run_id=done.run_id,
+        task_id=done.task_id,
+        type=task.type,
+        status=str(routed.status),
+        provider=routed.provider_id if routed.status == TaskStatus.COMPLETED else None,
+        output=routed.response.text if routed.response else None,
+        error=routed.error,
+        attempts=attempts,
+        cost_usd=routed.cost_usd,
+        latency_ms=round(latency, 3),
+        decision=decision.document() if decision is not None else None,
+    )
 
 
-@router.get("/{task_ref}", response_model=TaskOut, summary="A task, its answer, attempts and decision")
+@router.get(
+    "/{task_ref}",
+    responses=errors(404, 422),
+    response_model=TaskOut,
+    summary="A task, its answer, attempts and decision",
+)
 async def get_task(request: Request, task_ref: TaskRef, _: Reader) -> TaskOut:
     run_id, summary, pref = await _read(api_state(request), task_ref)
     return _task_out(run_id, summary, pref)
 
 
-@router.get("/{task_ref}/provider", response_model=TaskProvider, summary="The task's routing decision")
+@router.get(
+    "/{task_ref}/provider",
+    responses=errors(404, 422),
+    response_model=TaskProvider,
+    summary="The task's routing decision",
+)
 async def get_task_provider(request: Request, task_ref: TaskRef, _: Reader) -> TaskProvider:
     run_id, summary, pref = await _read(api_state(request), task_ref)
     return _task_provider(run_id, summary, pref)
@@ -110,12 +143,17 @@ def _task_provider(run_id: str, summary: TaskSummary, pref: TaskPreference | Non
     )
 
 
-@router.put("/{task_ref}/provider", response_model=TaskProvider, summary="Prefer a provider for a task not run yet")
+@router.put(
+    "/{task_ref}/provider",
+    responses=errors(404, 409, 413, 422),
+    response_model=TaskProvider,
+    summary="Prefer a provider for a task not run yet",
+)
 async def put_task_provider(request: Request, task_ref: TaskRef, body: ProviderPreference, who: Admin) -> TaskProvider:
     """The task (of a batch, also one already running) is tried on that provider (or one serving that model)
     first when it runs, if it can take the task then; 409 once the task has run."""
     if body.provider is None and body.model is None:
-        raise HTTPException(422, "give a provider, a model or both")
+        raise unprocessable("give a provider, a model or both", "body")
     state = api_state(request)
     run_id, summary, _ = await _read(state, task_ref)
     if summary.status != TaskStatus.PENDING:

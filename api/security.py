@@ -10,6 +10,7 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.auth import Principal, Scope
+from api.errors import unprocessable
 from api.state import api_state
 
 _bearer = HTTPBearer(auto_error=False, description="a token from `api.tokens` or SWITCHBOARD_API_TOKEN")
@@ -29,7 +30,27 @@ def require(scope: Scope) -> Callable[..., Principal]:
     return admitted
 
 
+def known_query_only(request: Request) -> None:
+    """Refuse (422) a query parameter the route does not take: a misspelled `?sinse=7d` must not be ignored."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    allowed: set[str] = set()
+    todo = [dependant]
+    while todo:  # the route's own parameters and its dependencies'
+        current = todo.pop()
+        allowed.update(param.alias for param in current.query_params)
+        todo.extend(current.dependencies)
+    unknown = sorted(set(request.query_params) - allowed)
+    if unknown:
+        takes = ", ".join(sorted(allowed)) or "none"
+        raise unprocessable(
+            [f"unknown query parameter {name!r} (this route takes: {takes})" for name in unknown], "query"
+        )
+
+
 Reader = Annotated[Principal, Depends(require("read"))]
 Admin = Annotated[Principal, Depends(require("admin"))]
 
-__all__ = ["Admin", "Reader", "require"]
+__all__ = ["Admin", "Reader", "known_query_only", "require"]

@@ -33,6 +33,12 @@ class ApiState:
             self.closed = True
             self.engine.close()
 
+    def reopen(self) -> None:
+        """A fresh engine after `close` (an ASGI server may run the app's lifespan more than once)."""
+        if self.closed:
+            self.engine = TaskEngine.open(self.engine.follower.base, self.ledger, secrets=self.secrets)
+            self.closed = False
+
 
 def api_state(request: Request) -> ApiState:
     state: ApiState = request.app.state.switchboard

@@ -18,6 +18,7 @@ from batches.digest import (
     percentile,
     select_tasks,
 )
+from batches.following import AttemptFeed, Move
 from batches.lifecycle import CANCELLED, check_same_spec, end_run, interrupt_run, start_run
 from batches.nodes import run_node, run_nodes
 from batches.ownership import claim_renewed, owner_active, this_owner
@@ -62,12 +63,14 @@ __all__ = [
     "INTERRUPT_SIGNALS",
     "RUN_STATUS",
     "STOP_GRACE_S",
+    "AttemptFeed",
     "AttemptSummary",
     "BatchRuntime",
     "BatchSpec",
     "DigestGroup",
     "KnownState",
     "ListedTask",
+    "Move",
     "NodeResult",
     "RunDigest",
     "RunFlow",

@@ -1,13 +1,15 @@
 """Why a run stops before its tasks are done, decided in one place: interrupted (Ctrl-C) or cancelled (its flow
 run cancelled in Prefect: the UI, `prefect flow-run cancel`, the API, `switchboard cancel`).
 
-Whoever notices a stop (the CLI's signal handler, the flow's watch on its own Prefect state, a worker's kill
-signal) asks `run_stop(run_id).request(...)`; the first reason wins. From then on the run's nodes start no
-provider call, the calls in flight are cancelled (a CLI child's process group killed, HTTP requests closed, each
-recorded `cancelled` by the router), and `end_stopped_run` marks what never finished `cancelled` and the run
-`interrupted` or `cancelled`. Both resume on the next run of the same spec.
+Whoever notices a cancel (the flow's watch on its own Prefect state, a worker's kill signal: flows.cancelling)
+asks `run_stop(run_id).request(...)`; the first reason wins. From then on the run's nodes start no provider call,
+the calls in flight are cancelled (a CLI child's process group killed, HTTP requests closed, each recorded
+`cancelled` by the router), and `end_stopped_run` marks what never finished `cancelled` and the run `cancelled`
+(or `interrupted`, for a caller stopping a run that way). Both resume on the next run of the same spec.
 
 A stop is per run: only the engine-loop work of that run is cancelled, so one process may run other batches on.
+Ctrl-C and SIGTERM of `switchboard run` stop the whole process instead (batches.control: the engine stops, the run
+ends `interrupted`).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ APPLY_WAIT_S = 1.0
 
 
 class StopReason(StrEnum):
-    INTERRUPTED = "interrupted"  # Ctrl-C where the run's flow runs
+    INTERRUPTED = "interrupted"  # stopped on purpose, to be resumed (as Ctrl-C does through batches.control)
     CANCELLED = "cancelled"  # the run's flow run was cancelled in Prefect
 
 
@@ -138,7 +140,8 @@ def end_stopped_run(ledger: Ledger, run_id: str, request: StopRequest) -> RunSta
     """After a stop: give in-flight calls a moment to record their cancellation, mark the tasks that never finished
     `cancelled` (they run again when the spec is run again) and end the run `interrupted` or `cancelled`."""
     run_stop(run_id).wait_idle(STOP_GRACE_S)
-    unfinished = [s.task_id for s in ledger.task_states(run_id).values() if s.status == TaskStatus.PENDING]
+    states = ledger.task_states(run_id, decisions=False).values()
+    unfinished = [s.task_id for s in states if s.status == TaskStatus.PENDING]
     if unfinished:  # one transaction, not one per task
         error = request.task_error
         ledger.finish_tasks(

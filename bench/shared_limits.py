@@ -9,6 +9,7 @@ refuses), the ledger on (each call waits for its attempt row's commit), through 
 - routed calls per second, in total across the processes, with 64 calls in flight per provider;
 - overhead per call: `route()` minus a direct call of the zero-latency mock, calls one after another, every
   process measuring at the same time (each call reserves in the store and settles after);
+- both on PostgreSQL also without the shared store (limits per process only), as the baseline of the same run;
 LiteLLM's Router (10 `mock_response` deployments) is measured in the same run, in one process, as in
 bench/routing.py. Prints a table and writes bench/results/shared_limits.json with the load average.
 """
@@ -51,7 +52,7 @@ RESULTS = ROOT / "bench" / "results" / "shared_limits.json"
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
-def _router(ledger: Ledger, owner: str) -> tuple[Router, LedgerWriter, SharedLimits]:
+def _router(ledger: Ledger, owner: str, shared_on: bool = True) -> tuple[Router, LedgerWriter, SharedLimits | None]:
     registry = ProviderRegistry()
     for i in range(PROVIDERS):
         config = LocalMockConfig(latency_ms=0, priority=i + 1, max_concurrency=64, limits=REALISTIC_LIMITS)  # type: ignore[arg-type]
@@ -60,7 +61,7 @@ def _router(ledger: Ledger, owner: str) -> tuple[Router, LedgerWriter, SharedLim
         {"providers": {"_": {"type": "local_mock"}}, "budget": REALISTIC_BUDGET}
     )
     writer = LedgerWriter(ledger)
-    shared = SharedLimits(LimitStore(ledger.engine, owner=owner))
+    shared = SharedLimits(LimitStore(ledger.engine, owner=owner)) if shared_on else None
     return Router(registry, settings, recorder=writer.submit, shared=shared), writer, shared
 
 
@@ -68,7 +69,7 @@ def _task(i: int) -> AITask:
     return AITask(id=f"t{i}", type="code_review", prompt=f"Review change number {i}")
 
 
-async def _worker(url: str, go: Path, calls: int, overhead_calls: int) -> dict[str, Any]:
+async def _worker(url: str, go: Path, calls: int, overhead_calls: int, shared_on: bool) -> dict[str, Any]:
     ledger = Ledger(url=url)
     run_id, _ = ledger.start_or_resume_run(
         batch_name="bench-shared",
@@ -77,7 +78,7 @@ async def _worker(url: str, go: Path, calls: int, overhead_calls: int) -> dict[s
         strategy="least_loaded",
         tasks=[NewTask(task_id="t", task_type="code_review", priority="normal")],
     )
-    router, writer, shared = _router(ledger, f"bench-{os.getpid()}")
+    router, writer, shared = _router(ledger, f"bench-{os.getpid()}", shared_on)
     run = RunInfo(run_id=run_id, strategy="least_loaded")
     direct_provider = router.state("mock1").provider
     await router.route_many([_task(10**7 + i) for i in range(200)], run)  # warm up
@@ -95,7 +96,8 @@ async def _worker(url: str, go: Path, calls: int, overhead_calls: int) -> dict[s
     direct = await timed(overhead_calls, lambda i: direct_provider.execute_task(_task(i), ExecutionContext()))
     writer.close()
     await router.registry.aclose()
-    shared.close()
+    if shared is not None:
+        shared.close()
     rows = len(ledger.attempts(run_id))
     ledger.close()
     return {
@@ -125,12 +127,14 @@ def _drop_postgres(base: str, schema: str) -> None:
     admin.dispose()
 
 
-def _run_case(url: str, processes: int, calls: int, overhead_calls: int, tmp: Path) -> dict[str, Any]:
+def _run_case(
+    url: str, processes: int, calls: int, overhead_calls: int, tmp: Path, shared_on: bool = True
+) -> dict[str, Any]:
     Ledger(url=url).close()  # the schema, before the workers start
     go = tmp / f"go-{uuid.uuid4().hex[:6]}"
     procs = [
         subprocess.Popen(
-            [sys.executable, __file__, "--worker", url, str(go), str(calls), str(overhead_calls)],
+            [sys.executable, __file__, "--worker", url, str(go), str(calls), str(overhead_calls), str(int(shared_on))],
             stdout=subprocess.PIPE,
             text=True,
             cwd=ROOT,
@@ -148,6 +152,7 @@ def _run_case(url: str, processes: int, calls: int, overhead_calls: int, tmp: Pa
     wall = max(o["end"] for o in outs) - min(o["start"] for o in outs)
     completed = sum(o["completed"] for o in outs)
     return {
+        "shared": shared_on,
         "processes": processes,
         "calls": calls * processes,
         "completed": completed,
@@ -162,11 +167,11 @@ def _run_case(url: str, processes: int, calls: int, overhead_calls: int, tmp: Pa
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--worker", nargs=4, metavar=("URL", "GO", "CALLS", "OVERHEAD_CALLS"))
+    parser.add_argument("--worker", nargs=5, metavar=("URL", "GO", "CALLS", "OVERHEAD_CALLS", "SHARED"))
     args = parser.parse_args()
     if args.worker:
-        url, go, calls, overhead_calls = args.worker
-        print(json.dumps(asyncio.run(_worker(url, Path(go), int(calls), int(overhead_calls)))))
+        url, go, calls, overhead_calls, shared_on = args.worker
+        print(json.dumps(asyncio.run(_worker(url, Path(go), int(calls), int(overhead_calls), shared_on == "1"))))
         return
     calls, overhead_calls = (1000, 300) if args.quick else (4000, 1000)
     base = os.environ.get("SWITCHBOARD_BENCH_POSTGRES_URL", DEFAULT_PG)
@@ -175,10 +180,11 @@ def main() -> None:
         tmp = Path(tmp_name)
         sqlite = _run_case(f"sqlite:///{tmp / 'bench.db'}", 1, calls, overhead_calls, tmp)
         result["cases"].append({"database": "sqlite", **sqlite})
-        for processes in (1, 4):
+        # The same without the shared store: what the ledger alone costs on this machine at this moment.
+        for processes, shared_on in ((1, False), (1, True), (4, False), (4, True)):
             url, schema = _fresh_postgres(base)
             try:
-                case = _run_case(url, processes, calls, overhead_calls, tmp)
+                case = _run_case(url, processes, calls, overhead_calls, tmp, shared_on)
             finally:
                 _drop_postgres(base, schema)
             result["cases"].append({"database": "postgresql", **case})
@@ -194,7 +200,7 @@ def _print(result: dict[str, Any]) -> None:
     lite = result.get("litellm") or {}
     print(f"{'case':<22} {'calls/s':>10} {'overhead/call (median)':>24}")
     for case in result["cases"]:
-        name = f"{case['database']} x{case['processes']}"
+        name = f"{case['database']} x{case['processes']}" + ("" if case["shared"] else " (not shared)")
         print(f"{name:<22} {case['calls_per_s']:>10,.0f} {case['overhead_us_median']:>21,.0f} µs")
     if lite:
         print(f"{'LiteLLM Router x1':<22} {lite['calls_per_s']:>10,.0f} {lite['overhead_us_median']:>21,.0f} µs")

@@ -220,7 +220,7 @@ def migrate(
 
 @config_app.command(name="rollback")
 def rollback_command(file: Annotated[Path | None, Parameter(help="Only a change that wrote this file.")] = None) -> int:
-    """Undo the newest `config repair` or `config migrate` (that wrote FILE, if given): every file it wrote gets
+    """Undo the newest `config repair`, `config migrate` or `init` (that wrote FILE, if given): every file it wrote gets
     its old bytes and permissions back, byte for byte, or is removed if it did not exist before.
 
     Run it again to undo the change before that one. Exit 2 when there is nothing to roll back.

@@ -7,7 +7,20 @@ import sys
 from cyclopts import CycloptsError
 
 # Each command module registers its commands on `app` when imported.
-from cli import cancel, config, db, init, providers, providers_reset, report, run, serve, server, simulate  # noqa: F401
+from cli import (  # noqa: F401
+    cancel,
+    config,
+    db,
+    init,
+    providers,
+    providers_reset,
+    report,
+    run,
+    serve,
+    server,
+    simulate,
+    watch,
+)
 from cli.app import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, app, print_error
 from ledger import LedgerUnavailable
 

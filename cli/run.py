@@ -30,6 +30,7 @@ from batches import (
 from cli.app import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, app, err_console, out_console, print_error
 from cli.progress import LedgerProgress
 from cli.render import render_run, render_runs
+from cli.watch import follow
 from configtools import Validation, environment_problems, validate_file
 from flows import (
     PREFECT_MODE_ENV,
@@ -230,7 +231,7 @@ def _check_providers_file(providers: Path | None) -> Validation | int | None:
     named = providers or (Path(os.environ[PROVIDERS_ENV]) if os.environ.get(PROVIDERS_ENV) else None)
     if named is None:
         return None
-    checked = validate_file(named, environment=False)
+    checked = validate_file(named.expanduser(), environment=False)
     if checked.file_problems:
         for problem in checked.file_problems:
             print_error(problem.one_line())
@@ -381,7 +382,12 @@ def _submit(
     if as_json:
         sys.stdout.write(json.dumps({"deployment": deployment, "flow_run_id": flow_run_id, "ui_url": url}) + "\n")
     else:
-        out_console.print(f"submitted {deployment}: flow run {flow_run_id}\n{url}", highlight=False, markup=False)
+        out_console.print(
+            f"submitted {deployment}: flow run {flow_run_id}\n{url}\nfollow it: switchboard watch {flow_run_id}",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
     return EXIT_OK
 
 
@@ -425,13 +431,20 @@ def show(
         bool,
         Parameter(name="--all", negative="", help=f"One row per task even above {DIGEST_ABOVE} tasks."),
     ] = False,
+    follow_run: Annotated[
+        bool,
+        Parameter(name="--follow", negative="", help="Follow the run to its end first (as `switchboard watch`)."),
+    ] = False,
 ) -> int:
     """Show a run's tasks, routing decisions and outputs (a unique prefix of the id is enough).
 
     Above 30 tasks (after the filters) the run is shown grouped by status and provider, with its failed and
     skipped tasks listed; --all shows every task's row, --json every task's data (the totals stay the whole
-    run's). Exit 1 when no run, or more than one, matches.
+    run's). With --follow, the run is followed to its end first, as `switchboard watch RUN` does, and the exit
+    code is watch's. Exit 1 when no run, or more than one, matches.
     """
+    if follow_run:
+        return follow(run_id, as_json=as_json)
     ledger = open_ledger()
     try:
         found = ledger.find_run(run_id)

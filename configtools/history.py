@@ -1,5 +1,5 @@
-"""What `config repair` and `config migrate` changed, kept in the data dir so `config rollback` can put every file
-they wrote back exactly as it was: the bytes, the mode, or its absence.
+"""What `config repair`, `config migrate` and `init` changed, kept in the data dir so `config rollback` can put
+every file they wrote back exactly as it was: the bytes, the mode, or its absence.
 
 Layout: `<data dir>/config-history/<NNNN>-<action>/` holds `change.json` (what was written, when) and, for each
 file that existed before, `before-<i>` with its bytes. A rolled-back change gets a `rolled-back` marker and is
@@ -37,7 +37,7 @@ class Change(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     number: int
-    action: str  # repair | migrate
+    action: str  # repair | migrate | init
     at: datetime
     summary: str
     files: list[FileBefore]

@@ -31,7 +31,7 @@ _RATE = re.compile(
 _UNITS = {"minute": "minute", "min": "minute", "m": "minute", "hour": "hour", "hr": "hour", "h": "hour"}
 _UNITS |= {"day": "day", "d": "day"}
 # Keys older setups used, and what they are now: (new key, how the value converts: None keeps it).
-_RENAMED = {"cli_path": "executable", "claude_cli_path": "executable", "weight": "priority"}
+_RENAMED = {"cli_path": "executable", "claude_cli_path": "executable"}
 _HINTS = {
     "missing": "add it",
     "int_parsing": "write a whole number",
@@ -96,7 +96,7 @@ def check_document(source: Source) -> tuple[SwitchboardConfig | None, list[Probl
     top_fields = _fields(SwitchboardConfig)
     for key in data:
         if str(key) not in top_fields:
-            _unknown_key(check, SwitchboardConfig, str(key), data[key], (), top_fields)
+            _unknown_key(check, SwitchboardConfig, str(key), data[key], (), top_fields, data)
     for key, value in data.items():
         if str(key) in top_fields and key != "providers":
             _walk(check, top_fields[str(key)], value, (str(key),))
@@ -364,15 +364,12 @@ def _unknown_key(
         return
     matches = close_matches(key, fields)
     fix = Fix(path=here, key=matches[0], summary=f"{key} -> {matches[0]}") if len(matches) == 1 else None
-    if fix is not None and matches[0] in given:
-        fix = None  # the right key is there already: renaming would make a duplicate
-    check.add(
-        here,
-        "unknown_key",
-        f"unknown key {key!r} in {place}{did_you_mean(key, fields)}",
-        f"rename it to {matches[0]!r}" if len(matches) == 1 else f"remove it; known keys: {', '.join(sorted(fields))}",
-        fix,
+    hint = (
+        f"rename it to {matches[0]!r}" if len(matches) == 1 else f"remove it; known keys: {', '.join(sorted(fields))}"
     )
+    if fix is not None and matches[0] in given:  # the right key is there already: a rename would make a duplicate
+        fix, hint = None, f"merge it into {matches[0]!r}, which is also given, and remove it"
+    check.add(here, "unknown_key", f"unknown key {key!r} in {place}{did_you_mean(key, fields)}", hint, fix)
 
 
 def _check_limits(check: _Check, value: Any, path: Path_) -> None:

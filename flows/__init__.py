@@ -33,6 +33,7 @@ if TYPE_CHECKING:
         prefect_event_name,
         resource_for,
     )
+    from flows.following import FlowRunState, flow_run_state
     from flows.health_flow import (
         ARTIFACT_KEY,
         HEALTH_CHANGED,
@@ -102,6 +103,8 @@ if TYPE_CHECKING:
 _LAZY: dict[str, str] = {
     "ARTIFACT_KEY": "flows.health_flow",
     "CancelFailed": "flows.cancelling",
+    "FlowRunState": "flows.following",
+    "flow_run_state": "flows.following",
     "CancelOutcome": "flows.cancelling",
     "CancelResult": "flows.cancelling",
     "cancel_run": "flows.cancelling",
@@ -197,6 +200,7 @@ __all__ = [
     "CancelOutcome",
     "CancelResult",
     "DeploymentNotFound",
+    "FlowRunState",
     "PrefectEventForwarder",
     "PrefectSecretResolver",
     "PrefectUnreachable",
@@ -222,6 +226,7 @@ __all__ = [
     "ephemeral_requested",
     "finish_run",
     "flow_heartbeat",
+    "flow_run_state",
     "in_process_heartbeat",
     "is_healthy",
     "make_task_runner",

@@ -17,6 +17,7 @@ heartbeat ourselves (flows/heartbeat.py).
 from __future__ import annotations
 
 import gc
+from contextlib import AbstractContextManager, nullcontext
 from functools import cache
 from typing import Any, Literal
 from uuid import UUID
@@ -56,7 +57,7 @@ from batches import (
     start_run,
 )
 from flows.artifacts import failover_markdown, publish_run_table, side_by_side
-from flows.cancelling import sigterm_cancels, stop_when_cancelled
+from flows.cancelling import CANCEL_DETAIL, flow_run_cancelling, sigterm_cancels, stop_when_cancelled
 from flows.events import PrefectEventForwarder
 from flows.heartbeat import flow_heartbeat, in_process_heartbeat
 from flows.secrets import secret_resolver
@@ -111,7 +112,9 @@ class RunHandle:
 
 @task(name="route-task", task_run_name="{task_id}", **_TASK_OPTIONS)
 def execute_node(handle: RunHandle, task_id: str) -> str | State | None:
-    result: NodeResult = run_node(_runtime(handle), task_id)
+    runtime = _runtime(handle)
+    with _cancel_watch_away_from_the_flow(runtime):
+        result: NodeResult = run_node(runtime, task_id)
     _tell(result)
     if result.status == TaskStatus.CANCELLED:  # the run was interrupted or cancelled: shown as such in the UI
         return Cancelled(message=result.error)
@@ -129,10 +132,20 @@ def execute_chunk(
     runtime = _runtime(handle)
     run_id = handle.ref.run_id
     counts: dict[str, int] = {}
-    for result in run_nodes(runtime, task_ids, on_progress=lambda: _progress(runtime.ledger, run_id, progress_id)):
+    with _cancel_watch_away_from_the_flow(runtime):
+        results = run_nodes(runtime, task_ids, on_progress=lambda: _progress(runtime.ledger, run_id, progress_id))
+    for result in results:
         counts[result.status] = counts.get(result.status, 0) + 1
         _tell(result)
     return counts
+
+
+def _cancel_watch_away_from_the_flow(runtime: BatchRuntime) -> AbstractContextManager[None]:
+    """In a process the flow body does not run in (a Dask worker), the nodes watch the flow run's state
+    themselves: the flow's own watch stops only the work of its process."""
+    if runtime.memory is not None:  # the flow's process: its body watches already
+        return nullcontext()
+    return stop_when_cancelled(runtime.run.run_id, flow_run.get_id())
 
 
 def _tell(result: NodeResult) -> None:
@@ -242,13 +255,23 @@ def process_batch(
                 _run_per_node(batch, handle, ledger, progress_id)
     finally:
         close_runtime(run_id)  # the ledger writer flushed: every attempt, cancelled ones too, is committed
-    request = run_stop(run_id).request_made
+    stop = run_stop(run_id)
+    if stop.request_made is None and cancelled_elsewhere(ledger, run_id, this_flow_run):
+        stop.request(StopReason.CANCELLED, CANCEL_DETAIL)
+    request = stop.request_made
     forget_stop(run_id)
     if request is not None and request.reason == StopReason.CANCELLED:
         return finish_cancelled_run(ledger, run_id, request, progress_id)
     if request is not None and writer.unreachable is not None:
         return finish_lost_run(ledger, run_id, request, writer.unreachable, progress_id)
     return finish_run(ledger, run_id, progress_id)
+
+
+def cancelled_elsewhere(ledger: Ledger, run_id: str, flow_run_id: UUID | str) -> bool:
+    """The cancel was seen by the run's nodes in another process (a Dask worker) before this one saw it: some
+    tasks ended cancelled and the flow run is Cancelling. Ending the run `failed` would then leave the flow run
+    Cancelling (Prefect refuses any other final state) and the ledger disagreeing with it."""
+    return bool(ledger.task_status_counts(run_id).get(TaskStatus.CANCELLED)) and flow_run_cancelling(flow_run_id)
 
 
 @cache

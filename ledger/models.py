@@ -191,8 +191,8 @@ class TaskPreferenceRow(Base):
 
 
 class SharedLock(Base):
-    """One row whose update serializes every change of the shared limits (a row lock on PostgreSQL, the write lock
-    on SQLite), so each reservation sees every other one."""
+    """One row whose update serializes every change of the shared limits on SQLite (it takes the write lock), so
+    each reservation sees every other one; PostgreSQL uses an advisory lock instead (ledger.limit_store)."""
 
     __tablename__ = "shared_lock"
 

@@ -236,6 +236,14 @@ class Ledger:
             row = session.get(Run, run_id)
             return None if row is None else _run_record(row)
 
+    def run_of_flow_run(self, flow_run_id: str) -> RunRecord | None:
+        """The run a Prefect flow run ran (its newest, if several flow runs resumed it), or None."""
+        with self._sessions() as session:
+            row = session.scalars(
+                select(Run).where(Run.flow_run_id == flow_run_id).order_by(Run.started_at.desc()).limit(1)
+            ).first()
+            return None if row is None else _run_record(row)
+
     def find_run(self, prefix: str, *, shown: int = 5) -> RunRecord | None:
         """A run by its full id or a unique prefix of it; None when nothing matches.
 
@@ -335,6 +343,13 @@ class Ledger:
             query = query.where(_USAGE.c.task_id == task_id)
         with self._sessions() as session:
             return [_attempt_record(r) for r in session.execute(query.order_by(_USAGE.c.task_id, _USAGE.c.attempt))]
+
+    def attempts_after(self, run_id: str, after_row: int = 0) -> list[tuple[int, AttemptRecord]]:
+        """The run's attempt rows after row number `after_row`, in row order, each with its row number (what a
+        follower of a running batch reads every second)."""
+        query = select(_USAGE).where(_USAGE.c.run_id == run_id, _USAGE.c.id > after_row).order_by(_USAGE.c.id)
+        with self._sessions() as session:
+            return [(r.id, _attempt_record(r)) for r in session.execute(query)]
 
     def last_attempt_numbers(self, run_id: str, task_ids: Collection[str] | None = None) -> dict[str, int]:
         """task_id -> its highest attempt number so far, for the run's tasks (or only `task_ids`)."""

@@ -107,7 +107,13 @@ class Admitter:
                 reservation = None
                 ask = ask_for(subscription) if ask_for is not None else None
                 if shared is not None and ask is not None:
-                    answer = await shared.reserve(ask)
+                    try:
+                        answer = await shared.reserve(ask)
+                    except asyncio.CancelledError:
+                        # Stopped while asking: the call never goes out. A reservation granted meanwhile expires
+                        # and is charged at its estimate (the store cannot tell it from a call that died).
+                        self._give_back(st, run_id, cost, budget_on)
+                        raise
                     if not isinstance(answer, Reservation):
                         self._give_back(st, run_id, cost, budget_on)
                         woken = False

@@ -251,10 +251,6 @@ class Router:
         """Every provider's state, by id (read and changed on the routing loop only)."""
         return self._states
 
-    def clock(self) -> float:
-        """The engine's monotonic clock (quota windows, cool-offs, circuits)."""
-        return self._clock()
-
     def provider_ids(self) -> list[str]:
         return list(self._states)
 

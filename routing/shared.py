@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 # A batch of reservations is one transaction; the store's lock is held for its length.
 MAX_BATCH = 512
 REFRESH_S = 0.5
+# Counter buckets no window reaches any more, and ended blocks and circuits, are dropped this often.
+PRUNE_EVERY_S = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +62,7 @@ class SharedLimits:
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._next_refresh = 0.0
+        self._next_prune = time.monotonic() + PRUNE_EVERY_S
         self._last_event: int | None = None
         # The store's last failure, None while it answers.
         self.error: str | None = None
@@ -71,6 +74,8 @@ class SharedLimits:
         loop = asyncio.get_running_loop()
         done: asyncio.Future[Answer] = loop.create_future()
         with self._cv:
+            if self._stopping:  # closed: nothing would answer
+                return StoreUnavailable(f"{self.store.describe_failure(RuntimeError('closed'))}")
             self._asks.append((ask, loop, done))
             self._start()
             self._cv.notify()
@@ -131,6 +136,9 @@ class SharedLimits:
             if failed and settles and not stopping:
                 with self._cv:
                     self._settles[:0] = settles  # the store is down: settle them with a later batch
+            if time.monotonic() >= self._next_prune:
+                self._next_prune = time.monotonic() + PRUNE_EVERY_S
+                self._guard(self.store.prune)  # type: ignore[arg-type]
             if self._watchers and time.monotonic() >= self._next_refresh:
                 self._next_refresh = time.monotonic() + self.refresh_s
                 self._refresh()

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+import yaml
 
 from api import TokenSet, create_app
 from api.feed import Feed, FeedSettings
@@ -46,8 +47,9 @@ def make_client(
     apps = []
 
     def make(doc: dict[str, Any]) -> httpx.AsyncClient:
-        config = parse_config(doc, str(tmp_path / "providers.yaml"))
-        app = create_app(config, ledger, tokens)
+        file = tmp_path / "providers.yaml"  # on disk: a batch the API starts reads it again
+        file.write_text(yaml.safe_dump(doc, sort_keys=False))
+        app = create_app(parse_config(doc, str(file)), ledger, tokens)
         apps.append(app)
         return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1")
 

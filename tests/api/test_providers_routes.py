@@ -124,4 +124,4 @@ async def test_usage_has_the_same_numbers_as_the_report_command(
 
 async def test_usage_refuses_a_bad_window(client: httpx.AsyncClient) -> None:
     r = await client.get("/api/v1/providers/usage", params={"since": "soon"}, headers=auth(READ_TOKEN))
-    assert r.status_code == 422 and "--since" in r.json()["detail"]
+    assert r.status_code == 422 and "--since" in r.json()["detail"][0]["msg"]

@@ -172,11 +172,14 @@ def check_resumed_without_charging_twice(tmp_path: Path, before: dict[str, int],
     assert before and {t: after[t] for t in before} == before
 
 
-@pytest.mark.parametrize("mode", ["per_node", "chunked"])
+@pytest.mark.parametrize(("mode", "runner"), [("per_node", "thread"), ("chunked", "thread"), ("chunked", "dask")])
 def test_a_cancel_in_prefect_stops_switchboard_run_and_the_rerun_finishes_the_rest(
-    env: dict[str, str], tmp_path: Path, mode: str
+    env: dict[str, str], tmp_path: Path, mode: str, runner: str
 ) -> None:
     spec, slow, fast = write_batch(tmp_path, 80)
+    if runner == "dask":  # the chunk runs in a Dask worker process, which must see the cancel by itself
+        pytest.importorskip("prefect_dask")
+        slow.write_text("runner: {kind: dask, dask_workers: 1}\n" + slow.read_text())
     proc = subprocess.Popen(
         [sys.executable, "-m", "cli", "run", str(spec), "--providers", str(slow), "--mode", mode, "--json"],
         stdout=subprocess.PIPE,
@@ -258,3 +261,43 @@ def test_switchboard_cancel_from_another_terminal_stops_the_run_and_prints_its_s
         timeout=120,
     )
     assert again.returncode == 0 and "already cancelled" in again.stderr
+
+
+def test_a_cancel_kills_the_claude_cli_children_in_flight_and_records_them_cancelled(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    from tests.fakes.claude_harness import FakeCli, wait_dead
+
+    fake = FakeCli(tmp_path / "fake")
+    # Each call runs a long agent session that started a tool of its own (a grandchild in its process group).
+    fake.scenario({"default": {"kind": "sleep", "sleep_s": 120, "spawn_grandchild": True}})
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        "name: agents\ntasks:\n" + "".join(f"  - {{id: a{n}, type: code_review, prompt: p{n}}}\n" for n in range(4))
+    )
+    providers = tmp_path / "claude.yaml"
+    providers.write_text("providers:\n  claude: {type: claude_cli, max_concurrency: 2, timeout_s: 600}\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli", "run", str(spec), "--providers", str(providers), "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**env, **fake.env()},
+        cwd=ROOT,
+    )
+    deadline = time.monotonic() + 120
+    while len(fake.grandchildren()) < 2 and time.monotonic() < deadline:  # two sessions in flight
+        time.sleep(0.2)
+    assert len(fake.grandchildren()) == 2, fake.records()
+    flow_run_id = str(db(tmp_path).execute("select flow_run_id from runs").fetchone()[0])
+    cancel_in_prefect(env, flow_run_id)
+    stdout, stderr = proc.communicate(timeout=60)  # not the 120 s the sessions would take
+    assert proc.returncode == 130, stderr[-3000:]
+    sessions = [c["pid"] for c in fake.calls()]
+    assert len(sessions) == 2  # the other two tasks never started a session
+    assert all(wait_dead(pid) for pid in sessions + fake.grandchildren())  # process groups killed
+    out = json.loads(stdout)
+    assert out["run"]["status"] == "cancelled"
+    attempts = [a for t in out["tasks"] for a in t["attempts"]]
+    assert [a["outcome"] for a in attempts] == ["cancelled", "cancelled"]
+    assert {t["status"] for t in out["tasks"]} == {"cancelled"}

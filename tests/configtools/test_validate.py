@@ -57,6 +57,13 @@ CORPUS: dict[str, tuple[str, list[str]]] = {
             "did you mean 'requests_per_hour'?\n    fix: rename it to 'requests_per_hour'",
         ],
     ),
+    "a misspelt key beside the right one: no rename offered": (
+        "budget: {}\nbudgett: {}\nproviders:\n  m: {type: local_mock}\n",
+        [
+            "p.yaml:2: budgett: unknown key 'budgett' in the top level; did you mean 'budget'?\n"
+            "    fix: merge it into 'budget', which is also given, and remove it"
+        ],
+    ),
     "misspelt top-level key": (
         "strategy: priority_based\nbudgett: {max_cost_usd_per_run: 5}\nproviders:\n  m: {type: local_mock}\n",
         [
@@ -339,6 +346,12 @@ def test_probe_names_the_base_url_that_does_not_answer(tmp_path: Path, answering
     assert (problem.line, problem.field, problem.kind) == (6, "providers.down.base_url", "unreachable")
     assert problem.message.startswith(f"{dead} does not answer (ConnectError")
     assert problem.hint == "start the server (e.g. `ollama serve`), or correct the URL"
+
+
+def test_no_rename_onto_a_key_that_is_there(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text(CORPUS["a misspelt key beside the right one: no rename offered"][0])
+    assert [p.fix for p in validate_file(path).problems] == [None]
 
 
 def test_problems_are_typed_and_serialisable(tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
-"""A batch running as a deployment on a real Prefect worker, cancelled through Prefect's API: the worker's kill
-signal is told apart from any other SIGTERM, no provider call starts once the cancel is seen, the ledger and the
-flow run's state agree, and a rerun of the spec finishes the rest without charging anything twice."""
+"""Batches running as a deployment on a real Prefect worker: followed from a terminal with `switchboard watch` to
+their end, and cancelled through Prefect's API (the worker's kill signal told apart from any other SIGTERM, no
+provider call started once the cancel is seen, the ledger and the flow run's state agree, and a rerun of the spec
+finishes the rest without charging anything twice)."""
 
 from __future__ import annotations
 
@@ -98,6 +99,17 @@ def _final_state(api_url: str, flow_run_id: str, timeout: float = 120) -> Any:
             time.sleep(0.5)
 
 
+def _watch(flow_run_id: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [*SWITCHBOARD, "watch", flow_run_id, "--json", "--interval", "0.5"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+
+
 def test_a_cancel_in_prefect_stops_a_deployment_run_on_a_worker(stack: dict[str, Any], tmp_path: Path) -> None:
     from uuid import UUID
 
@@ -109,6 +121,7 @@ def test_a_cancel_in_prefect_stops_a_deployment_run_on_a_worker(stack: dict[str,
     deployment = ["--deployment", "process-batch/process-batch", "--json"]
     submitted = _run([*SWITCHBOARD, "run", str(spec), "--providers", str(slow), *deployment], env)
     flow_run_id = json.loads(submitted.stdout)["flow_run_id"]
+    watcher = _watch(flow_run_id, env)
     try:
         assert wait_for_calls(ledger_dir, 6, timeout=180) == flow_run_id
     except AssertionError:
@@ -154,6 +167,9 @@ def test_a_cancel_in_prefect_stops_a_deployment_run_on_a_worker(stack: dict[str,
         ).fetchall()
     )
     run_id = conn.execute("select run_id from runs").fetchone()[0]
+    watched, notes = watcher.communicate(timeout=60)
+    assert watcher.returncode == 130, notes[-3000:]  # the watch ends with the run, as `switchboard run` would
+    assert json.loads(watched)["run"]["status"] == "cancelled"
 
     # The rest, here: the same spec resumes the cancelled run and charges nothing twice.
     again = subprocess.run(
@@ -167,3 +183,41 @@ def test_a_cancel_in_prefect_stops_a_deployment_run_on_a_worker(stack: dict[str,
     assert again.returncode == 0, again.stderr[-3000:]
     assert json.loads(again.stdout)["run"]["id"] == run_id
     check_resumed_without_charging_twice(ledger_dir, completed, run_id)
+
+
+# After the cancel test: that one expects the worker's ledger to hold its run alone.
+def test_watch_follows_a_deployment_run_on_a_worker_to_its_end(stack: dict[str, Any], tmp_path: Path) -> None:
+    env = stack["env"]
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        "name: watched\ntasks:\n"
+        + "".join(f"  - {{id: w{n:02d}, type: code_review, prompt: part {n}}}\n" for n in range(40))
+    )
+    providers = tmp_path / "flaky.yaml"
+    providers.write_text(
+        "providers:\n"
+        "  flaky: {type: local_mock, priority: 1, latency_ms: 200, failure_rate: 0.3, max_concurrency: 2}\n"
+        "  steady: {type: local_mock, priority: 2, latency_ms: 200, max_concurrency: 2}\n"
+        "circuit: {failure_threshold: 1000, error_rate_threshold: 1.0}\n"
+    )
+    deployment = ["--deployment", "process-batch/process-batch", "--json"]
+    submitted = _run([*SWITCHBOARD, "run", str(spec), "--providers", str(providers), *deployment], env)
+    flow_run_id = json.loads(submitted.stdout)["flow_run_id"]
+    watcher = _watch(flow_run_id, env)  # at once: the worker has not picked the run up yet
+    watched, notes = watcher.communicate(timeout=300)
+    assert watcher.returncode == 0, notes[-3000:]
+    out = json.loads(watched)
+    assert out["run"]["flow_run_id"] == flow_run_id and out["run"]["status"] == "completed"
+    assert out["totals"]["completed"] == 40 and out["totals"]["failovers"] > 0
+    # Every failover was shown as it happened (or counted as already done when the watch caught up).
+    lines = notes.splitlines()
+    shown = [line for line in lines if line.startswith("failover: ")]
+    so_far = next((int(line.split()[0]) for line in lines if line.endswith("failovers and rotations so far")), 0)
+    assert len(shown) + so_far == out["totals"]["failovers"], notes
+    expected = {
+        f"failover: {t['id']} flaky: {t['attempts'][0]['outcome']} → steady"
+        for t in out["tasks"]
+        if len(t["attempts"]) > 1
+    }
+    assert set(shown) <= expected
+    assert any(line.startswith(f"following run {out['run']['id']} (watched, 40 tasks)") for line in lines), notes

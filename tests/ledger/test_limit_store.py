@@ -202,3 +202,17 @@ def test_blocks_and_circuits_are_seen_by_every_process_until_they_end(engine: En
     assert two.state().circuits == {}
     two.reset(["provider:m"], "m")
     assert one.state().blocks == {}
+
+
+def test_pruning_drops_only_buckets_no_window_reaches(engine: Engine) -> None:
+    clock = Clock()
+    store = LimitStore(engine, owner="test", clock=clock)
+    run = LimitCheck("budget:run:r1", "run", "cost", FOREVER, 10.0)
+    day = _day_budget(10.0)
+    assert all(isinstance(r, Reservation) for r in store.reserve([_ask(_requests(5), day, run, cost=1.0)]))
+    clock.now += 2 * 86_400 + 3600
+    store.prune()
+    assert store.usage("provider:m", sliding(3600))[3] == 0
+    assert store.usage("budget:run:r1", FOREVER)[5] == 1.0  # a run's budget is kept
+    with engine.connect() as conn:
+        assert conn.execute(text("select count(*) from shared_counters")).scalar_one() == 1

@@ -243,7 +243,7 @@ async def test_a_reset_by_hand_clears_blocks_and_windows_in_every_process(tmp_pa
     )
     one, two = _processes(config, ledger)
     await two.route("warm-up", type_="summarization")
-    two.router.state("limited").quota.block_until(two.router.clock() + 600, "rate_limited")  # as if it saw one
+    two.router.state("limited").quota.block_until(two.router.now() + 600, "rate_limited")  # as if it saw one
     for i in range(2):
         assert (await one.route(f"a{i}")).provider_id == "limited"
     assert (await one.route("a2")).provider_id == "backup"  # the window is full, for every process

@@ -1,4 +1,4 @@
-"""`switchboard cancel` where no process runs the batch any more, or nothing is left to cancel: no Prefect needed."""
+"""`switchboard cancel` and `watch` where no process runs the batch any more or it has ended: no Prefect needed."""
 
 from __future__ import annotations
 
@@ -64,3 +64,19 @@ def test_nothing_to_cancel_in_a_finished_or_unknown_run_exits_1(tmp_path: Path) 
     assert one_error_line(result.stderr) == f"error: run {finished} already ended completed: nothing to cancel"
     unknown = switchboard("cancel", "r19990101-000000-000000", env=env)
     assert unknown.returncode == 1 and "no run 'r19990101-000000-000000' in the ledger" in unknown.stderr
+
+
+def test_watch_of_a_finished_run_prints_its_summary_and_exits_as_run_would(tmp_path: Path) -> None:
+    env = cli_env(tmp_path)
+    ledger = Ledger(url=env["SWITCHBOARD_DATABASE_URL"])
+    done = record_run(ledger, "done", {"a": [("flaky", "unavailable"), ("mock", "success")]})
+    failed = record_run(ledger, "broken", {"a": [("mock", "bad_request")]})
+    watched = switchboard("watch", done, "--json", env=env)
+    assert watched.returncode == 0, watched.stderr[-2000:]
+    assert json.loads(watched.stdout)["totals"]["failovers"] == 1
+    assert switchboard("show", failed, "--follow", env=env).returncode == 1  # `show --follow` is `watch`
+    cancelled = _abandoned_run(ledger)
+    assert switchboard("cancel", cancelled, env=env).returncode == 0
+    assert switchboard("watch", cancelled, env=env).returncode == 130
+    unknown = switchboard("watch", "nothing-like-this", env=env)
+    assert unknown.returncode == 1 and "not a flow run id" in unknown.stderr
