@@ -55,9 +55,6 @@ class TokenSet:
                 found = principal
         return found
 
-    def values_for_scrubbing(self) -> list[str]:
-        return []  # digests only: the raw values are not kept
-
     @classmethod
     def from_settings(
         cls, configured: Iterable[ApiToken], secrets: SecretResolver, env: Callable[[str], str | None] = os.environ.get

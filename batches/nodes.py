@@ -40,15 +40,18 @@ def run_nodes(
 ) -> list[NodeResult]:
     """Run the given nodes, whose upstream tasks outside `task_ids` have finished; results in the order given."""
     ledger, run_id = runtime.ledger, runtime.run.run_id
-    changed = follow_overlay(runtime.follower, runtime.router)  # providers the API changed since the last nodes
-    if changed is not None:
-        runtime.config = changed
+    with contextlib.suppress(SQLAlchemyError):  # the ledger busy or away: route with the providers known
+        changed = follow_overlay(runtime.follower, runtime.router)  # providers the API changed since the last nodes
+        if changed is not None:
+            runtime.config = changed
     known = runtime.memory if runtime.memory is not None else _read_known(runtime, task_ids)
     results = known.results
     stop = run_stop(run_id)
     # Provider preferences set through the API (PUT /tasks/{id}/provider), read again while the nodes run so a
     # preference set now still decides a task that has not started.
-    preferences = task_preferences(ledger, run_id, task_ids)
+    preferences: dict[str, TaskPreference] = {}
+    with contextlib.suppress(SQLAlchemyError):  # the ledger busy or away: the spec's own preferences only
+        preferences = task_preferences(ledger, run_id, task_ids)
     try:
         if stop.request_made is not None:  # stopped: no provider call starts
             raise concurrent.futures.CancelledError

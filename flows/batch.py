@@ -57,7 +57,7 @@ from batches import (
     start_run,
 )
 from flows.artifacts import failover_markdown, publish_run_table, side_by_side
-from flows.cancelling import sigterm_cancels, stop_when_cancelled
+from flows.cancelling import CANCEL_DETAIL, flow_run_cancelling, sigterm_cancels, stop_when_cancelled
 from flows.events import PrefectEventForwarder
 from flows.heartbeat import flow_heartbeat, in_process_heartbeat
 from flows.secrets import secret_resolver
@@ -255,13 +255,23 @@ def process_batch(
                 _run_per_node(batch, handle, ledger, progress_id)
     finally:
         close_runtime(run_id)  # the ledger writer flushed: every attempt, cancelled ones too, is committed
-    request = run_stop(run_id).request_made
+    stop = run_stop(run_id)
+    if stop.request_made is None and cancelled_elsewhere(ledger, run_id, this_flow_run):
+        stop.request(StopReason.CANCELLED, CANCEL_DETAIL)
+    request = stop.request_made
     forget_stop(run_id)
     if request is not None and request.reason == StopReason.CANCELLED:
         return finish_cancelled_run(ledger, run_id, request, progress_id)
     if request is not None and writer.unreachable is not None:
         return finish_lost_run(ledger, run_id, request, writer.unreachable, progress_id)
     return finish_run(ledger, run_id, progress_id)
+
+
+def cancelled_elsewhere(ledger: Ledger, run_id: str, flow_run_id: UUID | str) -> bool:
+    """The cancel was seen by the run's nodes in another process (a Dask worker) before this one saw it: some
+    tasks ended cancelled and the flow run is Cancelling. Ending the run `failed` would then leave the flow run
+    Cancelling (Prefect refuses any other final state) and the ledger disagreeing with it."""
+    return bool(ledger.task_status_counts(run_id).get(TaskStatus.CANCELLED)) and flow_run_cancelling(flow_run_id)
 
 
 @cache
