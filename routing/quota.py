@@ -164,6 +164,11 @@ class ProviderQuota:
         """The subscriptions this quota knows (configured, or named by the provider's errors and signals)."""
         return tuple(self._subs)
 
+    @property
+    def subscriptions_limited(self) -> bool:
+        """Whether any subscription has a limit of its own configured (else the provider's pool chooses)."""
+        return any(scope.specs for scope in self._subs.values())
+
     def admission(
         self,
         tokens: float,

@@ -234,8 +234,10 @@ class Router:
             forecast_horizon_s=self._forecast_horizon_s,
             long_wait_s=self._policy.settings.retry_max_s,
         )
-        if self._asks is not None and subscription_limits(provider):
-            # Shared subscription limits count against the subscription a call uses: routing names it.
+        if self._asks is not None and quota.subscriptions_limited:
+            # Shared subscription limits count against the subscription a call uses: routing names it. Without
+            # any, the provider's pool keeps choosing (its rotation spreads calls; routing's least-pressure pick
+            # would send every call to the first subscription, all pressures being 0).
             quota.name_subscriptions = True
         return quota
 

@@ -20,8 +20,9 @@ from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
-# From the cancel to the run seeing it: a read of its state every second, plus a loaded machine's slack.
-SEEN_WITHIN_S = 5.0
+# From the cancel to the run seeing it: a read of its state every second (seen ~1.2 s on a quiet machine),
+# plus a loaded machine's slack (7 s was seen with load 12 on 2 cores). Without the poll it is never seen.
+SEEN_WITHIN_S = 15.0
 
 
 @pytest.fixture(scope="module")
