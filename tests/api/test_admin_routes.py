@@ -4,19 +4,23 @@ a provider by hand, preferring a provider for a task not run yet; every change r
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from batches import TaskEngine, close_runtime, open_runtime, parse_spec, run_nodes, start_run
 from ledger import RESET_EVENT, Ledger, admin_changes
 from providers import AITask
 from routing import parse_config
 from tests.api.api_kit import ADMIN_TOKEN, READ_TOKEN, auth
+from tests.cli.cli_kit import cli_env, switchboard
 
 NEW = {"id": "added", "settings": {"type": "local_mock", "priority": 0, "latency_ms": 0, "model": "mock-new"}}
 
@@ -100,6 +104,22 @@ async def test_a_provider_added_through_the_api_is_used_by_a_router_running_else
         assert after.routed.provider_id == "added"
     finally:
         await asyncio.to_thread(other.close)
+
+
+@pytest.mark.slow
+async def test_a_provider_added_through_the_api_is_used_by_a_switchboard_run_in_another_process(
+    client: httpx.AsyncClient, ledger_url: str, tmp_path: Path
+) -> None:
+    assert (await client.post("/api/v1/providers", json=NEW, headers=auth(ADMIN_TOKEN))).status_code == 201
+    spec = tmp_path / "spec.yaml"
+    tasks = [{"id": f"t{i}", "type": "code_review", "prompt": f"p{i}"} for i in range(3)]
+    spec.write_text(yaml.safe_dump({"name": "elsewhere", "tasks": tasks}))
+    # The same providers file (which has no `added`) and the same ledger, in a process of its own.
+    env = cli_env(tmp_path, SWITCHBOARD_DATABASE_URL=ledger_url)
+    argv = ("run", str(spec), "--providers", str(tmp_path / "providers.yaml"), "--json")
+    result = await asyncio.to_thread(switchboard, *argv, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert {t["provider"] for t in json.loads(result.stdout)["tasks"]} == {"added"}  # priority 0 comes first
 
 
 async def test_reset_clears_a_quota_block_and_is_recorded(
