@@ -18,7 +18,7 @@ from api import routes_batches, routes_providers, routes_tasks, routes_ws
 from api.auth import TokenSet
 from api.feed import Feed, FeedSettings
 from api.models import Healthz, Problem
-from api.security import known_query_only
+from api.security import known_query_only, require
 from api.state import ApiState
 from batches import TaskEngine
 from ledger import Ledger
@@ -160,7 +160,8 @@ def create_app(
     async def _bad_value(request: Request, exc: ValueError) -> JSONResponse:
         return JSONResponse({"detail": [{"loc": ["body"], "msg": str(exc), "type": "value_error"}]}, status_code=422)
 
-    strict = [Depends(known_query_only)]
+    # A token first (401 before anything about the request is judged), then no unknown query parameter.
+    strict = [Depends(require("read")), Depends(known_query_only)]
     app.include_router(routes_providers.router, prefix=API_PREFIX, responses=_ERRORS, dependencies=strict)
     app.include_router(routes_tasks.router, prefix=API_PREFIX, responses=_ERRORS, dependencies=strict)
     app.include_router(routes_batches.router, prefix=API_PREFIX, responses=_ERRORS, dependencies=strict)

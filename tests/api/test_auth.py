@@ -35,6 +35,13 @@ async def test_every_api_route_refuses_a_request_without_a_known_token(client: h
             assert r.headers["www-authenticate"] == "Bearer"
 
 
+async def test_a_request_without_a_token_is_refused_before_its_query_is_judged(client: httpx.AsyncClient) -> None:
+    r = await client.get("/api/v1/providers/usage?sinse=7d")
+    assert r.status_code == 401, r.text
+    r = await client.get("/api/v1/providers/usage?sinse=7d", headers=auth(READ_TOKEN))
+    assert r.status_code == 422 and "sinse" in r.text
+
+
 async def test_a_read_token_cannot_change_anything(client: httpx.AsyncClient) -> None:
     changing = [(m, p) for m, p in _api_routes(client) if m != "GET"]
     assert changing
