@@ -148,6 +148,30 @@ async def test_reset_clears_a_quota_block_and_is_recorded(
     assert [e.provider_id for e in ledger.events_since(change.at - timedelta(seconds=5), [RESET_EVENT])] == ["drained"]
 
 
+async def test_reset_closes_an_open_circuit(
+    make_client: Callable[[dict[str, Any]], httpx.AsyncClient], providers_doc: dict[str, Any]
+) -> None:
+    providers_doc["circuit"] = {"failure_threshold": 1, "cooldown_s": 600}
+    providers_doc["providers"]["down"] = {
+        "type": "local_mock",
+        "priority": 0,
+        "latency_ms": 0,
+        "failure_rate": 1.0,
+        "fail_with": "unavailable",
+    }
+    async with make_client(providers_doc) as c:
+        task = await c.post("/api/v1/tasks", json={"type": "code_review", "prompt": "p"}, headers=auth(ADMIN_TOKEN))
+        assert [a["outcome"] for a in task.json()["attempts"]] == ["unavailable", "success"]
+        health = (await c.get("/api/v1/providers/down/health", headers=auth(READ_TOKEN))).json()
+        assert health["circuit"]["state"] == "open"
+        r = await c.post("/api/v1/providers/down/reset", headers=auth(ADMIN_TOKEN))
+        assert r.status_code == 200, r.text
+        assert "circuit: open" in r.json()["cleared"], r.json()
+        assert r.json()["status"]["circuit"]["state"] != "open"
+        after = (await c.get("/api/v1/providers/down/health", headers=auth(READ_TOKEN))).json()
+        assert after["circuit"]["state"] != "open"
+
+
 def _pending_batch(ledger: Ledger) -> tuple[str, Any]:
     spec = parse_spec(
         {"name": "later", "tasks": [{"id": f"b{i}", "type": "code_review", "prompt": f"b{i}"} for i in range(3)]}, "s"
