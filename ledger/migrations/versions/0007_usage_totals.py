@@ -1,8 +1,8 @@
 """Totals of pruned attempts (`switchboard db prune`): a report over a pruned period keeps its cost, tokens,
 attempts and outcomes per day, provider, subscription, model, task type, team, strategy and outcome.
 
-Revision ID: 0008
-Revises: 0009
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-12-06
 """
 
@@ -11,8 +11,8 @@ from alembic import op
 
 from ledger.models import UTCDateTime
 
-revision = "0008"
-down_revision = "0009"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 

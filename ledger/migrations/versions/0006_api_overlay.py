@@ -1,7 +1,7 @@
 """The HTTP API's own records: providers added, changed or removed through it (an overlay over the providers
 file), who changed what and when, and provider preferences set for tasks that have not run yet.
 
-Revision ID: 0009
+Revision ID: 0006
 Revises: 0005
 Create Date: 2026-12-06
 """
@@ -9,7 +9,7 @@ Create Date: 2026-12-06
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0009"
+revision = "0006"
 down_revision = "0005"
 branch_labels = None
 depends_on = None
