@@ -53,12 +53,12 @@ def _close_apps() -> object:
 
 
 @changes.parametrize()
-@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 def test_provider_changes_never_error_or_break_the_document(case: schemathesis.Case) -> None:
     case.call_and_validate(headers=AUTH, excluded_checks=EXCLUDED)
 
 
 @rest.parametrize()
-@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 def test_the_other_operations_never_error_or_break_the_document(case: schemathesis.Case) -> None:
     case.call_and_validate(headers=AUTH, excluded_checks=EXCLUDED)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -132,16 +133,28 @@ def test_two_workers_pulling_one_deployment_share_one_limit(stack: dict[str, Any
         match = re.search(r"UUID: ([0-9a-f-]{36})", triggered.stdout)
         assert match, triggered.stdout
         flow_runs.append(match.group(1))
-    # Two workers at once, each taking one flow run (--limit 1) and exiting when it is done.
-    command = [*PREFECT, "worker", "start", "--pool", server.POOL_NAME, "--run-once", "--limit", "1"]
+    # Two workers at once, each running one flow run at a time (--limit 1). Not --run-once: two such workers
+    # polling together can both reach for the same run, and the loser exits, leaving the other run Late.
+    command = [*PREFECT, "worker", "start", "--pool", server.POOL_NAME, "--limit", "1"]
+    logs = [tmp / f"worker-{n}.log" for n in range(2)]
     workers = [
-        subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        for _ in range(2)
+        subprocess.Popen(
+            command, env=env, cwd=ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True
+        )
+        for log in logs
     ]
-    logs = [w.communicate(timeout=600)[0] for w in workers]
-    assert [w.returncode for w in workers] == [0, 0], "\n".join(log[-2000:] for log in logs)
-    states = [_final_state(stack["api_url"], f) for f in flow_runs]
-    assert all(s.state.is_final() for s in states), [s.state for s in states]
+    try:
+        states = [_final_state(stack["api_url"], f, timeout=300) for f in flow_runs]
+    finally:
+        for worker in workers:
+            os.killpg(worker.pid, signal.SIGTERM)
+        for worker in workers:
+            try:
+                worker.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(worker.pid, signal.SIGKILL)
+    worker_logs = "\n".join(log.read_text()[-2000:] for log in logs)
+    assert all(s.state.is_final() for s in states), ([s.state for s in states], worker_logs)
     # 16 tasks against 10 requests an hour, from two processes: exactly 10 calls, never more.
     assert _calls(stack["ledger_url"], "limited") == 10
 
