@@ -2,42 +2,24 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, text
 
-from ledger import AttemptRecord, Ledger, NewTask, RouteDecision, create_ledger_engine
+from ledger import AttemptRecord, Ledger, NewTask, RouteDecision
 from ledger.db import current_revision, head_revision
 from ledger.models import Base
 from providers import TokenUsage
-from tests.conftest import postgres_url_or_skip
 
 TASKS = [NewTask(task_id=t, task_type="code_review", priority="normal", team="qa") for t in ("a", "b")]
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def ledger(request: pytest.FixtureRequest, sqlite_url: str) -> Iterator[Ledger]:
-    if request.param == "sqlite":
-        engine = create_ledger_engine(sqlite_url)
-        yield Ledger(engine)
-        engine.dispose()
-        return
-    base = postgres_url_or_skip()
-    schema = f"t_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(base)
-    with admin.begin() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
-    engine = create_ledger_engine(base + ("&" if "?" in base else "?") + f"options=-csearch_path%3D{schema}")
-    yield Ledger(engine)
-    engine.dispose()
-    with admin.begin() as conn:
-        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-    admin.dispose()
+@pytest.fixture
+def ledger(any_ledger: Ledger) -> Ledger:
+    """On SQLite and on PostgreSQL (tests/ledger/conftest.py)."""
+    return any_ledger
 
 
 def _attempt(run_id: str, task_id: str, attempt: int, outcome: str = "success", cost: float = 0.01) -> AttemptRecord:
