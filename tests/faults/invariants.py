@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from ledger import RESET_EVENT, AttemptRecord, Ledger, ProviderEventRecord, RunStatus, TaskStatus
-from routing.events import QUOTA_BLOCKED, QUOTA_RESET, QuotaBlockedDetail
+from routing import QUOTA_BLOCKED, QUOTA_RESET, QuotaBlockedDetail
 
 # How far back blocks are looked for (routing.restore's BLOCK_MEMORY: a router restores blocks that old).
 BLOCK_MEMORY = timedelta(days=31)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ledger import RESET_EVENT, AttemptRecord, Ledger, NewTask, TaskStatus
-from routing.events import CIRCUIT_HALF_OPEN, CIRCUIT_OPENED, QUOTA_BLOCKED, QUOTA_RESET
+from routing import CIRCUIT_HALF_OPEN, CIRCUIT_OPENED, QUOTA_BLOCKED, QUOTA_RESET
 from tests.faults.invariants import check_invariants
 
 

@@ -22,8 +22,7 @@ import pytest
 
 from batches import end_run, open_runtime, parse_spec, run_nodes, start_run
 from ledger import Ledger, TaskStatus
-from routing import parse_config
-from routing.events import CIRCUIT_OPENED, QUOTA_BLOCKED
+from routing import CIRCUIT_OPENED, QUOTA_BLOCKED, parse_config
 from tests.fakes.claude_harness import FakeCli, install_fake
 from tests.fakes.fake_llm_servers import FakeOpenAI, Received, Scripted, chat_completion, openai_error
 from tests.faults.invariants import check_invariants
