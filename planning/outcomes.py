@@ -30,6 +30,7 @@ from planning.virtual_time import run_virtual
 from providers import CHARS_PER_TOKEN, AITask, Priority
 from routing import (
     STRATEGY_NAMES,
+    FailoverPolicy,
     ProviderRegistry,
     RoutedResult,
     Router,
@@ -149,6 +150,8 @@ def build_router(week: SyntheticWeek, strategy: str, providers: Collection[str] 
     return Router(
         registry,
         config,
+        # Backoff jitter from a source seeded by the week too.
+        policy=FailoverPolicy(config.failover, rng=random.Random(week.seed)),
         clock=loop.time,
         wall_clock=wall_clock(loop.time),
         sleep=asyncio.sleep,
