@@ -102,14 +102,19 @@ class Spool:
 
 def pending_rows(url: str, run_id: str | None = None, directory: Path | None = None) -> int:
     """How many rows for the ledger at `url` (of `run_id`, if given) wait in spool files."""
-    total = 0
+    return len(spooled_items(url, run_id, directory))
+
+
+def spooled_items(url: str, run_id: str | None = None, directory: Path | None = None) -> list[SpoolItem]:
+    """The rows for the ledger at `url` (of `run_id`, if given) waiting in spool files, file by file in order."""
+    found: list[SpoolItem] = []
     for path in _files(url, directory or spool_dir(), claimed=True):
         try:
             items = read_items(path)
         except OSError:
             continue
-        total += sum(1 for item in items if run_id is None or _run_of(item) == run_id)
-    return total
+        found.extend(item for item in items if run_id is None or _run_of(item) == run_id)
+    return found
 
 
 def replay_spool(conn_factory: Any, url: str, directory: Path | None = None) -> SpoolReport | None:
@@ -211,5 +216,6 @@ __all__ = [
     "replay_spool",
     "spool_dir",
     "spool_key",
+    "spooled_items",
     "write_items",
 ]

@@ -42,6 +42,7 @@ from routing.events import (
     RoutingObserver,
     plain_detail,
 )
+from routing.failover import FailoverPolicy
 from routing.loop import EngineLoop, engine_loop
 from routing.overlay import adopt_providers, apply_overlay, provider_source
 from routing.quota import ProviderQuota
@@ -95,6 +96,7 @@ __all__ = [
     "CircuitView",
     "ConfigError",
     "EngineLoop",
+    "FailoverPolicy",
     "HealthStateView",
     "InputError",
     "LimitView",

@@ -9,7 +9,6 @@ here, once, to the outage they amount to.
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 from ledger import AttemptRecord
@@ -24,13 +23,14 @@ HEALTH_FAILURES = frozenset({"unavailable", "timeout", "overloaded", "malformed_
 
 def attempt_record(
     record: dict[str, Any],
-    t0: float,
+    latency_ms: float,
     *,
     outcome: str,
     error: ProviderError | None = None,
     response: ProviderResponse | None = None,
 ) -> AttemptRecord:
-    """The ledger row of a finished call; `record` holds what was known when it started, `t0` its perf counter."""
+    """The ledger row of a finished call; `record` holds what was known when it started, `latency_ms` how long it
+    took on the engine's clock."""
     return AttemptRecord(
         **record,
         finished_at=utc_now(),
@@ -41,7 +41,7 @@ def attempt_record(
         model=response.model if response else error.model if error else None,
         usage=(response.usage if response else error.usage if error and error.usage else TokenUsage()),
         cost_usd=response.cost_usd if response else error.cost_usd if error else 0.0,
-        latency_ms=(time.perf_counter() - t0) * 1000,
+        latency_ms=latency_ms,
         output=response.text if response else None,
     )
 

@@ -11,6 +11,7 @@ Runs for every decision, so plain loops over precomputed per-provider facts, no 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ledger import DecisionPreference
@@ -44,13 +45,16 @@ class Planner:
         adaptive: AdaptiveScores,
         budget: BudgetGuard,
         affinity: AffinityMap,
+        strategies: Mapping[str, Strategy] | None = None,
     ) -> None:
         self._states = states
         self._latency = latency
         self._adaptive = adaptive
         self._budget = budget
         self._affinity = affinity
-        self._strategies: dict[str, Strategy] = {}
+        # Strategies by name, made on first use; given ones (e.g. an `Adaptive` with a seeded random source, for a
+        # benchmark that must repeat) are used as they are.
+        self._strategies: dict[str, Strategy] = dict(strategies or {})
 
     def new_decision(self, task: AITask, strategy_name: str) -> DecisionDraft:
         """The task's decision, filled in by its plans and calls."""

@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -78,6 +78,7 @@ from routing.shared import SharedLimits, Ticket
 from routing.shared_asks import SharedAsks
 from routing.shared_sync import SharedSync
 from routing.stats import AdaptiveScores, LatencyStats
+from routing.strategies import Strategy
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +146,8 @@ class Router:
         clock: Callable[[], float] = time.monotonic,
         health_checks: bool = True,
         shared: SharedLimits | None = None,
+        strategies: Mapping[str, Strategy] | None = None,
+        wall_clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.registry = registry
         # Only the routing settings are used; the providers come from the registry.
@@ -154,6 +157,8 @@ class Router:
         self._policy = policy or FailoverPolicy(self.config.failover)
         self._sleep = sleep
         self._clock = clock
+        # Turns the reset times providers report into seconds on `clock`; a virtual clock needs its own.
+        self._wall_clock = wall_clock
         self.latency = LatencyStats()
         self.adaptive = AdaptiveScores()
         self.affinity = AffinityMap()
@@ -167,7 +172,7 @@ class Router:
         self._forecast_horizon_s = hours * 3600.0 if hours is not None else None
         self._admitter = Admitter(self.budget, shared)
         self._states: dict[str, ProviderState] = {}
-        self._planner = Planner(self._states, self.latency, self.adaptive, self.budget, self.affinity)
+        self._planner = Planner(self._states, self.latency, self.adaptive, self.budget, self.affinity, strategies)
         self.health = HealthMonitor(self._health_targets) if health_checks else None
         self.sync_providers()
         self._sync: SharedSync | None = None
@@ -230,6 +235,7 @@ class Router:
             reserve_for_critical=self.config.reserve_for_critical,
             observer=self._observer,
             clock=self._clock,
+            wall_clock=self._wall_clock,
             forecast_horizon_s=self._forecast_horizon_s,
             long_wait_s=self._policy.settings.retry_max_s,
         )
@@ -573,7 +579,9 @@ class Router:
             timeout_s=provider.config.timeout_s,
             retry_max_s=self._policy.settings.retry_max_s,
         )
-        started, t0 = utc_now(), time.perf_counter()
+        # On the engine's clock, as circuits and windows are: a virtual clock (what-if replay, the outcome
+        # benchmark) then measures simulated latencies, which fastest_response and adaptive learn from.
+        started, t0 = utc_now(), self._clock()
         record = {
             "run_id": run.run_id,
             "task_id": task.id,
@@ -669,7 +677,8 @@ class Router:
         error: ProviderError | None = None,
         response: ProviderResponse | None = None,
     ) -> AttemptRecord:
-        attempt = attempt_record(record, t0, outcome=outcome, error=error, response=response)
+        latency_ms = (self._clock() - t0) * 1000
+        attempt = attempt_record(record, latency_ms, outcome=outcome, error=error, response=response)
         result.attempts.append(attempt)
         if self._recorder is not None:
             try:

@@ -10,8 +10,10 @@ from urllib.parse import quote
 
 import pytest
 
+from ledger import Ledger
 from tests.cli.cli_kit import cli_env, switchboard
 from tests.fakes.fake_llm_servers import FakeOpenAI, Received, Scripted, chat_completion, closed_port_url
+from tests.faults.invariants import check_invariants
 
 pytestmark = pytest.mark.slow
 
@@ -62,6 +64,10 @@ def test_echoed_credentials_are_redacted_before_they_are_stored_printed_or_forwa
     summary = json.loads(result.stdout)
     leak = next(t for t in summary["tasks"] if t["id"] == "leak")
     assert leak["attempts"][0]["outcome"] == "unavailable" and "[redacted]" in leak["output"]
+    ledger = Ledger(url=f"sqlite:///{tmp_path / 'ledger.db'}")
+    check_invariants(ledger, summary["run"]["id"])
+    assert len([a for a in ledger.attempts(summary["run"]["id"]) if a.provider_id == "vendor"]) == len(forwarded)
+    ledger.close()
     shown = switchboard("show", summary["run"]["id"], env=env)
     db = sqlite3.connect(tmp_path / "ledger.db")
     stored = [

@@ -4,16 +4,12 @@ completes, provider calls equal ledger rows, a re-run calls none of them again, 
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
 
 from ledger import Ledger, create_ledger_engine
 from tests.cli.cli_kit import cli_env, switchboard
-from tests.conftest import postgres_url_or_skip
 from tests.fakes.fake_llm_servers import FakeOpenAI, Received, Scripted, chat_completion, openai_error
 from tests.faults.invariants import check_invariants
 
@@ -50,22 +46,6 @@ class HostileOpenAI(FakeOpenAI):
 
     def completions(self) -> list[Received]:
         return [r for r in self.requests if r.method == "POST"]
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'ledger.db'}"
-        return
-    base = postgres_url_or_skip()
-    schema = f"t_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(base)
-    with admin.begin() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
-    yield base + ("&" if "?" in base else "?") + f"options=-csearch_path%3D{schema}"
-    with admin.begin() as conn:
-        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-    admin.dispose()
 
 
 def test_hostile_answers_are_stored_exactly_and_never_paid_twice(tmp_path: Path, database_url: str) -> None:
