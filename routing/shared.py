@@ -237,7 +237,9 @@ class SharedLimits:
                 self._next_refresh = time.monotonic() + self.refresh_s
                 self._refresh()
             if stopping:
-                return
+                with self._cv:
+                    if not self._asks:  # none handed back by a lease too small for them: every ask answered
+                        return
 
     # --- leases (called with `_cv` held) --------------------------------------------------------------
 
