@@ -24,19 +24,22 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ledger import LimitRefusal, Reservation, ReservationAsk
+from ledger import LimitRefusal, ReservationAsk
 from providers import AITask
 from routing.budget import BudgetGuard
 from routing.circuit import CircuitState
 from routing.decision import Refusal
 from routing.provider_state import ProviderState
-from routing.shared import SharedLimits
+from routing.shared import LEASE_S, SharedLimits, Ticket
 from routing.shared_asks import refused_subscription, shared_refusal
 
 _OPEN = CircuitState.OPEN
 # A call refused only by money other processes' calls in flight hold looks again this often, for this long.
 SHARED_RETRY_S = 0.05
 SHARED_WAIT_S = 30.0
+# A request slot held by calls in flight never comes back (each settles as one request), but one held by another
+# process's lease spare does, within `LEASE_S` of the lease's end: a call refused on requests looks again this long.
+SHARED_REQUEST_WAIT_S = 2 * LEASE_S + 0.25
 # The ask for a call on a given subscription (None: the provider's choice), or None when nothing limits it.
 AskFor = Callable[[str | None], ReservationAsk | None]
 
@@ -48,7 +51,7 @@ class Admission:
     refusal: Refusal | None
     subscription: str | None = None  # the subscription the call must use; None = the provider's choice
     waited: bool = False
-    reservation: Reservation | None = None  # held in the shared store; settled when the call ends
+    reservation: Ticket | None = None  # held in the shared store; settled when the call ends
 
 
 class Admitter:
@@ -114,7 +117,7 @@ class Admitter:
                         # and is charged at its estimate (the store cannot tell it from a call that died).
                         self._give_back(st, run_id, cost, budget_on)
                         raise
-                    if not isinstance(answer, Reservation):
+                    if not isinstance(answer, Ticket):
                         self._give_back(st, run_id, cost, budget_on)
                         woken = False
                         if isinstance(answer, LimitRefusal):
@@ -122,10 +125,12 @@ class Admitter:
                             if sub is not None:  # that subscription is out across processes: another may do
                                 exclude_subscriptions = {*exclude_subscriptions, sub}
                                 continue
-                            if answer.held_by_reservations and answer.check.measure != "requests":
-                                # Money held by calls in flight (here or elsewhere) that may settle lower: wait.
+                            if answer.held_by_reservations:
+                                # Money held by calls in flight (here or elsewhere) that may settle lower, or
+                                # request slots held by leases that may not use them: wait.
                                 now = time.monotonic()
-                                shared_deadline = shared_deadline or now + SHARED_WAIT_S
+                                wait = SHARED_REQUEST_WAIT_S if answer.check.measure == "requests" else SHARED_WAIT_S
+                                shared_deadline = shared_deadline or now + wait
                                 if now < shared_deadline:
                                     await asyncio.sleep(SHARED_RETRY_S)
                                     waited = True
