@@ -157,6 +157,7 @@ class SharedState:
     now: float
     blocks: dict[str, tuple[float, str]] = field(default_factory=dict)  # scope -> (until, reason)
     circuits: dict[str, float] = field(default_factory=dict)  # provider id -> open until
+    circuit_setters: dict[str, str] = field(default_factory=dict)  # provider id -> the owner that opened it
     resets: tuple[tuple[str, str | None], ...] = ()  # (provider id, subscription) reset by hand, oldest first
     last_event_id: int = 0
 
@@ -415,6 +416,35 @@ class LimitStore:
                 {"provider_id": provider_id, "open_until": until, "set_by": self.owner},
             )
 
+    def claim_probe(self, provider_id: str, hold_s: float) -> float:
+        """Claim the probe of `provider_id`'s half-open circuit for every process: 0.0 when this process may
+        send it (the shared circuit then reads open to the others for `hold_s`, the probe's longest time), else
+        the seconds another process's open circuit or probe has left."""
+        with self.engine.begin() as conn:
+            now = self._locked_now(conn)
+            row = conn.execute(
+                select(SharedCircuit.open_until, SharedCircuit.set_by).where(SharedCircuit.provider_id == provider_id)
+            ).first()
+            if row is not None and row.open_until > now and row.set_by != self.owner:
+                return float(row.open_until - now)
+            conn.execute(delete(SharedCircuit).where(SharedCircuit.provider_id == provider_id))
+            conn.execute(
+                SharedCircuit.__table__.insert(),
+                {"provider_id": provider_id, "open_until": now + hold_s, "set_by": self.owner},
+            )
+            return 0.0
+
+    def close_circuit(self, provider_id: str) -> None:
+        """This process's probe succeeded: the shared circuit it held open closes (one another process opened
+        meanwhile stays)."""
+        with self.engine.begin() as conn:
+            self._locked_now(conn)
+            conn.execute(
+                delete(SharedCircuit).where(
+                    SharedCircuit.provider_id == provider_id, SharedCircuit.set_by == self.owner
+                )
+            )
+
     def state(self, resets_after: int | None = None) -> SharedState:
         """Blocks and open circuits in force now, and the resets by hand recorded after event id `resets_after`
         (None: none, only the newest event id, to start from)."""
@@ -426,11 +456,13 @@ class LimitStore:
                     select(SharedBlock.scope, SharedBlock.until, SharedBlock.reason).where(SharedBlock.until > now)
                 )
             }
-            circuits = dict(
-                conn.execute(
-                    select(SharedCircuit.provider_id, SharedCircuit.open_until).where(SharedCircuit.open_until > now)
-                ).all()
-            )
+            open_circuits = conn.execute(
+                select(SharedCircuit.provider_id, SharedCircuit.open_until, SharedCircuit.set_by).where(
+                    SharedCircuit.open_until > now
+                )
+            ).all()
+            circuits = {provider_id: until for provider_id, until, _ in open_circuits}
+            setters = {provider_id: set_by for provider_id, _, set_by in open_circuits}
             e = ProviderEvent
             if resets_after is None:
                 last = conn.execute(select(func.max(e.id))).scalar() or 0
@@ -443,7 +475,9 @@ class LimitStore:
                 ).all()
                 last = rows[-1][0] if rows else resets_after
                 resets = tuple((provider_id, subscription) for _, provider_id, subscription in rows)
-        return SharedState(now=now, blocks=blocks, circuits=circuits, resets=resets, last_event_id=last)
+        return SharedState(
+            now=now, blocks=blocks, circuits=circuits, circuit_setters=setters, resets=resets, last_event_id=last
+        )
 
     def reset(self, scopes: Sequence[str], provider_id: str | None) -> None:
         """Clear blocks and usage windows of `scopes` (and the circuit of `provider_id`): a reset by hand. Calls in

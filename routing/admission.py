@@ -34,6 +34,12 @@ from routing.shared import LEASE_S, SharedLimits, Ticket
 from routing.shared_asks import refused_subscription, shared_refusal
 
 _OPEN = CircuitState.OPEN
+_HALF_OPEN = CircuitState.HALF_OPEN
+CIRCUIT_OPEN = "circuit_open"
+# A probe may take its provider's timeout; the claim holds the shared circuit open a little longer than that.
+PROBE_HOLD_MARGIN_S = 5.0
+# A process whose claim was refused asks again this often (the prober may have closed the circuit meanwhile).
+PROBE_RECHECK_S = 1.0
 # A call refused only by money other processes' calls in flight hold looks again this often, for this long.
 SHARED_RETRY_S = 0.05
 SHARED_WAIT_S = 30.0
@@ -60,6 +66,7 @@ class Admitter:
     def __init__(self, budget: BudgetGuard, shared: SharedLimits | None = None) -> None:
         self.budget = budget
         self.shared = shared
+        self._probe_elsewhere: dict[str, float] = {}  # provider id -> until when another process holds its probe
         self._budget_waiters: list[asyncio.Future[None]] = []
 
     async def admit(
@@ -83,7 +90,7 @@ class Admitter:
         shared = self.shared if ask_for is not None else None
         shared_deadline: float | None = None
         while True:
-            reason: Refusal | None = provider_refusal(st)
+            reason: Refusal | None = provider_refusal(st) or self._probed_elsewhere(st)
             subscription = None
             if reason is None:
                 reason, subscription = quota.admission(
@@ -107,6 +114,11 @@ class Admitter:
                 breaker.begin()
                 if budget_on:
                     budget.reserve(run_id, cost)
+                if self.shared is not None and breaker.state is _HALF_OPEN:
+                    elsewhere = await self._claim_probe(st, run_id, cost, budget_on)
+                    if elsewhere is not None:  # another process probes it: as if it were open here too
+                        self._give_back(st, run_id, cost, budget_on)
+                        return Admission(elsewhere, waited=waited)
                 reservation = None
                 ask = ask_for(subscription) if ask_for is not None else None
                 if shared is not None and ask is not None:
@@ -144,6 +156,33 @@ class Admitter:
             ticket = await gate.wait(task.priority.rank, ticket)
             woken = waited = True
 
+    async def _claim_probe(self, st: ProviderState, run_id: str, cost: float, budget_on: bool) -> str | None:
+        """Claim the half-open circuit's probe for every process; None when this call may be it, else why not.
+        A store that cannot answer does not stop the probe: this process's breaker still bounds its own."""
+        assert self.shared is not None
+        provider_id = st.provider.provider_id
+        hold_s = (st.provider.config.timeout_s or 120.0) + PROBE_HOLD_MARGIN_S
+        try:
+            left = await self.shared.claim_probe(provider_id, hold_s)
+        except asyncio.CancelledError:
+            self._give_back(st, run_id, cost, budget_on)
+            raise
+        if isinstance(left, float) and left > 0:
+            self._probe_elsewhere[provider_id] = time.monotonic() + min(left, PROBE_RECHECK_S)
+            return CIRCUIT_OPEN
+        return None
+
+    def _probed_elsewhere(self, st: ProviderState) -> str | None:
+        """`circuit_open` while another process holds the probe of a circuit half-open here (looked at again
+        every `PROBE_RECHECK_S`)."""
+        until = self._probe_elsewhere.get(st.provider.provider_id)
+        if until is None:
+            return None
+        if time.monotonic() < until and st.breaker.state is _HALF_OPEN:
+            return CIRCUIT_OPEN
+        del self._probe_elsewhere[st.provider.provider_id]
+        return None
+
     def _give_back(self, st: ProviderState, run_id: str, cost: float, budget_on: bool) -> None:
         """Undo a slot taken for a call the shared store refused: it never went out."""
         st.breaker.abandon()
@@ -174,5 +213,5 @@ def provider_refusal(st: ProviderState) -> str | None:
     if st.removed:
         return "removed"
     if st.breaker.state is _OPEN:
-        return "circuit_open"
+        return CIRCUIT_OPEN
     return st.health.refusal()

@@ -31,6 +31,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 from ledger import LimitCheck, LimitRefusal, LimitStore, Release, Reservation, ReservationAsk, Settlement, SharedState
 
@@ -175,6 +176,27 @@ class SharedLimits:
             self._start()
             self._cv.notify()
 
+    async def claim_probe(self, provider_id: str, hold_s: float) -> float | StoreUnavailable:
+        """`LimitStore.claim_probe`, on this object's thread (awaited)."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[float | StoreUnavailable] = loop.create_future()
+
+        def claim(store: LimitStore) -> None:
+            try:
+                answer: float | StoreUnavailable = store.claim_probe(provider_id, hold_s)
+            except Exception as exc:
+                answer = StoreUnavailable(self._describe(exc))
+            with contextlib.suppress(RuntimeError):  # the loop closed while the answer was on its way
+                loop.call_soon_threadsafe(_resolve, done, answer)
+
+        with self._cv:
+            if self._stopping:
+                return StoreUnavailable(f"{self.store.describe_failure(RuntimeError('closed'))}")
+            self._writes.append(claim)
+            self._start()
+            self._cv.notify()
+        return await done
+
     def publish(self, write: Callable[[LimitStore], None]) -> None:
         """Queue a change for every process (a block, an open circuit)."""
         with self._cv:
@@ -237,7 +259,9 @@ class SharedLimits:
                 self._next_refresh = time.monotonic() + self.refresh_s
                 self._refresh()
             if stopping:
-                return
+                with self._cv:
+                    if not self._asks:  # none handed back by a lease too small for them: every ask answered
+                        return
 
     # --- leases (called with `_cv` held) --------------------------------------------------------------
 
@@ -386,7 +410,7 @@ def _hand(waiter: _Waiter, answer: Answer) -> None:
         loop.call_soon_threadsafe(_resolve, done, answer)
 
 
-def _resolve(done: asyncio.Future[Answer], answer: Answer) -> None:
+def _resolve(done: asyncio.Future[Any], answer: object) -> None:
     if not done.done():
         done.set_result(answer)
 
