@@ -20,6 +20,7 @@ from batches.digest import (
 )
 from batches.following import AttemptFeed, Move
 from batches.lifecycle import CANCELLED, check_same_spec, end_run, interrupt_run, start_run
+from batches.lost_summary import summary_without_ledger
 from batches.nodes import run_node, run_nodes
 from batches.ownership import claim_renewed, owner_active, this_owner
 from batches.run_state import KnownState, NodeResult
@@ -27,6 +28,7 @@ from batches.runtime import (
     BatchRuntime,
     RuntimeRef,
     close_runtime,
+    lost_run_memory,
     open_runtime,
     resolve_inputs,
     resolve_strategy,
@@ -100,6 +102,7 @@ __all__ = [
     "interrupt_handler",
     "interrupt_run",
     "load_spec",
+    "lost_run_memory",
     "needs_digest",
     "new_task_id",
     "open_runtime",
@@ -117,6 +120,7 @@ __all__ = [
     "select_tasks",
     "start_run",
     "stop_engine",
+    "summary_without_ledger",
     "task_summary",
     "this_owner",
 ]

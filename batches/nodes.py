@@ -140,16 +140,25 @@ async def _run_one(
     earlier = known.results.get(task_id)
     if earlier is not None and earlier.status == TaskStatus.COMPLETED:
         # Finished in this process already (Prefect retried its task after the node was done).
-        return NodeResult(task_id, TaskStatus.COMPLETED, output=earlier.output, reused=True), None, None
+        return (
+            NodeResult(task_id, TaskStatus.COMPLETED, output=earlier.output, reused=True, provider=earlier.provider),
+            None,
+            None,
+        )
     state = known.states.get(task_id)
     if state is not None and state.status == TaskStatus.COMPLETED:
         # The ledger is the source of truth: a recorded success is never executed (or charged) again.
-        return NodeResult(task_id, TaskStatus.COMPLETED, output=state.output, reused=True), None, None
+        done = NodeResult(task_id, TaskStatus.COMPLETED, output=state.output, reused=True, provider=state.provider_id)
+        return done, None, None
     if task_id in known.successes:
         # Its successful attempt was committed but the process died before the task was marked done.
         provider_id, output = known.successes[task_id]
         outcome = TaskOutcome(task_id=task_id, status=TaskStatus.COMPLETED, provider_id=provider_id, output=output)
-        return NodeResult(task_id, TaskStatus.COMPLETED, output=output, reused=True), outcome, None
+        return (
+            NodeResult(task_id, TaskStatus.COMPLETED, output=output, reused=True, provider=provider_id),
+            outcome,
+            None,
+        )
 
     task_spec = runtime.spec.task(task_id)
     upstream = {dep: known.upstream(dep) for dep in task_spec.depends_on}
@@ -180,7 +189,10 @@ async def _run_one(
     story = routing_story(
         task_id, str(routed.status), routed.provider_id, routed.attempts, routed.decision, routed.error
     )
-    return NodeResult(task_id, routed.status, output=output, error=routed.error, story=story), outcome, routed
+    result = NodeResult(
+        task_id, routed.status, output=output, error=routed.error, story=story, provider=routed.provider_id
+    )
+    return result, outcome, routed
 
 
 __all__ = ["run_node", "run_nodes"]

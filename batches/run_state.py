@@ -15,6 +15,7 @@ class NodeResult:
     output: str | None = None
     error: str | None = None
     reused: bool = False
+    provider: str | None = None  # the one that answered, when it completed
     # The routing outcome in one line (batches.story), for the run's log; None when nothing was routed.
     story: str | None = None
 

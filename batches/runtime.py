@@ -78,6 +78,9 @@ def resolve_strategy(config: SwitchboardConfig, strategy: str | None) -> str:
 
 _runtimes: dict[str, BatchRuntime] = {}
 _runtimes_lock = threading.Lock()
+# What the nodes of a run whose ledger went away knew when it closed, until the CLI that started the run takes
+# it (`lost_run_memory`) to print the run without the ledger. Only runs that lost their ledger are kept.
+_lost_memory: dict[str, KnownState] = {}
 
 
 def open_runtime(
@@ -189,12 +192,22 @@ def close_runtime(run_id: str) -> None:
         runtime = _runtimes.pop(run_id, None)
     if runtime is not None:
         runtime.close()
+        if runtime.writer.unreachable is not None and runtime.memory is not None:
+            with _runtimes_lock:
+                _lost_memory[run_id] = runtime.memory
+
+
+def lost_run_memory(run_id: str) -> KnownState | None:
+    """What this process's nodes knew of a run that lost its ledger (taken: asked once); None for any other."""
+    with _runtimes_lock:
+        return _lost_memory.pop(run_id, None)
 
 
 __all__ = [
     "BatchRuntime",
     "RuntimeRef",
     "close_runtime",
+    "lost_run_memory",
     "open_runtime",
     "resolve_inputs",
     "resolve_strategy",

@@ -8,7 +8,10 @@ every provider and a run and a day budget (far above what it uses: every check r
 refuses), the ledger on (each call waits for its attempt row's commit), through the runtime's shared store:
 - routed calls per second, in total across the processes, with 64 calls in flight per provider;
 - overhead per call: `route()` minus a direct call of the zero-latency mock, calls one after another, every
-  process measuring at the same time (each call reserves in the store and settles after);
+  process measuring at the same time (each call reserves through the shared store and settles after). Two
+  figures: routing alone (`route(durable=False)`: the attempt row is still written, by the writer thread, but the
+  call does not wait for its commit), which is what the target and LiteLLM's Router (no ledger) compare with,
+  and with the wait for the row's commit (what a task pays before its dependents start);
 - both on PostgreSQL also without the shared store (limits per process only), as the baseline of the same run;
 LiteLLM's Router (10 `mock_response` deployments) is measured in the same run, in one process, as in
 bench/routing.py. Prints a table and writes bench/results/shared_limits.json with the load average.
@@ -92,7 +95,10 @@ async def _worker(url: str, go: Path, calls: int, overhead_calls: int, shared_on
     barrier = go.with_name(go.name + ".overhead")
     barrier.touch(exist_ok=True)
     await asyncio.sleep(0.5)
-    routed = await timed(overhead_calls, lambda i: router.route(_task(10**6 + i), run))
+    before = (shared.calls_from_leases, shared.transactions) if shared is not None else (0, 0)
+    routed = await timed(overhead_calls, lambda i: router.route(_task(10**6 + i), run, durable=False))
+    after = (shared.calls_from_leases, shared.transactions) if shared is not None else (0, 0)
+    routed_durable = await timed(overhead_calls, lambda i: router.route(_task(2 * 10**6 + i), run))
     direct = await timed(overhead_calls, lambda i: direct_provider.execute_task(_task(i), ExecutionContext()))
     writer.close()
     await router.registry.aclose()
@@ -107,7 +113,10 @@ async def _worker(url: str, go: Path, calls: int, overhead_calls: int, shared_on
         "routed_median_us": statistics.median(routed),
         "direct_median_us": statistics.median(direct),
         "overhead_us_median": statistics.median(routed) - statistics.median(direct),
+        "overhead_durable_us_median": statistics.median(routed_durable) - statistics.median(direct),
         "ledger_rows": rows,
+        "overhead_calls_from_leases": after[0] - before[0],
+        "overhead_store_transactions": after[1] - before[1],
     }
 
 
@@ -160,6 +169,11 @@ def _run_case(
         "calls_per_s": completed / wall,
         "overhead_us_median": statistics.median(o["overhead_us_median"] for o in outs),
         "overhead_us_by_process": [round(o["overhead_us_median"], 1) for o in outs],
+        "overhead_durable_us_median": statistics.median(o["overhead_durable_us_median"] for o in outs),
+        # Of the routing-overhead calls: how many a lease in use covered, and the store transactions they took.
+        "overhead_calls": overhead_calls * processes,
+        "overhead_calls_from_leases": sum(o["overhead_calls_from_leases"] for o in outs),
+        "overhead_store_transactions": sum(o["overhead_store_transactions"] for o in outs),
         "ledger_rows": sum(o["ledger_rows"] for o in outs),
     }
 
@@ -169,6 +183,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--worker", nargs=5, metavar=("URL", "GO", "CALLS", "OVERHEAD_CALLS", "SHARED"))
     args = parser.parse_args()
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no fetch of a price list from the internet
     if args.worker:
         url, go, calls, overhead_calls, shared_on = args.worker
         print(json.dumps(asyncio.run(_worker(url, Path(go), int(calls), int(overhead_calls), shared_on == "1"))))
@@ -198,12 +213,16 @@ def main() -> None:
 
 def _print(result: dict[str, Any]) -> None:
     lite = result.get("litellm") or {}
-    print(f"{'case':<22} {'calls/s':>10} {'overhead/call (median)':>24}")
+    print(f"{'case':<28} {'calls/s':>8} {'overhead/call':>14} {'+ commit wait':>14} {'store txns':>11}")
     for case in result["cases"]:
         name = f"{case['database']} x{case['processes']}" + ("" if case["shared"] else " (not shared)")
-        print(f"{name:<22} {case['calls_per_s']:>10,.0f} {case['overhead_us_median']:>21,.0f} µs")
+        txns = f"{case['overhead_store_transactions']}/{case['overhead_calls']}"
+        print(
+            f"{name:<28} {case['calls_per_s']:>8,.0f} {case['overhead_us_median']:>11,.0f} µs "
+            f"{case['overhead_durable_us_median']:>11,.0f} µs {txns if case['shared'] else '':>11}"
+        )
     if lite:
-        print(f"{'LiteLLM Router x1':<22} {lite['calls_per_s']:>10,.0f} {lite['overhead_us_median']:>21,.0f} µs")
+        print(f"{'LiteLLM Router x1':<28} {lite['calls_per_s']:>8,.0f} {lite['overhead_us_median']:>11,.0f} µs")
     print(f"load average before {result['load_before']}, after {result['load_after']}; saved {RESULTS}")
 
 

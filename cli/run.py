@@ -18,14 +18,14 @@ from batches import (
     BatchSpec,
     RunHeader,
     RunInterrupts,
-    RunSummary,
-    RunTotals,
     execute_run,
     load_spec,
+    lost_run_memory,
     resolve_strategy,
     run_summary,
     select_tasks,
     start_run,
+    summary_without_ledger,
 )
 from cli.app import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, app, err_console, out_console, print_error
 from cli.progress import LedgerProgress
@@ -52,9 +52,9 @@ from ledger import (
     RunInProgress,
     RunStatus,
     open_ledger,
-    pending_rows,
     shown_url,
     spool_dir,
+    spooled_items,
 )
 from providers import utc_now
 from routing import PROVIDERS_ENV, InputError, SwitchboardConfig, load_config
@@ -286,11 +286,11 @@ def _run_here(
                 interrupts=interrupts,
             )
         except (LedgerLost, SQLAlchemyError) as exc:
-            return _ledger_lost(ledger, run_id, batch, as_json, exc)
+            return _ledger_lost(ledger, run_id, batch, ready.chosen, as_json, exc)
     try:
         summary = run_summary(ledger, run_id, explain=explain)
     except SQLAlchemyError as exc:
-        return _ledger_lost(ledger, run_id, batch, as_json, exc)
+        return _ledger_lost(ledger, run_id, batch, ready.chosen, as_json, exc)
     summary = summary.with_ui_url(_flow_run_url(ready.api, summary.run.flow_run_id))
     if as_json:
         sys.stdout.write(json.dumps(summary.model_dump(), default=str) + "\n")
@@ -335,24 +335,32 @@ def _run_here(
     return EXIT_OK if summary.run.status == RunStatus.COMPLETED else EXIT_FAILED
 
 
-def _ledger_lost(ledger: Ledger, run_id: str, batch: BatchSpec, as_json: bool, error: Exception) -> int:
+def _ledger_lost(ledger: Ledger, run_id: str, batch: BatchSpec, strategy: str, as_json: bool, error: Exception) -> int:
     """The ledger went away mid-run: the run stopped, its answers are spooled. Say so in one line, print what is
-    known as the `--json` object (status `interrupted`, the spooled rows), exit 1."""
-    spooled = pending_rows(ledger.url, run_id)
+    known as the `--json` object (status `interrupted`, every task as this process knows it, batches.lost_summary),
+    exit 1."""
+    spooled = spooled_items(ledger.url, run_id)
+    memory = lost_run_memory(run_id)  # taken even without --json: it holds the run's outputs
     if as_json:
-        summary = RunSummary(
-            run=RunHeader(id=run_id, name=batch.name, status=RunStatus.INTERRUPTED, started_at=utc_now().isoformat()),
-            tasks=[],
-            totals=RunTotals(pending=len(batch.tasks), spooled_rows=spooled),
+        header = RunHeader(
+            id=run_id,
+            name=batch.name,
+            status=RunStatus.INTERRUPTED,
+            strategy=strategy,
+            team=batch.team,
+            started_at=utc_now().isoformat(),
         )
+        summary = summary_without_ledger(batch, header, memory, spooled)
         sys.stdout.write(json.dumps(summary.model_dump(), default=str) + "\n")
         sys.stdout.flush()
+    spooled_count = len(spooled)
     reason = (
         error.reason if isinstance(error, LedgerLost) else f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
     )
     print_error(
         f"the ledger at {shown_url(ledger.url)} could not be reached during run {run_id} ({reason}); "
-        f"{spooled} row(s) are kept in {spool_dir()} and written at the next start; run the same spec again to resume"
+        f"{spooled_count} row(s) are kept in {spool_dir()} and written at the next start; run the same spec again "
+        "to resume"
     )
     return EXIT_FAILED
 

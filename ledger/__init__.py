@@ -40,6 +40,7 @@ from ledger.limit_store import (
     LimitCheck,
     LimitRefusal,
     LimitStore,
+    Release,
     Reservation,
     ReservationAsk,
     Settlement,
@@ -80,7 +81,7 @@ from ledger.schema import (
     sqlite_file_missing,
     upgrade_schema,
 )
-from ledger.spool import Spool, SpoolReport, pending_rows, replay_spool, spool_dir
+from ledger.spool import Spool, SpoolItem, SpoolReport, pending_rows, replay_spool, spool_dir, spooled_items
 from ledger.store import TERMINAL_TASK_STATUSES, Ledger, RunInProgress, new_run_id
 from ledger.writer import LedgerWriter
 
@@ -117,6 +118,7 @@ __all__ = [
     "ProviderRecord",
     "ProviderUsage",
     "PruneResult",
+    "Release",
     "Reservation",
     "ReservationAsk",
     "Revision",
@@ -128,6 +130,7 @@ __all__ = [
     "Settlement",
     "SharedState",
     "Spool",
+    "SpoolItem",
     "SpoolReport",
     "StoreClock",
     "TaskOutcome",
@@ -173,6 +176,7 @@ __all__ = [
     "shown_url",
     "sliding",
     "spool_dir",
+    "spooled_items",
     "sqlite_file_missing",
     "task_preferences",
     "upgrade_schema",

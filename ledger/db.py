@@ -22,7 +22,14 @@ from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    InterfaceError,
+    NoSuchModuleError,
+    OperationalError,
+    SQLAlchemyError,
+)
 from sqlalchemy.pool import ConnectionPoolEntry
 
 DATABASE_URL_ENV = "SWITCHBOARD_DATABASE_URL"
@@ -58,6 +65,19 @@ class LedgerLost(RuntimeError):
     def __init__(self, url: str, reason: str) -> None:
         self.url, self.reason = shown_url(url), reason
         super().__init__(f"the ledger at {self.url} could not be reached: {reason}")
+
+
+def out_of_reach(error: BaseException) -> bool:
+    """The database, not one row, is the problem: connection lost or refused, server gone, database locked."""
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return True
+    return isinstance(error, OperationalError | InterfaceError)
+
+
+def short_error(error: BaseException) -> str:
+    """An error in one line for a warning: its class and the first line of its message."""
+    first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return f"{type(error).__name__}: {first[:200]}" if first else type(error).__name__
 
 
 def shown_url(url: str) -> str:

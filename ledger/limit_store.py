@@ -22,6 +22,7 @@ it errs on the side of the limit); a UTC day is one bucket starting at midnight;
 from __future__ import annotations
 
 import functools
+import math
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -79,24 +80,19 @@ class LimitCheck:
 
 @dataclass(frozen=True, slots=True)
 class ReservationAsk:
-    """A call about to go out: the limits it must fit and its estimate."""
+    """Calls about to go out: the limits they must fit and one call's estimate.
+
+    `units` calls need it now: as many of them as fit are granted, in one reservation. `spare`: more calls'
+    worth the asker would like to hold for calls it expects soon (a lease), granted only out of plenty, at most
+    `LEASE_SHARE` of what would be left, so processes that ask later still find room."""
 
     checks: tuple[LimitCheck, ...]
     requests: float
     tokens: float
     cost: float
     ttl_s: float  # settled by then, or charged at the estimate
-
-
-@dataclass(frozen=True, slots=True)
-class Reservation:
-    """A granted ask: what was reserved where (settle it with the real usage)."""
-
-    id: str
-    rows: tuple[tuple[str, int, int], ...]
-    requests: float
-    tokens: float
-    cost: float
+    units: int = 1
+    spare: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,8 +116,33 @@ class LimitRefusal:
 
 
 @dataclass(frozen=True, slots=True)
+class Reservation:
+    """A granted ask: what was reserved where (settle it with the real usage); `units` calls' worth, as many of
+    the ask's `units` as fit plus any spare."""
+
+    id: str
+    rows: tuple[tuple[str, int, int], ...]
+    requests: float
+    tokens: float
+    cost: float
+    units: int = 1
+    granted_at: float = 0.0  # the store's clock
+
+
+@dataclass(frozen=True, slots=True)
 class Settlement:
     """A finished call's real usage for its reservation."""
+
+    reservation: Reservation
+    requests: float
+    tokens: float
+    cost: float
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """Part of a live reservation its process no longer needs (a lease's calls that were never made): it leaves
+    `reserved_*` at once; the rest stays reserved until settled (or expires, charged at what is left)."""
 
     reservation: Reservation
     requests: float
@@ -136,6 +157,7 @@ class SharedState:
     now: float
     blocks: dict[str, tuple[float, str]] = field(default_factory=dict)  # scope -> (until, reason)
     circuits: dict[str, float] = field(default_factory=dict)  # provider id -> open until
+    circuit_setters: dict[str, str] = field(default_factory=dict)  # provider id -> the owner that opened it
     resets: tuple[tuple[str, str | None], ...] = ()  # (provider id, subscription) reset by hand, oldest first
     last_event_id: int = 0
 
@@ -182,6 +204,10 @@ _ADD = text(
 _INSERT_RESERVATIONS = SharedReservation.__table__.insert()
 _DELETE_RESERVATIONS = delete(SharedReservation).where(SharedReservation.id.in_(bindparam("ids", expanding=True)))
 _DELETE_RESERVATIONS_RETURNING = _DELETE_RESERVATIONS.returning(SharedReservation.id)
+_LIVE_RESERVATIONS = select(SharedReservation.id).where(SharedReservation.id.in_(bindparam("ids", expanding=True)))
+_SHRINK_RESERVATION = text(
+    "UPDATE shared_reservations SET requests = requests - :r, tokens = tokens - :t, cost = cost - :c WHERE id = :rid"
+)
 _EXPIRED = select(
     SharedReservation.id,
     SharedReservation.requests,
@@ -189,6 +215,8 @@ _EXPIRED = select(
     SharedReservation.cost,
     SharedReservation.rows,
 ).where(SharedReservation.expires_at < bindparam("now"))
+# A lease takes at most this share of what is left once the calls that need it now are granted.
+LEASE_SHARE = 0.25
 # Reservations are looked at for expiry at most this often per store object (their time to live is minutes).
 EXPIRE_EVERY_S = 1.0
 
@@ -223,14 +251,20 @@ class LimitStore:
             self.transact(items, ())
 
     def transact(
-        self, settlements: Sequence[Settlement], asks: Sequence[ReservationAsk]
+        self,
+        settlements: Sequence[Settlement],
+        asks: Sequence[ReservationAsk],
+        releases: Sequence[Release] = (),
     ) -> list[Reservation | LimitRefusal]:
-        """Settle, then reserve, in one transaction: what calls really used frees room for the asks behind them."""
+        """Release, settle, then reserve, in one transaction: what calls really used (and what leases give back)
+        frees room for the asks behind them."""
         with self.engine.begin() as conn:
             now = self._locked_now(conn)
             if time.monotonic() >= self._next_expire:
                 self._next_expire = time.monotonic() + EXPIRE_EVERY_S
                 self._expire(conn, now)
+            if releases:
+                self._release(conn, releases)
             if settlements:
                 self._settle(conn, settlements)
             return self._reserve(conn, asks, now) if asks else []
@@ -244,19 +278,25 @@ class LimitStore:
         granted: list[dict[str, object]] = []
         out: list[Reservation | LimitRefusal] = []
         for ask in asks:
-            amounts = {"requests": ask.requests, "tokens": ask.tokens, "cost": ask.cost}
-            refusal = None
+            amounts = (ask.requests, ask.tokens, ask.cost)
+            # How many calls' worth fit every limit, and the limit that stops the next one.
+            fit, binding = ask.units + ask.spare, None
             for check in ask.checks:
                 window_sums = self._sums(conn, sums, check, now)
                 index = _MEASURES.index(check.measure)
-                settled, reserved = window_sums[index], window_sums[3 + index]
-                amount = amounts[check.measure]
-                if settled + reserved + amount > check.limit + 1e-9:
-                    refusal = LimitRefusal(check, settled, reserved, amount)
-                    break
-            if refusal is not None:
-                out.append(refusal)
+                amount = amounts[index]
+                if amount <= 0:
+                    continue
+                free = check.limit + 1e-9 - window_sums[index] - window_sums[3 + index]
+                fits = max(0, math.floor(free / amount))
+                if fits < fit:
+                    fit, binding = fits, (check, window_sums[index], window_sums[3 + index], amount)
+            if fit < 1:
+                assert binding is not None
+                out.append(LimitRefusal(*binding))
                 continue
+            needed = min(ask.units, fit)
+            units = needed + min(ask.spare, math.floor((fit - needed) * LEASE_SHARE))
             rows: list[_Key] = []
             for check in ask.checks:
                 row = (check.scope, check.window.bucket_s, check.window.first_bucket(now)[0])
@@ -265,18 +305,26 @@ class LimitStore:
                 rows.append(row)
                 window_sums = sums[(check.scope, check.window.bucket_s)]
                 add = adds.setdefault(row, [0.0] * 6)
-                for i, amount in enumerate((ask.requests, ask.tokens, ask.cost)):
-                    window_sums[3 + i] += amount
-                    add[3 + i] += amount
-            reservation = Reservation(uuid.uuid4().hex, tuple(rows), ask.requests, ask.tokens, ask.cost)
+                for i, amount in enumerate(amounts):
+                    window_sums[3 + i] += amount * units
+                    add[3 + i] += amount * units
+            reservation = Reservation(
+                uuid.uuid4().hex,
+                tuple(rows),
+                ask.requests * units,
+                ask.tokens * units,
+                ask.cost * units,
+                units=units,
+                granted_at=now,
+            )
             granted.append(
                 {
                     "id": reservation.id,
                     "owner": self.owner,
                     "expires_at": now + ask.ttl_s,
-                    "requests": ask.requests,
-                    "tokens": ask.tokens,
-                    "cost": ask.cost,
+                    "requests": reservation.requests,
+                    "tokens": reservation.tokens,
+                    "cost": reservation.cost,
                     "rows": [list(r) for r in rows],
                 }
             )
@@ -285,6 +333,25 @@ class LimitStore:
         if granted:
             conn.execute(_INSERT_RESERVATIONS, granted)
         return out
+
+    def _release(self, conn: Connection, items: Sequence[Release]) -> None:
+        # Only a live reservation gives anything back: an expired one was charged at what it held.
+        live = set(conn.execute(_LIVE_RESERVATIONS, {"ids": [r.reservation.id for r in items]}).scalars())
+        items = [r for r in items if r.reservation.id in live]
+        if not items:
+            return
+        conn.execute(
+            _SHRINK_RESERVATION,
+            [{"rid": r.reservation.id, "r": r.requests, "t": r.tokens, "c": r.cost} for r in items],
+        )
+        adds: dict[_Key, list[float]] = {}
+        for r in items:
+            for row in r.reservation.rows:
+                add = adds.setdefault(row, [0.0] * 6)
+                add[3] -= r.requests
+                add[4] -= r.tokens
+                add[5] -= r.cost
+        self._add(conn, adds)
 
     def _settle(self, conn: Connection, items: Sequence[Settlement]) -> None:
         # Removing the rows says which were still live (one statement): an expired one was already charged.
@@ -349,6 +416,35 @@ class LimitStore:
                 {"provider_id": provider_id, "open_until": until, "set_by": self.owner},
             )
 
+    def claim_probe(self, provider_id: str, hold_s: float) -> float:
+        """Claim the probe of `provider_id`'s half-open circuit for every process: 0.0 when this process may
+        send it (the shared circuit then reads open to the others for `hold_s`, the probe's longest time), else
+        the seconds another process's open circuit or probe has left."""
+        with self.engine.begin() as conn:
+            now = self._locked_now(conn)
+            row = conn.execute(
+                select(SharedCircuit.open_until, SharedCircuit.set_by).where(SharedCircuit.provider_id == provider_id)
+            ).first()
+            if row is not None and row.open_until > now and row.set_by != self.owner:
+                return float(row.open_until - now)
+            conn.execute(delete(SharedCircuit).where(SharedCircuit.provider_id == provider_id))
+            conn.execute(
+                SharedCircuit.__table__.insert(),
+                {"provider_id": provider_id, "open_until": now + hold_s, "set_by": self.owner},
+            )
+            return 0.0
+
+    def close_circuit(self, provider_id: str) -> None:
+        """This process's probe succeeded: the shared circuit it held open closes (one another process opened
+        meanwhile stays)."""
+        with self.engine.begin() as conn:
+            self._locked_now(conn)
+            conn.execute(
+                delete(SharedCircuit).where(
+                    SharedCircuit.provider_id == provider_id, SharedCircuit.set_by == self.owner
+                )
+            )
+
     def state(self, resets_after: int | None = None) -> SharedState:
         """Blocks and open circuits in force now, and the resets by hand recorded after event id `resets_after`
         (None: none, only the newest event id, to start from)."""
@@ -360,11 +456,13 @@ class LimitStore:
                     select(SharedBlock.scope, SharedBlock.until, SharedBlock.reason).where(SharedBlock.until > now)
                 )
             }
-            circuits = dict(
-                conn.execute(
-                    select(SharedCircuit.provider_id, SharedCircuit.open_until).where(SharedCircuit.open_until > now)
-                ).all()
-            )
+            open_circuits = conn.execute(
+                select(SharedCircuit.provider_id, SharedCircuit.open_until, SharedCircuit.set_by).where(
+                    SharedCircuit.open_until > now
+                )
+            ).all()
+            circuits = {provider_id: until for provider_id, until, _ in open_circuits}
+            setters = {provider_id: set_by for provider_id, _, set_by in open_circuits}
             e = ProviderEvent
             if resets_after is None:
                 last = conn.execute(select(func.max(e.id))).scalar() or 0
@@ -377,7 +475,9 @@ class LimitStore:
                 ).all()
                 last = rows[-1][0] if rows else resets_after
                 resets = tuple((provider_id, subscription) for _, provider_id, subscription in rows)
-        return SharedState(now=now, blocks=blocks, circuits=circuits, resets=resets, last_event_id=last)
+        return SharedState(
+            now=now, blocks=blocks, circuits=circuits, circuit_setters=setters, resets=resets, last_event_id=last
+        )
 
     def reset(self, scopes: Sequence[str], provider_id: str | None) -> None:
         """Clear blocks and usage windows of `scopes` (and the circuit of `provider_id`): a reset by hand. Calls in
@@ -412,6 +512,11 @@ class LimitStore:
         return f"{STORE_UNAVAILABLE} (the ledger at {where}) is unavailable: {database_reason(exc)}"
 
     # --- internals --------------------------------------------------------------------------------
+
+    @property
+    def injected_clock(self) -> StoreClock | None:
+        """The clock a test injected, None when the database's is used."""
+        return self._clock
 
     def now(self) -> float:
         """The store's clock: the database's (or the injected one), in seconds since the epoch."""
@@ -516,12 +621,14 @@ def _sums_statement(n: int) -> TextClause:
 
 __all__ = [
     "FOREVER",
+    "LEASE_SHARE",
     "RESET_EVENT",
     "STORE_UNAVAILABLE",
     "UTC_DAY",
     "LimitCheck",
     "LimitRefusal",
     "LimitStore",
+    "Release",
     "Reservation",
     "ReservationAsk",
     "Settlement",

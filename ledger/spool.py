@@ -8,8 +8,10 @@ exactly (a lone surrogate is written as `\\ud83d`, a NUL as `\\u0000`).
 
 Replay (`replay_spool`, at the next start of anything that opens the ledger, and by a writer whose database
 came back) claims a file by renaming it, writes its rows (attempts already stored, by idempotency key, are
-skipped; a task already `completed` is never set back), and deletes it; a file that cannot be replayed yet is
-put back for the next time.
+skipped; a task already `completed` is never set back), and deletes it; a file that cannot be replayed yet (the
+database out of reach) is put back for the next time. A row the database itself refuses (a value no column
+takes, a constraint) does not hold up the others: the file's rows are then written one by one, and the file keeps
+only the refused ones, with a warning naming why, for the next start.
 """
 
 from __future__ import annotations
@@ -20,20 +22,23 @@ import logging
 import os
 import secrets
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection
 
-from ledger.db import data_dir, shown_url
+from ledger.db import data_dir, out_of_reach, short_error, shown_url
 from ledger.records import AttemptRecord, TaskOutcome
 from ledger.store import insert_attempts, update_outcomes_unless_completed
 
 log = logging.getLogger(__name__)
 
 SpoolItem = AttemptRecord | tuple[str, TaskOutcome]
+# Opens a transaction and gives its connection (`engine.begin`).
+Begin = Callable[[], AbstractContextManager[Connection]]
 _CLAIMED = ".replaying"
 
 
@@ -52,12 +57,17 @@ class SpoolReport:
 
     rows: int
     runs: tuple[str, ...]
-    left: int  # rows still waiting (their files could not be replayed yet)
+    left: int  # rows still waiting (their files could not be replayed yet, or the database refused them)
+    refused: tuple[str, ...] = ()  # why the database refused rows, one reason each
 
     def line(self, url: str) -> str:
         runs = ", ".join(self.runs)
         text = f"warning: wrote {self.rows} spooled row(s) to the ledger at {shown_url(url)} (run {runs})"
-        return text + (f"; {self.left} still waiting" if self.left else "")
+        if self.refused:
+            text += f"; it refused {self.left} ({'; '.join(self.refused)}), kept in {spool_dir()} for the next start"
+        elif self.left:
+            text += f"; {self.left} still waiting"
+        return text
 
 
 class Spool:
@@ -88,28 +98,39 @@ class Spool:
             self.rows += written
             return written
 
-    def replay_into(self, conn: Connection) -> int:
-        """Write this spool's rows back (the database is answering again); returns how many."""
+    def replay(self, begin: Begin) -> int:
+        """Write this spool's rows back (the database is answering again); returns how many. Rows the database
+        refuses stay in the file for the next start (this process does not try them again); raises when the
+        database is out of reach (the file is kept whole)."""
         with self._lock:
             if self.rows == 0 or not self.path.exists():
                 return 0
             items = read_items(self.path)
-            write_items(conn, items)
-            self.path.unlink()
+            written, refused = write_salvaging(begin, items)
+            if refused:
+                _keep_only(self.path, self.path, self.url, refused)
+                _warn_refused(self.url, self.path, refused)
+            else:
+                self.path.unlink()
             self.rows = 0
-            return len(items)
+            return written
 
 
 def pending_rows(url: str, run_id: str | None = None, directory: Path | None = None) -> int:
     """How many rows for the ledger at `url` (of `run_id`, if given) wait in spool files."""
-    total = 0
+    return len(spooled_items(url, run_id, directory))
+
+
+def spooled_items(url: str, run_id: str | None = None, directory: Path | None = None) -> list[SpoolItem]:
+    """The rows for the ledger at `url` (of `run_id`, if given) waiting in spool files, file by file in order."""
+    found: list[SpoolItem] = []
     for path in _files(url, directory or spool_dir(), claimed=True):
         try:
             items = read_items(path)
         except OSError:
             continue
-        total += sum(1 for item in items if run_id is None or _run_of(item) == run_id)
-    return total
+        found.extend(item for item in items if run_id is None or _run_of(item) == run_id)
+    return found
 
 
 def replay_spool(conn_factory: Any, url: str, directory: Path | None = None) -> SpoolReport | None:
@@ -118,7 +139,7 @@ def replay_spool(conn_factory: Any, url: str, directory: Path | None = None) -> 
     `conn_factory()` gives a connection context (`engine.begin`). Files of live processes (still writing) are
     left to them."""
     base = directory or spool_dir()
-    rows, runs, left = 0, set[str](), 0
+    rows, runs, left, reasons = 0, set[str](), 0, dict[str, None]()
     found = False
     for path in _files(url, base, claimed=False):
         if _owner_alive(path):
@@ -131,19 +152,88 @@ def replay_spool(conn_factory: Any, url: str, directory: Path | None = None) -> 
             continue  # another process claimed it first
         try:
             items = read_items(claimed)
-            with conn_factory() as conn:
-                write_items(conn, items)
+            written, refused = write_salvaging(conn_factory, items)
         except Exception as exc:
             claimed.rename(path)  # still the ledger's: next time
             left += len(read_items(path))
             log.warning("could not replay %s into %s yet: %s", path, shown_url(url), type(exc).__name__)
             continue
-        claimed.unlink()
-        rows += len(items)
-        runs.update(_run_of(i) for i in items)
+        if refused:  # only they wait, under the file's own name; the report's line says why
+            _keep_only(claimed, path, url, refused)
+            left += len(refused)
+            reasons.update(dict.fromkeys(r.reason for r in refused))
+        else:
+            claimed.unlink()
+        rows += written
+        kept = {id(r.item) for r in refused}
+        runs.update(_run_of(i) for i in items if id(i) not in kept)
     if not found:
         return None
-    return SpoolReport(rows=rows, runs=tuple(sorted(runs)), left=left)
+    return SpoolReport(rows=rows, runs=tuple(sorted(runs)), left=left, refused=tuple(reasons))
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A spooled row the database refused, and why (one line)."""
+
+    item: SpoolItem
+    reason: str
+
+
+def write_salvaging(begin: Begin, items: list[SpoolItem]) -> tuple[int, list[Refused]]:
+    """Write `items` in one transaction; when the database refuses one of them, each in a transaction of its own,
+    so the others are written. Returns how many were written and the refused rows. Raises when the database is
+    out of reach (nothing is lost: rows written before are skipped or kept as they are when written again)."""
+    try:
+        with begin() as conn:
+            write_items(conn, items)
+        return len(items), []
+    except Exception as exc:
+        if out_of_reach(exc):
+            raise
+    written, refused = 0, []
+    attempts = [i for i in items if isinstance(i, AttemptRecord)]
+    for item in attempts + [i for i in items if not isinstance(i, AttemptRecord)]:  # as write_items orders them
+        try:
+            with begin() as conn:
+                write_items(conn, [item])
+        except Exception as exc:
+            if out_of_reach(exc):
+                raise
+            refused.append(Refused(item, short_error(exc)))
+            continue
+        written += 1
+    return written, refused
+
+
+def _keep_only(source: Path, target: Path, url: str, refused: list[Refused]) -> None:
+    """Rewrite `source`'s rows as `target` holding only the refused ones (written aside, then renamed in)."""
+    aside = target.with_name(target.name + f".keeping-{os.getpid()}")
+    header = {"kind": "header", "ledger": shown_url(url)}
+    lines = [json.dumps(header) + "\n", *(json.dumps(_encode(r.item)) + "\n" for r in refused)]
+    with open(aside, "w", encoding="utf-8") as handle:
+        handle.writelines(lines)
+        handle.flush()
+        os.fsync(handle.fileno())
+    aside.replace(target)
+    if source != target:
+        source.unlink(missing_ok=True)
+
+
+def _warn_refused(url: str, path: Path, refused: list[Refused]) -> None:
+    keys = ", ".join(_key_of(r.item) for r in refused[:5]) + (", …" if len(refused) > 5 else "")
+    reasons = "; ".join(dict.fromkeys(r.reason for r in refused))
+    log.warning(
+        "the ledger at %s refused %d spooled row(s) (%s: %s); the others were written, these stay in %s for the next "
+        "start",
+        shown_url(url), len(refused), keys, reasons, path,
+    )  # fmt: skip
+
+
+def _key_of(item: SpoolItem) -> str:
+    if isinstance(item, AttemptRecord):
+        return f"attempt {item.idempotency_key}"
+    return f"final state of {item[0]}:{item[1].task_id}"
 
 
 def write_items(conn: Connection, items: list[SpoolItem]) -> None:
@@ -204,6 +294,8 @@ def _owner_alive(path: Path) -> bool:
 
 
 __all__ = [
+    "Begin",
+    "Refused",
     "Spool",
     "SpoolItem",
     "SpoolReport",
@@ -211,5 +303,7 @@ __all__ = [
     "replay_spool",
     "spool_dir",
     "spool_key",
+    "spooled_items",
     "write_items",
+    "write_salvaging",
 ]

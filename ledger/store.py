@@ -552,12 +552,19 @@ class Ledger:
             ]
 
     def record_provider_event(
-        self, provider_id: str, kind: str, detail: dict[str, Any] | None = None, subscription: str | None = None
+        self,
+        provider_id: str,
+        kind: str,
+        detail: dict[str, Any] | None = None,
+        subscription: str | None = None,
+        at: datetime | None = None,
     ) -> None:
+        """Store a provider event; `at`: when it happened (default now), which a recorder that runs behind (a
+        forwarding thread) must pass so the ledger orders it with the attempts around it."""
         with self._sessions.begin() as session:
             session.add(
                 ProviderEvent(
-                    provider_id=provider_id, subscription=subscription, kind=kind, detail=detail, at=utc_now()
+                    provider_id=provider_id, subscription=subscription, kind=kind, detail=detail, at=at or utc_now()
                 )
             )
 

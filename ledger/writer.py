@@ -30,14 +30,14 @@ import contextlib
 import logging
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from typing import Any
 
 from sqlalchemy import Connection
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import OperationalError
 
-from ledger.db import shown_url
+from ledger.db import out_of_reach, short_error, shown_url
 from ledger.records import AttemptRecord, TaskOutcome
 from ledger.spool import Spool
 from ledger.store import Ledger, insert_attempts, update_outcomes
@@ -224,6 +224,17 @@ class LedgerWriter:
             except Exception:  # the rows are spooled whatever the callback does
                 log.exception("on_unreachable failed")
 
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        """A transaction on the writer's connection (a failed one drops it, as every failed commit here does)."""
+        conn = self._connect()
+        try:
+            with conn.begin():
+                yield conn
+        except Exception:
+            self._drop_connection()
+            raise
+
     def _connect(self) -> Connection:
         conn = self._connection
         if conn is None or conn.closed:
@@ -244,7 +255,7 @@ class LedgerWriter:
         """After a failed group commit: each row in a transaction of its own, the rest to the spool."""
         failed: list[tuple[_Item, _Done]] = []
         reason = error
-        if _out_of_reach(error):
+        if out_of_reach(error):
             # A connection killed under us (a failover, pg_terminate_backend) is not the database gone: once more
             # on a fresh one. Row by row would only wait on the same dead server again.
             try:
@@ -254,7 +265,7 @@ class LedgerWriter:
                 self._drop_connection()
                 reason = again
                 failed = batch
-                if _out_of_reach(again) and not _is_locked(again):  # locked is busy, not gone: the run goes on
+                if out_of_reach(again) and not _is_locked(again):  # locked is busy, not gone: the run goes on
                     self._lost(again)
         else:
             for index, (item, done) in enumerate(batch):
@@ -272,7 +283,7 @@ class LedgerWriter:
                         continue
                     failed.append((item, done))
                     reason = exc
-                    if _out_of_reach(exc):
+                    if out_of_reach(exc):
                         failed.extend(batch[index + 1 :])
                         break
                     continue
@@ -291,18 +302,17 @@ class LedgerWriter:
             log.warning(
                 "the ledger at %s did not take %d row(s) (%s); kept in %s and written there when it answers again, "
                 "else at the next start",
-                shown_url(self._ledger.url), len(failed), _short(reason), self.spool.path,
+                shown_url(self._ledger.url), len(failed), short_error(reason), self.spool.path,
             )  # fmt: skip
         for _, done in failed:
             _resolve(done, None)
 
     def _replay_spool(self) -> None:
-        """The database answers again: write back what this writer spooled."""
+        """The database answers again: write back what this writer spooled (rows it refuses stay for the next
+        start, see Spool.replay)."""
         try:
-            conn = self._connect()
-            with conn.begin():
-                replayed = self.spool.replay_into(conn)
-        except Exception as exc:  # not yet; the next commit tries again, or the next start
+            replayed = self.spool.replay(self._transaction)
+        except Exception as exc:  # out of reach again: the next commit tries again, or the next start
             self._drop_connection()
             log.debug("spool replay deferred: %s", exc)
             return
@@ -318,21 +328,9 @@ def _is_locked(error: Exception) -> bool:
     return isinstance(error, OperationalError) and any(w in str(error.orig) for w in ("locked", "busy"))
 
 
-def _out_of_reach(error: Exception) -> bool:
-    """The database, not one row, is the problem: connection lost or refused, server gone, database locked."""
-    if isinstance(error, DBAPIError) and error.connection_invalidated:
-        return True
-    return isinstance(error, OperationalError | InterfaceError)
-
-
 def _callers_mistake(error: Exception) -> bool:
     """Refused before any database saw it (our own validation); spooling it would only fail again later."""
     return isinstance(error, ValueError) and not isinstance(error, UnicodeError)
-
-
-def _short(error: Exception) -> str:
-    first = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    return f"{type(error).__name__}: {first[:200]}" if first else type(error).__name__
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

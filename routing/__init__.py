@@ -56,7 +56,7 @@ from routing.registry import (
 from routing.reset import describe_trouble, reset_everywhere, reset_here
 from routing.restore import CIRCUIT_MEMORY, HISTORY_DAYS, ledger_observer, record_event, restore_router_state
 from routing.router import RoutedResult, Router, RunInfo
-from routing.shared import SharedLimits, StoreUnavailable
+from routing.shared import SharedLimits, StoreUnavailable, Ticket
 from routing.strategies import STRATEGIES, Candidate, Strategy, make_strategy
 from routing.views import (
     CircuitView,
@@ -118,6 +118,7 @@ __all__ = [
     "StrategyName",
     "SwitchboardConfig",
     "TeamSettings",
+    "Ticket",
     "adopt_providers",
     "apply_overlay",
     "check_strategy",

@@ -24,19 +24,28 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ledger import LimitRefusal, Reservation, ReservationAsk
+from ledger import LimitRefusal, ReservationAsk
 from providers import AITask
 from routing.budget import BudgetGuard
 from routing.circuit import CircuitState
 from routing.decision import Refusal
 from routing.provider_state import ProviderState
-from routing.shared import SharedLimits
+from routing.shared import LEASE_S, SharedLimits, Ticket
 from routing.shared_asks import refused_subscription, shared_refusal
 
 _OPEN = CircuitState.OPEN
+_HALF_OPEN = CircuitState.HALF_OPEN
+CIRCUIT_OPEN = "circuit_open"
+# A probe may take its provider's timeout; the claim holds the shared circuit open a little longer than that.
+PROBE_HOLD_MARGIN_S = 5.0
+# A process whose claim was refused asks again this often (the prober may have closed the circuit meanwhile).
+PROBE_RECHECK_S = 1.0
 # A call refused only by money other processes' calls in flight hold looks again this often, for this long.
 SHARED_RETRY_S = 0.05
 SHARED_WAIT_S = 30.0
+# A request slot held by calls in flight never comes back (each settles as one request), but one held by another
+# process's lease spare does, within `LEASE_S` of the lease's end: a call refused on requests looks again this long.
+SHARED_REQUEST_WAIT_S = 2 * LEASE_S + 0.25
 # The ask for a call on a given subscription (None: the provider's choice), or None when nothing limits it.
 AskFor = Callable[[str | None], ReservationAsk | None]
 
@@ -48,7 +57,7 @@ class Admission:
     refusal: Refusal | None
     subscription: str | None = None  # the subscription the call must use; None = the provider's choice
     waited: bool = False
-    reservation: Reservation | None = None  # held in the shared store; settled when the call ends
+    reservation: Ticket | None = None  # held in the shared store; settled when the call ends
 
 
 class Admitter:
@@ -57,6 +66,7 @@ class Admitter:
     def __init__(self, budget: BudgetGuard, shared: SharedLimits | None = None) -> None:
         self.budget = budget
         self.shared = shared
+        self._probe_elsewhere: dict[str, float] = {}  # provider id -> until when another process holds its probe
         self._budget_waiters: list[asyncio.Future[None]] = []
 
     async def admit(
@@ -80,7 +90,7 @@ class Admitter:
         shared = self.shared if ask_for is not None else None
         shared_deadline: float | None = None
         while True:
-            reason: Refusal | None = provider_refusal(st)
+            reason: Refusal | None = provider_refusal(st) or self._probed_elsewhere(st)
             subscription = None
             if reason is None:
                 reason, subscription = quota.admission(
@@ -104,6 +114,11 @@ class Admitter:
                 breaker.begin()
                 if budget_on:
                     budget.reserve(run_id, cost)
+                if self.shared is not None and breaker.state is _HALF_OPEN:
+                    elsewhere = await self._claim_probe(st, run_id, cost, budget_on)
+                    if elsewhere is not None:  # another process probes it: as if it were open here too
+                        self._give_back(st, run_id, cost, budget_on)
+                        return Admission(elsewhere, waited=waited)
                 reservation = None
                 ask = ask_for(subscription) if ask_for is not None else None
                 if shared is not None and ask is not None:
@@ -114,7 +129,7 @@ class Admitter:
                         # and is charged at its estimate (the store cannot tell it from a call that died).
                         self._give_back(st, run_id, cost, budget_on)
                         raise
-                    if not isinstance(answer, Reservation):
+                    if not isinstance(answer, Ticket):
                         self._give_back(st, run_id, cost, budget_on)
                         woken = False
                         if isinstance(answer, LimitRefusal):
@@ -122,10 +137,12 @@ class Admitter:
                             if sub is not None:  # that subscription is out across processes: another may do
                                 exclude_subscriptions = {*exclude_subscriptions, sub}
                                 continue
-                            if answer.held_by_reservations and answer.check.measure != "requests":
-                                # Money held by calls in flight (here or elsewhere) that may settle lower: wait.
+                            if answer.held_by_reservations:
+                                # Money held by calls in flight (here or elsewhere) that may settle lower, or
+                                # request slots held by leases that may not use them: wait.
                                 now = time.monotonic()
-                                shared_deadline = shared_deadline or now + SHARED_WAIT_S
+                                wait = SHARED_REQUEST_WAIT_S if answer.check.measure == "requests" else SHARED_WAIT_S
+                                shared_deadline = shared_deadline or now + wait
                                 if now < shared_deadline:
                                     await asyncio.sleep(SHARED_RETRY_S)
                                     waited = True
@@ -138,6 +155,33 @@ class Admitter:
             # No slot (or probe slot) free yet: queue, keeping the place this task already had.
             ticket = await gate.wait(task.priority.rank, ticket)
             woken = waited = True
+
+    async def _claim_probe(self, st: ProviderState, run_id: str, cost: float, budget_on: bool) -> str | None:
+        """Claim the half-open circuit's probe for every process; None when this call may be it, else why not.
+        A store that cannot answer does not stop the probe: this process's breaker still bounds its own."""
+        assert self.shared is not None
+        provider_id = st.provider.provider_id
+        hold_s = (st.provider.config.timeout_s or 120.0) + PROBE_HOLD_MARGIN_S
+        try:
+            left = await self.shared.claim_probe(provider_id, hold_s)
+        except asyncio.CancelledError:
+            self._give_back(st, run_id, cost, budget_on)
+            raise
+        if isinstance(left, float) and left > 0:
+            self._probe_elsewhere[provider_id] = time.monotonic() + min(left, PROBE_RECHECK_S)
+            return CIRCUIT_OPEN
+        return None
+
+    def _probed_elsewhere(self, st: ProviderState) -> str | None:
+        """`circuit_open` while another process holds the probe of a circuit half-open here (looked at again
+        every `PROBE_RECHECK_S`)."""
+        until = self._probe_elsewhere.get(st.provider.provider_id)
+        if until is None:
+            return None
+        if time.monotonic() < until and st.breaker.state is _HALF_OPEN:
+            return CIRCUIT_OPEN
+        del self._probe_elsewhere[st.provider.provider_id]
+        return None
 
     def _give_back(self, st: ProviderState, run_id: str, cost: float, budget_on: bool) -> None:
         """Undo a slot taken for a call the shared store refused: it never went out."""
@@ -169,5 +213,5 @@ def provider_refusal(st: ProviderState) -> str | None:
     if st.removed:
         return "removed"
     if st.breaker.state is _OPEN:
-        return "circuit_open"
+        return CIRCUIT_OPEN
     return st.health.refusal()

@@ -162,7 +162,11 @@ def _read(model: type[_D], event: ProviderEventRecord) -> _D | None:
 def record_event(ledger: Ledger, event: RoutingEvent) -> None:
     """Store a routing event in `provider_events` (raises what the database raises)."""
     ledger.record_provider_event(
-        event.provider_id or NO_PROVIDER, event.kind, plain_detail(event.detail), subscription=event.subscription
+        event.provider_id or NO_PROVIDER,
+        event.kind,
+        plain_detail(event.detail),
+        subscription=event.subscription,
+        at=event.at,  # when it happened: a forwarding thread may record it later
     )
 
 

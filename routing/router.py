@@ -36,7 +36,6 @@ from ledger import (
     QUOTA_REFUSED,
     AttemptRecord,
     HistoryRecord,
-    Reservation,
     ReservationAsk,
     RouteDecision,
     TaskStatus,
@@ -75,7 +74,7 @@ from routing.planner import Plan, Planner
 from routing.provider_state import ProviderState, subscription_limits
 from routing.quota import PastCall, ProviderQuota
 from routing.registry import ProviderRegistry
-from routing.shared import SharedLimits
+from routing.shared import SharedLimits, Ticket
 from routing.shared_asks import SharedAsks
 from routing.shared_sync import SharedSync
 from routing.stats import AdaptiveScores, LatencyStats
@@ -569,7 +568,7 @@ class Router:
         estimate: tuple[float, float],
         result: RoutedResult,
         subscription: str | None,
-        reservation: Reservation | None = None,
+        reservation: Ticket | None = None,
     ) -> ProviderError | None:
         """One call on a slot `_admit` took; fills `result`, releases everything, returns the error or None."""
         provider = st.provider
@@ -645,7 +644,7 @@ class Router:
         done: AttemptRecord | None,
         counted: str | None,
         scoped: bool = False,
-        reservation: Reservation | None = None,
+        reservation: Ticket | None = None,
     ) -> None:
         """Give back the slot, the breaker's in-flight count and the budget reservation; count the usage.
 

@@ -1,7 +1,9 @@
 """Blocks, open circuits and resets by hand, between this router and every other routing process.
 
 Out: a `quota.blocked` this router reports (a quota error, a long retry-after, a `rejected` signal) becomes a
-shared block for its remaining time; a `circuit.opened` opens the provider's shared circuit for the cooldown.
+shared block for its remaining time; a `circuit.opened` opens the provider's shared circuit for the cooldown; a
+`circuit.closed` (this process's probe succeeded) closes the shared circuit it held open while probing (the
+probe itself is claimed for every process in routing.admission).
 In: every `refresh_s` (routing.shared) the blocks and open circuits of the store reach this router's own quota
 and breakers, quietly (the process that saw them reported them), and resets by hand (`switchboard providers
 reset`) clear this router's block, circuit and windows of that provider or subscription. Applied on the loop
@@ -17,7 +19,7 @@ from datetime import datetime
 
 from ledger import LimitStore, SharedState
 from providers import utc_now
-from routing.events import CIRCUIT_OPENED, QUOTA_BLOCKED, RoutingEvent, RoutingObserver
+from routing.events import CIRCUIT_CLOSED, CIRCUIT_OPENED, QUOTA_BLOCKED, RoutingEvent, RoutingObserver
 from routing.provider_state import ProviderState
 from routing.shared import SharedLimits
 from routing.shared_asks import provider_scope, subscription_scope
@@ -50,6 +52,9 @@ class SharedSync:
                 seconds = self._cooldown_s
                 provider_id = event.provider_id
                 self._shared.publish(lambda store: store.set_circuit_open(provider_id, seconds))
+            elif event.kind == CIRCUIT_CLOSED and event.provider_id:
+                closed = event.provider_id
+                self._shared.publish(lambda store: store.close_circuit(closed))
             if inner is not None:
                 inner(event)
 
@@ -102,7 +107,10 @@ class SharedSync:
             if local is None or local < target - 1.0:
                 st.quota.block_until(target, reason, subscription)
                 st.gate.wake_all()
+        own = self._shared.store.owner
         for provider_id, open_until in state.circuits.items():
+            if state.circuit_setters.get(provider_id) == own:
+                continue  # opened (or held for its probe) by this process: its breaker knows
             st = states.get(provider_id)
             if st is not None:
                 st.breaker.hold_open(open_until - state.now)

@@ -121,6 +121,17 @@ def test_database_gone_mid_run_stops_it_and_the_next_start_resumes_exactly(
     assert proc.returncode == 1, stderr[-3000:]
     out = json.loads(stdout)
     assert out["run"]["status"] == "interrupted"
+    # Every task is listed from what the run knew without its ledger: those answered with their output, the rest
+    # cancelled or not reached, the attempts it could not write with them.
+    lost = {t["id"]: t for t in out["tasks"]}
+    assert list(lost) == [f"t{n}" for n in range(TASKS)]
+    totals = out["totals"]
+    assert totals["completed"] >= 2 and totals["completed"] + totals["cancelled"] + totals["pending"] == TASKS
+    for task in lost.values():
+        assert task["status"] in {"completed", "cancelled", "pending"}
+        if task["status"] == "completed":
+            assert task["output"] and task["provider"] == "steady"
+    assert totals["spooled_rows"] > 0 and totals["attempts"] == sum(len(t["attempts"]) for t in lost.values()) > 0
     errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and name in errors[0] and "could not be reached" in errors[0], stderr[-3000:]
     assert "Traceback" not in stderr, stderr
@@ -135,6 +146,8 @@ def test_database_gone_mid_run_stops_it_and_the_next_start_resumes_exactly(
     assert resumed["totals"]["spooled_rows"] == 0
     for task in resumed["tasks"]:  # a task paid for before the outage was not paid for again
         assert [a["outcome"] for a in task["attempts"]].count("success") == 1
+        if lost[task["id"]]["status"] == "completed":
+            assert task["output"] == lost[task["id"]]["output"]
     ledger = Ledger(url=url)
     check_invariants(ledger, out["run"]["id"])
     assert abs(resumed["totals"]["cost_usd"] - sum(a.cost_usd for a in ledger.attempts(out["run"]["id"]))) < 1e-9

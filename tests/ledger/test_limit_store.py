@@ -15,6 +15,7 @@ from ledger import (
     LimitCheck,
     LimitRefusal,
     LimitStore,
+    Release,
     Reservation,
     ReservationAsk,
     Settlement,
@@ -216,3 +217,33 @@ def test_pruning_drops_only_buckets_no_window_reaches(engine: Engine) -> None:
     assert store.usage("budget:run:r1", FOREVER)[5] == 1.0  # a run's budget is kept
     with engine.connect() as conn:
         assert conn.execute(text("select count(*) from shared_counters")).scalar_one() == 1
+
+
+def test_a_lease_gets_the_calls_that_fit_and_spare_only_out_of_plenty(engine: Engine) -> None:
+    clock = Clock()
+    store = LimitStore(engine, owner="test", clock=clock)
+    budget = _day_budget(1.0)
+
+    def lease(units: int, spare: int) -> Reservation | LimitRefusal:
+        checks = (_requests(20), budget)
+        ask = ReservationAsk(checks, requests=1, tokens=10, cost=0.01, ttl_s=60, units=units, spare=spare)
+        return store.reserve([ask])[0]
+
+    first = lease(2, 100)  # 2 needed, 18 left: a quarter of them spare
+    assert isinstance(first, Reservation) and (first.units, first.requests, first.tokens) == (6, 6, 60)
+    assert first.cost == pytest.approx(0.06)
+    second = lease(20, 0)  # only 14 fit: as many as fit, no more
+    assert isinstance(second, Reservation) and second.units == 14
+    refused = lease(1, 5)
+    assert isinstance(refused, LimitRefusal) and refused.check.name == "requests_per_hour"
+    # The first lease covered 3 calls and ends with one still out: its 3 unused go back at once, the rest stays.
+    store.transact((), (), [Release(first, 3, 30, 0.03)])
+    assert store.usage("provider:m", sliding(3600))[3] == 17
+    shrunk = Reservation(first.id, first.rows, 3, 30, 0.03, units=3)
+    store.settle([Settlement(shrunk, 3, 24, 0.024)])
+    assert store.usage("provider:m", sliding(3600))[:4] == (3, 24, pytest.approx(0.024), 14)
+    # A lease whose process died expires charged at all it held; a late release gives nothing back.
+    clock.now += 61
+    assert store.expire() == 1
+    store.transact((), (), [Release(second, 10, 100, 0.1)])
+    assert store.usage("provider:m", sliding(3600))[:4] == (17, 164, pytest.approx(0.164), 0)

@@ -176,3 +176,63 @@ async def test_another_process_holding_the_write_lock_never_stalls_the_loop(tmp_
     assert sorted(a.task_id for a in ledger.attempts(run_id)) == ["t0", "t1", "t2"]
     assert pending_rows(ledger.url, run_id) == 0  # committed, not spooled: the lock ended within the busy timeout
     writer.close()
+
+
+def _dead_spool(ledger: Ledger) -> Spool:
+    """A spool file as a process that has ended left it."""
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    spool = Spool(ledger.url)
+    spool.path = spool.path.with_name(f"{spool.path.name.split('-')[0]}-{int(dead.stdout)}-abcdef.jsonl")
+    return spool
+
+
+def test_a_row_the_database_keeps_refusing_does_not_hold_up_the_rest_of_its_spool_file(any_ledger: Ledger) -> None:
+    run_id = _start(any_ledger, 4)
+    spool = _dead_spool(any_ledger)
+    stuck = _attempt(1, run_id, attempt=2**70)  # no integer column takes it, at this start or any other
+    spool.add(
+        [
+            _attempt(0, run_id),
+            stuck,
+            _attempt(2, run_id),
+            (run_id, TaskOutcome(task_id="t2", status=TaskStatus.COMPLETED, provider_id="p", output="ok")),
+            _attempt(3, run_id),
+        ]
+    )
+    report = replay_spool(any_ledger.engine.begin, any_ledger.url)
+    assert report is not None and (report.rows, report.left) == (4, 1)
+    assert sorted(a.task_id for a in any_ledger.attempts(run_id)) == ["t0", "t2", "t3"]
+    assert any_ledger.task_state(run_id, "t2").status == TaskStatus.COMPLETED
+    line = report.line(any_ledger.url)
+    assert "wrote 4 spooled row(s)" in line and "it refused 1 (" in line and "kept in" in line
+    assert report.refused and report.refused[0] in line  # why, as the database said it
+    # Only the refused row waits, in the same file, for the next start.
+    assert [json.loads(x)["row"]["task_id"] for x in spool.path.read_text().splitlines()[1:]] == ["t1"]
+    assert pending_rows(any_ledger.url, run_id) == 1
+    again = replay_spool(any_ledger.engine.begin, any_ledger.url)
+    assert again is not None and (again.rows, again.left) == (0, 1)
+    assert len(any_ledger.attempts(run_id)) == 3  # nothing written twice
+
+
+async def test_a_writer_replaying_its_spool_writes_all_but_the_refused_row_and_does_not_retry_it(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "ledger.db"
+    url = f"sqlite:///{path}"
+    Ledger(url=url).close()
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 0.05})
+    ledger = Ledger(engine, url=url)
+    run_id = _start(ledger, 4)
+    writer = LedgerWriter(ledger)
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # the database out of reach: every row goes to the spool as it is
+    rows = [_attempt(0, run_id), _attempt(1, run_id, attempt=2**70), _attempt(2, run_id)]
+    await asyncio.gather(*(asyncio.wrap_future(writer.submit(r)) for r in rows))
+    assert pending_rows(url, run_id) == 3
+    holder.execute("ROLLBACK")
+    holder.close()
+    # The database answers again: the next commit writes the spool back, all but the row it refuses.
+    await asyncio.wrap_future(writer.submit(_attempt(3, run_id)))
+    assert sorted(a.task_id for a in ledger.attempts(run_id)) == ["t0", "t2", "t3"]
+    assert pending_rows(url, run_id) == 1 and writer.spool.rows == 0  # kept for the next start, not retried here
+    writer.close()

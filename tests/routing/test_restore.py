@@ -16,8 +16,9 @@ import pytest
 from ledger import AttemptRecord, Ledger, NewTask
 from providers import AITask, Priority
 from routing.config import SwitchboardConfig, parse_config
+from routing.events import QUOTA_BLOCKED, RoutingEvent
 from routing.registry import ProviderRegistry
-from routing.restore import ledger_observer, restore_router_state
+from routing.restore import ledger_observer, record_event, restore_router_state
 from routing.router import Router, RunInfo
 from tests.fakes.claude_harness import FakeCli, config_dirs, install_fake
 
@@ -223,7 +224,7 @@ async def test_circuits_start_from_what_earlier_runs_saw(tmp_path: Path, sqlite_
 
 
 async def test_a_day_budget_reported_by_an_earlier_run_is_not_reported_again(tmp_path: Path, sqlite_url: str) -> None:
-    from routing.events import BUDGET_EXHAUSTED, RoutingEvent
+    from routing.events import BUDGET_EXHAUSTED
 
     config = parse_config(
         {
@@ -268,3 +269,13 @@ async def test_a_quota_block_reset_since_is_not_restored(sqlite_url: str) -> Non
     result = await router.route(AITask(id="x", type="code_review", prompt="p"))
     assert result.provider_id == "mock" and result.decision.skipped == {}
     await router.registry.aclose()
+
+
+def test_an_event_is_recorded_at_the_time_it_happened_not_when_its_recorder_got_to_it(sqlite_url: str) -> None:
+    # The flow's forwarder records events from a thread, after emitting them to Prefect: seconds late at worst.
+    ledger = Ledger(url=sqlite_url)
+    happened = datetime.now(UTC) - timedelta(seconds=5)
+    record_event(ledger, RoutingEvent(QUOTA_BLOCKED, "p", detail={"reason": "quota"}, at=happened))
+    (stored,) = ledger.events_since(happened - timedelta(seconds=1), [QUOTA_BLOCKED])
+    assert stored.at == happened
+    ledger.close()

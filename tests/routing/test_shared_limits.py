@@ -311,3 +311,56 @@ async def test_a_process_started_after_a_reset_does_not_restore_what_came_before
     assert after.state("m").quota.refusal(1, 0.0, critical=True) is None
     for router in (before, after):
         await router.registry.aclose()
+
+
+async def test_one_probe_for_every_process_when_a_shared_circuit_half_opens(tmp_path: Path, ledger: Ledger) -> None:
+    config = _config(
+        tmp_path,
+        {
+            "circuit": {"failure_threshold": 2, "cooldown_s": 0.6, "probe_in_flight": 1},
+            "providers": {
+                "down": {
+                    "type": "local_mock",
+                    "latency_ms": 200,
+                    "priority": 1,
+                    "failure_rate": 1.0,
+                    "capabilities": ["code_review"],
+                },
+                "up": {"type": "local_mock", "latency_ms": 0, "priority": 2},
+            },
+        },
+    )
+    processes = _processes(config, ledger, 3)
+    for p in processes:
+        await p.route(f"warm-up-{id(p)}", type_="summarization")  # up and watching; never called `down`
+    for i in range(3):
+        await processes[0].route(f"a{i}")
+    await asyncio.sleep(0.3)
+    assert all(p.router.state("down").breaker.state == "open" for p in processes)
+    await asyncio.sleep(0.6)  # the cooldown is over in every process: each would send its own probe
+    results = await asyncio.gather(*(p.route(f"b{n}-{i}") for n, p in enumerate(processes) for i in range(2)))
+    probes = [a for r in results for a in r.attempts if a.provider_id == "down"]
+    assert len(probes) == 1, [r.decision.skipped for r in results]
+    assert all(r.status == "completed" for r in results)  # the others went to `up` at once
+    for p in processes:
+        await p.close()
+
+
+async def test_a_probe_that_succeeds_closes_the_shared_circuit_for_the_others(tmp_path: Path, ledger: Ledger) -> None:
+    config = _config(tmp_path, {"providers": {"m": {"type": "local_mock", "latency_ms": 0}}})
+    one, two = _processes(config, ledger)
+    await one.route("warm-up")
+    await two.route("warm-up-2")
+    store = LimitStore(ledger.engine, owner="reader")
+    assert one.shared is not None
+    assert await one.shared.claim_probe("m", 60) == 0.0  # as one would when its circuit half-opens
+    assert await two.shared.claim_probe("m", 60) > 50  # the other waits for it
+    assert "m" in store.state().circuits
+    one.router.state("m").breaker.hold_open(0.01)
+    await asyncio.sleep(0.05)
+    assert (await one.route("probe")).provider_id == "m"  # its half-open circuit's probe succeeds: closed
+    await asyncio.sleep(0.3)
+    assert "m" not in store.state().circuits
+    assert await two.shared.claim_probe("m", 60) == 0.0
+    await one.close()
+    await two.close()
