@@ -46,6 +46,10 @@ class TeamSettings(BaseModel):
 
     # Shared by every process and run of the team, per UTC day on the shared store's clock.
     max_cost_usd_per_day: float | None = Field(default=None, gt=0)
+    # The providers the team's tasks may use (None: every one); those it prefers, tried first in this order while
+    # they can take the task (a provider near its limit still goes after the others, as for every task).
+    allowed_providers: list[str] | None = None
+    prefer: list[str] = []
 
 
 class RunnerSettings(BaseModel):
@@ -127,6 +131,26 @@ class SwitchboardConfig(BaseModel):
         return check_strategy(value)
 
 
+def _team_problems(config: SwitchboardConfig) -> list[str]:
+    """Teams that name a provider the file does not configure (a typo would silently route elsewhere)."""
+    problems = []
+    known = ", ".join(config.providers)
+    for name, team in config.teams.items():
+        for key, ids in (("allowed_providers", team.allowed_providers or []), ("prefer", team.prefer)):
+            for index, provider_id in enumerate(ids):
+                if provider_id not in config.providers:
+                    problems.append(
+                        f"teams.{name}.{key}[{index}]: no provider {provider_id!r} is configured (configured: {known})"
+                    )
+        if team.allowed_providers is not None:
+            for index, provider_id in enumerate(team.prefer):
+                if provider_id in config.providers and provider_id not in team.allowed_providers:
+                    problems.append(
+                        f"teams.{name}.prefer[{index}]: {provider_id!r} is not in the team's allowed_providers"
+                    )
+    return problems
+
+
 def check_strategy(name: str) -> str:
     if name not in STRATEGY_NAMES:
         raise ValueError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGY_NAMES)}")
@@ -171,6 +195,8 @@ def parse_config(doc: dict[str, Any], source: str) -> SwitchboardConfig:
         if not problems:
             problems = describe_validation_error(exc)
         config = None
+    if config is not None:
+        problems += _team_problems(config)
     if config is not None and not any(p.enabled for p in config.providers.values()):
         problems.append("providers: every provider is disabled (enabled: false); enable at least one")
     if problems or config is None:

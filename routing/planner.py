@@ -1,10 +1,11 @@
 """Planning a task's route: filter the providers that can take it now and order the rest.
 
-    filter   capability, availability, open circuit, health, quota (critical tasks may use the reserve),
-             the budget already spent (reservations of calls in flight are left to admission, which waits
-             for them)
-    order    the strategy's order; providers past `switch_threshold` of a limit go last; the provider that
-             served the task's affinity key goes first
+    filter   the task's team's `allowed_providers`, capability, availability, open circuit, health, quota
+             (critical tasks may use the reserve), the budget already spent (reservations of calls in flight
+             are left to admission, which waits for them)
+    order    the strategy's order; the team's `prefer` list first, in its order; providers past
+             `switch_threshold` of a limit go last; the provider that served the task's affinity key goes first;
+             the provider or model the task itself prefers first of all
 
 Runs for every decision, so plain loops over precomputed per-provider facts, no pydantic.
 """
@@ -19,6 +20,7 @@ from providers import AITask, HealthStatus, estimate_prompt_tokens
 from routing.affinity import AffinityMap
 from routing.budget import BudgetGuard
 from routing.circuit import CircuitState
+from routing.config import TeamSettings
 from routing.decision import DecisionDraft, Refusal
 from routing.provider_state import ProviderState
 from routing.stats import AdaptiveScores, LatencyStats
@@ -46,8 +48,10 @@ class Planner:
         budget: BudgetGuard,
         affinity: AffinityMap,
         strategies: Mapping[str, Strategy] | None = None,
+        teams: Mapping[str, TeamSettings] | None = None,
     ) -> None:
         self._states = states
+        self.teams: Mapping[str, TeamSettings] = teams or {}
         self._latency = latency
         self._adaptive = adaptive
         self._budget = budget
@@ -72,6 +76,7 @@ class Planner:
         critical: bool,
         decision: DecisionDraft,
         exclude: frozenset[str] | set[str] = frozenset(),
+        team: str | None = None,
     ) -> Plan:
         """The providers that can take `task` now, best first; skipped ones land in `decision` with why.
 
@@ -89,8 +94,13 @@ class Planner:
         skipped = decision.skipped
         estimates: dict[str, tuple[float, float]] = {}
         task_type = task.type
+        settings = self.teams.get(team) if team else None
+        allowed = settings.allowed_providers if settings is not None else None
         for provider_id, st in self._states.items():
             if provider_id in exclude:
+                continue
+            if allowed is not None and provider_id not in allowed:
+                skipped[provider_id] = f"not allowed for team {team}"
                 continue
             if not st.available:
                 skipped[provider_id] = "unavailable"
@@ -143,6 +153,10 @@ class Planner:
             )
         states = self._states
         ordered = [states[c.provider_id] for c in strategy.order(candidates, task_type)]
+        if settings is not None and settings.prefer:
+            rank = {provider_id: i for i, provider_id in enumerate(settings.prefer)}
+            last = len(rank)
+            ordered.sort(key=lambda st: rank.get(st.provider.provider_id, last))  # stable: the rest keep their order
         # Stable: providers near a limit keep their relative order but come after the others.
         if any(st.quota.watched for st in ordered):
             ordered.sort(key=lambda st: st.quota.over_threshold())

@@ -172,7 +172,9 @@ class Router:
         self._forecast_horizon_s = hours * 3600.0 if hours is not None else None
         self._admitter = Admitter(self.budget, shared)
         self._states: dict[str, ProviderState] = {}
-        self._planner = Planner(self._states, self.latency, self.adaptive, self.budget, self.affinity, strategies)
+        self._planner = Planner(
+            self._states, self.latency, self.adaptive, self.budget, self.affinity, strategies, self.config.teams
+        )
         self.health = HealthMonitor(self._health_targets) if health_checks else None
         self.sync_providers()
         self._sync: SharedSync | None = None
@@ -348,7 +350,7 @@ class Router:
     ) -> Plan:
         if decision is None:
             decision = self._planner.new_decision(task, strategy_name)
-        return self._planner.plan(task, run.run_id, strategy_name, critical, decision, exclude)
+        return self._planner.plan(task, run.run_id, strategy_name, critical, decision, exclude, task.team or run.team)
 
     async def _run(
         self,
