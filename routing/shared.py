@@ -71,7 +71,7 @@ class _Lease:
         self.key = key
         self.reservation = reservation  # what the store holds for it now
         self.left = [reservation.requests, reservation.tokens, reservation.cost]  # not handed to a call yet
-        self.used = [0.0, 0.0, 0.0]  # real usage of its calls that ended
+        self.used = [0.0, 0.0, 0.0, 0.0]  # real usage of its calls that ended: requests, tokens, cost, list cost
         self.outstanding = 0  # calls handed out and not settled
         self.until = until  # the store's clock
         self.offset = offset  # store clock minus this machine's monotonic clock, when no clock is injected
@@ -155,20 +155,24 @@ class SharedLimits:
             self._cv.notify()
         return await done
 
-    def settle(self, ticket: Ticket, *, requests: float, tokens: float, cost: float) -> None:
-        """Count a finished call's real usage into its lease (settled in the store when the lease retires)."""
+    def settle(
+        self, ticket: Ticket, *, requests: float, tokens: float, cost: float, list_cost: float | None = None
+    ) -> None:
+        """Count a finished call's real usage into its lease (settled in the store when the lease retires).
+        `cost` is what it was charged (budgets), `list_cost` its list price when that differs (limits)."""
         lease = ticket.lease
         with self._cv:
             used = lease.used
             used[0] += requests
             used[1] += tokens
             used[2] += cost
+            used[3] += cost if list_cost is None else list_cost
             lease.outstanding -= 1
             if lease.outstanding:
                 return
             if lease.retired:
                 self._retiring.remove(lease)
-                self._settles.append(Settlement(lease.reservation, *used))
+                self._settles.append(_settlement(lease))
             elif lease.left[0] < 1 - _EPS:  # used up and its calls ended: settle now, not at its end
                 self._retire(lease)
             else:
@@ -296,7 +300,7 @@ class SharedLimits:
         if self._leases.get(lease.key) is lease:
             del self._leases[lease.key]
         if lease.outstanding == 0:
-            self._settles.append(Settlement(lease.reservation, *lease.used))
+            self._settles.append(_settlement(lease))
             return
         left = lease.left
         if left[0] > _EPS or left[1] > _EPS or left[2] > _EPS:
@@ -402,6 +406,11 @@ class SharedLimits:
             self.error = self._describe(exc)
             log.warning("%s", self.error)
             return None
+
+
+def _settlement(lease: _Lease) -> Settlement:
+    requests, tokens, cost, list_cost = lease.used
+    return Settlement(lease.reservation, requests, tokens, cost, list_cost)
 
 
 def _hand(waiter: _Waiter, answer: Answer) -> None:
