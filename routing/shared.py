@@ -267,6 +267,18 @@ class SharedLimits:
                     if not self._asks:  # none handed back by a lease too small for them: every ask answered
                         return
 
+    def _hand(self, waiter: _Waiter, answer: Answer) -> None:
+        _, loop, done = waiter
+        with contextlib.suppress(RuntimeError):  # the loop closed while the answer was on its way
+            loop.call_soon_threadsafe(self._answer, done, answer)
+
+    def _answer(self, done: asyncio.Future[Answer], answer: Answer) -> None:
+        """On the asker's loop. An asker cancelled meanwhile never makes its call: its share goes back."""
+        if not done.done():
+            done.set_result(answer)
+        elif isinstance(answer, Ticket):
+            self.settle(answer, requests=0, tokens=0, cost=0)
+
     # --- leases (called with `_cv` held) --------------------------------------------------------------
 
     def _lease_now(self, lease: _Lease) -> float:
@@ -318,7 +330,7 @@ class SharedLimits:
         for waiter in asks:
             ticket = self._from_lease(waiter[0])
             if ticket is not None:
-                _hand(waiter, ticket)
+                self._hand(waiter, ticket)
             else:
                 by_key.setdefault(waiter[0].checks, []).append(waiter)
         groups = []
@@ -350,7 +362,7 @@ class SharedLimits:
             if not lease.take(waiter[0], float("-inf")):
                 self._asks[:0] = waiters[i:]
                 break
-            _hand(waiter, Ticket(lease))
+            self._hand(waiter, Ticket(lease))
         old = self._leases.get(ask.checks)
         if old is not None:
             self._retire(old)
@@ -375,7 +387,7 @@ class SharedLimits:
             refusal = StoreUnavailable(self.error)
             for _, waiters in groups:
                 for waiter in waiters:
-                    _hand(waiter, refusal)
+                    self._hand(waiter, refusal)
             if not groups:
                 time.sleep(0.05)  # only settlements waiting on a store that is down: do not spin
             return False
@@ -385,7 +397,7 @@ class SharedLimits:
                     self._lease_granted(ask, answer, waiters)
                 else:
                     for waiter in waiters:
-                        _hand(waiter, answer)
+                        self._hand(waiter, answer)
         return True
 
     def _refresh(self) -> None:
@@ -411,12 +423,6 @@ class SharedLimits:
 def _settlement(lease: _Lease) -> Settlement:
     requests, tokens, cost, list_cost = lease.used
     return Settlement(lease.reservation, requests, tokens, cost, list_cost)
-
-
-def _hand(waiter: _Waiter, answer: Answer) -> None:
-    _, loop, done = waiter
-    with contextlib.suppress(RuntimeError):  # the loop closed while the answer was on its way
-        loop.call_soon_threadsafe(_resolve, done, answer)
 
 
 def _resolve(done: asyncio.Future[Any], answer: object) -> None:
