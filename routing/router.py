@@ -669,7 +669,8 @@ class Router:
             self.budget.settle(run.run_id, estimate[1], cost)
             self._admitter.budget_settled()
         if reservation is not None and self.shared is not None:
-            self.shared.settle(reservation, requests=1, tokens=tokens, cost=cost)
+            list_cost = done.list_price_usd if done is not None else None
+            self.shared.settle(reservation, requests=1, tokens=tokens, cost=cost, list_cost=list_cost)
         st.gate.leave()
 
     def _record(

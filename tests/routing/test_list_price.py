@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+import pytest
+
+from ledger import UTC_DAY, Ledger, LimitStore, sliding
 from providers import (
     AIProvider,
     AITask,
@@ -17,7 +20,7 @@ from providers import (
     TokenUsage,
     utc_now,
 )
-from routing import ProviderRegistry, Router, RunInfo, SwitchboardConfig
+from routing import ProviderRegistry, Router, RunInfo, SharedLimits, SwitchboardConfig
 
 
 class OnALogin(AIProvider):
@@ -56,3 +59,23 @@ async def test_budgets_count_the_charge_and_cost_limits_the_list_price() -> None
     assert [(a.cost_usd, a.list_price_usd) for r in results for a in r.attempts] == [(0.0, 0.5), (0.0, 0.5)]
     assert results[2].outcome == "quota_exhausted" and "cost_usd_per_day" in (results[2].error or "")
     assert router.budget.run_spent("r") == 0.0
+
+
+async def test_shared_limits_count_the_list_price_and_shared_budgets_the_charge(sqlite_url: str) -> None:
+    provider_config = ProviderConfig(type="on_a_login", limits={"cost_usd_per_day": 10.0})
+    registry = ProviderRegistry()
+    registry.add_instance(OnALogin("login", provider_config))
+    config = SwitchboardConfig.model_validate(
+        {"budget": {"max_cost_usd_per_day": 5.0}, "providers": {"login": provider_config}}
+    )
+    ledger = Ledger(url=sqlite_url)
+    store = LimitStore(ledger.engine, owner="p0")
+    shared = SharedLimits(store, refresh_s=0.05)
+    router = Router(registry, config, shared=shared, health_checks=False)
+    for i in range(2):
+        result = await router.route(AITask(id=f"t{i}", type="code_review", prompt="p"), RunInfo(run_id="r"))
+        assert str(result.status) == "completed"
+    shared.close()  # settles what its leases hold
+    assert store.usage("provider:login", sliding(86_400))[2] == pytest.approx(1.0)
+    assert store.usage("budget:day", UTC_DAY)[2] == 0.0
+    ledger.close()
