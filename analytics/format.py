@@ -82,6 +82,7 @@ def format_totals(totals: dict[str, Any]) -> list[tuple[str, str]]:
     """(label, text) pairs for the headline numbers."""
     return [
         ("cost", usd(totals["cost_usd"])),
+        ("at list price (subscription logins included)", usd(totals.get("list_price_usd", totals["cost_usd"]))),
         ("attempts", f"{totals['attempts']:,}"),
         ("attempt success rate", percent(totals.get("attempt_success_rate"))),
         ("tasks", f"{totals['tasks']:,}"),

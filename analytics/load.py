@@ -46,7 +46,8 @@ _T = cast(Table, UsageTotal.__table__)
 PERCENTILES = (50.0, 95.0, 99.0)
 CUBE_KEYS = ("day", "provider_id", "subscription", "model", "task_type", "team", "strategy", "outcome")
 TOKEN_COLUMNS = ("tokens_input", "tokens_output", "tokens_cache_read", "tokens_cache_write", "tokens_reasoning")
-CUBE_COLUMNS = (*CUBE_KEYS, "attempts", "first_attempts", "cost_usd", *TOKEN_COLUMNS)
+# cost_usd is what was charged; list_price_usd the same calls at list price (a subscription login's are charged 0).
+CUBE_COLUMNS = (*CUBE_KEYS, "attempts", "first_attempts", "cost_usd", "list_price_usd", *TOKEN_COLUMNS)
 # Rows fetched per round trip when raw values are needed; bounds the Python objects alive at once.
 _FETCH_CHUNK = 100_000
 
@@ -82,6 +83,7 @@ def load_cube(conn: Connection, f: ReportFilter) -> pd.DataFrame:
             func.count().label("attempts"),
             func.sum(case((_U.c.attempt == 1, 1), else_=0)).label("first_attempts"),
             func.sum(_U.c.cost_usd).label("cost_usd"),
+            func.sum(func.coalesce(_U.c.list_price_usd, _U.c.cost_usd)).label("list_price_usd"),
             *(func.sum(_U.c[c]).label(c) for c in TOKEN_COLUMNS),
         )
         .where(*_usage_where(f))
@@ -99,7 +101,8 @@ def load_cube(conn: Connection, f: ReportFilter) -> pd.DataFrame:
     frame["day"] = parse_bucket(frame["day"], "day")
     for column in ("attempts", "first_attempts", "kept_inner", *TOKEN_COLUMNS):
         frame[column] = frame[column].astype("int64")
-    frame["cost_usd"] = frame["cost_usd"].astype("float64")
+    for column in ("cost_usd", "list_price_usd"):
+        frame[column] = frame[column].astype("float64")
     return frame
 
 
@@ -107,11 +110,16 @@ def _kept_totals(conn: Connection, f: ReportFilter) -> pd.DataFrame:
     """The kept sums of pruned attempts, for the days that start inside the window (a pruned day is whole)."""
     first, past = _day_at_or_after(f.window.since), _day_at_or_after(f.window.until)
     keys = [_T.c.day, *(_T.c[k] for k in CUBE_KEYS[1:])]
-    sums = ("attempts", "first_attempts", "cost_usd", *TOKEN_COLUMNS)
+    sums = [
+        *(func.sum(_T.c[c]).label(c) for c in ("attempts", "first_attempts", "cost_usd")),
+        # Rows pruned before the list price was kept (migration 0008) hold none: their cost then.
+        func.sum(func.coalesce(_T.c.list_price_usd, _T.c.cost_usd)).label("list_price_usd"),
+        *(func.sum(_T.c[c]).label(c) for c in TOKEN_COLUMNS),
+    ]
     clauses = [_T.c.day >= first, _T.c.day < past]
     if f.team is not None:
         clauses.append(_T.c.team == f.team)
-    stmt = select(*keys, *(func.sum(_T.c[c]).label(c) for c in sums)).where(*clauses).group_by(*keys)
+    stmt = select(*keys, *sums).where(*clauses).group_by(*keys)
     return fetch_frame(conn, stmt, CUBE_COLUMNS)
 
 

@@ -15,6 +15,7 @@ SUM_COLUMNS = (
     "successes",
     "not_provider_failures",
     "cost_usd",
+    "list_price_usd",
     "tokens_input",
     "tokens_output",
     "tokens_cache_read",
@@ -95,6 +96,8 @@ def totals(cube: pd.DataFrame, transitions: pd.DataFrame) -> dict[str, Any]:
     attempt_rate = rate_or_none(successes, attempts - excluded)
     return {
         "cost_usd": float(cube["cost_usd"].sum()),
+        # The same calls at list price: above cost_usd by what subscription logins used (charged 0 at the margin).
+        "list_price_usd": float(cube["list_price_usd" if "list_price_usd" in cube else "cost_usd"].sum()),
         "attempts": attempts,
         "successes": successes,
         "not_provider_failures": excluded,

@@ -80,6 +80,7 @@ def render(result: dict[str, Any]) -> None:
     for column in ("figure", "recorded", "predicted"):
         table.add_column(column, justify="left" if column == "figure" else "right", overflow="fold")
     table.add_row("cost $", money(actual["cost_usd"]), money(predicted["cost_usd"]))
+    table.add_row("at list price $", money(actual["list_price_usd"]), money(predicted["list_price_usd"]))
     table.add_row("attempts", str(actual["attempts"]), str(predicted["attempts"]))
     table.add_row("tasks completed", str(actual["completed"]), str(predicted["completed"]))
     for key, label in (("task_success_rate", "task success rate"), ("attempt_success_rate", "attempt success rate")):

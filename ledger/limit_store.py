@@ -131,12 +131,24 @@ class Reservation:
 
 @dataclass(frozen=True, slots=True)
 class Settlement:
-    """A finished call's real usage for its reservation."""
+    """A finished call's real usage for its reservation. `cost` is what it was charged, which budgets count;
+    `list_cost` what it used at list price, which provider and subscription cost limits count (a subscription
+    login's call is charged 0 but uses its list price of the login's allowance); None: the same as `cost`."""
 
     reservation: Reservation
     requests: float
     tokens: float
     cost: float
+    list_cost: float | None = None
+
+    def cost_in(self, scope: str) -> float:
+        """The cost this settlement adds to `scope`'s counters."""
+        return self.cost if self.list_cost is None or is_budget_scope(scope) else self.list_cost
+
+
+def is_budget_scope(scope: str) -> bool:
+    """Budgets (run, day, team) count what calls are charged; every other scope is a limit on usage."""
+    return scope.startswith("budget:")
 
 
 @dataclass(frozen=True, slots=True)
@@ -359,12 +371,13 @@ class LimitStore:
         adds: dict[_Key, list[float]] = {}
         for s in items:
             r = s.reservation
-            if r.id in live:
-                delta = [s.requests, s.tokens, s.cost, -r.requests, -r.tokens, -r.cost]
-            else:
-                extra = (s.requests - r.requests, s.tokens - r.tokens, s.cost - r.cost)
-                delta = [max(0.0, x) for x in extra] + [0.0, 0.0, 0.0]
             for row in r.rows:
+                cost = s.cost_in(row[0])
+                if r.id in live:
+                    delta = [s.requests, s.tokens, cost, -r.requests, -r.tokens, -r.cost]
+                else:
+                    extra = (s.requests - r.requests, s.tokens - r.tokens, cost - r.cost)
+                    delta = [max(0.0, x) for x in extra] + [0.0, 0.0, 0.0]
                 add = adds.setdefault(row, [0.0] * 6)
                 for i, value in enumerate(delta):
                     add[i] += value
@@ -635,5 +648,6 @@ __all__ = [
     "SharedState",
     "StoreClock",
     "Window",
+    "is_budget_scope",
     "sliding",
 ]

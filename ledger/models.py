@@ -123,6 +123,8 @@ class ProviderUsage(Base):
     tokens_cache_write: Mapped[int] = mapped_column(Integer, default=0)
     tokens_reasoning: Mapped[int] = mapped_column(Integer, default=0)
     cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
+    # The list price when it differs from what was charged (a subscription login's call); see migration 0008.
+    list_price_usd: Mapped[float | None] = mapped_column(Float)
     latency_ms: Mapped[float] = mapped_column(Float, default=0.0)
     started_at: Mapped[datetime] = mapped_column(index=True)
     finished_at: Mapped[datetime]
@@ -290,6 +292,8 @@ class UsageTotal(Base):
     attempts: Mapped[int] = mapped_column(Integer)
     first_attempts: Mapped[int] = mapped_column(Integer)
     cost_usd: Mapped[float] = mapped_column(Float)
+    # The pruned attempts at list price (see ProviderUsage.list_price_usd); NULL on rows pruned before 0008.
+    list_price_usd: Mapped[float | None] = mapped_column(Float)
     tokens_input: Mapped[int] = mapped_column(Integer)
     tokens_output: Mapped[int] = mapped_column(Integer)
     tokens_cache_read: Mapped[int] = mapped_column(Integer)

@@ -148,9 +148,13 @@ class AttemptRecord(_Record):
     error_type: str | None = None
     error_message: str | None = None
     usage: TokenUsage = TokenUsage()
+    # Charged at the margin (budgets and reports' cost count it).
     cost_usd: float = 0.0
     latency_ms: float = 0.0
     output: str | None = None
+    # The call at list price when that differs from `cost_usd` (a subscription login's call is charged 0); None:
+    # the same as `cost_usd`. See `list_price`.
+    list_price_usd: float | None = None
     # The response cache's key of the task (routing.cache; None when the cache is off for it); a cache hit's row
     # has `cache_hit`, provider CACHE_PROVIDER, no cost and no tokens, and says which attempt it came from
     # (`cache_source`, that attempt's idempotency key) and what that attempt cost (`cache_saved_usd`).
@@ -158,6 +162,11 @@ class AttemptRecord(_Record):
     cache_hit: bool = False
     cache_source: str | None = None
     cache_saved_usd: float | None = None
+
+    @property
+    def list_price(self) -> float:
+        """The call at list price, whether or not it was charged."""
+        return self.cost_usd if self.list_price_usd is None else self.list_price_usd
 
     @property
     def idempotency_key(self) -> str:

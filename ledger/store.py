@@ -406,8 +406,9 @@ class Ledger:
             return float(value or 0.0)
 
     def usage_since(self, since: datetime, provider_ids: Iterable[str] | None = None) -> list[UsagePoint]:
-        """Per-attempt (provider, time, tokens, cost, subscription) since `since`, cancelled ones left out:
-        rebuilds quota windows (provider and subscription level) after a restart."""
+        """Per-attempt (provider, time, tokens, cost at list price, subscription) since `since`, cancelled ones left
+        out: rebuilds quota windows (provider and subscription level) after a restart. Limits count usage, so a
+        subscription login's calls count at list price, as routing counts them live."""
         query = select(
             ProviderUsage.provider_id,
             ProviderUsage.started_at,
@@ -415,7 +416,7 @@ class Ledger:
             + ProviderUsage.tokens_output
             + ProviderUsage.tokens_cache_read
             + ProviderUsage.tokens_cache_write,
-            ProviderUsage.cost_usd,
+            func.coalesce(ProviderUsage.list_price_usd, ProviderUsage.cost_usd),
             ProviderUsage.subscription,
         ).where(ProviderUsage.started_at >= since, ProviderUsage.outcome != "cancelled")
         if provider_ids is not None:
@@ -707,6 +708,7 @@ def _usage_values(a: AttemptRecord, nul_ok: bool = True) -> dict[str, Any]:
         "tokens_cache_write": a.usage.cache_write,
         "tokens_reasoning": a.usage.reasoning,
         "cost_usd": a.cost_usd,
+        "list_price_usd": a.list_price_usd,
         "latency_ms": a.latency_ms,
         "started_at": a.started_at,
         "finished_at": a.finished_at,
@@ -750,6 +752,7 @@ def _attempt_record(r: Any) -> AttemptRecord:
         cache_hit=bool(r.cache_hit),
         cache_source=r.cache_source,
         cache_saved_usd=r.cache_saved_usd,
+        list_price_usd=r.list_price_usd,
     )
 
 

@@ -5,8 +5,9 @@ engine    `routing.Router` with the standard providers file (`PROVIDERS_DOC`) an
           are always reachable; incidents show in calls, as they do in production)
 arrivals  each task is handed to the router at its arrival time and routed concurrently with whatever is
           still running, so slots, queues, per-minute limits and usage windows fill as they would
-counting  cost_usd          what is paid at the margin: metered providers' calls, failed calls included
-                            (subscriptions are paid for already; their fee is `fixed_usd`, the same for all)
+counting  cost_usd          what the calls were charged, failed ones included, as the ledger counts it: a
+                            subscription login's calls are paid for already (their fee is `fixed_usd`, the same
+                            for every strategy), and the local model is free
           list_price_usd    every call at list price, subscription calls included (what the CLI reports)
           task_success_rate tasks completed / tasks
           quota_failures    tasks failed for quota by the run summary's rule (`ledger.is_quota_failure`)
@@ -90,7 +91,6 @@ def route_week(week: SyntheticWeek, strategy: str, providers: Collection[str] | 
 
 def outcome_of(runs: list[TaskRun]) -> StrategyOutcome:
     """The figures of routed tasks (see the module's docstring)."""
-    billing = {pid: b.billing for pid, b in BEHAVIOURS.items()}
     attempts = [a for r in runs for a in r.result.attempts]
     done = [r for r in runs if r.result.status == COMPLETED]
     durations = sorted(r.finished_s - r.spec.arrival_s for r in done)
@@ -101,14 +101,14 @@ def outcome_of(runs: list[TaskRun]) -> StrategyOutcome:
         and (r.result.status != COMPLETED or r.finished_s - r.spec.arrival_s > r.spec.deadline_s)
     )
     return StrategyOutcome(
-        cost_usd=round(sum(a.cost_usd for a in attempts if billing.get(a.provider_id) == "metered"), 4),
+        cost_usd=round(sum(a.cost_usd for a in attempts), 4),
         task_success_rate=round(len(done) / len(runs), 4) if runs else 0.0,
         quota_failures=sum(
             is_quota_failure(str(r.result.status), [a.outcome for a in r.result.attempts], r.result.error) for r in runs
         ),
         p50_task_s=round(_percentile(durations, 0.5), 1) if durations else None,
         p95_task_s=round(_percentile(durations, 0.95), 1) if durations else None,
-        list_price_usd=round(sum(a.cost_usd for a in attempts), 4),
+        list_price_usd=round(sum(a.list_price for a in attempts), 4),
         tasks=len(runs),
         completed=len(done),
         deadline_misses=misses,

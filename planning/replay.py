@@ -164,17 +164,31 @@ class SimulatedProvider(AIProvider):
         model = self.config.model or ""
         if outcome != SUCCESS:
             error = ERRORS_BY_OUTCOME.get(outcome, ERRORS_BY_OUTCOME["unavailable"])
+            charged, list_price = self._charge(task, self._cost(model, failed_usage) if failed_usage else 0.0)
             raise error(
                 f"replayed {outcome}",
                 provider_id=self.provider_id,
                 error_type="replay",
                 usage=failed_usage,
-                cost_usd=self._cost(model, failed_usage) if failed_usage else 0.0,
+                cost_usd=charged,
+                list_price_usd=list_price,
             )
-        cost = self._cost(model, item.usage)
+        charged, list_price = self._charge(task, self._cost(model, item.usage))
         return ProviderResponse(
-            text="", model=model or "simulated", usage=item.usage, cost_usd=cost, latency_ms=latency_ms
+            text="",
+            model=model or "simulated",
+            usage=item.usage,
+            cost_usd=charged,
+            list_price_usd=list_price,
+            latency_ms=latency_ms,
         )
+
+    def _charge(self, task: AITask, cost: float) -> tuple[float, float | None]:
+        """(charged, list price when it differs), as the provider itself charges: a provider estimating its calls
+        at list price apart from their charge (a Claude Code pool of logins) is charged nothing at the margin."""
+        if cost and self._pricing.estimate_cost(task).list_price_usd is not None:
+            return 0.0, cost
+        return cost, None
 
     def _next_call(self, item: WorkItem, attempt: int) -> tuple[str, float, TokenUsage | None]:
         """(outcome, latency, tokens a failure used): the recorded call if there is one, else a draw."""
@@ -321,6 +335,7 @@ def actual_figures(workload: Workload) -> dict[str, Any]:
     completed = sum(1 for attempts in by_task.values() if any(a.outcome == SUCCESS for a in attempts))
     return {
         "cost_usd": sum(a.cost_usd for a in workload.attempts),
+        "list_price_usd": sum(a.list_price for a in workload.attempts),
         "attempts": len(workload.attempts),
         "tasks": len(by_task),
         "completed": completed,
@@ -344,6 +359,7 @@ def predicted_figures(
     ]
     return {
         "cost_usd": sum(a.cost_usd for a in attempts),
+        "list_price_usd": sum(a.list_price for a in attempts),
         "attempts": len(attempts),
         "tasks": len(results),
         "completed": completed,

@@ -4,8 +4,8 @@
                    fee, the same whatever routing does). Each seat has a 5-hour usage window opened by its first
                    call; past WINDOW_TOKENS tokens it refuses calls until the window ends (QuotaExhausted,
                    `usage_limit`, naming the seat), and it warns (`allowed_warning`) past 80%, as the CLI's
-                   rate-limit events do. The CLI reports each call's list price (Sonnet's); at the margin it costs
-                   nothing. Slow: a CLI start, and agentic turns
+                   rate-limit events do. As the CLI provider does on a login, each call is charged nothing at the
+                   margin and keeps its list price (Sonnet's) beside. Slow: a CLI start, and agentic turns
     anthropic_api  Claude Sonnet 4.5 on the Anthropic API at list price ($3 / $15 per million tokens), with the
                    per-minute limits of a tier-1 account (50 requests, 30,000 input and 8,000 output tokens; a
                    call over them gets a 429 with a retry-after, and a prompt larger than the input limit never
@@ -293,6 +293,8 @@ class SyntheticProvider(AIProvider):
         await asyncio.sleep(latency)
         usage = TokenUsage(input=spec.prompt_tokens, output=spec.output_tokens)
         cost = self._pricing.price_for(self.config.model or "").cost(usage)
+        # As the Claude CLI on a login: charged nothing at the margin, the list price kept beside.
+        charged, list_price = (0.0, cost) if b.billing == "subscription" else (cost, None)
         name = seat.name if seat is not None else None
         if seat is not None:
             self._used(seat, usage.total)
@@ -303,14 +305,16 @@ class SyntheticProvider(AIProvider):
                 error_type="task_failed",
                 subscription=name,
                 usage=usage,
-                cost_usd=cost,
+                cost_usd=charged,
+                list_price_usd=list_price,
                 model=self.config.model,
             )
         return ProviderResponse(
             text="ok",
             model=self.config.model or "",
             usage=usage,
-            cost_usd=cost,
+            cost_usd=charged,
+            list_price_usd=list_price,
             latency_ms=latency * 1000,
             subscription=name,
         )

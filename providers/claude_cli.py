@@ -51,6 +51,7 @@ from providers.errors import (
 from providers.models import (
     CREDENTIALS_CHANGED,
     AITask,
+    CostEstimate,
     ExecutionContext,
     HealthStatus,
     Price,
@@ -173,6 +174,8 @@ class ClaudeCliProvider(AIProvider):
             auth_reprobe_s=self.config.auth_reprobe_s,
             fingerprint=self._credential_fingerprint,
         )
+        # Every subscription a login (none billed to a key): a call here is charged nothing at the margin.
+        self._logins_only = all(sub.kind != "api_key_env" for sub in self._pool.subscriptions)
 
     def _subscriptions(self) -> list[Subscription]:
         cfg = self.config
@@ -247,7 +250,7 @@ class ClaudeCliProvider(AIProvider):
         cwd = os.path.expanduser(task.workdir) if task.workdir else None
         if cwd is not None and not os.path.isdir(cwd):
             raise BadRequest(f"workdir {cwd!r} is not a directory", provider_id=self.provider_id, error_type="workdir")
-        estimate = self.estimate_cost(task)
+        estimate = super().estimate_cost(task)  # at list price: what the pool's limits count
         affinity = task.affinity or _str_or_none(task.metadata.get("session_id"))
         self._refresh_credentials()
         sub = self._pool.acquire(
@@ -273,6 +276,14 @@ class ClaudeCliProvider(AIProvider):
     async def aclose(self) -> None:
         self._closing = True
         await asyncio.gather(*(kill_group(p) for p in list(self._children)), return_exceptions=True)
+
+    def estimate_cost(self, task: AITask) -> CostEstimate:
+        """What a call is charged: nothing when every subscription is a login (paid for by its fixed fee), else the
+        list price (a subscription billed to an API key may serve it)."""
+        estimate = super().estimate_cost(task)
+        if self._logins_only:
+            return estimate.model_copy(update={"cost_usd": 0.0, "list_price_usd": estimate.cost_usd})
+        return estimate
 
     def subscription_status(self) -> list[SubscriptionStatus]:
         """Each subscription's state, reset time and usage counters (no secret values)."""
@@ -503,9 +514,13 @@ class ClaudeCliProvider(AIProvider):
         cost = cost_from(result)
         if cost is None:
             cost = self.cost_of(usage, model, self.config.model)
+        # The pool's limits count what the call used, at list price (a login's `cost_usd_per_day` caps its usage).
         self._pool.record_usage(sub, usage.total, cost)
+        charged, list_price = _charged(sub, cost)
         if result_failed(result):
-            raise error_for_result(result, usage=usage, cost_usd=cost, model=model, **kw)
+            error = error_for_result(result, usage=usage, cost_usd=charged, model=model, **kw)
+            error.list_price_usd = list_price
+            raise error
         text = result.get("result")
         if not isinstance(text, str):
             raise MalformedResponse(
@@ -515,7 +530,8 @@ class ClaudeCliProvider(AIProvider):
             text=text,
             model=model,
             usage=usage,
-            cost_usd=cost,
+            cost_usd=charged,
+            list_price_usd=list_price,
             latency_ms=latency_ms,
             subscription=sub.name,
             finish_reason=_str_or_none(result.get("stop_reason")) or _str_or_none(result.get("terminal_reason")),
@@ -644,3 +660,11 @@ def _judge_retry(line: str, watch: RetryWatch) -> ProviderError | None:
 
 def _str_or_none(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
+
+
+def _charged(sub: Subscription, cost: float) -> tuple[float, float | None]:
+    """(charged, list price when it differs) of a call that cost `cost` at list price on `sub`: a login's calls are
+    paid for by its subscription's fixed fee, so they are charged nothing at the margin; a key's are billed."""
+    if sub.kind == "api_key_env":
+        return cost, None
+    return 0.0, cost

@@ -48,6 +48,7 @@ class ProviderError(Exception):
         usage: TokenUsage | None = None,
         cost_usd: float = 0.0,
         model: str | None = None,
+        list_price_usd: float | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -59,6 +60,8 @@ class ProviderError(Exception):
         # A failed call can still cost money (e.g. a CLI run that hit max_turns after several turns).
         self.usage = usage
         self.cost_usd = cost_usd
+        # As ProviderResponse.list_price_usd: the list price of what the call used, when it is not what it is charged.
+        self.list_price_usd = list_price_usd
         self.model = model
 
     @property

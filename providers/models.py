@@ -125,7 +125,11 @@ class ProviderResponse(_Frozen):
     text: str
     model: str
     usage: TokenUsage = TokenUsage()
+    # What the call is charged at the margin: what budgets, `cost_based` and reports' cost count.
     cost_usd: float = 0.0
+    # The call at list price, when that differs from what it is charged: a call on a subscription login (paid for
+    # by its fixed fee) is charged 0 and keeps here what the CLI reports it would cost on the API. None: the same.
+    list_price_usd: float | None = None
     latency_ms: float = 0.0
     subscription: str | None = None
     finish_reason: str | None = None
@@ -163,9 +167,12 @@ class ProviderHealth(_Frozen):
 
 
 class CostEstimate(_Frozen):
+    # What the call would be charged (budgets and cost_based go by it).
     cost_usd: float
     tokens_input: int
     tokens_output: int
+    # At list price, when that differs (a subscription login's call is charged 0): what cost limits go by.
+    list_price_usd: float | None = None
 
 
 # A QuotaSignal of this limit kind, status "allowed", naming a subscription: its refused credential changed, so

@@ -125,8 +125,8 @@ class Admitter:
                     try:
                         answer = await shared.reserve(ask)
                     except asyncio.CancelledError:
-                        # Stopped while asking: the call never goes out. A reservation granted meanwhile expires
-                        # and is charged at its estimate (the store cannot tell it from a call that died).
+                        # Stopped while asking: the call never goes out. A share of a lease granted meanwhile
+                        # goes back to it (routing.shared), so nothing is counted for it.
                         self._give_back(st, run_id, cost, budget_on)
                         raise
                     if not isinstance(answer, Ticket):

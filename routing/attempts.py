@@ -41,6 +41,7 @@ def attempt_record(
         model=response.model if response else error.model if error else None,
         usage=(response.usage if response else error.usage if error and error.usage else TokenUsage()),
         cost_usd=response.cost_usd if response else error.cost_usd if error else 0.0,
+        list_price_usd=response.list_price_usd if response else getattr(error, "list_price_usd", None),
         latency_ms=latency_ms,
         output=response.text if response else None,
     )

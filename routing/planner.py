@@ -122,11 +122,13 @@ class Planner:
                     skipped[provider_id] = f"internal:{type(exc).__name__} (estimate_cost)"
                     continue
                 tokens, cost = estimate.tokens_input + estimate.tokens_output, estimate.cost_usd
+                # Cost limits count usage at list price (a subscription login's call is charged 0 but uses it).
+                used = cost if estimate.list_price_usd is None else estimate.list_price_usd
             else:
                 tokens = prompt_tokens + output_tokens
-                cost = (prompt_tokens * st.prices[0] + output_tokens * st.prices[1]) / 1_000_000
+                used = cost = (prompt_tokens * st.prices[0] + output_tokens * st.prices[1]) / 1_000_000
             estimates[provider_id] = (tokens, cost)
-            reason: Refusal | None = st.quota.refusal(tokens, cost, critical=critical)
+            reason: Refusal | None = st.quota.refusal(tokens, used, critical=critical)
             if reason is None and budget_room is not None and cost > budget_room:
                 reason = self._budget.refusal(run_id, cost, reserved=False)
             if reason is not None:

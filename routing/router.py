@@ -687,12 +687,16 @@ class Router:
             st.breaker.abandon()
         tokens = done.usage.total if done is not None else 0
         cost = done.cost_usd if done is not None else 0.0
-        st.quota.settle(tokens, cost, subscription=done.subscription if done else None, counted=counted)
+        # Limits count usage: a subscription login's call at its list price (a login's `cost_usd_per_day` caps
+        # how much of it is used); budgets count what is charged.
+        used = done.list_price if done is not None else 0.0
+        st.quota.settle(tokens, used, subscription=done.subscription if done else None, counted=counted)
         if self.budget.active:
             self.budget.settle(run.run_id, estimate[1], cost)
             self._admitter.budget_settled()
         if reservation is not None and self.shared is not None:
-            self.shared.settle(reservation, requests=1, tokens=tokens, cost=cost)
+            list_cost = done.list_price_usd if done is not None else None
+            self.shared.settle(reservation, requests=1, tokens=tokens, cost=cost, list_cost=list_cost)
         st.gate.leave()
 
     def _served_from_cache(

@@ -71,7 +71,7 @@ class _Lease:
         self.key = key
         self.reservation = reservation  # what the store holds for it now
         self.left = [reservation.requests, reservation.tokens, reservation.cost]  # not handed to a call yet
-        self.used = [0.0, 0.0, 0.0]  # real usage of its calls that ended
+        self.used = [0.0, 0.0, 0.0, 0.0]  # real usage of its calls that ended: requests, tokens, cost, list cost
         self.outstanding = 0  # calls handed out and not settled
         self.until = until  # the store's clock
         self.offset = offset  # store clock minus this machine's monotonic clock, when no clock is injected
@@ -155,20 +155,24 @@ class SharedLimits:
             self._cv.notify()
         return await done
 
-    def settle(self, ticket: Ticket, *, requests: float, tokens: float, cost: float) -> None:
-        """Count a finished call's real usage into its lease (settled in the store when the lease retires)."""
+    def settle(
+        self, ticket: Ticket, *, requests: float, tokens: float, cost: float, list_cost: float | None = None
+    ) -> None:
+        """Count a finished call's real usage into its lease (settled in the store when the lease retires).
+        `cost` is what it was charged (budgets), `list_cost` its list price when that differs (limits)."""
         lease = ticket.lease
         with self._cv:
             used = lease.used
             used[0] += requests
             used[1] += tokens
             used[2] += cost
+            used[3] += cost if list_cost is None else list_cost
             lease.outstanding -= 1
             if lease.outstanding:
                 return
             if lease.retired:
                 self._retiring.remove(lease)
-                self._settles.append(Settlement(lease.reservation, *used))
+                self._settles.append(_settlement(lease))
             elif lease.left[0] < 1 - _EPS:  # used up and its calls ended: settle now, not at its end
                 self._retire(lease)
             else:
@@ -263,6 +267,18 @@ class SharedLimits:
                     if not self._asks:  # none handed back by a lease too small for them: every ask answered
                         return
 
+    def _hand(self, waiter: _Waiter, answer: Answer) -> None:
+        _, loop, done = waiter
+        with contextlib.suppress(RuntimeError):  # the loop closed while the answer was on its way
+            loop.call_soon_threadsafe(self._answer, done, answer)
+
+    def _answer(self, done: asyncio.Future[Answer], answer: Answer) -> None:
+        """On the asker's loop. An asker cancelled meanwhile never makes its call: its share goes back."""
+        if not done.done():
+            done.set_result(answer)
+        elif isinstance(answer, Ticket):
+            self.settle(answer, requests=0, tokens=0, cost=0)
+
     # --- leases (called with `_cv` held) --------------------------------------------------------------
 
     def _lease_now(self, lease: _Lease) -> float:
@@ -296,7 +312,7 @@ class SharedLimits:
         if self._leases.get(lease.key) is lease:
             del self._leases[lease.key]
         if lease.outstanding == 0:
-            self._settles.append(Settlement(lease.reservation, *lease.used))
+            self._settles.append(_settlement(lease))
             return
         left = lease.left
         if left[0] > _EPS or left[1] > _EPS or left[2] > _EPS:
@@ -314,7 +330,7 @@ class SharedLimits:
         for waiter in asks:
             ticket = self._from_lease(waiter[0])
             if ticket is not None:
-                _hand(waiter, ticket)
+                self._hand(waiter, ticket)
             else:
                 by_key.setdefault(waiter[0].checks, []).append(waiter)
         groups = []
@@ -346,7 +362,7 @@ class SharedLimits:
             if not lease.take(waiter[0], float("-inf")):
                 self._asks[:0] = waiters[i:]
                 break
-            _hand(waiter, Ticket(lease))
+            self._hand(waiter, Ticket(lease))
         old = self._leases.get(ask.checks)
         if old is not None:
             self._retire(old)
@@ -371,7 +387,7 @@ class SharedLimits:
             refusal = StoreUnavailable(self.error)
             for _, waiters in groups:
                 for waiter in waiters:
-                    _hand(waiter, refusal)
+                    self._hand(waiter, refusal)
             if not groups:
                 time.sleep(0.05)  # only settlements waiting on a store that is down: do not spin
             return False
@@ -381,7 +397,7 @@ class SharedLimits:
                     self._lease_granted(ask, answer, waiters)
                 else:
                     for waiter in waiters:
-                        _hand(waiter, answer)
+                        self._hand(waiter, answer)
         return True
 
     def _refresh(self) -> None:
@@ -404,10 +420,9 @@ class SharedLimits:
             return None
 
 
-def _hand(waiter: _Waiter, answer: Answer) -> None:
-    _, loop, done = waiter
-    with contextlib.suppress(RuntimeError):  # the loop closed while the answer was on its way
-        loop.call_soon_threadsafe(_resolve, done, answer)
+def _settlement(lease: _Lease) -> Settlement:
+    requests, tokens, cost, list_cost = lease.used
+    return Settlement(lease.reservation, requests, tokens, cost, list_cost)
 
 
 def _resolve(done: asyncio.Future[Any], answer: object) -> None:

@@ -165,6 +165,7 @@ def test_single_row_ledger(engine: Engine, tmp_path: Path) -> None:
     document = json.loads(json.dumps(report.to_json(), allow_nan=False))
     assert document["totals"] == {
         "cost_usd": 0.0123,
+        "list_price_usd": 0.0123,  # charged at list price: the same
         "attempts": 1,
         "successes": 1,
         "not_provider_failures": 0,

@@ -47,7 +47,7 @@ REVIEW_USAGE = {
     "cache_read_input_tokens": 14135,
     "cache_creation_input_tokens": 7192,
 }
-REVIEW_COST = 0.0412  # the CLI's own total_cost_usd is taken as is
+REVIEW_COST = 0.0412  # the CLI's own total_cost_usd is taken as is (as the list price, on a login)
 FIX_FAILED_USAGE = {
     "input_tokens": 40,
     "output_tokens": 12,
@@ -212,12 +212,14 @@ def test_each_task_lands_on_its_provider_with_exact_tokens_and_cost(
     summary_cost = SONNET_45.cost(claude_usage(SUMMARY_USAGE))
     pr_usage = TokenUsage(input=200, output=80, cache_read=1000, reasoning=30)
     pr_cost = GPT_4O.cost(pr_usage)
-    # (provider, subscription, outcome, usage, cost, model) per attempt, in order.
+    # (provider, subscription, outcome, usage, cost, model) per attempt, in order. Calls on team-a's login are
+    # charged nothing (its subscription pays for them; the CLI's figure is kept as the list price, checked below);
+    # team-b's key is billed.
     expected: dict[str, list[tuple[str, str | None, str, TokenUsage, float, str | None]]] = {
-        "review": [("claude", "team-a", "success", claude_usage(REVIEW_USAGE), REVIEW_COST, SONNET_ID)],
+        "review": [("claude", "team-a", "success", claude_usage(REVIEW_USAGE), 0.0, SONNET_ID)],
         "fix": [
             ("claude", "team-b", "overloaded", claude_usage(FIX_FAILED_USAGE), FIX_FAILED_COST, SONNET_ID),
-            ("claude", "team-a", "success", claude_usage(FIX_USAGE), FIX_COST, SONNET_ID),
+            ("claude", "team-a", "success", claude_usage(FIX_USAGE), 0.0, SONNET_ID),
         ],
         "summary": [("anthropic", None, "success", claude_usage(SUMMARY_USAGE), summary_cost, SONNET_ID)],
         "pr": [
@@ -240,6 +242,10 @@ def test_each_task_lands_on_its_provider_with_exact_tokens_and_cost(
         assert [g[4] for g in got] == pytest.approx([e[4] for e in attempts], rel=1e-9, abs=1e-12), task_id
         assert [g[5] for g in got] == [e[5] for e in attempts], task_id
         assert task["cost_usd"] == pytest.approx(sum(e[4] for e in attempts), rel=1e-9)
+    # The JSON shows a list price only where it differs from the charge: on team-a's login.
+    assert [a.get("list_price_usd") for a in tasks["review"]["attempts"]] == [pytest.approx(REVIEW_COST)]
+    assert [a.get("list_price_usd") for a in tasks["fix"]["attempts"]] == [None, pytest.approx(FIX_COST)]
+    assert all("list_price_usd" not in a for a in tasks["pr"]["attempts"] + tasks["fix"]["attempts"][:1])
     assert out["totals"]["completed"] == 4 and out["totals"]["failovers"] == 1
     total = sum(e[4] for attempts in expected.values() for e in attempts)
     assert out["totals"]["cost_usd"] == pytest.approx(total, rel=1e-9)
@@ -263,6 +269,15 @@ def test_each_task_lands_on_its_provider_with_exact_tokens_and_cost(
             assert row[6:11] == (usage.input, usage.output, usage.cache_read, usage.cache_write, usage.reasoning)
             assert row[11] == pytest.approx(cost, rel=1e-9, abs=1e-12)
             assert row[12] == "platform"
+    list_prices = db.execute(
+        "select task_id, subscription, list_price_usd from provider_usage where run_id = ? order by task_id, attempt",
+        (out["run"]["id"],),
+    ).fetchall()
+    assert [(t, s, p) for t, s, p in list_prices if t in ("review", "fix")] == [
+        ("fix", "team-b", None),
+        ("fix", "team-a", pytest.approx(FIX_COST)),
+        ("review", "team-a", pytest.approx(REVIEW_COST)),
+    ]
     statuses = dict(db.execute("select task_id, provider_id from tasks where run_id = ?", (out["run"]["id"],)))
     assert statuses == served_by
 

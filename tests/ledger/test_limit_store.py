@@ -247,3 +247,14 @@ def test_a_lease_gets_the_calls_that_fit_and_spare_only_out_of_plenty(engine: En
     assert store.expire() == 1
     store.transact((), (), [Release(second, 10, 100, 0.1)])
     assert store.usage("provider:m", sliding(3600))[:4] == (17, 164, pytest.approx(0.164), 0)
+
+
+def test_limits_count_a_call_at_its_list_price_and_budgets_at_its_charge(engine: Engine) -> None:
+    store = LimitStore(engine, owner="test", clock=Clock())
+    login_limit = LimitCheck("subscription:claude/login", "cost_usd_per_day", "cost", sliding(86_400), 1.0)
+    granted = store.reserve([_ask(login_limit, _day_budget(1.0), cost=0.0)])[0]
+    assert isinstance(granted, Reservation)
+    # A subscription login's call: charged nothing at the margin, $0.30 of its allowance at list price.
+    store.settle([Settlement(granted, 1, 100, 0.0, list_cost=0.3)])
+    assert store.usage("subscription:claude/login", sliding(86_400))[2] == pytest.approx(0.3)
+    assert store.usage("budget:day", UTC_DAY)[2] == 0.0

@@ -380,3 +380,21 @@ def test_recorded_quota_events_are_shown_beside_the_predicted_ones(ledger_url: s
     predicted = [e for e in result["predicted"]["quota_events"] if e["kind"] == "quota.forecast_crossed"]
     assert predicted and predicted[0]["provider"] == "cheap"
     assert predicted[0]["at"].startswith("2026-11-01T")  # on the replay's clock: within the recorded day
+
+
+def test_replay_charges_a_claude_code_login_nothing_and_keeps_its_list_price(recorded: Ledger, tmp_path: Path) -> None:
+    workload = load_workload(recorded, *_window())
+    logins = {
+        "providers": {
+            "claude": {
+                "type": "claude_cli",
+                "model": "claude-sonnet-4-5",
+                "subscriptions": [{"name": "a", "config_dir": str(tmp_path / "a")}],
+            }
+        }
+    }
+    predicted = simulate(workload, parse_config(logins, "logins.yaml"))["predicted"]
+    assert predicted["provider_mix"] == {"claude": 14}
+    sonnet = sum((i.usage.input * 3.0 + i.usage.output * 15.0) / 1e6 for i in workload.items)
+    assert predicted["cost_usd"] == 0.0
+    assert predicted["list_price_usd"] == pytest.approx(sonnet) and sonnet > 0

@@ -91,7 +91,9 @@ async def test_success_reports_text_usage_cost_model_and_session(cli: FakeCli, m
     response = await make().execute_task(task(), CTX)
     assert response.text == "LGTM"
     assert response.usage == TokenUsage(input=12, output=40, cache_read=14135, cache_write=7)
-    assert response.cost_usd == pytest.approx(0.08424875)
+    # This machine's login: paid for by its subscription, so charged nothing; the CLI's figure is the list price.
+    assert response.cost_usd == 0.0
+    assert response.list_price_usd == pytest.approx(0.08424875)
     assert response.model == "claude-sonnet-4-5-20250929"
     assert response.subscription == "default"
     assert response.latency_ms > 0
@@ -122,7 +124,7 @@ async def test_cost_falls_back_to_the_family_price_when_the_cli_reports_none(
     }
     cli.scenario({"default": {"usage": usage, "cost": None, "model": model}})
     response = await make().execute_task(task(), CTX)
-    assert response.cost_usd == pytest.approx((1000 * per_million[0] + 2000 * per_million[1]) / 1_000_000)
+    assert response.list_price_usd == pytest.approx((1000 * per_million[0] + 2000 * per_million[1]) / 1_000_000)
 
 
 async def test_json_output_format_reads_the_single_result_object(cli: FakeCli, make: Make) -> None:
@@ -396,7 +398,7 @@ async def test_max_turns_error_carries_the_usage_cost_and_model_of_the_turns_it_
         await provider.execute_task(task(), CTX)
     error = info.value
     assert error.usage == TokenUsage(input=310, output=95, cache_read=20000, cache_write=900)
-    assert error.cost_usd == pytest.approx(0.0512)
+    assert (error.cost_usd, error.list_price_usd) == (0.0, pytest.approx(0.0512))
     assert error.model == "claude-sonnet-4-5-20250929"
     # The subscription's counters saw the spend too.
     [status] = provider.subscription_status()
@@ -409,7 +411,7 @@ async def test_api_error_after_some_turns_carries_what_they_cost(cli: FakeCli, m
     with pytest.raises(Overloaded) as info:
         await make(model="opus").execute_task(task(), CTX)
     assert info.value.usage == TokenUsage(input=40, output=12, cache_read=500)
-    assert info.value.cost_usd == pytest.approx(0.0031)
+    assert (info.value.cost_usd, info.value.list_price_usd) == (0.0, pytest.approx(0.0031))
     assert info.value.model == "claude-opus-4-5-20251101"
 
 
@@ -418,7 +420,7 @@ async def test_failed_call_without_reported_cost_is_priced_from_its_usage(cli: F
     cli.scenario({"default": {"kind": "max_turns", "usage": usage, "cost": None}})
     with pytest.raises(BadRequest) as info:
         await make().execute_task(task(), CTX)
-    assert info.value.cost_usd == pytest.approx((1000 * 3.0 + 100 * 15.0) / 1e6)  # Sonnet's price
+    assert info.value.list_price_usd == pytest.approx((1000 * 3.0 + 100 * 15.0) / 1e6)  # Sonnet's price
 
 
 async def test_usage_limit_error_costs_nothing(cli: FakeCli, make: Make) -> None:

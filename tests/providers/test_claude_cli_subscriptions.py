@@ -373,3 +373,32 @@ async def test_subscription_status_counts_usage_without_secrets(cli: FakeCli, cl
     assert a.tokens > 0
     dumped = " ".join(s.model_dump_json() for s in provider.subscription_status())
     assert SECRETS["KEY_B"] not in dumped
+
+
+async def test_a_login_is_charged_nothing_at_the_margin_and_a_key_at_list_price(
+    cli: FakeCli, clock: FakeClock, tmp_path: Path
+) -> None:
+    cli.scenario({"default": {"cost": 0.25}, "api_key": {"cost": 0.5}})
+    subs = [*config_dirs(tmp_path, "a"), {"name": "b", "api_key_env": "KEY_B"}]
+    provider = ClaudeCliProvider(
+        "claude", ClaudeCliConfig(subscriptions=subs), secrets=SECRETS.get, clock=clock.monotonic, wall_clock=clock.now
+    )
+    on_login = await provider.execute_task(task(1), ExecutionContext(subscription="a"))
+    on_key = await provider.execute_task(task(2), ExecutionContext(subscription="b"))
+    assert (on_login.subscription, on_login.cost_usd, on_login.list_price_usd) == ("a", 0.0, 0.25)
+    assert (on_key.subscription, on_key.cost_usd, on_key.list_price_usd) == ("b", 0.5, None)
+    # The pool's own limits count usage at list price, charged or not.
+    a, b = provider.subscription_status()
+    assert (a.cost_usd, b.cost_usd) == (0.25, 0.5)
+
+
+def test_estimates_are_free_only_when_every_subscription_is_a_login(clock: FakeClock, tmp_path: Path) -> None:
+    def estimate(subs: list[dict[str, Any]]) -> float:
+        config = ClaudeCliConfig(subscriptions=subs, model="claude-sonnet-4-5")
+        provider = ClaudeCliProvider("claude", config, secrets=SECRETS.get, clock=clock.monotonic)
+        long_task = AITask(id="t1", type="code_review", prompt="x" * 4000, max_output_tokens=1000)
+        return provider.estimate_cost(long_task).cost_usd
+
+    assert estimate(config_dirs(tmp_path, "a", "b")) == 0.0
+    mixed = estimate([*config_dirs(tmp_path, "c"), {"name": "k", "api_key_env": "KEY_B"}])
+    assert mixed == pytest.approx((1000 * 3.0 + 1000 * 15.0) / 1e6)

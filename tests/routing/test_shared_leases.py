@@ -148,3 +148,17 @@ async def test_a_lease_gives_its_spare_back_when_it_ends_while_its_calls_are_sti
     shared.settle(tickets[-1], requests=1, tokens=0, cost=0)  # type: ignore[arg-type]
     shared.close()
     assert store.usage("provider:x", sliding(3600))[:4] == (40, 0, 0, 0)
+
+
+async def test_an_ask_cancelled_before_its_answer_counts_nothing(ledger: Ledger) -> None:
+    store = LimitStore(ledger.engine, owner="p0")
+    shared = SharedLimits(store)
+    check = LimitCheck("provider:x", "requests_per_hour", "requests", sliding(3600), 1000)
+    ask = ReservationAsk((check,), requests=1, tokens=0, cost=0, ttl_s=600)
+    asking = asyncio.ensure_future(shared.reserve(ask))
+    await asyncio.sleep(0)  # queued for the store
+    asking.cancel()
+    await asyncio.sleep(0.3)  # the store answered meanwhile
+    shared.close()
+    assert store.in_flight() == 0
+    assert store.usage("provider:x", sliding(3600))[:4] == (0, 0, 0, 0)

@@ -3,7 +3,7 @@ cache gets an attempt row of its own (provider `cache`, no cost, no tokens) mark
 it came from (`cache_source`) and what that attempt cost (`cache_saved_usd`: what the hit saved).
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 Create Date: 2026-12-06
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
