@@ -91,6 +91,10 @@ def format_totals(totals: dict[str, Any]) -> list[tuple[str, str]]:
         ("failovers / retries", f"{totals['failovers']:,} / {totals['retries']:,}"),
         ("rotations between subscriptions", f"{totals.get('rotations', 0):,}"),
         ("quota failures", f"{totals.get('quota_failures', 0):,}"),
+        (
+            "served from the response cache",
+            f"{totals.get('cache_hits', 0):,} tasks, {usd(totals.get('cache_savings_usd', 0.0))} saved",
+        ),
     ]
 
 

@@ -269,6 +269,16 @@ def load_quota_failures(conn: Connection, f: ReportFilter) -> int:
     return int(conn.execute(last).scalar_one()) + int(conn.execute(refused).scalar_one())
 
 
+def load_cache_savings(conn: Connection, f: ReportFilter) -> tuple[int, float]:
+    """Tasks served from the response cache in the window, and what their answers cost when they were made (what
+    the hits saved). Pruned attempts no longer count here (their kept totals show the hits as provider `cache`)."""
+    stmt = select(func.count(), func.coalesce(func.sum(_U.c.cache_saved_usd), 0.0)).where(
+        _U.c.cache_hit.is_(True), *_usage_where(f)
+    )
+    hits, saved = conn.execute(stmt).one()
+    return int(hits), float(saved or 0.0)
+
+
 def load_events(conn: Connection, f: ReportFilter) -> pd.DataFrame:
     """Provider events in the window, plus each provider's last circuit event before it (its state at `since`).
 

@@ -17,6 +17,7 @@ from analytics.alerts import Alert, AlertThresholds, check_alerts
 from analytics.health import DEFAULT_COOLDOWN_S, circuit_summary, health_trend
 from analytics.load import (
     ReportFilter,
+    load_cache_savings,
     load_cube,
     load_events,
     load_latency_percentiles,
@@ -43,6 +44,7 @@ from analytics.tables import (
     with_successes,
 )
 from analytics.window import ReportWindow
+from ledger import CACHE_PROVIDER
 from providers import Price
 
 _T = TypeVar("_T")
@@ -154,8 +156,10 @@ def build_report(
     summary = totals(cube, transitions)
     # Failed tasks that failed for quota, counted apart (ledger.quota_failures).
     summary["quota_failures"] = _on_connection(engine, load_quota_failures, f)
+    summary["cache_hits"], summary["cache_savings_usd"] = _on_connection(engine, load_cache_savings, f)
     recommendations = [
-        *cheaper_providers(cube, settings.prices, settings.policy),
+        # Answers served from the response cache are free and always succeed: no provider to move work to.
+        *cheaper_providers(cube[cube["provider_id"] != CACHE_PROVIDER], settings.prices, settings.policy),
         *near_limits(quota, settings.policy),
         *provider_changes(tables["performance"], tables["errors"], events, settings.policy),
     ]

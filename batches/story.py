@@ -32,6 +32,9 @@ def routing_story(
     if decision is not None and decision.preference is not None:
         p = decision.preference
         parts.append(f"preferred {p.provider or p.model}: {p.reason}")
+    if decision is not None and decision.cache is not None:
+        c = decision.cache
+        parts.append(f"cache hit: the answer {c.provider_id} gave {c.run_id}:{c.task_id}, saved ${c.saved_usd:.6f}")
     failovers = count_failovers(attempts)
     if failovers:
         parts.append(f"{failovers} failover" + ("s" if failovers > 1 else ""))

@@ -45,12 +45,16 @@ class AttemptSummary(_Summary):
     # At list price, only where that differs from `cost_usd` (a Claude Code login's call, charged 0); in the JSON
     # only then.
     list_price_usd: float | None = None
+    # Served from the response cache (provider `cache`, no call made): what that answer cost when it was made,
+    # saved now. In the JSON only on cache hits.
+    cache_saved_usd: float | None = None
 
     @model_serializer(mode="wrap")
-    def _list_price_when_it_differs(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+    def _optional_only_when_given(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         data: dict[str, Any] = handler(self)
-        if data.get("list_price_usd") is None:
-            data.pop("list_price_usd", None)
+        for optional in ("list_price_usd", "cache_saved_usd"):
+            if data.get(optional) is None:
+                data.pop(optional, None)
         return data
 
     @property
@@ -76,6 +80,7 @@ class AttemptSummary(_Summary):
             model=a.model,
             tokens=a.usage,
             list_price_usd=a.list_price_usd,
+            cache_saved_usd=(a.cache_saved_usd or 0.0) if a.cache_hit else None,
         )
 
 
@@ -137,6 +142,9 @@ class RunTotals(_Summary):
     # or every provider skipped for quota or a rate limit. Part of `failed`, counted apart.
     quota_failures: int = 0
     attempts: int = 0
+    # Tasks answered from the response cache, and what those answers cost when they were made (saved now).
+    cache_hits: int = 0
+    cache_savings_usd: float = 0.0
     # Rows of this run the ledger did not take (it was away), kept in the local spool until they are written
     # (ledger.spool); the counts and cost above leave them out until then.
     spooled_rows: int = 0
@@ -193,8 +201,11 @@ def run_summary(ledger: Ledger, run_id: str, *, explain: bool = False) -> RunSum
     if run is None:
         raise KeyError(run_id)
     by_task: dict[str, list[AttemptRecord]] = defaultdict(list)
+    hits: list[AttemptRecord] = []
     for a in ledger.attempts(run_id):
         by_task[a.task_id].append(a)
+        if a.cache_hit:
+            hits.append(a)
     tasks: list[TaskSummary] = []
     counts = dict.fromkeys(TaskStatus, 0)
     failovers, rotations, quota_failures, total_cost = 0, 0, 0, 0.0
@@ -225,6 +236,8 @@ def run_summary(ledger: Ledger, run_id: str, *, explain: bool = False) -> RunSum
         rotations=rotations,
         quota_failures=quota_failures,
         attempts=sum(len(t.attempts) for t in tasks),
+        cache_hits=len(hits),
+        cache_savings_usd=sum(a.cache_saved_usd or 0.0 for a in hits),
         spooled_rows=pending_rows(ledger.url, run_id),
     )
     return RunSummary.model_construct(run=header, tasks=tasks, totals=totals)

@@ -183,6 +183,8 @@ def test_single_row_ledger(engine: Engine, tmp_path: Path) -> None:
         "rotations": 0,
         "providers": 1,
         "quota_failures": 0,
+        "cache_hits": 0,
+        "cache_savings_usd": 0.0,
     }
     (perf,) = document["performance"]
     assert perf["p50_ms"] == perf["p95_ms"] == perf["p99_ms"] == 321.0

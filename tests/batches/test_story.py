@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from batches import routing_story
-from ledger import AttemptRecord, DecisionPreference, RouteDecision
+from ledger import AttemptRecord, DecisionCache, DecisionPreference, RouteDecision
 
 _AT = datetime(2026, 12, 6, tzinfo=UTC)
 
@@ -48,3 +48,13 @@ def test_providers_left_out_and_a_preference_are_told() -> None:
 def test_a_failed_task_says_why() -> None:
     story = routing_story("t", "failed", None, [], None, "no provider can take task type 'x' now")
     assert story == "t failed · $0.000000 · no provider can take task type 'x' now"
+
+
+def test_a_cache_hit_names_the_answer_it_was_served_and_the_saving() -> None:
+    decision = RouteDecision(
+        strategy="priority_based", chosen="cache", cache=DecisionCache("run-1", "map", "api", saved_usd=0.033)
+    )
+    story = routing_story("map", "completed", "cache", [_attempt(1, "cache", "success")], decision)
+    assert story == (
+        "map completed on cache · cache: ok · cache hit: the answer api gave run-1:map, saved $0.033000 · $0.000000"
+    )

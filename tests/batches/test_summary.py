@@ -71,7 +71,16 @@ def test_decisions_only_when_explained_and_the_ui_link_only_when_given(sqlite_ur
     totals = explained["totals"]
     assert (totals["completed"], totals["skipped"], totals["failovers"], totals["attempts"]) == (1, 1, 1, 2)
     assert totals["cost_usd"] == 0.25
-    assert list(totals)[-6:] == ["cost_usd", "failovers", "rotations", "quota_failures", "attempts", "spooled_rows"]
+    assert list(totals)[-8:] == [
+        "cost_usd",
+        "failovers",
+        "rotations",
+        "quota_failures",
+        "attempts",
+        "cache_hits",
+        "cache_savings_usd",
+        "spooled_rows",
+    ]
     assert totals["quota_failures"] == 0
 
 

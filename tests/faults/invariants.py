@@ -2,7 +2,8 @@
 
 - each task ended completed, failed with a reason, skipped because a dependency failed, or cancelled (only in
   a run that was interrupted); none is left pending;
-- provider calls made equal attempt rows (rows that record no call are marked and left out: none today);
+- provider calls made equal attempt rows (rows that record no call are marked and left out: the response cache's
+  hits, whose outcome is `success` like any answer's);
 - the run's cost equals the sum of its attempts', and a task's cost the sum of its own;
 - no provider was called while its circuit was open (no attempt starts between a provider's `circuit_opened`
   event and the `circuit_half_open` after it);
@@ -27,9 +28,6 @@ BLOCK_MEMORY = timedelta(days=31)
 # The router's block ends on its monotonic clock, `reset_at` on the wall clock computed from it: allow the
 # two a few milliseconds of disagreement at the end of a block.
 CLOCK_SLACK = timedelta(milliseconds=5)
-
-# Outcomes recorded without a call reaching the provider (a cache hit would be one); none exist today.
-NOT_A_CALL: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -57,7 +55,7 @@ def check_invariants(ledger: Ledger, run_id: str, *, provider_calls: int | None 
             assert (
                 any(a.task_id == state.task_id and a.outcome == "success" for a in attempts) or state.output is not None
             )
-    calls = [a for a in attempts if a.outcome not in NOT_A_CALL]
+    calls = [a for a in attempts if not a.cache_hit]  # a cache hit is recorded with no call made
     if provider_calls is not None:
         assert len(calls) == provider_calls, f"{provider_calls} provider calls but {len(calls)} attempt rows"
     keys = Counter((a.task_id, a.attempt) for a in attempts)
