@@ -79,6 +79,7 @@ async def route_task(request: Request, body: TaskRequest, _: Admin) -> TaskOut:
         max_output_tokens=body.max_output_tokens,
         affinity=body.affinity,
         team=body.team,
+        cache=body.cache,
         metadata=metadata,
     )
     try:

@@ -27,6 +27,7 @@ from routing import (
     SwitchboardConfig,
     check_strategy,
     engine_loop,
+    ledger_lookup,
     ledger_observer,
     load_config,
     parse_config,
@@ -119,7 +120,9 @@ def open_runtime(
     # A ledger that cannot be reached mid-run stops the run (interrupted): its answers could only be spooled.
     writer = LedgerWriter(ledger, on_unreachable=lambda error: _ledger_lost(run_id, ledger))
     shared = SharedLimits(LimitStore(ledger.engine, owner=this_owner()))
-    router = Router(registry, config, recorder=writer.submit, observer=observer, shared=shared)
+    router = Router(
+        registry, config, recorder=writer.submit, observer=observer, shared=shared, cache_lookup=ledger_lookup(ledger)
+    )
     adaptive = strategy == "adaptive" or any(t.strategy == "adaptive" for t in spec.tasks)
     restore_router_state(router, ledger, run_id, scores=adaptive)
     runtime = BatchRuntime(

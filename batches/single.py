@@ -28,6 +28,7 @@ from routing import (
     SwitchboardConfig,
     adopt_providers,
     engine_loop,
+    ledger_lookup,
     ledger_observer,
     restore_router_state,
 )
@@ -88,7 +89,14 @@ class TaskEngine:
         writer = LedgerWriter(ledger)
         # The same limits store as every batch's router: what either reserves, the other sees at once.
         shared = SharedLimits(LimitStore(ledger.engine, owner=this_owner()))
-        router = Router(registry, config, recorder=writer.submit, observer=observer, shared=shared)
+        router = Router(
+            registry,
+            config,
+            recorder=writer.submit,
+            observer=observer,
+            shared=shared,
+            cache_lookup=ledger_lookup(ledger),
+        )
         restore_router_state(router, ledger, api_run_id(), scores=config.strategy == "adaptive")
         return cls(config, ledger, registry, router, writer, observer, follower, shared)
 

@@ -25,6 +25,8 @@ class TaskDefaults(BaseModel):
     priority: Priority = Priority.NORMAL
     max_attempts: int = Field(default=3, ge=1, le=50)
     max_output_tokens: int = Field(default=1024, ge=1)
+    # The response cache (when the providers file turns it on) may answer tasks from earlier identical ones.
+    cache: bool = True
 
 
 class TaskSpec(BaseModel):
@@ -45,6 +47,8 @@ class TaskSpec(BaseModel):
     # goes on as usual and the decision says why.
     provider: str | None = Field(default=None, min_length=1)
     model: str | None = Field(default=None, min_length=1)
+    # False: never served from the response cache, nor stored for later tasks (None: the batch's default).
+    cache: bool | None = None
 
     @field_validator("prompt")
     @classmethod
@@ -118,6 +122,7 @@ class BatchSpec(BaseModel):
             team=spec.team or self.team,
             workdir=spec.workdir or self.workdir,
             context=context or {},
+            cache=self.defaults.cache if spec.cache is None else spec.cache,
             metadata=_metadata(spec),
         )
 

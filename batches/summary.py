@@ -42,6 +42,16 @@ class AttemptSummary(_Summary):
     attempt: int = 1
     model: str | None = None
     tokens: TokenUsage = TokenUsage()
+    # At list price, only where that differs from `cost_usd` (a Claude Code login's call, charged 0); in the JSON
+    # only then.
+    list_price_usd: float | None = None
+
+    @model_serializer(mode="wrap")
+    def _list_price_when_it_differs(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if data.get("list_price_usd") is None:
+            data.pop("list_price_usd", None)
+        return data
 
     @property
     def provider_id(self) -> str:
@@ -65,6 +75,7 @@ class AttemptSummary(_Summary):
             attempt=a.attempt,
             model=a.model,
             tokens=a.usage,
+            list_price_usd=a.list_price_usd,
         )
 
 

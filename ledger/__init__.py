@@ -53,8 +53,11 @@ from ledger.models import ProviderEvent, ProviderUsage, TaskRow, UsageTotal
 from ledger.opening import LedgerNotFound, LedgerUnreadable, open_existing_ledger, open_ledger, read_failure
 from ledger.quota_failures import QUOTA_OUTCOMES, QUOTA_REFUSED, is_quota_failure, is_quota_reason
 from ledger.records import (
+    CACHE_PROVIDER,
     AttemptRecord,
+    CachedAnswer,
     DecisionAffinity,
+    DecisionCache,
     DecisionEstimate,
     DecisionPreference,
     HistoryRecord,
@@ -86,6 +89,7 @@ from ledger.store import TERMINAL_TASK_STATUSES, Ledger, RunInProgress, new_run_
 from ledger.writer import LedgerWriter
 
 __all__ = [
+    "CACHE_PROVIDER",
     "FOREVER",
     "QUOTA_OUTCOMES",
     "QUOTA_REFUSED",
@@ -97,7 +101,9 @@ __all__ = [
     "UTC_DAY",
     "AdminChangeRecord",
     "AttemptRecord",
+    "CachedAnswer",
     "DecisionAffinity",
+    "DecisionCache",
     "DecisionEstimate",
     "DecisionPreference",
     "HistoryRecord",

@@ -5,9 +5,22 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, String, Text, TypeDecorator
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.expression import false
 
 from ledger.records import RouteDecision
 
@@ -116,6 +129,12 @@ class ProviderUsage(Base):
     started_at: Mapped[datetime] = mapped_column(index=True)
     finished_at: Mapped[datetime]
     idempotency_key: Mapped[str] = mapped_column(String(300), unique=True)
+    # The response cache (migration 0009): the task's key on attempts routed with the cache on; a cache hit's row
+    # (provider `cache`, no cost, no tokens) is marked, names the attempt it came from and what that one cost.
+    cache_key: Mapped[str | None] = mapped_column(String(64), index=True)
+    cache_hit: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    cache_source: Mapped[str | None] = mapped_column(String(300))
+    cache_saved_usd: Mapped[float | None] = mapped_column(Float)
 
     __table_args__ = (
         Index("ix_usage_run_task_attempt", "run_id", "task_id", "attempt"),

@@ -11,6 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
 from providers import TokenUsage
 
+# The provider id of an attempt served from the response cache (no provider was called; routing.cache).
+CACHE_PROVIDER = "cache"
+
 
 class _Record(BaseModel):
     model_config = ConfigDict(frozen=True)
@@ -64,15 +67,26 @@ class DecisionPreference:
     reason: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class DecisionCache:
+    """Where a task served from the response cache got its answer, and what that answer cost then (saved now)."""
+
+    run_id: str
+    task_id: str
+    provider_id: str
+    saved_usd: float = 0.0
+
+
 class RouteDecision(_Record):
     """How the routing step chose a provider for a task (DESIGN.md: the task's `decision`, `--explain`).
 
     Built by the router, stored as JSON in `tasks.decision` and read back as this model. `skipped` maps each
     provider left out to why (`capability`, `circuit_open`, `quota: ...`, `budget: ...`); `order` is the
     strategy's order of the rest; `chosen` the provider that answered, None when none did. `estimate`,
-    `affinity` and `preference` (the provider or model the task asked for) are left out of the JSON when absent
-    (decisions recorded before estimates were, tasks without an affinity key or a preference), as they always
-    were. `document()` is that JSON, and what `model_dump()` gives.
+    `affinity`, `preference` (the provider or model the task asked for) and `cache` (the answer it was served
+    from, a cache hit's) are left out of the JSON when absent (decisions recorded before estimates were, tasks
+    without an affinity key or a preference, tasks a provider answered), as they always were. `document()` is
+    that JSON, and what `model_dump()` gives.
     """
 
     strategy: str
@@ -83,6 +97,7 @@ class RouteDecision(_Record):
     estimate: DecisionEstimate | None = None
     affinity: DecisionAffinity | None = None
     preference: DecisionPreference | None = None
+    cache: DecisionCache | None = None
 
     @model_serializer(mode="plain")
     def document(self) -> dict[str, Any]:
@@ -104,6 +119,14 @@ class RouteDecision(_Record):
         if self.preference is not None:
             p = self.preference
             doc["preference"] = {"provider": p.provider, "model": p.model, "honored": p.honored, "reason": p.reason}
+        if self.cache is not None:
+            c = self.cache
+            doc["cache"] = {
+                "run_id": c.run_id,
+                "task_id": c.task_id,
+                "provider_id": c.provider_id,
+                "saved_usd": c.saved_usd,
+            }
         return doc
 
 
@@ -132,6 +155,13 @@ class AttemptRecord(_Record):
     # The call at list price when that differs from `cost_usd` (a subscription login's call is charged 0); None:
     # the same as `cost_usd`. See `list_price`.
     list_price_usd: float | None = None
+    # The response cache's key of the task (routing.cache; None when the cache is off for it); a cache hit's row
+    # has `cache_hit`, provider CACHE_PROVIDER, no cost and no tokens, and says which attempt it came from
+    # (`cache_source`, that attempt's idempotency key) and what that attempt cost (`cache_saved_usd`).
+    cache_key: str | None = None
+    cache_hit: bool = False
+    cache_source: str | None = None
+    cache_saved_usd: float | None = None
 
     @property
     def list_price(self) -> float:
@@ -140,6 +170,25 @@ class AttemptRecord(_Record):
 
     @property
     def idempotency_key(self) -> str:
+        return f"{self.run_id}:{self.task_id}:{self.attempt}"
+
+
+@dataclass(frozen=True, slots=True)
+class CachedAnswer:
+    """A successful attempt the response cache may serve: its answer, who gave it, and what it cost."""
+
+    run_id: str
+    task_id: str
+    attempt: int
+    provider_id: str
+    model: str | None
+    output: str
+    cost_usd: float
+    finished_at: datetime
+
+    @property
+    def source(self) -> str:
+        """The attempt's idempotency key."""
         return f"{self.run_id}:{self.task_id}:{self.attempt}"
 
 

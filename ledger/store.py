@@ -17,6 +17,7 @@ from ledger.db import create_ledger_engine
 from ledger.models import ProviderEvent, ProviderRow, ProviderUsage, Run, TaskRow
 from ledger.records import (
     AttemptRecord,
+    CachedAnswer,
     HistoryRecord,
     NewTask,
     ProviderEventRecord,
@@ -373,6 +374,32 @@ class Ledger:
             rows = session.execute(query).all()
             return {task_id: (provider_id, restored_or_none(output)) for task_id, provider_id, output in rows}
 
+    def cached_answer(self, key: str, team: str | None, since: datetime) -> CachedAnswer | None:
+        """The newest successful attempt with the response cache's `key`, of `team` (None: of no team), finished at
+        or after `since`; answers served from the cache are not sources themselves, so an answer's age is always
+        counted from the call that produced it. One lookup walks the `cache_key` index."""
+        u = ProviderUsage
+        query = (
+            select(u.run_id, u.task_id, u.attempt, u.provider_id, u.model, u.output, u.cost_usd, u.finished_at)
+            .where(
+                u.cache_key == key,
+                u.outcome == "success",
+                u.cache_hit.is_(False),
+                u.finished_at >= since,
+                u.team.is_(None) if team is None else u.team == team,  # the key has the team too: never across
+                u.output.is_not(None),
+            )
+            .order_by(u.finished_at.desc())
+            .limit(1)
+        )
+        with self._sessions() as session:
+            row = session.execute(query).first()
+        if row is None:
+            return None
+        run_id, task_id, attempt, provider_id, model, output, cost, finished_at = row
+        text = restored_or_none(output) or ""
+        return CachedAnswer(run_id, task_id, attempt, provider_id, restored_or_none(model), text, cost, finished_at)
+
     def run_cost(self, run_id: str) -> float:
         with self._sessions() as session:
             value = session.scalar(select(func.sum(ProviderUsage.cost_usd)).where(ProviderUsage.run_id == run_id))
@@ -686,6 +713,10 @@ def _usage_values(a: AttemptRecord, nul_ok: bool = True) -> dict[str, Any]:
         "started_at": a.started_at,
         "finished_at": a.finished_at,
         "idempotency_key": a.idempotency_key,
+        "cache_key": a.cache_key,
+        "cache_hit": a.cache_hit,
+        "cache_source": a.cache_source,
+        "cache_saved_usd": a.cache_saved_usd,
     }
 
 
@@ -717,6 +748,10 @@ def _attempt_record(r: Any) -> AttemptRecord:
         cost_usd=r.cost_usd,
         latency_ms=r.latency_ms,
         output=restored_or_none(r.output),
+        cache_key=r.cache_key,
+        cache_hit=bool(r.cache_hit),
+        cache_source=r.cache_source,
+        cache_saved_usd=r.cache_saved_usd,
         list_price_usd=r.list_price_usd,
     )
 

@@ -51,6 +51,7 @@ from providers.models import (
     TokenUsage,
 )
 from providers.processes import group_members, pid_alive, reap, signal_group, stop_group, terminate_group
+from providers.prompt import render_prompt
 from providers.redaction import MIN_SECRET_LEN, redact, safe_url
 from providers.text import name_problem, restored, restored_or_none, storable, well_formed
 
@@ -166,6 +167,7 @@ __all__ = [
     "pid_alive",
     "reap",
     "redact",
+    "render_prompt",
     "restored",
     "restored_or_none",
     "safe_url",

@@ -57,6 +57,8 @@ class AITask(_Frozen):
     context: dict[str, str] = Field(default_factory=dict)
     # Expected answer length; providers use it to estimate cost before calling.
     max_output_tokens: int = Field(default=1024, ge=1)
+    # False: never answered from the response cache, nor stored for later tasks to reuse (routing.cache).
+    cache: bool = True
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 

@@ -6,6 +6,7 @@ Imports `providers` and `ledger` only. The engine's async work runs on one long-
 """
 
 from routing.budget import BudgetRefusal
+from routing.cache import CacheLookup, ResponseCache, cache_key, ledger_lookup
 from routing.config import (
     BUILTIN_SOURCE,
     PROVIDER_ID_PATTERN,
@@ -16,6 +17,7 @@ from routing.config import (
     ApiSettings,
     ApiToken,
     Budget,
+    CacheSettings,
     RunnerSettings,
     StrategyName,
     SwitchboardConfig,
@@ -92,6 +94,8 @@ __all__ = [
     "Budget",
     "BudgetExhaustedDetail",
     "BudgetRefusal",
+    "CacheLookup",
+    "CacheSettings",
     "Candidate",
     "CircuitView",
     "ConfigError",
@@ -106,6 +110,7 @@ __all__ = [
     "ProviderUpdateError",
     "QuotaBlockedDetail",
     "QuotaScopeView",
+    "ResponseCache",
     "RoutedResult",
     "Router",
     "RoutingEvent",
@@ -121,10 +126,12 @@ __all__ = [
     "Ticket",
     "adopt_providers",
     "apply_overlay",
+    "cache_key",
     "check_strategy",
     "describe_trouble",
     "describe_validation_error",
     "engine_loop",
+    "ledger_lookup",
     "ledger_observer",
     "load_config",
     "load_document",

@@ -8,6 +8,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator
 
+from ledger import CACHE_PROVIDER
 from providers import ProviderConfig, name_problem
 from routing.circuit import CircuitSettings
 from routing.documents import load_document
@@ -27,8 +28,9 @@ StrategyName = Literal[
 ]
 STRATEGY_NAMES: tuple[str, ...] = get_args(StrategyName)
 BUILTIN_SOURCE = "<built-in default providers>"
-# Names no provider may take: `/api/v1/providers/usage` is the usage report, not a provider.
-RESERVED_PROVIDER_IDS = frozenset({"usage"})
+# Names no provider may take: `/api/v1/providers/usage` is the usage report, not a provider; `cache` is what the
+# ledger names as the answerer of a task served from the response cache.
+RESERVED_PROVIDER_IDS = frozenset({"usage", CACHE_PROVIDER})
 PROVIDER_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,100}$"
 
 
@@ -105,6 +107,16 @@ class ApiSettings(BaseModel):
     max_body_bytes: int = Field(default=1_000_000, gt=0)
 
 
+class CacheSettings(BaseModel):
+    """The response cache (routing.cache): an identical task of the same team answered within `ttl_s` is served
+    from the ledger at no cost. Opt-in: a cached answer is only right where the same prompt wants the same answer."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool = False
+    ttl_s: float = Field(default=86400.0, gt=0)
+
+
 class SwitchboardConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -119,6 +131,7 @@ class SwitchboardConfig(BaseModel):
     runner: RunnerSettings = RunnerSettings()
     alerts: AlertSettings = AlertSettings()
     api: ApiSettings = ApiSettings()
+    cache: CacheSettings = CacheSettings()
     providers: dict[str, SerializeAsAny[ProviderConfig]] = Field(min_length=1)
     # Where this config came from, for messages; not part of the file.
     source: str = Field(default=BUILTIN_SOURCE, exclude=True)
@@ -216,7 +229,12 @@ def parse_provider(provider_id: str, raw: Any, source: str) -> ProviderConfig:
 def _parse_provider(provider_id: str, raw: Any, problems: list[str]) -> ProviderConfig | None:
     where = f"providers.{provider_id}"
     if provider_id in RESERVED_PROVIDER_IDS:
-        problems.append(f"{where}: {provider_id!r} is a reserved name (the API's /providers/{provider_id} route)")
+        what = (
+            "the ledger's name for answers served from the response cache"
+            if provider_id == CACHE_PROVIDER
+            else f"the API's /providers/{provider_id} route"
+        )
+        problems.append(f"{where}: {provider_id!r} is a reserved name ({what})")
         return None
     bad_name = name_problem(provider_id)
     if bad_name is not None:  # the name is stored with every attempt and printed: shown escaped, refused

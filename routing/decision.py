@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ledger import DecisionAffinity, DecisionEstimate, DecisionPreference, RouteDecision
+from ledger import DecisionAffinity, DecisionCache, DecisionEstimate, DecisionPreference, RouteDecision
 from routing.budget import BudgetRefusal
 
 # Why a provider was left out: text (`capability`, `circuit_open`, `quota: ...`) or a budget's refusal.
@@ -31,6 +31,8 @@ class DecisionDraft:
     chosen: str | None = None
     # The provider or model the task asked for and whether its first plan put it first.
     preference: DecisionPreference | None = None
+    # Set when the response cache served the task: the answer it came from (routing.cache).
+    cache: DecisionCache | None = None
 
     def budget_refusals(self) -> list[BudgetRefusal] | None:
         """The refusals when budgets alone left every provider out; None otherwise (or when none was)."""
@@ -48,6 +50,7 @@ class DecisionDraft:
             estimate=DecisionEstimate(self.prompt_tokens, self.max_output_tokens),
             affinity=None if self.affinity_key is None else DecisionAffinity(self.affinity_key, self.sticky),
             preference=self.preference,
+            cache=self.cache,
         )
 
 

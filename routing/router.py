@@ -33,8 +33,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ledger import (
+    CACHE_PROVIDER,
     QUOTA_REFUSED,
     AttemptRecord,
+    CachedAnswer,
+    DecisionCache,
     HistoryRecord,
     ReservationAsk,
     RouteDecision,
@@ -56,6 +59,7 @@ from routing.admission import Admitter, AskFor
 from routing.affinity import AffinityMap
 from routing.attempts import HEALTH_FAILURES, attempt_record, internal_error, not_a_response
 from routing.budget import BudgetGuard, BudgetRefusal
+from routing.cache import CacheLookup, ResponseCache
 from routing.circuit import CircuitBreaker, CircuitState
 from routing.config import SwitchboardConfig
 from routing.decision import DecisionDraft
@@ -148,6 +152,7 @@ class Router:
         shared: SharedLimits | None = None,
         strategies: Mapping[str, Strategy] | None = None,
         wall_clock: Callable[[], datetime] = utc_now,
+        cache_lookup: CacheLookup | None = None,
     ) -> None:
         self.registry = registry
         # Only the routing settings are used; the providers come from the registry.
@@ -171,6 +176,10 @@ class Router:
         hours = self.config.alerts.quota_forecast_hours
         self._forecast_horizon_s = hours * 3600.0 if hours is not None else None
         self._admitter = Admitter(self.budget, shared)
+        # The response cache, when the providers file turns it on and the caller can look answers up (the ledger).
+        self._cache: ResponseCache | None = None
+        if self.config.cache.enabled and cache_lookup is not None:
+            self._cache = ResponseCache(self.config.cache, cache_lookup, wall_clock=wall_clock)
         self._states: dict[str, ProviderState] = {}
         self._planner = Planner(
             self._states, self.latency, self.adaptive, self.budget, self.affinity, strategies, self.config.teams
@@ -329,10 +338,23 @@ class Router:
         strategy_name = str(task.metadata.get("strategy") or run.strategy)
         critical = task.priority is Priority.CRITICAL
         decision = self._planner.new_decision(task, strategy_name)
-        plan = self._plan(task, run, strategy_name, critical, decision)
         result = RoutedResult(task_id=task.id, status=TaskStatus.FAILED)
+        cache, team = self._cache, task.team or run.team
+        key = cache.key_for(task, team) if cache is not None else None
+        if cache is not None and key is not None:
+            started, t0 = utc_now(), self._clock()
+            hit = await cache.find(key, team)
+            if hit is not None:
+                self._served_from_cache(task, run, strategy_name, first_attempt, key, hit, started, t0, result)
+                decision.chosen = CACHE_PROVIDER
+                decision.cache = DecisionCache(hit.run_id, hit.task_id, hit.provider_id, hit.cost_usd)
+                result.draft = decision
+                if durable:
+                    await result.committed()
+                return result
+        plan = self._plan(task, run, strategy_name, critical, decision)
         try:
-            await self._run(task, run, strategy_name, critical, plan, first_attempt, result, decision)
+            await self._run(task, run, strategy_name, critical, plan, first_attempt, result, decision, key)
             result.draft = decision
         finally:
             if durable:
@@ -362,6 +384,7 @@ class Router:
         first_attempt: int,
         result: RoutedResult,
         decision: DecisionDraft,
+        cache_key: str | None = None,
     ) -> None:
         skipped = decision.skipped
         # Critical tasks are tried on every capable provider before failing: retries never crowd one out.
@@ -413,6 +436,7 @@ class Router:
                     result,
                     admission.subscription,
                     admission.reservation,
+                    cache_key,
                 )
                 attempt += 1
                 calls += 1
@@ -578,6 +602,7 @@ class Router:
         result: RoutedResult,
         subscription: str | None,
         reservation: Ticket | None = None,
+        cache_key: str | None = None,
     ) -> ProviderError | None:
         """One call on a slot `_admit` took; fills `result`, releases everything, returns the error or None."""
         provider = st.provider
@@ -600,6 +625,7 @@ class Router:
             "team": task.team or run.team,
             "strategy": strategy,
             "started_at": started,
+            "cache_key": cache_key,  # a success is what a later identical task may be served
         }
         error: ProviderError | None = None
         response: ProviderResponse | None = None
@@ -679,6 +705,43 @@ class Router:
             self.shared.settle(reservation, requests=1, tokens=tokens, cost=cost, list_cost=used)
         st.gate.leave()
 
+    def _served_from_cache(
+        self,
+        task: AITask,
+        run: RunInfo,
+        strategy: str,
+        attempt: int,
+        key: str,
+        hit: CachedAnswer,
+        started: datetime,
+        t0: float,
+        result: RoutedResult,
+    ) -> None:
+        """Complete the task with a cached answer: an attempt on no provider, free, marked a cache hit."""
+        record = AttemptRecord(
+            run_id=run.run_id,
+            task_id=task.id,
+            provider_id=CACHE_PROVIDER,
+            task_type=task.type,
+            attempt=attempt,
+            outcome="success",
+            started_at=started,
+            finished_at=utc_now(),
+            model=hit.model,
+            team=task.team or run.team,
+            strategy=strategy,
+            latency_ms=(self._clock() - t0) * 1000,
+            output=hit.output,
+            cache_key=key,
+            cache_hit=True,
+            cache_source=hit.source,
+            cache_saved_usd=hit.cost_usd,
+        )
+        self._keep(result, record)
+        metadata = {"cache": {"run_id": hit.run_id, "task_id": hit.task_id, "provider_id": hit.provider_id}}
+        result.response = ProviderResponse(text=hit.output, model=hit.model or "", metadata=metadata)
+        result.status, result.provider_id = TaskStatus.COMPLETED, CACHE_PROVIDER
+
     def _record(
         self,
         result: RoutedResult,
@@ -691,6 +754,11 @@ class Router:
     ) -> AttemptRecord:
         latency_ms = (self._clock() - t0) * 1000
         attempt = attempt_record(record, latency_ms, outcome=outcome, error=error, response=response)
+        self._keep(result, attempt)
+        return attempt
+
+    def _keep(self, result: RoutedResult, attempt: AttemptRecord) -> None:
+        """Add the attempt to the result and hand it to the ledger (its commit joins the result's pending ones)."""
         result.attempts.append(attempt)
         if self._recorder is not None:
             try:
@@ -700,7 +768,6 @@ class Router:
                 raise
             if committed is not None:
                 result.pending_commits.append(committed)
-        return attempt
 
     # --- helpers ----------------------------------------------------------------------------------
 

@@ -242,6 +242,10 @@ def test_each_task_lands_on_its_provider_with_exact_tokens_and_cost(
         assert [g[4] for g in got] == pytest.approx([e[4] for e in attempts], rel=1e-9, abs=1e-12), task_id
         assert [g[5] for g in got] == [e[5] for e in attempts], task_id
         assert task["cost_usd"] == pytest.approx(sum(e[4] for e in attempts), rel=1e-9)
+    # The JSON shows a list price only where it differs from the charge: on team-a's login.
+    assert [a.get("list_price_usd") for a in tasks["review"]["attempts"]] == [pytest.approx(REVIEW_COST)]
+    assert [a.get("list_price_usd") for a in tasks["fix"]["attempts"]] == [None, pytest.approx(FIX_COST)]
+    assert all("list_price_usd" not in a for a in tasks["pr"]["attempts"] + tasks["fix"]["attempts"][:1])
     assert out["totals"]["completed"] == 4 and out["totals"]["failovers"] == 1
     total = sum(e[4] for attempts in expected.values() for e in attempts)
     assert out["totals"]["cost_usd"] == pytest.approx(total, rel=1e-9)

@@ -6,6 +6,8 @@ import asyncio
 from pathlib import Path
 from typing import ClassVar
 
+import pytest
+
 from ledger import UTC_DAY, Ledger, LimitStore, sliding
 from providers import (
     AIProvider,
@@ -91,5 +93,25 @@ async def test_across_processes_a_cost_limit_counts_the_list_price_and_a_budget_
         shared.close()
     store = LimitStore(ledger.engine, owner="reader")
     assert store.usage("provider:login", sliding(86_400))[2] == 1.5
+    assert store.usage("budget:day", UTC_DAY)[2] == 0.0
+    ledger.close()
+
+
+async def test_shared_limits_count_the_list_price_and_shared_budgets_the_charge(sqlite_url: str) -> None:
+    provider_config = ProviderConfig(type="on_a_login", limits={"cost_usd_per_day": 10.0})
+    registry = ProviderRegistry()
+    registry.add_instance(OnALogin("login", provider_config))
+    config = SwitchboardConfig.model_validate(
+        {"budget": {"max_cost_usd_per_day": 5.0}, "providers": {"login": provider_config}}
+    )
+    ledger = Ledger(url=sqlite_url)
+    store = LimitStore(ledger.engine, owner="p0")
+    shared = SharedLimits(store, refresh_s=0.05)
+    router = Router(registry, config, shared=shared, health_checks=False)
+    for i in range(2):
+        result = await router.route(AITask(id=f"t{i}", type="code_review", prompt="p"), RunInfo(run_id="r"))
+        assert str(result.status) == "completed"
+    shared.close()  # settles what its leases hold
+    assert store.usage("provider:login", sliding(86_400))[2] == pytest.approx(1.0)
     assert store.usage("budget:day", UTC_DAY)[2] == 0.0
     ledger.close()
