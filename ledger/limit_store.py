@@ -93,6 +93,8 @@ class ReservationAsk:
     ttl_s: float  # settled by then, or charged at the estimate
     units: int = 1
     spare: int = 0
+    # One call's estimate at list price, when that differs from its charge (see `Settlement`); None: the same.
+    list_cost: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +129,7 @@ class Reservation:
     cost: float
     units: int = 1
     granted_at: float = 0.0  # the store's clock
+    list_cost: float | None = None  # at list price, when that differs from `cost`
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,14 +144,15 @@ class Settlement:
     cost: float
     list_cost: float | None = None
 
-    def cost_in(self, scope: str) -> float:
-        """The cost this settlement adds to `scope`'s counters."""
-        return self.cost if self.list_cost is None or is_budget_scope(scope) else self.list_cost
-
 
 def is_budget_scope(scope: str) -> bool:
     """Budgets (run, day, team) count what calls are charged; every other scope is a limit on usage."""
     return scope.startswith("budget:")
+
+
+def cost_in(scope: str, cost: float, list_cost: float | None) -> float:
+    """The cost `scope`'s counters count of a call charged `cost` whose list price is `list_cost` (None: `cost`)."""
+    return cost if list_cost is None or is_budget_scope(scope) else list_cost
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +164,7 @@ class Release:
     requests: float
     tokens: float
     cost: float
+    list_cost: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,9 +221,19 @@ _ADD = text(
 _INSERT_RESERVATIONS = SharedReservation.__table__.insert()
 _DELETE_RESERVATIONS = delete(SharedReservation).where(SharedReservation.id.in_(bindparam("ids", expanding=True)))
 _DELETE_RESERVATIONS_RETURNING = _DELETE_RESERVATIONS.returning(SharedReservation.id)
-_LIVE_RESERVATIONS = select(SharedReservation.id).where(SharedReservation.id.in_(bindparam("ids", expanding=True)))
-_SHRINK_RESERVATION = text(
-    "UPDATE shared_reservations SET requests = requests - :r, tokens = tokens - :t, cost = cost - :c WHERE id = :rid"
+_LIVE_RESERVATIONS = select(SharedReservation.id, SharedReservation.rows).where(
+    SharedReservation.id.in_(bindparam("ids", expanding=True))
+)
+_R = SharedReservation.__table__.c
+_SHRINK_RESERVATION = (
+    SharedReservation.__table__.update()
+    .where(_R.id == bindparam("rid"))
+    .values(
+        requests=_R.requests - bindparam("r"),
+        tokens=_R.tokens - bindparam("t"),
+        cost=_R.cost - bindparam("c"),
+        rows=bindparam("kept", type_=_R.rows.type),
+    )
 )
 _EXPIRED = select(
     SharedReservation.id,
@@ -290,13 +305,12 @@ class LimitStore:
         granted: list[dict[str, object]] = []
         out: list[Reservation | LimitRefusal] = []
         for ask in asks:
-            amounts = (ask.requests, ask.tokens, ask.cost)
             # How many calls' worth fit every limit, and the limit that stops the next one.
-            fit, binding = ask.units + ask.spare, None
+            fit, binding = math.inf, None
             for check in ask.checks:
                 window_sums = self._sums(conn, sums, check, now)
                 index = _MEASURES.index(check.measure)
-                amount = amounts[index]
+                amount = (ask.requests, ask.tokens, cost_in(check.scope, ask.cost, ask.list_cost))[index]
                 if amount <= 0:
                     continue
                 free = check.limit + 1e-9 - window_sums[index] - window_sums[3 + index]
@@ -308,8 +322,10 @@ class LimitStore:
                 out.append(LimitRefusal(*binding))
                 continue
             needed = min(ask.units, fit)
-            units = needed + min(ask.spare, math.floor((fit - needed) * LEASE_SHARE))
+            spare = ask.spare if fit == math.inf else min(ask.spare, math.floor((fit - needed) * LEASE_SHARE))
+            units = int(needed + spare)
             rows: list[_Key] = []
+            stored_rows: list[list[object]] = []
             for check in ask.checks:
                 row = (check.scope, check.window.bucket_s, check.window.first_bucket(now)[0])
                 if row in rows:
@@ -317,9 +333,11 @@ class LimitStore:
                 rows.append(row)
                 window_sums = sums[(check.scope, check.window.bucket_s)]
                 add = adds.setdefault(row, [0.0] * 6)
-                for i, amount in enumerate(amounts):
-                    window_sums[3 + i] += amount * units
-                    add[3 + i] += amount * units
+                row_cost = cost_in(check.scope, ask.cost, ask.list_cost) * units
+                for i, amount in enumerate((ask.requests * units, ask.tokens * units, row_cost)):
+                    window_sums[3 + i] += amount
+                    add[3 + i] += amount
+                stored_rows.append([*row, row_cost])  # the cost reserved there, which expiry charges
             reservation = Reservation(
                 uuid.uuid4().hex,
                 tuple(rows),
@@ -328,6 +346,7 @@ class LimitStore:
                 ask.cost * units,
                 units=units,
                 granted_at=now,
+                list_cost=None if ask.list_cost is None else ask.list_cost * units,
             )
             granted.append(
                 {
@@ -337,7 +356,7 @@ class LimitStore:
                     "requests": reservation.requests,
                     "tokens": reservation.tokens,
                     "cost": reservation.cost,
-                    "rows": [list(r) for r in rows],
+                    "rows": stored_rows,
                 }
             )
             out.append(reservation)
@@ -348,21 +367,24 @@ class LimitStore:
 
     def _release(self, conn: Connection, items: Sequence[Release]) -> None:
         # Only a live reservation gives anything back: an expired one was charged at what it held.
-        live = set(conn.execute(_LIVE_RESERVATIONS, {"ids": [r.reservation.id for r in items]}).scalars())
-        items = [r for r in items if r.reservation.id in live]
+        stored = dict(conn.execute(_LIVE_RESERVATIONS, {"ids": [r.reservation.id for r in items]}).all())
+        items = [r for r in items if r.reservation.id in stored]
         if not items:
             return
-        conn.execute(
-            _SHRINK_RESERVATION,
-            [{"rid": r.reservation.id, "r": r.requests, "t": r.tokens, "c": r.cost} for r in items],
-        )
         adds: dict[_Key, list[float]] = {}
+        shrunk = []
         for r in items:
-            for row in r.reservation.rows:
-                add = adds.setdefault(row, [0.0] * 6)
+            kept_rows = []
+            for row in stored[r.reservation.id]:
+                scope, bucket_s, start = row[0], int(row[1]), int(row[2])
+                cost = cost_in(scope, r.cost, r.list_cost)
+                add = adds.setdefault((scope, bucket_s, start), [0.0] * 6)
                 add[3] -= r.requests
                 add[4] -= r.tokens
-                add[5] -= r.cost
+                add[5] -= cost
+                kept_rows.append([scope, bucket_s, start, (row[3] if len(row) > 3 else r.reservation.cost) - cost])
+            shrunk.append({"rid": r.reservation.id, "r": r.requests, "t": r.tokens, "c": r.cost, "kept": kept_rows})
+        conn.execute(_SHRINK_RESERVATION, shrunk)
         self._add(conn, adds)
 
     def _settle(self, conn: Connection, items: Sequence[Settlement]) -> None:
@@ -372,11 +394,11 @@ class LimitStore:
         for s in items:
             r = s.reservation
             for row in r.rows:
-                cost = s.cost_in(row[0])
+                cost, reserved = cost_in(row[0], s.cost, s.list_cost), cost_in(row[0], r.cost, r.list_cost)
                 if r.id in live:
-                    delta = [s.requests, s.tokens, cost, -r.requests, -r.tokens, -r.cost]
+                    delta = [s.requests, s.tokens, cost, -r.requests, -r.tokens, -reserved]
                 else:
-                    extra = (s.requests - r.requests, s.tokens - r.tokens, cost - r.cost)
+                    extra = (s.requests - r.requests, s.tokens - r.tokens, cost - reserved)
                     delta = [max(0.0, x) for x in extra] + [0.0, 0.0, 0.0]
                 add = adds.setdefault(row, [0.0] * 6)
                 for i, value in enumerate(delta):
@@ -606,15 +628,16 @@ class LimitStore:
             return 0
         adds: dict[_Key, list[float]] = {}
         for _, requests, tokens, cost, rows in expired:
-            for scope, bucket_s, start in rows:
-                add = adds.setdefault((scope, int(bucket_s), int(start)), [0.0] * 6)
+            for row in rows:
+                add = adds.setdefault((row[0], int(row[1]), int(row[2])), [0.0] * 6)
+                row_cost = row[3] if len(row) > 3 else cost  # what was reserved there (list price or charge)
                 # Charged at the estimate: the call may have been made and paid.
                 add[0] += requests
                 add[1] += tokens
-                add[2] += cost
+                add[2] += row_cost
                 add[3] -= requests
                 add[4] -= tokens
-                add[5] -= cost
+                add[5] -= row_cost
         self._add(conn, adds)
         conn.execute(_DELETE_RESERVATIONS, {"ids": [row[0] for row in expired]})
         return len(expired)
@@ -648,6 +671,7 @@ __all__ = [
     "SharedState",
     "StoreClock",
     "Window",
+    "cost_in",
     "is_budget_scope",
     "sliding",
 ]

@@ -469,6 +469,12 @@ class Router:
         if asks is None:
             return None
         provider, team = st.provider, task.team or run.team
+        list_cost = None
+        if st.prices is None:  # priced by the provider itself: its list price may differ from the charge
+            try:
+                list_cost = provider.estimate_cost(task).list_price_usd
+            except Exception:  # a plugin's bug must not escape route(); the planner already recorded it
+                list_cost = None
 
         def ask_for(subscription: str | None) -> ReservationAsk | None:
             return asks.ask(
@@ -479,6 +485,7 @@ class Router:
                 tokens=estimate[0],
                 cost=estimate[1],
                 critical=critical,
+                list_cost=list_cost,
             )
 
         return ask_for
@@ -695,8 +702,7 @@ class Router:
             self.budget.settle(run.run_id, estimate[1], cost)
             self._admitter.budget_settled()
         if reservation is not None and self.shared is not None:
-            list_cost = done.list_price_usd if done is not None else None
-            self.shared.settle(reservation, requests=1, tokens=tokens, cost=cost, list_cost=list_cost)
+            self.shared.settle(reservation, requests=1, tokens=tokens, cost=cost, list_cost=used)
         st.gate.leave()
 
     def _served_from_cache(

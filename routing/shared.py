@@ -70,7 +70,9 @@ class _Lease:
     def __init__(self, key: _Key, reservation: Reservation, until: float, offset: float) -> None:
         self.key = key
         self.reservation = reservation  # what the store holds for it now
-        self.left = [reservation.requests, reservation.tokens, reservation.cost]  # not handed to a call yet
+        # Not handed to a call yet: requests, tokens, cost, cost at list price.
+        list_cost = reservation.cost if reservation.list_cost is None else reservation.list_cost
+        self.left = [reservation.requests, reservation.tokens, reservation.cost, list_cost]
         self.used = [0.0, 0.0, 0.0, 0.0]  # real usage of its calls that ended: requests, tokens, cost, list cost
         self.outstanding = 0  # calls handed out and not settled
         self.until = until  # the store's clock
@@ -83,11 +85,18 @@ class _Lease:
         left = self.left
         if self.retired or now >= self.until:
             return False
-        if ask.requests > left[0] + _EPS or ask.tokens > left[1] + _EPS or ask.cost > left[2] + _EPS:
+        list_cost = ask.cost if ask.list_cost is None else ask.list_cost
+        if (
+            ask.requests > left[0] + _EPS
+            or ask.tokens > left[1] + _EPS
+            or ask.cost > left[2] + _EPS
+            or list_cost > left[3] + _EPS
+        ):
             return False
         left[0] -= ask.requests
         left[1] -= ask.tokens
         left[2] -= ask.cost
+        left[3] -= list_cost
         self.outstanding += 1
         self.handed += 1
         return True
@@ -315,13 +324,18 @@ class SharedLimits:
             self._settles.append(_settlement(lease))
             return
         left = lease.left
-        if left[0] > _EPS or left[1] > _EPS or left[2] > _EPS:
-            self._releases.append(Release(lease.reservation, *left))
+        if any(x > _EPS for x in left):
             r = lease.reservation
+            list_left = None if r.list_cost is None else left[3]
+            self._releases.append(Release(r, left[0], left[1], left[2], list_left))
             lease.reservation = replace(
-                r, requests=r.requests - left[0], tokens=r.tokens - left[1], cost=r.cost - left[2]
+                r,
+                requests=r.requests - left[0],
+                tokens=r.tokens - left[1],
+                cost=r.cost - left[2],
+                list_cost=None if r.list_cost is None else r.list_cost - left[3],
             )
-            lease.left = [0.0, 0.0, 0.0]
+            lease.left = [0.0, 0.0, 0.0, 0.0]
         self._retiring.append(lease)
 
     def _group(self, asks: list[_Waiter]) -> list[tuple[ReservationAsk, list[_Waiter]]]:
@@ -340,6 +354,7 @@ class SharedLimits:
                 requests=max(w[0].requests for w in waiters),
                 tokens=max(w[0].tokens for w in waiters),
                 cost=max(w[0].cost for w in waiters),
+                list_cost=_most_list_cost([w[0] for w in waiters]),
                 ttl_s=max(w[0].ttl_s for w in waiters) + LEASE_S,
                 units=len(waiters),
                 spare=self._spare.get(key, 1),
@@ -418,6 +433,13 @@ class SharedLimits:
             self.error = self._describe(exc)
             log.warning("%s", self.error)
             return None
+
+
+def _most_list_cost(asks: list[ReservationAsk]) -> float | None:
+    """The highest list-price estimate of asks grouped in one lease (None when none differs from its charge)."""
+    if all(ask.list_cost is None for ask in asks):
+        return None
+    return max(ask.cost if ask.list_cost is None else ask.list_cost for ask in asks)
 
 
 def _settlement(lease: _Lease) -> Settlement:

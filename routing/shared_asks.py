@@ -69,6 +69,7 @@ class SharedAsks:
         tokens: float,
         cost: float,
         critical: bool,
+        list_cost: float | None = None,
     ) -> ReservationAsk | None:
         """What this call must fit, or None when nothing limits it (then the store is not asked at all)."""
         checks = self._provider(provider, subscription, critical) + self._day
@@ -81,7 +82,7 @@ class SharedAsks:
         if not checks:
             return None
         ttl = (provider.config.timeout_s or 120.0) + TTL_MARGIN_S
-        return ReservationAsk(checks, requests=1, tokens=tokens, cost=cost, ttl_s=ttl)
+        return ReservationAsk(checks, requests=1, tokens=tokens, cost=cost, ttl_s=ttl, list_cost=list_cost)
 
     def _provider(self, provider: AIProvider, subscription: str | None, critical: bool) -> tuple[LimitCheck, ...]:
         key = (provider.provider_id, subscription, critical)

@@ -258,3 +258,22 @@ def test_limits_count_a_call_at_its_list_price_and_budgets_at_its_charge(engine:
     store.settle([Settlement(granted, 1, 100, 0.0, list_cost=0.3)])
     assert store.usage("subscription:claude/login", sliding(86_400))[2] == pytest.approx(0.3)
     assert store.usage("budget:day", UTC_DAY)[2] == 0.0
+
+
+def test_a_lease_at_list_price_releases_and_expires_by_scope(engine: Engine) -> None:
+    clock = Clock()
+    store = LimitStore(engine, owner="test", clock=clock)
+    login_limit = LimitCheck("subscription:claude/login", "cost_usd_per_day", "cost", sliding(86_400), 10.0)
+    checks = (login_limit, _day_budget(0.1))
+    ask = ReservationAsk(checks, requests=1, tokens=0, cost=0.0, ttl_s=60, units=1, spare=3, list_cost=0.3)
+    lease = store.reserve([ask])[0]
+    # Its list price counts against the login's limit, its charge (nothing) against the day's $0.10.
+    assert isinstance(lease, Reservation) and lease.units == 4 and lease.list_cost == pytest.approx(1.2)
+    assert store.usage("subscription:claude/login", sliding(86_400))[5] == pytest.approx(1.2)
+    assert store.usage("budget:day", UTC_DAY)[5] == 0.0
+    store.transact((), (), [Release(lease, 2, 0, 0.0, list_cost=0.6)])  # two calls' worth it never used
+    assert store.usage("subscription:claude/login", sliding(86_400))[5] == pytest.approx(0.6)
+    clock.now += 61  # its process died: charged at what it still held, in each scope
+    assert store.expire() == 1
+    assert store.usage("subscription:claude/login", sliding(86_400))[2:6:3] == (pytest.approx(0.6), 0)
+    assert store.usage("budget:day", UTC_DAY)[2] == 0.0

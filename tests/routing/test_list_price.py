@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
 from typing import ClassVar
 
 import pytest
@@ -59,6 +61,40 @@ async def test_budgets_count_the_charge_and_cost_limits_the_list_price() -> None
     assert [(a.cost_usd, a.list_price_usd) for r in results for a in r.attempts] == [(0.0, 0.5), (0.0, 0.5)]
     assert results[2].outcome == "quota_exhausted" and "cost_usd_per_day" in (results[2].error or "")
     assert router.budget.run_spent("r") == 0.0
+
+
+async def test_across_processes_a_cost_limit_counts_the_list_price_and_a_budget_the_charge(tmp_path: Path) -> None:
+    ledger = Ledger(url=f"sqlite:///{tmp_path / 'ledger.db'}")
+    provider_config = ProviderConfig(type="on_a_login", limits={"cost_usd_per_day": 1.5})
+    config = SwitchboardConfig.model_validate(
+        {
+            "reserve_for_critical": 0,
+            "budget": {"max_cost_usd_per_day": 0.1},
+            "providers": {"login": provider_config},
+        }
+    )
+    routers = []
+    for i in range(2):  # two processes: each its own router and store object over the one database
+        registry = ProviderRegistry()
+        registry.add_instance(OnALogin("login", provider_config))
+        shared = SharedLimits(LimitStore(ledger.engine, owner=f"p{i}"))
+        routers.append((Router(registry, config, health_checks=False, shared=shared), shared))
+    results = []
+    for i in range(2):
+        for router, _ in routers:
+            results.append(await router.route(AITask(id=f"t{i}-{id(router)}", type="code_review", prompt="p")))
+            await asyncio.sleep(0.6)  # past a lease's time: what it settled is in the store for the other
+    # Three calls reach 1.5 of the day's 1.5 at list price, in whichever process; the fourth is refused, and the
+    # day budget, charged nothing, never refuses.
+    assert [str(r.status) for r in results] == ["completed", "completed", "completed", "failed"]
+    assert "cost_usd_per_day" in (results[3].error or "")
+    for router, shared in routers:
+        await router.registry.aclose()
+        shared.close()
+    store = LimitStore(ledger.engine, owner="reader")
+    assert store.usage("provider:login", sliding(86_400))[2] == 1.5
+    assert store.usage("budget:day", UTC_DAY)[2] == 0.0
+    ledger.close()
 
 
 async def test_shared_limits_count_the_list_price_and_shared_budgets_the_charge(sqlite_url: str) -> None:
