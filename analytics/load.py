@@ -30,6 +30,7 @@ from sqlalchemy import (
 from analytics.sql import Unit, check_dialect, parse_bucket, utc_bucket
 from analytics.window import ReportWindow
 from ledger import (
+    CACHE_PROVIDER,
     QUOTA_OUTCOMES,
     QUOTA_REFUSED,
     ProviderEvent,
@@ -271,12 +272,22 @@ def load_quota_failures(conn: Connection, f: ReportFilter) -> int:
 
 def load_cache_savings(conn: Connection, f: ReportFilter) -> tuple[int, float]:
     """Tasks served from the response cache in the window, and what their answers cost when they were made (what
-    the hits saved). Pruned attempts no longer count here (their kept totals show the hits as provider `cache`)."""
+    the hits saved), pruned ones included (from their kept totals)."""
     stmt = select(func.count(), func.coalesce(func.sum(_U.c.cache_saved_usd), 0.0)).where(
         _U.c.cache_hit.is_(True), *_usage_where(f)
     )
     hits, saved = conn.execute(stmt).one()
-    return int(hits), float(saved or 0.0)
+    # Pruned days (`switchboard db prune`), whole days starting inside the window, as `_kept_totals` counts them.
+    clauses = [
+        _T.c.provider_id == CACHE_PROVIDER,
+        _T.c.day >= _day_at_or_after(f.window.since),
+        _T.c.day < _day_at_or_after(f.window.until),
+    ]
+    if f.team is not None:
+        clauses.append(_T.c.team == f.team)
+    kept = select(func.coalesce(func.sum(_T.c.attempts), 0), func.coalesce(func.sum(_T.c.cache_saved_usd), 0.0))
+    kept_hits, kept_saved = conn.execute(kept.where(*clauses)).one()
+    return int(hits) + int(kept_hits or 0), float(saved or 0.0) + float(kept_saved or 0.0)
 
 
 def load_events(conn: Connection, f: ReportFilter) -> pd.DataFrame:

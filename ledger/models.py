@@ -294,6 +294,8 @@ class UsageTotal(Base):
     cost_usd: Mapped[float] = mapped_column(Float)
     # The pruned attempts at list price (see ProviderUsage.list_price_usd); NULL on rows pruned before 0008.
     list_price_usd: Mapped[float | None] = mapped_column(Float)
+    # What the pruned cache hits saved (see ProviderUsage.cache_saved_usd); NULL on rows pruned before 0010.
+    cache_saved_usd: Mapped[float | None] = mapped_column(Float)
     tokens_input: Mapped[int] = mapped_column(Integer)
     tokens_output: Mapped[int] = mapped_column(Integer)
     tokens_cache_read: Mapped[int] = mapped_column(Integer)

@@ -102,13 +102,15 @@ def _clear_outputs(conn: Connection, runs: list[str]) -> None:
 def _keep_totals(conn: Connection, runs: list[str]) -> int:
     """Add the runs' attempts to `usage_totals`, one row per UTC day and key (summed here, in Python: the day of
     a timestamp is spelt differently in each database, and the rows are read once anyway)."""
-    sums: dict[tuple[Any, ...], list[float]] = defaultdict(lambda: [0.0] * (3 + len(TOTAL_SUMS)))
+    # attempts, first attempts, TOTAL_SUMS, list price, cache saving
+    sums: dict[tuple[Any, ...], list[float]] = defaultdict(lambda: [0.0] * (4 + len(TOTAL_SUMS)))
     columns = [
         _U.c.started_at,
         _U.c.attempt,
         *(_U.c[k] for k in TOTAL_KEYS),
         *(_U.c[s] for s in TOTAL_SUMS),
         func.coalesce(_U.c.list_price_usd, _U.c.cost_usd),  # at list price, charged or not
+        _U.c.cache_saved_usd,  # on cache hits: what the answer they were served cost
     ]
     for chunk in _chunks(runs):
         for row in conn.execute(select(*columns).where(_U.c.run_id.in_(chunk))):
@@ -127,8 +129,9 @@ def _keep_totals(conn: Connection, runs: list[str]) -> int:
             "attempts": int(values[0]),
             "first_attempts": int(values[1]),
             "cost_usd": values[2],
-            **{name: int(v) for name, v in zip(TOTAL_SUMS[1:], values[3:-1], strict=True)},
-            "list_price_usd": values[-1],
+            **{name: int(v) for name, v in zip(TOTAL_SUMS[1:], values[3:-2], strict=True)},
+            "list_price_usd": values[-2],
+            "cache_saved_usd": values[-1],
             "pruned_at": now,
         }
         for key, values in sums.items()

@@ -3,7 +3,7 @@ made; a cache hit is never recommended as a cheaper provider."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import Engine
@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 from analytics import ReportWindow, build_report, format_totals
 from analytics.recommend import RecommendPolicy
 from analytics.report import ReportSettings
-from ledger import CACHE_PROVIDER, AttemptRecord, Ledger
+from ledger import CACHE_PROVIDER, AttemptRecord, Ledger, NewTask, RunStatus, prune
 from providers import Price, TokenUsage
 
 WINDOW = ReportWindow(datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 3, tzinfo=UTC))
@@ -61,3 +61,29 @@ def test_the_cache_is_never_recommended_as_a_cheaper_provider(engine: Engine) ->
     report = build_report(engine, WINDOW, settings=settings)
     assert report.totals["cache_hits"] == 30
     assert not [r for r in report.recommendations if CACHE_PROVIDER in str(r.as_dict())]
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_a_pruned_period_keeps_its_cache_hits_and_savings(database: str, request: pytest.FixtureRequest) -> None:
+    engine: Engine = request.getfixturevalue("engine" if database == "sqlite" else "pg_engine")
+    ledger = Ledger(engine)
+    run_id, _ = ledger.start_or_resume_run(
+        batch_name="b",
+        batch_hash="h",
+        team=None,
+        strategy=None,
+        tasks=[NewTask(task_id="a", task_type="review", priority="normal")],
+    )
+    hit = {"cache_key": "k", "cache_hit": True, "cache_source": "x:a:1", "cache_saved_usd": 0.25}
+    ledger.record_attempts(
+        [
+            _attempt("a", "api", cost_usd=0.25).model_copy(update={"run_id": run_id}),
+            *(_attempt(f"hit{i}", CACHE_PROVIDER, **hit).model_copy(update={"run_id": run_id}) for i in range(2)),
+        ]
+    )
+    before = build_report(engine, WINDOW, parallel=False).totals
+    ledger.finish_run(run_id, RunStatus.COMPLETED)
+    assert prune(engine, datetime.now(UTC) + timedelta(seconds=1)).attempts == 3
+    after = build_report(engine, WINDOW, parallel=False).totals
+    assert (after["cache_hits"], after["cache_savings_usd"]) == (2, pytest.approx(0.5))
+    assert (before["cache_hits"], before["cache_savings_usd"]) == (2, pytest.approx(0.5))
