@@ -168,6 +168,7 @@ def render_providers_file(proposals: list[Proposal], *, strategy: str = "priorit
         "version: 1",
         f"strategy: {strategy}   # or capability_based, cost_based, fastest_response, adaptive, ...",
         "# budget: {max_cost_usd_per_run: 5.0, max_cost_usd_per_day: 50.0}   # uncomment to cap spending",
+        "# cache: {enabled: true, ttl_s: 86400}   # uncomment to answer a team's repeated tasks from the ledger, free",
         "providers:",
     ]
     for proposal in proposals:

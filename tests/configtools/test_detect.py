@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from configtools import CREDENTIALS_FILE, detect, propose, render_providers_file, validate_file
+from configtools import CREDENTIALS_FILE, Proposal, detect, propose, render_providers_file, validate_file
 from tests.fakes.fake_local_llm import serve_in_thread
 
 SECRET = "sk-ant-api03-do-not-write-me-0123456789"
@@ -98,3 +98,14 @@ def test_proposals_in_order_written_commented_and_valid(
     assert result.problems == [] and result.config is not None
     assert result.config.providers["ollama"].prices["*"].output == 0.0
     assert [s.name for s in result.config.providers["claude"].subscriptions] == ["work-login", "default", "team-b"]
+
+
+def test_the_written_file_offers_the_response_cache_commented_out_and_valid_once_uncommented(tmp_path: Path) -> None:
+    mock = Proposal("mock", {"type": "local_mock", "priority": 1}, ["A stand-in."], "local_mock")
+    text = render_providers_file([mock])
+    (line,) = [x for x in text.splitlines() if x.startswith("# cache:")]
+    path = tmp_path / "providers.yaml"
+    path.write_text(text.replace(line, line.removeprefix("# ")))
+    result = validate_file(path, environment=False)
+    assert result.problems == [] and result.config is not None
+    assert result.config.cache.enabled and result.config.cache.ttl_s == 86400

@@ -158,6 +158,21 @@ CORPUS: dict[str, tuple[str, list[str]]] = {
         "providers:\n  o:\n    type: openai_compatible\n    base_url: http://127.0.0.1:9/v1\n",
         ["p.yaml:2: providers.o.model: missing: this key is required\n    fix: add `model:`"],
     ),
+    "the response cache's keys and values": (
+        "cache: {enabled: true, ttl: 60}\nproviders:\n  m: {type: local_mock}\n",
+        ["p.yaml:1: cache.ttl: unknown key 'ttl' in cache\n    fix: remove it; known keys: enabled, ttl_s"],
+    ),
+    "a response cache that never keeps an answer": (
+        "cache: {enabled: true, ttl_s: 0}\nproviders:\n  m: {type: local_mock}\n",
+        ["p.yaml:1: cache.ttl_s: Input should be greater than 0 (got 0)\n    fix: use a value that is greater than 0"],
+    ),
+    "a provider named like the cache": (
+        "cache: {enabled: true}\nproviders:\n  cache: {type: local_mock}\n",
+        [
+            "p.yaml:3: providers.cache: 'cache' is a reserved name (the ledger's name for answers served from the"
+            " response cache)\n    fix: see README, Providers file"
+        ],
+    ),
     "no providers": (
         "version: 1\n",
         [
