@@ -86,6 +86,7 @@ class Planner:
         strategy = self._strategy(strategy_name)
         wants_latency = strategy_name == "fastest_response"
         wants_score = strategy_name == "adaptive"
+        wants_rate = strategy_name == "cost_based"
         prompt_tokens = decision.prompt_tokens
         output_tokens = decision.max_output_tokens
         # Money reserved by calls in flight may settle lower: that is checked (and waited for) at the call.
@@ -149,6 +150,7 @@ class Planner:
                     st.capability_match,
                     self._adaptive.get(provider_id, task_type) if wants_score else None,
                     st.index,
+                    self._adaptive.success_rate(provider_id, task_type) if wants_rate else None,
                 )
             )
         states = self._states

@@ -80,6 +80,10 @@ class _Tally:
     score: float = 0.0
 
 
+# Below this many attempts on a task type a provider's success rate there is not known yet.
+MIN_ATTEMPTS_FOR_RATE = 5
+
+
 class AdaptiveScores:
     """A score per (provider_id, task_type) for the `adaptive` strategy; higher is better.
 
@@ -131,6 +135,14 @@ class AdaptiveScores:
         """The score, or None when this provider has no history for this task type."""
         tally = self._tallies.get((provider_id, task_type))
         return None if tally is None else tally.score
+
+    def success_rate(self, provider_id: str, task_type: str, min_attempts: int = MIN_ATTEMPTS_FOR_RATE) -> float | None:
+        """The provider's success rate on this task type (with the prior), or None before `min_attempts`."""
+        tally = self._tallies.get((provider_id, task_type))
+        if tally is None or tally.attempts < min_attempts:
+            return None
+        prior_s, prior_f = self._prior_successes, self._prior_failures
+        return (tally.successes + prior_s) / (tally.attempts + prior_s + prior_f)
 
     def refresh(self, records: Iterable[HistoryRecord]) -> None:
         """Replace all scores with ones computed from the ledger's aggregated rows."""

@@ -36,6 +36,8 @@ class Candidate:
     adaptive_score: float | None
     # Position in the config, the last tie-breaker.
     index: int = 0
+    # Success rate on this task type (None until known); filled for `cost_based`.
+    success_rate: float | None = None
 
 
 @runtime_checkable
@@ -135,17 +137,31 @@ class CapabilityBased:
         return sorted(candidates, key=_capability_key)
 
 
-_by_cost = attrgetter("est_cost_usd", "priority", "index")
+# A provider that succeeds on fewer of a task type's calls than this is tried only after the others: a cheap
+# provider that fails code tasks is not cheaper (each failure costs a call elsewhere and the time).
+WEAK_SUCCESS_RATE = 0.7
+# The rate assumed for a provider not measured on the task type yet: neither favoured nor pushed back.
+UNMEASURED_SUCCESS_RATE = 0.9
+
+
+def _expected_cost_key(c: Candidate) -> tuple[bool, float, float, int, int]:
+    rate = c.success_rate
+    known = UNMEASURED_SUCCESS_RATE if rate is None else rate
+    # What a success costs here: the estimate over the chance this call is the one that succeeds.
+    return (known < WEAK_SUCCESS_RATE, c.est_cost_usd, -known, c.priority, c.index)
 
 
 class CostBased:
-    """Cheapest estimate first, ties by priority."""
+    """Cheapest per success first: the estimate (what the call is charged: a subscription login's calls cost
+    nothing at the margin, so subscriptions already paid for go before metered APIs) over the provider's success
+    rate on this task type; providers that fail the task type more often than `WEAK_SUCCESS_RATE` after the
+    others; ties by the better success rate, then priority. Providers near a limit go last (the planner)."""
 
     __slots__ = ()
     name: str = "cost_based"
 
     def order(self, candidates: Sequence[Candidate], task_type: str) -> list[Candidate]:
-        return sorted(candidates, key=_by_cost)
+        return sorted(candidates, key=_expected_cost_key)
 
 
 class Adaptive:

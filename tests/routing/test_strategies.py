@@ -36,6 +36,7 @@ def cand(
     capability_match: float = 1.0,
     adaptive_score: float | None = None,
     index: int = 0,
+    success_rate: float | None = None,
 ) -> Candidate:
     return Candidate(
         provider_id=provider_id,
@@ -47,6 +48,7 @@ def cand(
         capability_match=capability_match,
         adaptive_score=adaptive_score,
         index=index,
+        success_rate=success_rate,
     )
 
 
@@ -126,6 +128,24 @@ def test_capability_based_puts_specialists_before_generalists() -> None:
         cand("specialist_a", priority=2, capability_match=1.0),
     ]
     assert ids(CapabilityBased().order(cs, TASK)) == ["specialist_a", "specialist_b", "generalist"]
+
+
+def test_cost_based_tries_a_free_provider_that_fails_the_task_type_after_the_paid_ones() -> None:
+    cs = [
+        cand("local", est_cost_usd=0.0, success_rate=0.35, priority=1),
+        cand("api", est_cost_usd=0.05, success_rate=0.98, priority=3),
+        cand("seat", est_cost_usd=0.0, success_rate=0.97, priority=2),
+        cand("new", est_cost_usd=0.08, success_rate=None, priority=4),  # not measured yet: not pushed back
+    ]
+    assert ids(CostBased().order(cs, TASK)) == ["seat", "api", "new", "local"]
+
+
+def test_cost_based_among_equal_estimates_prefers_the_better_success_rate() -> None:
+    cs = [
+        cand("shaky", est_cost_usd=0.0, success_rate=0.75, priority=1),
+        cand("steady", est_cost_usd=0.0, success_rate=0.99),
+    ]
+    assert ids(CostBased().order(cs, TASK)) == ["steady", "shaky"]
 
 
 def test_cost_based_orders_by_estimate_then_priority() -> None:
@@ -208,3 +228,21 @@ def test_strategies_leave_candidates_unchanged(name: str) -> None:
     before = [dataclasses.astuple(c) for c in candidates]
     make_strategy(name).order(candidates, "code_review")
     assert [dataclasses.astuple(c) for c in candidates] == before
+
+
+async def test_cost_based_routing_learns_which_free_provider_fails_a_task_type() -> None:
+    from providers import AITask
+    from routing.router import RunInfo
+    from tests.routing.engine_kit import engine
+
+    prices = {"*": {"input": 1.0, "output": 1.0}}
+    free = {"*": {"input": 0.0, "output": 0.0}}
+    router = engine({"local": {"priority": 2, "prices": free}, "api": {"priority": 1, "prices": prices}})
+    run = RunInfo(strategy="cost_based")
+    task = AITask(id="t", type="bug_fix", prompt="fix it")
+    assert (await router.route(task, run)).provider_id == "local"  # free, and nothing known against it yet
+    for _ in range(10):  # what the ledger (or this run) saw: the local model fails bug fixes
+        router.adaptive.observe("local", "bug_fix", False, 50.0, 0.0)
+    assert (await router.route(AITask(id="u", type="bug_fix", prompt="fix it"), run)).provider_id == "api"
+    summary = AITask(id="v", type="summarization", prompt="sum")
+    assert (await router.route(summary, run)).provider_id == "local"
