@@ -462,7 +462,12 @@ class Ledger:
                 func.avg(case((ProviderUsage.outcome == "success", ProviderUsage.cost_usd))),
             )
             # The same attempts the engine scores live: the caller's own faults say nothing about the provider.
-            .where(ProviderUsage.started_at >= since, ProviderUsage.outcome.not_in(sorted(NOT_ABOUT_THE_PROVIDER)))
+            # Nor do cache hits: no provider was called.
+            .where(
+                ProviderUsage.started_at >= since,
+                ProviderUsage.outcome.not_in(sorted(NOT_ABOUT_THE_PROVIDER)),
+                ProviderUsage.cache_hit.is_(False),
+            )
             .group_by(ProviderUsage.provider_id, ProviderUsage.task_type)
         )
         with self._sessions() as session:

@@ -222,3 +222,11 @@ def test_cache_settings_are_validated() -> None:
         parse_config({"cache": {"ttl": 5}, "providers": {"m": {"type": "local_mock"}}}, "<t>")
     with pytest.raises(ConfigError, match="reserved name"):
         parse_config({"providers": {"cache": {"type": "local_mock"}}}, "<t>")
+
+
+async def test_the_adaptive_memory_learns_nothing_from_cache_hits(server: FakeOpenAI, ledger: Ledger) -> None:
+    router = _router(server, ledger)
+    await router.route(_task("a"), RunInfo(run_id="r1"))
+    await router.route(_task("b"), RunInfo(run_id="r2"))
+    history = ledger.history(utc_now() - timedelta(hours=1))
+    assert [(h.provider_id, h.attempts) for h in history] == [("api", 1)]
