@@ -149,6 +149,9 @@ def build_workload(
     quota_events: Iterable[dict[str, Any]] = (),
 ) -> Workload:
     """The tasks and provider behaviour recorded in [since, until); see the module doc for each estimate."""
+    # A task the response cache answered called no provider, and would be answered the same way (free) under any
+    # strategy: it is no work to replay, and `cache` no provider to learn.
+    attempts = [a for a in attempts if not a.cache_hit]
     by_task: dict[tuple[str, str], list[AttemptRecord]] = defaultdict(list)
     profiles: dict[str, ProviderProfile] = defaultdict(ProviderProfile)
     for a in attempts:
