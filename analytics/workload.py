@@ -76,13 +76,25 @@ class WorkItem:
 
 @dataclass
 class ProviderProfile:
-    """What the ledger says about one provider's behaviour (attempts that count for it only)."""
+    """What the ledger says about one provider's behaviour (attempts that count for it only), overall and per
+    task type (`by_type`: a provider can be reliable on summaries and fail most bug fixes)."""
 
     latencies_ms: list[float] = field(default_factory=list)
     attempts: int = 0
     failures: Counter[str] = field(default_factory=Counter)
     cost: float = 0.0
     tokens: int = 0
+    by_type: dict[str, ProviderProfile] = field(default_factory=dict)
+
+    def count(self, a: AttemptRecord) -> None:
+        """Fold one attempt in (one that counts for the provider)."""
+        self.attempts += 1
+        if a.outcome == SUCCESS:
+            self.latencies_ms.append(a.latency_ms)
+            self.cost += a.cost_usd
+            self.tokens += a.usage.total
+        else:
+            self.failures[a.outcome] += 1
 
     @property
     def error_rate(self) -> float:
@@ -147,13 +159,11 @@ def build_workload(
         if not counts_for_provider(a.outcome):
             continue
         profile = profiles[a.provider_id]
-        profile.attempts += 1
-        if a.outcome == SUCCESS:
-            profile.latencies_ms.append(a.latency_ms)
-            profile.cost += a.cost_usd
-            profile.tokens += a.usage.total
-        else:
-            profile.failures[a.outcome] += 1
+        profile.count(a)
+        of_type = profile.by_type.get(a.task_type)
+        if of_type is None:
+            of_type = profile.by_type[a.task_type] = ProviderProfile()
+        of_type.count(a)
     served = {key: next((a for a in rows if a.outcome == SUCCESS), None) for key, rows in by_task.items()}
     by_type, overall = _median_usage_by_type([a for a in served.values() if a is not None])
     items = []

@@ -4,7 +4,8 @@
                engine's prompt and answer-length estimates, tokens, and the task's recorded calls per provider)
     providers  one `SimulatedProvider` per provider of the other config: a call a task made on that provider
                in the recording is played back as it happened (outcome, latency); any other call is drawn from
-               the provider's recorded error rate and error mix (or its config, for a mock never used); cost
+               the provider's recorded error rate, error mix and latencies on the task's type (on every type
+               when it has fewer than `MIN_TYPE_ATTEMPTS` there; its config, for a mock never used); cost
                from the config's prices (the provider type's shipped prices), else the recorded cost per token
     engine     the real `Router` with the other config's strategy, limits, circuit and budgets, on a virtual
                clock set to each task's original start, so quota windows, cooldowns and forecasts happen
@@ -73,6 +74,8 @@ QUOTA_KINDS = (QUOTA_BLOCKED, QUOTA_FORECAST_CROSSED)
 _QUOTA_DETAIL = ("reason", "limit", "exhausted_in_s")
 # What a task asks for when its spec says nothing (batches/spec.py's default): the engine's output estimate.
 DEFAULT_MAX_OUTPUT_TOKENS: int = AITask.model_fields["max_output_tokens"].default
+# A provider's behaviour on a task type is drawn from that type's recorded calls once it has this many.
+MIN_TYPE_ATTEMPTS = 5
 
 
 def load_workload(ledger: Ledger, since: datetime, until: datetime) -> Workload:
@@ -137,6 +140,7 @@ class SimulatedProvider(AIProvider):
         self._profile = profile
         self._pricing = pricing
         self._latencies = sorted(profile.latencies_ms) if profile else []
+        self._latencies_by_type = {t: sorted(p.latencies_ms) for t, p in profile.by_type.items()} if profile else {}
         self._fallback_latency_ms = getattr(config, "latency_ms", fallback_latency_ms)
         # How many calls each task has made here so far: the n-th call plays back the task's n-th recorded one.
         self._calls_made: Counter[tuple[str, str]] = Counter()
@@ -199,10 +203,11 @@ class SimulatedProvider(AIProvider):
         if n < len(recorded):
             call = recorded[n]
             return call.outcome, call.latency_ms, call.usage if call.cost_usd > 0 else None
-        latency = self._sample_latency(item.task_id)
+        profile = self._profile_for(item.task_type)
+        latency = self._sample_latency(item.task_id, item.task_type, profile)
         if item.caller_error:  # the request itself was wrong; no provider would take it
             return CALLER_ERROR, latency, None
-        rate, mix = self._failure_model()
+        rate, mix = self._failure_model(profile)
         if rate > 0 and _fraction(self.provider_id, item.task_id, item.run_id, attempt) < rate:
             return _pick(mix, _fraction("mix", self.provider_id, item.task_id, item.run_id, attempt)), latency, None
         return SUCCESS, latency, None
@@ -213,16 +218,27 @@ class SimulatedProvider(AIProvider):
             cost = usage.total * self._profile.cost_per_token
         return cost
 
-    def _failure_model(self) -> tuple[float, Counter[str]]:
-        if self._profile is not None and self._profile.attempts:
-            return self._profile.error_rate, self._profile.failures
+    def _profile_for(self, task_type: str) -> ProviderProfile | None:
+        """The recorded behaviour to draw from: on this task type when there is enough of it, else overall."""
+        if self._profile is None:
+            return None
+        of_type = self._profile.by_type.get(task_type)
+        return of_type if of_type is not None and of_type.attempts >= MIN_TYPE_ATTEMPTS else self._profile
+
+    def _failure_model(self, profile: ProviderProfile | None) -> tuple[float, Counter[str]]:
+        if profile is not None and profile.attempts:
+            return profile.error_rate, profile.failures
         rate = float(getattr(self.config, "failure_rate", 0.0))
         return rate, Counter({str(getattr(self.config, "fail_with", "unavailable")): 1})
 
-    def _sample_latency(self, key: str) -> float:
-        if not self._latencies:
+    def _sample_latency(self, key: str, task_type: str, profile: ProviderProfile | None) -> float:
+        of_type = profile is not None and profile is not self._profile
+        latencies = self._latencies_by_type.get(task_type, []) if of_type else self._latencies
+        if of_type and not latencies:  # it only ever failed this type: its overall latencies are all there is
+            latencies = self._latencies
+        if not latencies:
             return float(self._fallback_latency_ms)
-        return self._latencies[int(_fraction("latency", key) * len(self._latencies))]
+        return latencies[int(_fraction("latency", key) * len(latencies))]
 
     def _take_quota(self) -> None:
         if self._quota is None:

@@ -398,3 +398,31 @@ def test_replay_charges_a_claude_code_login_nothing_and_keeps_its_list_price(rec
     sonnet = sum((i.usage.input * 3.0 + i.usage.output * 15.0) / 1e6 for i in workload.items)
     assert predicted["cost_usd"] == 0.0
     assert predicted["list_price_usd"] == pytest.approx(sonnet) and sonnet > 0
+
+
+def test_a_provider_is_replayed_by_its_behaviour_on_each_task_type(ledger_url: str) -> None:
+    # Recorded: `picky` answered every summary and failed every review (then `steady` took it); tasks of the window
+    # that never met `picky` are drawn from its record on their own type, not from its 50% overall.
+    ledger = Ledger(url=ledger_url)
+    rows: list[tuple[Any, ...]] = []
+    for i in range(8):
+        rows.append((f"sum-{i}", "summarization", 1, "picky", "success", 100, 50, 0.001, at(9, i)))
+        rows.append((f"rev-{i}", "code_review", 1, "picky", "unavailable", 0, 0, 0.0, at(10, i)))
+        rows.append((f"rev-{i}", "code_review", 2, "steady", "success", 100, 50, 0.002, at(10, i)))
+    for i in range(8):  # routed to `steady` alone in the recording
+        rows.append((f"new-sum-{i}", "summarization", 1, "steady", "success", 100, 50, 0.002, at(11, i)))
+        rows.append((f"new-rev-{i}", "code_review", 1, "steady", "success", 100, 50, 0.002, at(12, i)))
+    _record(ledger, rows)
+    config = {
+        "circuit": {"failure_threshold": 100, "min_calls": 100, "window": 100},
+        "providers": {
+            "picky": {"type": "local_mock", "priority": 1, "prices": {"*": {"input": 1.0, "output": 1.0}}},
+            "steady": {"type": "local_mock", "priority": 2, "prices": {"*": {"input": 2.0, "output": 8.0}}},
+        },
+    }
+    workload = load_workload(ledger, *DAY_WINDOW)
+    result = simulate(workload, parse_config(config, "what-if.yaml"))
+    # Replayed: the 8 recorded summaries on picky, the 8 new ones drawn there from its summaries (all answered);
+    # every review (recorded or drawn from its reviews, all failed) fails over to steady.
+    assert result["predicted"]["provider_mix"] == {"picky": 16, "steady": 16}
+    assert result["predicted"]["task_success_rate"] == 1.0
