@@ -132,3 +132,17 @@ async def test_tasks_routed_here_count_against_the_same_limits_as_a_batch(
     assert fifth["decision"]["skipped"]["fast"].startswith("quota: requests_per_hour 4/5")
     # ... and what the API routed counts against the next batch.
     assert _run_batch(ledger, providers_doc, 2, "after") == ["backup", "backup"]
+
+
+async def test_with_the_cache_on_a_repeated_task_is_answered_from_it_unless_it_opts_out(
+    make_client: Callable[[dict[str, Any]], httpx.AsyncClient], providers_doc: dict[str, Any]
+) -> None:
+    task = {"type": "code_review", "prompt": "Review PR 9", "team": "platform"}
+    async with make_client({**providers_doc, "cache": {"enabled": True}}) as client:
+        first = (await client.post("/api/v1/tasks", json=task, headers=auth(ADMIN_TOKEN))).json()
+        hit = (await client.post("/api/v1/tasks", json=task, headers=auth(ADMIN_TOKEN))).json()
+        opted_out = await client.post("/api/v1/tasks", json={**task, "cache": False}, headers=auth(ADMIN_TOKEN))
+    assert first["provider"] == "fast" and first["decision"].get("cache") is None
+    assert hit["provider"] == "cache" and hit["output"] == first["output"] and hit["cost_usd"] == 0
+    assert hit["decision"]["cache"]["task_id"] == first["task_id"]
+    assert opted_out.json()["provider"] == "fast"

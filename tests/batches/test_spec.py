@@ -44,6 +44,15 @@ def test_a_task_may_prefer_a_provider_and_a_model() -> None:
         parse_spec(_spec({"id": "a", "type": "t", "prompt": "p", "provider": ""}), "s")
 
 
+def test_a_task_or_the_batch_may_opt_out_of_the_response_cache() -> None:
+    tasks = [{"id": "a", "type": "t", "prompt": "p"}, {"id": "b", "type": "t", "prompt": "p", "cache": False}]
+    spec = parse_spec(_spec(*tasks), "s")
+    assert [spec.to_ai_task(t).cache for t in spec.tasks] == [True, False]
+    tasks[1]["cache"] = True
+    batch = parse_spec({**_spec(*tasks), "defaults": {"cache": False}}, "s")
+    assert [batch.to_ai_task(t).cache for t in batch.tasks] == [False, True]
+
+
 def test_cycle_is_named_as_a_path() -> None:
     with pytest.raises(SpecError) as info:
         parse_spec(
@@ -79,6 +88,7 @@ def test_unknown_dependency_and_duplicate_id_are_reported() -> None:
         ({"id": "x", "type": "t", "prompt": "p", "colour": "red"}, "colour"),
         ({"id": "x", "type": "t", "prompt": "p", "max_attempts": 0}, "max_attempts"),
         ({"id": "x", "type": "t", "prompt": "p", "strategy": "fastest"}, "strategy"),
+        ({"id": "x", "type": "t", "prompt": "p", "cache": "sometimes"}, "cache"),
     ],
 )
 def test_bad_field_names_the_task_and_field(task: dict, field: str) -> None:
