@@ -92,7 +92,7 @@ class AdaptiveScores:
 
     The Beta prior (Laplace's rule with the defaults 1 and 1) keeps a provider with 1 success out of 1 from
     outranking one with 95 out of 100, and gives a provider with no history a rate of 0.5. Unknown latency or
-    cost adds no penalty. With the default weights 10 s of latency, or $0.10 per successful task, halves a
+    cost adds no penalty. With the default weights 10 s of latency, or $0.01 per successful task, halves a
     score.
 
     `refresh` replaces everything with the ledger's aggregate (which already holds every live attempt, so
@@ -110,7 +110,7 @@ class AdaptiveScores:
         self,
         *,
         latency_weight: float = 0.1,
-        cost_weight: float = 10.0,
+        cost_weight: float = 100.0,
         prior_successes: float = 1.0,
         prior_failures: float = 1.0,
         alpha: float = 0.3,

@@ -125,3 +125,15 @@ def test_history_record_is_frozen() -> None:
     record = HistoryRecord("p", "t", 1, 1)
     with pytest.raises(AttributeError):
         record.attempts = 2  # type: ignore[misc]
+
+
+def test_by_default_a_few_cents_per_answer_outweigh_a_few_seconds() -> None:
+    # The API answers in 1 s at $0.03 a task; the paid-for seat (charged nothing) in 5 s. Money matters: the seat.
+    scores = AdaptiveScores()
+    scores.refresh(
+        [
+            HistoryRecord("api", "code_review", 50, 49, latency_ms=1000.0, cost_usd=0.03),
+            HistoryRecord("seat", "code_review", 50, 49, latency_ms=5000.0, cost_usd=0.0),
+        ]
+    )
+    assert scores.get("seat", "code_review") > scores.get("api", "code_review")  # type: ignore[operator]
