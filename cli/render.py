@@ -219,7 +219,12 @@ def _totals_and_link(console: Console, summary: RunSummary) -> None:
         + f" · failovers {totals.failovers}"
         + (f" · rotations {totals.rotations}" if totals.rotations else "")
         + (f" · quota failures {totals.quota_failures}" if totals.quota_failures else "")
-        + f" · cost ${totals.cost_usd:.6f}",
+        + f" · cost ${totals.cost_usd:.6f}"
+        + (
+            f" · from the cache {totals.cache_hits} (saved ${totals.cache_savings_usd:.6f})"
+            if totals.cache_hits
+            else ""
+        ),
         highlight=False,
         markup=False,
     )
@@ -232,10 +237,18 @@ def _totals_and_link(console: Console, summary: RunSummary) -> None:
 def _decision_line(task_id: str, decision: RouteDecision) -> Text:
     skipped = ", ".join(f"{p} ({why})" for p, why in decision.skipped.items()) or "none"
     order = " > ".join(decision.order)
+    cached = decision.cache
+    source = (
+        f"; answered from the cache: {cached.provider_id}'s answer to {cached.run_id}:{cached.task_id}, saved"
+        f" ${cached.saved_usd:.6f}"
+        if cached is not None
+        else ""
+    )
     return Text.assemble(
         (for_terminal(task_id), "bold"),
         for_terminal(
             f": strategy {decision.strategy}; order {order}; skipped {skipped}; chosen {decision.chosen or '-'}"
+            + source
         ),
     )
 

@@ -9,7 +9,7 @@ from rich.console import Console
 
 from batches import AttemptSummary, RunHeader, RunSummary, RunTotals, TaskSummary
 from cli.render import render_run, render_runs
-from ledger import RouteDecision
+from ledger import DecisionCache, RouteDecision
 
 PROVIDERS = ("claude_primary_subscription", "openai_compatible_fallback", "local_mock_of_last_resort")
 
@@ -159,3 +159,16 @@ def test_control_sequences_from_models_and_names_are_shown_escaped_never_replaye
     assert "half \\ud83d emoji\\r overwrite" in text
     assert "vendor\\x00said \\u202eevil" in text
     assert "mock\\x9b2J: unavailable" in text and "b\\a (quota: \\x1b[31m)" in text
+
+
+def test_a_cache_hit_says_where_its_answer_came_from_and_the_run_what_the_cache_saved() -> None:
+    console, out = _console(200, terminal=False)
+    decision = RouteDecision(
+        strategy="priority_based", chosen="cache", cache=DecisionCache("r20261129-1", "review", "claude", 0.0421)
+    )
+    summary = _summary(provider="cache", attempts=[_attempt("cache", "success")], decision=decision, cost_usd=0.0)
+    totals = summary.totals.model_copy(update={"cache_hits": 1, "cache_savings_usd": 0.0421, "failovers": 0})
+    render_run(console, summary.model_copy(update={"totals": totals}), explain=True)
+    text = out.getvalue()
+    assert "answered from the cache: claude's answer to r20261129-1:review, saved $0.042100" in text
+    assert "from the cache 1 (saved $0.042100)" in text
