@@ -166,7 +166,7 @@ class HttpProvider(AIProvider):
     def capabilities(self) -> ProviderCapabilities:
         return ProviderCapabilities(
             task_types=self.task_types(),
-            models=(self.config.model,) if self.config.model else (),
+            models=self.model_names(),
             max_concurrency=self.config.max_concurrency,
         )
 
@@ -287,13 +287,14 @@ class HttpProvider(AIProvider):
     ) -> ProviderResponse:
         """The response for a parsed answer, priced by the model that answered."""
         answered = data.get("model")
-        model = answered if isinstance(answered, str) and answered else (self.config.model or "")
+        asked = context.model or self.config.model
+        model = answered if isinstance(answered, str) and answered else (asked or "")
         return ProviderResponse(
             text=text,
             model=model,
             usage=usage,
             # Priced by the model that answered; the configured name only when nothing knows the answer's.
-            cost_usd=self.cost_of(usage, model, self.config.model),
+            cost_usd=self.cost_of(usage, model, asked),
             latency_ms=latency_ms,
             subscription=context.subscription,
             finish_reason=finish_reason if isinstance(finish_reason, str) else None,

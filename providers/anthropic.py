@@ -74,7 +74,7 @@ class AnthropicProvider(HttpProvider):
     async def execute_task(self, task: AITask, context: ExecutionContext) -> ProviderResponse:
         cfg = self.config
         body: dict[str, Any] = {
-            "model": cfg.model,
+            "model": context.model or cfg.model,
             "max_tokens": min(task.max_output_tokens, cfg.max_tokens),
             "messages": [{"role": "user", "content": render_prompt(task)}],
         }

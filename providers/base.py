@@ -47,6 +47,17 @@ class Limits(BaseModel):
     cost_usd_per_day: float | None = Field(default=None, gt=0)
 
 
+class ModelTier(BaseModel):
+    """One of several models a provider serves (priced in `prices` by its name): routing picks the cheapest whose
+    `task_types` (None: every type) include the task's and whose `max_prompt_tokens` (None: any) fit its prompt."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(min_length=1)
+    task_types: list[str] | None = None
+    max_prompt_tokens: int | None = Field(default=None, gt=0)
+
+
 class ProviderConfig(BaseModel):
     """Keys every provider type accepts; each type extends it with its own."""
 
@@ -58,6 +69,8 @@ class ProviderConfig(BaseModel):
     capabilities: list[str] | None = None
     limits: Limits = Limits()
     model: str | None = None
+    # Model tiers (see ModelTier); `model` stays the one used when no tier suits a task.
+    models: list[ModelTier] = Field(default_factory=list)
     base_url: str | None = None
     api_key_env: str | None = None
     timeout_s: float = Field(default=120.0, gt=0)
@@ -66,6 +79,15 @@ class ProviderConfig(BaseModel):
     prices: dict[str, Price] = Field(default_factory=dict)
     health_ttl_s: float = Field(default=30.0, ge=0)
     enabled: bool = True
+
+    @field_validator("models")
+    @classmethod
+    def _distinct_tiers(cls, value: list[ModelTier]) -> list[ModelTier]:
+        names = [tier.name for tier in value]
+        doubled = sorted({name for name in names if names.count(name) > 1})
+        if doubled:
+            raise ValueError(f"model {doubled[0]!r} is listed twice")
+        return value
 
     @field_validator("base_url", check_fields=False)
     @classmethod
@@ -178,9 +200,40 @@ class AIProvider(ABC):
 
         return list(await asyncio.gather(*(one(t) for t in tasks)))
 
+    def model_for(self, task: AITask) -> str | None:
+        """The model tier this task goes to: the one the task prefers (its `model`) if this provider lists it, else
+        the cheapest that suits its type and prompt size; None when the provider has no tiers (or none suits:
+        then its `model`)."""
+        tiers = self.config.models
+        if not tiers:
+            return None
+        preferred = task.metadata.get("model")
+        if isinstance(preferred, str) and any(t.name == preferred for t in tiers):
+            return preferred
+        prompt = estimate_prompt_tokens(task)
+        suiting = [
+            t
+            for t in tiers
+            if (t.task_types is None or task.type in t.task_types)
+            and (t.max_prompt_tokens is None or prompt <= t.max_prompt_tokens)
+        ]
+        if not suiting:
+            return None
+
+        def cost(tier: ModelTier) -> float:
+            price = self.price_for(tier.name)
+            return prompt * price.input + task.max_output_tokens * price.output
+
+        return min(suiting, key=cost).name
+
+    def model_names(self) -> tuple[str, ...]:
+        """Every model this provider may answer with: its `model` and its tiers."""
+        names = ([self.config.model] if self.config.model else []) + [t.name for t in self.config.models]
+        return tuple(dict.fromkeys(names))
+
     def estimate_cost(self, task: AITask) -> CostEstimate:
         tokens_in = estimate_prompt_tokens(task)
-        price = self.price_for(self.config.model or "")
+        price = self.price_for(self.model_for(task) or self.config.model or "")
         cost = (tokens_in * price.input + task.max_output_tokens * price.output) / 1_000_000
         return CostEstimate(cost_usd=cost, tokens_input=tokens_in, tokens_output=task.max_output_tokens)
 

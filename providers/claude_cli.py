@@ -199,7 +199,7 @@ class ClaudeCliProvider(AIProvider):
     def capabilities(self) -> ProviderCapabilities:
         return ProviderCapabilities(
             task_types=self.task_types(),
-            models=(self.config.model,) if self.config.model else (),
+            models=self.model_names(),
             max_concurrency=self.config.max_concurrency,
             supports_workdir=True,
             available=self._executable() is not None,
@@ -357,7 +357,7 @@ class ClaudeCliProvider(AIProvider):
         env = self._child_env(sub)
         prompt = render_prompt(task)
         via_stdin = len(prompt.encode()) > _MAX_PROMPT_ARG_BYTES
-        argv = self._argv(exe, None if via_stdin else prompt)
+        argv = self._argv(exe, None if via_stdin else prompt, context.model)
         timeout = context.timeout_s or self.config.timeout_s
         # stream-json prints one message per line as the run goes: act on rate-limit events at once, not after
         # a long agent run, so rotation and routing move away while this run is still going.
@@ -384,13 +384,13 @@ class ClaudeCliProvider(AIProvider):
             )
         return self._response(sub, code, stdout, stderr, latency_ms, rate_limits_seen=streaming)
 
-    def _argv(self, exe: str, prompt: str | None) -> list[str]:
+    def _argv(self, exe: str, prompt: str | None, model: str | None = None) -> list[str]:
         cfg = self.config
         argv = [exe, "-p", "--output-format", cfg.output_format]
         if cfg.output_format == "stream-json":
             argv.append("--verbose")  # the CLI refuses stream-json in -p mode without it
-        if cfg.model:
-            argv += ["--model", cfg.model]
+        if model or cfg.model:
+            argv += ["--model", model or cfg.model]  # type: ignore[list-item]
         if cfg.max_turns is not None:
             argv += ["--max-turns", str(cfg.max_turns)]
         if cfg.append_system_prompt:

@@ -94,7 +94,7 @@ class LocalMockProvider(AIProvider):
     def capabilities(self) -> ProviderCapabilities:
         return ProviderCapabilities(
             task_types=self.task_types(),
-            models=(self.config.model or "mock-1",),
+            models=self.model_names() or ("mock-1",),
             max_concurrency=self.config.max_concurrency,
             supports_workdir=True,
         )
@@ -112,7 +112,7 @@ class LocalMockProvider(AIProvider):
         prompt = render_prompt(task)
         text = answer_text(task)
         usage = TokenUsage(input=max(1, len(prompt) // CHARS_PER_TOKEN), output=max(1, len(text) // CHARS_PER_TOKEN))
-        model = self.config.model or "mock-1"
+        model = context.model or self.config.model or "mock-1"
         return ProviderResponse(
             text=text,
             model=model,

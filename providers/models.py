@@ -68,6 +68,8 @@ class ExecutionContext(_Frozen):
     run_id: str = "adhoc"
     attempt: int = Field(default=1, ge=1)
     subscription: str | None = None
+    # The model tier routing chose for this call (None: the provider's configured `model`).
+    model: str | None = None
     timeout_s: float | None = None
     # The longest wait worth spending on this provider (routing's failover `retry_max_s`): a provider that retries
     # by itself (the Claude CLI) stops once asked to wait longer, so routing can move on. None: no router's say.

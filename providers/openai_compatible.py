@@ -96,7 +96,7 @@ class OpenAICompatibleProvider(HttpProvider):
     async def execute_task(self, task: AITask, context: ExecutionContext) -> ProviderResponse:
         cfg = self.config
         body: dict[str, Any] = {
-            "model": cfg.model,
+            "model": context.model or cfg.model,
             "messages": [{"role": "user", "content": render_prompt(task)}],
             cfg.max_tokens_field: task.max_output_tokens,
             **cfg.extra_body,

@@ -57,7 +57,7 @@ class ProviderState:
         if grown > 0:
             self.gate.wake(grown)
         # Providers that keep the base estimator are priced here without building a CostEstimate per decision.
-        if type(provider).estimate_cost is AIProvider.estimate_cost:
+        if type(provider).estimate_cost is AIProvider.estimate_cost and not provider.config.models:
             price = provider.price_for(provider.config.model or "")
             self.prices: tuple[float, float] | None = (price.input, price.output)
         else:

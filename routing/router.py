@@ -610,6 +610,7 @@ class Router:
             run_id=run.run_id,
             attempt=attempt,
             subscription=subscription,
+            model=provider.model_for(task),
             timeout_s=provider.config.timeout_s,
             retry_max_s=self._policy.settings.retry_max_s,
         )

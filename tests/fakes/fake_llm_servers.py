@@ -164,6 +164,12 @@ def anthropic_error(status: int, error_type: str, message: str, **extra: Any) ->
     return Scripted(status, {"type": "error", "error": error, "request_id": "req_011CTestError"})
 
 
+_ANTHROPIC_SNAPSHOTS = {
+    "claude-sonnet-4-5": "claude-sonnet-4-5-20250929",
+    "claude-haiku-4-5": "claude-haiku-4-5-20251001",
+}
+
+
 def anthropic_message(
     text: str = "Hello!",
     *,
@@ -234,7 +240,9 @@ class FakeAnthropic(FakeServer):
             if missing:
                 return anthropic_error(400, "invalid_request_error", f"{missing[0]}: Field required")
             prompt = body["messages"][0]["content"]
-            return Scripted(200, anthropic_message(f"echo: {prompt}"), anthropic_ratelimit_headers())
+            # The API answers with the snapshot of the model asked for (an alias resolves to its dated name).
+            model = _ANTHROPIC_SNAPSHOTS.get(body["model"], body["model"])
+            return Scripted(200, anthropic_message(f"echo: {prompt}", model=model), anthropic_ratelimit_headers())
         return anthropic_error(404, "not_found_error", f"Not found: {request.path}")
 
 

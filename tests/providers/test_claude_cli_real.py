@@ -87,7 +87,11 @@ async def test_each_way_of_logging_in_reaches_the_api_with_its_own_credential(
     provider, _ = make(kind, "ok")
     response = await provider.execute_task(task(), ROUTED)
     assert response.text == ANSWER and response.subscription == "sub"
-    assert (response.usage.input, response.usage.output) == (42, 7) and response.cost_usd > 0
+    assert (response.usage.input, response.usage.output) == (42, 7)
+    if kind == "login":  # paid for by the subscription's fee: charged nothing at the margin, its list price kept
+        assert response.cost_usd == 0 and response.list_price_usd and response.list_price_usd > 0
+    else:
+        assert response.cost_usd > 0 and response.list_price_usd is None
     posts = [r for r in api.requests if r.path == "/v1/messages"]
     assert [(r.credential, r.scheme, r.streamed) for r in posts] == [
         (credential(kind), "bearer" if kind == "login" else "x-api-key", True)
