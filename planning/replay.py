@@ -41,7 +41,7 @@ from analytics import (
     facts_from_decision,
     rate_or_none,
 )
-from ledger import AttemptRecord, Ledger, count_failovers
+from ledger import AttemptRecord, Ledger, count_failovers, is_quota_failure
 from providers import (
     CHARS_PER_TOKEN,
     ERRORS_BY_OUTCOME,
@@ -381,6 +381,10 @@ def predicted_figures(
         "completed": completed,
         **_success_rates(completed, len(results), [a.outcome for a in attempts]),
         "failovers": sum(count_failovers(r.attempts) for r in results),
+        # As the run summary counts them (ledger.is_quota_failure).
+        "quota_failures": sum(
+            is_quota_failure(str(r.status), [a.outcome for a in r.attempts], r.error) for r in results
+        ),
         "provider_mix": dict(sorted(served.items())),
         "quota_events": quota,
     }

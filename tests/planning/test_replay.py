@@ -426,3 +426,14 @@ def test_a_provider_is_replayed_by_its_behaviour_on_each_task_type(ledger_url: s
     # every review (recorded or drawn from its reviews, all failed) fails over to steady.
     assert result["predicted"]["provider_mix"] == {"picky": 16, "steady": 16}
     assert result["predicted"]["task_success_rate"] == 1.0
+
+
+def test_the_prediction_counts_quota_failures_as_the_run_summary_does(recorded: Ledger) -> None:
+    workload = load_workload(recorded, *_window())
+    only = {
+        "reserve_for_critical": 0,
+        "providers": {"steady": {"type": "local_mock", "limits": {"requests_per_hour": 5}}},
+    }
+    predicted = simulate(workload, parse_config(only, "only.yaml"))["predicted"]
+    # 14 tasks, 5 calls an hour and nowhere else to go: 9 fail for quota.
+    assert (predicted["completed"], predicted["quota_failures"]) == (5, 9)
