@@ -32,9 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ledger import Ledger, NewTask  # noqa: E402
-from planning import DEFAULT_TASKS, route_week, synthetic_week  # noqa: E402
-from planning.outcomes import TaskRun  # noqa: E402
-from planning.synthetic_providers import PROVIDERS_DOC  # noqa: E402
+from planning import DEFAULT_TASKS, PROVIDERS_DOC, TaskRun, route_week, synthetic_week  # noqa: E402
 from routing import STRATEGY_NAMES  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
