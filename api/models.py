@@ -113,7 +113,7 @@ class TaskRequest(_Body):
     strategy: StrategyName | None = None
     max_attempts: int = Field(default=3, ge=1, le=50)
     max_output_tokens: int = Field(default=1024, ge=1, le=1_000_000)
-    cache: bool = Field(default=True, description="false: never answered from the response cache")
+    cache: bool = Field(default=True, strict=True, description="false: never answered from the response cache")
 
 
 class TaskOut(BaseModel):

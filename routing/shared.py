@@ -399,6 +399,7 @@ class SharedLimits:
         except Exception as exc:  # any failure of the store refuses the calls: never overspend
             self.error = self._describe(exc)
             log.warning("%s", self.error)
+            self._retire_all()
             refusal = StoreUnavailable(self.error)
             for _, waiters in groups:
                 for waiter in waiters:
@@ -432,7 +433,15 @@ class SharedLimits:
         except Exception as exc:
             self.error = self._describe(exc)
             log.warning("%s", self.error)
+            self._retire_all()
             return None
+
+    def _retire_all(self) -> None:
+        """The store failed: no more calls on leases either, until it answers again (what they reserved is
+        reserved, but a store that is down may have been reset or lost; the calls are refused instead)."""
+        with self._cv:
+            for lease in list(self._leases.values()):
+                self._retire(lease)
 
 
 def _most_list_cost(asks: list[ReservationAsk]) -> float | None:

@@ -42,7 +42,9 @@ def test_a_store_lost_mid_run_refuses_the_rest_and_says_so_in_one_line(tmp_path:
     )
     spec.write_text(f"name: chain\ntasks:\n{tasks}")
     providers = tmp_path / "providers.yaml"
-    providers.write_text("budget: {max_cost_usd_per_day: 10}\nproviders:\n  m: {type: local_mock, latency_ms: 300}\n")
+    # Calls longer than a lease's time: t1 cannot ride on what t0's lease reserved before the store broke (which
+    # would be no overspend, but is not this test's case), it must ask the store.
+    providers.write_text("budget: {max_cost_usd_per_day: 10}\nproviders:\n  m: {type: local_mock, latency_ms: 700}\n")
     stop = threading.Event()
     breaker = threading.Thread(target=_break_store_after_first_call, args=(db, stop), daemon=True)
     breaker.start()

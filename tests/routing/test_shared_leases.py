@@ -162,3 +162,25 @@ async def test_an_ask_cancelled_before_its_answer_counts_nothing(ledger: Ledger)
     shared.close()
     assert store.in_flight() == 0
     assert store.usage("provider:x", sliding(3600))[:4] == (0, 0, 0, 0)
+
+
+async def test_once_the_store_fails_no_call_goes_on_a_lease_either(ledger: Ledger) -> None:
+    from sqlalchemy import text
+
+    from routing.shared import StoreUnavailable
+
+    store = LimitStore(ledger.engine, owner="p0")
+    shared = SharedLimits(store)
+    limited = LimitCheck("provider:x", "requests_per_hour", "requests", sliding(3600), 1000)
+    ask = ReservationAsk((limited,), requests=1, tokens=0, cost=0, ttl_s=600)
+    for _ in range(20):  # the pace grows a spare
+        ticket = await shared.reserve(ask)
+        assert isinstance(ticket, Ticket)
+        shared.settle(ticket, requests=1, tokens=0, cost=0)
+    with ledger.engine.begin() as conn:
+        conn.execute(text("DROP TABLE shared_lock"))  # the store is lost
+    other = ReservationAsk((LimitCheck("provider:y", "requests_per_hour", "requests", sliding(3600), 9),), 1, 0, 0, 600)
+    assert isinstance(await shared.reserve(other), StoreUnavailable)
+    # The lease for x had room, but the process now knows the store is down: refused, not served from it.
+    assert isinstance(await shared.reserve(ask), StoreUnavailable)
+    shared.close(timeout=1)
