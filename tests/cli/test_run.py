@@ -221,24 +221,30 @@ def test_ctrl_c_right_after_the_run_row_is_written_ends_it_interrupted(env: dict
 
 def test_ctrl_c_before_the_run_row_exists_writes_nothing_and_says_so(env: dict[str, str], tmp_path: Path) -> None:
     """Interrupted while `switchboard run` still checks its Prefect API: no run, no ledger, one line."""
-    with socket.socket() as silent:  # accepts the health check's connection and never answers it
-        silent.bind(("127.0.0.1", 0))
-        silent.listen()
-        url = f"http://127.0.0.1:{silent.getsockname()[1]}/api"
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "cli", "run", str(EXAMPLES / "pr-review.yaml"), "--json"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**env, "PREFECT_API_URL": url},
-            cwd=ROOT,
-        )
-        silent.settimeout(60)
-        connection, _ = silent.accept()  # the check is waiting for an answer now
-        proc.send_signal(signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=60)
-        connection.close()
-    assert proc.returncode == 130
+    for _ in range(3):
+        with socket.socket() as silent:  # accepts the health check's connection and never answers it
+            silent.bind(("127.0.0.1", 0))
+            silent.listen()
+            url = f"http://127.0.0.1:{silent.getsockname()[1]}/api"
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "cli", "run", str(EXAMPLES / "pr-review.yaml"), "--json"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env={**env, "PREFECT_API_URL": url},
+                cwd=ROOT,
+            )
+            silent.settimeout(60)
+            connection, _ = silent.accept()  # the check is waiting for an answer now
+            proc.send_signal(signal.SIGINT)
+            stdout, stderr = proc.communicate(timeout=60)
+            connection.close()
+        # The check gives up after 2 s: on a starved machine it can do so before the signal arrives, and then this
+        # is not the moment under test (that run exited 1, "no answer within 2 s", having written nothing). Again.
+        if not (proc.returncode == 1 and "no answer within" in stderr):
+            break
+        assert not (tmp_path / "ledger.db").exists()
+    assert proc.returncode == 130, stderr[-2000:]
     assert stdout == "" and "Traceback" not in stderr
     assert stderr.strip() == "interrupted before the run started: nothing was written"
     assert not (tmp_path / "ledger.db").exists()
