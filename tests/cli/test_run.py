@@ -219,6 +219,10 @@ def test_ctrl_c_right_after_the_run_row_is_written_ends_it_interrupted(env: dict
     assert resumed["run"]["id"] == run_id and resumed["totals"]["completed"] == 30  # nothing lost
 
 
+def _sigint_by_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_before_the_run_row_exists_writes_nothing_and_says_so(env: dict[str, str], tmp_path: Path) -> None:
     """Interrupted while `switchboard run` still checks its Prefect API: no run, no ledger, one line."""
     for _ in range(3):
@@ -233,6 +237,9 @@ def test_ctrl_c_before_the_run_row_exists_writes_nothing_and_says_so(env: dict[s
                 text=True,
                 env={**env, "PREFECT_API_URL": url},
                 cwd=ROOT,
+                # As from a terminal: a suite started in the background (`cmd &` without job control) inherits
+                # SIGINT ignored, and Python then keeps it ignored, so no Ctrl-C could reach the command.
+                preexec_fn=_sigint_by_default,
             )
             silent.settimeout(60)
             connection, _ = silent.accept()  # the check is waiting for an answer now

@@ -19,11 +19,13 @@ pytestmark = pytest.mark.slow
 
 
 def _break_store_after_first_call(db: Path, stop: threading.Event) -> None:
-    """Once the first attempt is in the ledger, make the store's tables unusable (as a lost database would be)."""
+    """Once the first call has reserved in the store (and is out, for 700 ms), make the store's tables unusable
+    (as a lost database would be). Waiting for its attempt row instead raced the next task's reservation, which
+    follows that row's commit at once."""
     while not stop.is_set():
         try:
             with sqlite3.connect(db, timeout=30) as conn:
-                if conn.execute("select count(*) from provider_usage").fetchone()[0] >= 1:
+                if conn.execute("select count(*) from shared_reservations").fetchone()[0] >= 1:
                     conn.execute("drop table shared_lock")
                     return
         except sqlite3.OperationalError:  # tables not created yet
