@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import socket
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
 
 POSTGRES_ENV = "SWITCHBOARD_TEST_POSTGRES_URL"
 # Prefect's servers (the test harness's included) would otherwise run a telemetry service that posts to the
@@ -96,6 +99,31 @@ def postgres_url_or_skip() -> str:
     if not url:
         pytest.skip(f"{POSTGRES_ENV} is not set (.ci/run sets it to the local PostgreSQL)")
     return url
+
+
+@contextlib.contextmanager
+def postgres_schema_url(base: str) -> Iterator[str]:
+    """A URL on `base` whose tables live in a fresh schema of their own, dropped afterwards."""
+    schema = f"t_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(base)
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    try:
+        yield base + ("&" if "?" in base else "?") + f"options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def either_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A ledger URL on SQLite, then on PostgreSQL (a schema of the test's own; skipped without PostgreSQL)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'ledger.db'}"
+        return
+    with postgres_schema_url(postgres_url_or_skip()) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
