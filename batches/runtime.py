@@ -11,13 +11,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from batches.deferred import DeferredCalls
 from batches.overlay import OverlayFollower
 from batches.ownership import this_owner
 from batches.run_state import KnownState
 from batches.spec import BatchSpec, load_spec
 from batches.stopping import StopReason, run_stop
 from ledger import Ledger, LedgerWriter, LimitStore, open_ledger, shown_url
-from providers import ProviderConfig, SecretResolver, env_secrets, safe_url
+from providers import ProviderConfig, SecretResolver, env_secrets, safe_url, utc_now
 from routing import (
     ProviderRegistry,
     Router,
@@ -52,8 +53,12 @@ class BatchRuntime:
     follower: OverlayFollower | None = None
     # The limits shared with every other routing process, through the ledger's database.
     shared: SharedLimits | None = None
+    # Deferrable tasks' vendor batches (batches.deferred); None when no task may wait or no provider offers one.
+    deferred: DeferredCalls | None = None
 
     def close(self) -> None:
+        if self.deferred is not None:
+            engine_loop().run(self.deferred.aclose(), cleanup=True)
         engine_loop().run(self.registry.aclose(), cleanup=True)
         self.writer.close()
         if self.shared is not None:
@@ -120,8 +125,15 @@ def open_runtime(
     # A ledger that cannot be reached mid-run stops the run (interrupted): its answers could only be spooled.
     writer = LedgerWriter(ledger, on_unreachable=lambda error: _ledger_lost(run_id, ledger))
     shared = SharedLimits(LimitStore(ledger.engine, owner=this_owner()))
+    deferred = _deferred_calls(spec, registry, ledger, run_id)
     router = Router(
-        registry, config, recorder=writer.submit, observer=observer, shared=shared, cache_lookup=ledger_lookup(ledger)
+        registry,
+        config,
+        recorder=writer.submit,
+        observer=observer,
+        shared=shared,
+        cache_lookup=ledger_lookup(ledger),
+        deferral=deferred,
     )
     adaptive = strategy == "adaptive" or any(t.strategy == "adaptive" for t in spec.tasks)
     restore_router_state(router, ledger, run_id, scores=adaptive)
@@ -137,10 +149,22 @@ def open_runtime(
         memory=KnownState.read(ledger, run_id) if home else None,
         follower=follower,
         shared=shared,
+        deferred=deferred,
     )
     with _runtimes_lock:
         _runtimes[run_id] = runtime
     return runtime
+
+
+def _deferred_calls(spec: BatchSpec, registry: ProviderRegistry, ledger: Ledger, run_id: str) -> DeferredCalls | None:
+    """Vendor batch work for a run with tasks that may wait and a provider with `batch:` on; else None (all live).
+    Deadlines count from the run's start, so a resumed run keeps the deadlines its first start set."""
+    may_wait = spec.deferrable or any(t.deadline is not None for t in spec.tasks)
+    batching = any(getattr(p.config, "batch", None) is not None and p.config.batch.enabled for p in registry)
+    if not (may_wait and batching):
+        return None
+    record = ledger.get_run(run_id)
+    return DeferredCalls(ledger, run_id, record.started_at if record is not None else utc_now())
 
 
 def _ledger_lost(run_id: str, ledger: Ledger) -> None:

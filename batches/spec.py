@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterator
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -49,6 +50,20 @@ class TaskSpec(BaseModel):
     model: str | None = Field(default=None, min_length=1)
     # False: never served from the response cache, nor stored for later tasks (None: the batch's default).
     cache: bool | None = None
+    # How long after the run starts the answer is needed (`12h`, `90m`, `1h30m`, `45s`): a task that can wait
+    # may go to a provider's vendor batch API at its batch price (batches.deferred), and goes live in time.
+    deadline: str | None = None
+
+    @field_validator("deadline")
+    @classmethod
+    def _a_duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            duration_s(value)
+        return value
+
+    @property
+    def deadline_s(self) -> float | None:
+        return None if self.deadline is None else duration_s(self.deadline)
 
     @field_validator("prompt")
     @classmethod
@@ -84,6 +99,8 @@ class BatchSpec(BaseModel):
     team: str | None = None
     workdir: str | None = None
     defaults: TaskDefaults = TaskDefaults()
+    # True: every task may wait for a vendor batch API (within the vendor's 24 h window, or its own `deadline`).
+    deferrable: bool = False
     tasks: list[TaskSpec] = Field(min_length=1)
 
     @field_validator("name", "team", "workdir")
@@ -123,7 +140,7 @@ class BatchSpec(BaseModel):
             workdir=spec.workdir or self.workdir,
             context=context or {},
             cache=self.defaults.cache if spec.cache is None else spec.cache,
-            metadata=_metadata(spec),
+            metadata=_metadata(spec, self.deferrable),
         )
 
     def layers(self) -> list[list[TaskSpec]]:
@@ -156,12 +173,35 @@ def _printable(value: str | None) -> str | None:
     return value
 
 
-def _metadata(spec: TaskSpec) -> dict[str, str]:
-    """What routing reads from the task besides its fields: its own strategy and its provider/model preference."""
-    if spec.strategy is None and spec.provider is None and spec.model is None:
-        return {}
+def _metadata(spec: TaskSpec, deferrable: bool = False) -> dict[str, str]:
+    """What routing reads from the task besides its fields: its own strategy, its provider/model preference, and
+    whether (and how long) it may wait for a vendor batch (`deferrable`; `deadline_s` after the run's start)."""
+    if spec.strategy is None and spec.provider is None and spec.model is None and spec.deadline is None:
+        return {"deferrable": "true"} if deferrable else {}
     pairs = (("strategy", spec.strategy), ("provider", spec.provider), ("model", spec.model))
-    return {key: value for key, value in pairs if value is not None}
+    metadata = {key: value for key, value in pairs if value is not None}
+    if spec.deadline_s is not None:
+        metadata["deferrable"] = "true"
+        metadata["deadline_s"] = f"{spec.deadline_s:g}"
+    elif deferrable:
+        metadata["deferrable"] = "true"
+    return metadata
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([dhms])")
+_UNIT_S = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
+
+
+def duration_s(text: str) -> float:
+    """Seconds in a duration such as `12h`, `90m`, `1h30m`, `45s` or `1d`; ValueError saying what is expected."""
+    compact = text.strip().replace(" ", "")
+    parts = _DURATION.findall(compact)
+    if not compact or "".join(n + u for n, u in parts) != compact:
+        raise ValueError(f"{text!r} is not a duration: use a number and a unit (d, h, m, s), e.g. 12h, 90m or 1h30m")
+    seconds = sum(float(n) * _UNIT_S[u] for n, u in parts)
+    if seconds <= 0:
+        raise ValueError(f"{text!r}: a deadline must be longer than 0 s")
+    return seconds
 
 
 def load_spec(path: str | Path) -> BatchSpec:
@@ -270,6 +310,7 @@ __all__ = [
     "SpecError",
     "TaskDefaults",
     "TaskSpec",
+    "duration_s",
     "find_cycle",
     "graph_problems",
     "load_spec",

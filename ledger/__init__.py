@@ -86,6 +86,14 @@ from ledger.schema import (
 )
 from ledger.spool import Spool, SpoolItem, SpoolReport, pending_rows, replay_spool, spool_dir, spooled_items
 from ledger.store import TERMINAL_TASK_STATUSES, Ledger, RunInProgress, new_run_id
+from ledger.vendor_batches import (
+    VendorState,
+    VendorWait,
+    record_vendor_submission,
+    settle_vendor_request,
+    vendor_requests,
+    waiting_in_vendor_batches,
+)
 from ledger.writer import LedgerWriter
 
 __all__ = [
@@ -146,6 +154,8 @@ __all__ = [
     "TaskStatus",
     "UsagePoint",
     "UsageTotal",
+    "VendorState",
+    "VendorWait",
     "Window",
     "admin_changes",
     "count_failovers",
@@ -173,12 +183,14 @@ __all__ = [
     "prune",
     "read_failure",
     "record_admin_change",
+    "record_vendor_submission",
     "replay_spool",
     "schema_engine",
     "schema_history",
     "schema_revision",
     "set_provider_overlay",
     "set_task_preference",
+    "settle_vendor_request",
     "shown_url",
     "sliding",
     "spool_dir",
@@ -186,4 +198,6 @@ __all__ = [
     "sqlite_file_missing",
     "task_preferences",
     "upgrade_schema",
+    "vendor_requests",
+    "waiting_in_vendor_batches",
 ]

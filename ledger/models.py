@@ -302,3 +302,21 @@ class UsageTotal(Base):
     tokens_cache_write: Mapped[int] = mapped_column(Integer)
     tokens_reasoning: Mapped[int] = mapped_column(Integer)
     pruned_at: Mapped[datetime]
+
+
+class VendorBatchRequest(Base):
+    """A task sent to a vendor's batch API (Anthropic Message Batches, OpenAI Batch): written before the run waits
+    on it, so a resumed run polls the same vendor batch instead of submitting the task again (migration 0011)."""
+
+    __tablename__ = "vendor_batch_requests"
+
+    run_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    task_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    provider_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    vendor_batch_id: Mapped[str] = mapped_column(String(200), index=True)
+    custom_id: Mapped[str] = mapped_column(String(64))
+    # waiting | done | fell_back (answered live instead: deadline, expiry, cancellation) | failed
+    state: Mapped[str] = mapped_column(String(20))
+    detail: Mapped[str | None] = mapped_column(Text)
+    submitted_at: Mapped[datetime]
+    updated_at: Mapped[datetime]

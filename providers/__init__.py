@@ -71,6 +71,15 @@ if TYPE_CHECKING:
     from providers.openai_compatible import OpenAICompatibleConfig, OpenAICompatibleProvider
     from providers.status_map import error_class_for_status
     from providers.usage_window import LIMIT_SPECS, LimitSpec, LimitTracker, SlidingWindow, seconds_to_reach
+    from providers.vendor_batch import (
+        BatchResult,
+        Unanswered,
+        VendorBatch,
+        VendorBatchClient,
+        VendorBatchSettings,
+        VendorBatchStatus,
+    )
+    from providers.vendor_batch_clients import vendor_batch_client
 
 # Public name -> the module that defines it, imported when the name is first asked for.
 _LAZY: dict[str, str] = {
@@ -93,6 +102,13 @@ _LAZY: dict[str, str] = {
     "SubscriptionConfig": "providers.claude_cli",
     "SubscriptionStatus": "providers.claude_cli",
     "error_class_for_status": "providers.status_map",
+    "BatchResult": "providers.vendor_batch",
+    "Unanswered": "providers.vendor_batch",
+    "VendorBatch": "providers.vendor_batch",
+    "VendorBatchClient": "providers.vendor_batch",
+    "VendorBatchSettings": "providers.vendor_batch",
+    "VendorBatchStatus": "providers.vendor_batch",
+    "vendor_batch_client": "providers.vendor_batch_clients",
 }
 
 
@@ -125,6 +141,7 @@ __all__ = [
     "AnthropicProvider",
     "AuthenticationFailed",
     "BadRequest",
+    "BatchResult",
     "BudgetExceeded",
     "Cancelled",
     "ClaudeCliConfig",
@@ -160,7 +177,12 @@ __all__ = [
     "SubscriptionConfig",
     "SubscriptionStatus",
     "TokenUsage",
+    "Unanswered",
     "Unavailable",
+    "VendorBatch",
+    "VendorBatchClient",
+    "VendorBatchSettings",
+    "VendorBatchStatus",
     "env_secrets",
     "error_class_for_status",
     "estimate_prompt_tokens",
@@ -180,5 +202,6 @@ __all__ = [
     "storable",
     "terminate_group",
     "utc_now",
+    "vendor_batch_client",
     "well_formed",
 ]

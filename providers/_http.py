@@ -218,6 +218,8 @@ class HttpProvider(AIProvider):
     ) -> tuple[httpx.Response, float]:
         """Send one request and time it; the only place where httpx transport errors become provider errors."""
         headers = self._headers(context)
+        if "files" in kwargs:  # a multipart upload (a batch's input file): httpx sets the boundary's content type
+            headers.pop("content-type", None)
         if context is not None and context.timeout_s is not None:
             kwargs["timeout"] = _timeout(context.timeout_s, self.config.connect_timeout_s)
         started = self._clock()

@@ -21,6 +21,7 @@ from providers.models import AITask, ExecutionContext, Price, ProviderResponse, 
 from providers.pricing import CLAUDE_HAIKU_4_5, CLAUDE_OPUS_4, CLAUDE_OPUS_4_5, CLAUDE_SONNET, claude_family_price
 from providers.prompt import render_prompt
 from providers.status_map import CREDIT_BALANCE, error_class_for_status, is_credit_balance_message
+from providers.vendor_batch import VendorBatchSettings
 
 # The `anthropic-ratelimit-<kind>-{limit,remaining,reset}` header families.
 _LIMIT_KINDS = ("requests", "tokens", "input-tokens", "output-tokens")
@@ -37,6 +38,8 @@ class AnthropicConfig(HttpProviderConfig):
     # Upper bound on `max_tokens`; a task's `max_output_tokens` is capped by it.
     max_tokens: int = Field(default=8192, gt=0)
     system: str | None = None
+    # Opts in to the vendor's batch API for deferrable tasks (providers.vendor_batch); None: live calls only.
+    batch: VendorBatchSettings | None = None
 
 
 class AnthropicProvider(HttpProvider):
@@ -72,6 +75,13 @@ class AnthropicProvider(HttpProvider):
         return claude_family_price(model)
 
     async def execute_task(self, task: AITask, context: ExecutionContext) -> ProviderResponse:
+        body = self.request_body(task, context)
+        response, latency_ms = await self._send("POST", self._url("/v1/messages"), context, json=body)
+        data = self._checked_json(response, context)
+        return self.parse_message(data, context, latency_ms, request_id=response.headers.get("request-id"))
+
+    def request_body(self, task: AITask, context: ExecutionContext) -> dict[str, Any]:
+        """The Messages API request for a task: sent live, or as a Message Batches request's `params`."""
         cfg = self.config
         body: dict[str, Any] = {
             "model": context.model or cfg.model,
@@ -80,9 +90,12 @@ class AnthropicProvider(HttpProvider):
         }
         if cfg.system:
             body["system"] = cfg.system
-        response, latency_ms = await self._send("POST", self._url("/v1/messages"), context, json=body)
-        data = self._checked_json(response, context)
+        return body
 
+    def parse_message(
+        self, data: dict[str, Any], context: ExecutionContext, latency_ms: float, *, request_id: str | None = None
+    ) -> ProviderResponse:
+        """The answer in a Messages API message (a live response, or a batch result's `message`), priced at list."""
         content = data.get("content")
         if not isinstance(content, list):
             raise self._error(MalformedResponse, "response has no content list", context, error_type="no_content")
@@ -107,8 +120,12 @@ class AnthropicProvider(HttpProvider):
             text=text,
             usage=usage,
             finish_reason=data.get("stop_reason"),
-            metadata={"request_id": response.headers.get("request-id"), "message_id": data.get("id")},
+            metadata={"request_id": request_id, "message_id": data.get("id")},
         )
+
+    def status_error(self, response: httpx.Response, context: ExecutionContext) -> ProviderError:
+        """The error a response with this status and error body maps to (a batch result's error is mapped so)."""
+        return self._status_error(response, None, context)
 
     def _quota_signals(self, headers: httpx.Headers, context: ExecutionContext) -> list[QuotaSignal]:
         signals = (

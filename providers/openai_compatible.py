@@ -23,6 +23,7 @@ from providers.models import AITask, ExecutionContext, Price, ProviderResponse, 
 from providers.pricing import OPENAI_PRICES, claude_family_price, openai_family_price
 from providers.prompt import render_prompt
 from providers.status_map import error_class_for_status
+from providers.vendor_batch import VendorBatchSettings
 
 # A 429 whose error type or code is one of these is an empty balance or a spend cap, not a rate limit.
 QUOTA_CODES = frozenset(
@@ -53,6 +54,8 @@ class OpenAICompatibleConfig(HttpProviderConfig):
     extra_body: dict[str, Any] = Field(default_factory=dict)
     # OpenAI's reasoning models take `max_completion_tokens` and reject `max_tokens`.
     max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
+    # Opts in to the vendor's batch API for deferrable tasks (providers.vendor_batch); None: live calls only.
+    batch: VendorBatchSettings | None = None
 
 
 class OpenAICompatibleProvider(HttpProvider):
@@ -94,16 +97,25 @@ class OpenAICompatibleProvider(HttpProvider):
         return self._url("/models")
 
     async def execute_task(self, task: AITask, context: ExecutionContext) -> ProviderResponse:
+        body = self.request_body(task, context)
+        response, latency_ms = await self._send("POST", self._url("/chat/completions"), context, json=body)
+        data = self._checked_json(response, context)
+        return self.parse_completion(data, context, latency_ms, request_id=response.headers.get("x-request-id"))
+
+    def request_body(self, task: AITask, context: ExecutionContext) -> dict[str, Any]:
+        """The chat completions request for a task: sent live, or as a Batch API input line's `body`."""
         cfg = self.config
-        body: dict[str, Any] = {
+        return {
             "model": context.model or cfg.model,
             "messages": [{"role": "user", "content": render_prompt(task)}],
             cfg.max_tokens_field: task.max_output_tokens,
             **cfg.extra_body,
         }
-        response, latency_ms = await self._send("POST", self._url("/chat/completions"), context, json=body)
-        data = self._checked_json(response, context)
 
+    def parse_completion(
+        self, data: dict[str, Any], context: ExecutionContext, latency_ms: float, *, request_id: str | None = None
+    ) -> ProviderResponse:
+        """The answer in a chat completion (a live response, or a batch output line's body), priced at list."""
         choices = data.get("choices")
         choice = choices[0] if isinstance(choices, list) and choices else None
         message = choice.get("message") if isinstance(choice, dict) else None
@@ -135,8 +147,12 @@ class OpenAICompatibleProvider(HttpProvider):
             text=content,
             usage=usage,
             finish_reason=choice.get("finish_reason"),
-            metadata={"request_id": response.headers.get("x-request-id"), "completion_id": data.get("id")},
+            metadata={"request_id": request_id, "completion_id": data.get("id")},
         )
+
+    def status_error(self, response: httpx.Response, context: ExecutionContext) -> ProviderError:
+        """The error a response with this status and error body maps to (a batch error line is mapped so)."""
+        return self._status_error(response, None, context)
 
     def _quota_signals(self, headers: httpx.Headers, context: ExecutionContext) -> list[QuotaSignal]:
         signals = (

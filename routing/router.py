@@ -63,6 +63,7 @@ from routing.cache import CacheLookup, ResponseCache
 from routing.circuit import CircuitBreaker, CircuitState
 from routing.config import SwitchboardConfig
 from routing.decision import DecisionDraft
+from routing.deferral import Deferral
 from routing.events import (
     BUDGET_EXHAUSTED,
     CIRCUIT_CLOSED,
@@ -153,8 +154,11 @@ class Router:
         strategies: Mapping[str, Strategy] | None = None,
         wall_clock: Callable[[], datetime] = utc_now,
         cache_lookup: CacheLookup | None = None,
+        deferral: Deferral | None = None,
     ) -> None:
         self.registry = registry
+        # Sends deferrable tasks to vendor batch APIs (None: every call is live).
+        self._deferral = deferral
         # Only the routing settings are used; the providers come from the registry.
         self.config = config or SwitchboardConfig.model_construct()
         self._recorder = recorder
@@ -354,6 +358,12 @@ class Router:
                 return result
         plan = self._plan(task, run, strategy_name, critical, decision)
         try:
+            if self._deferral is not None and task.metadata.get("deferrable") == "true":
+                answered, first_attempt = await self._deferred(task, run, strategy_name, plan, first_attempt, result)
+                if answered:
+                    decision.chosen = result.provider_id
+                    result.draft = decision
+                    return result
             await self._run(task, run, strategy_name, critical, plan, first_attempt, result, decision, key)
             result.draft = decision
         finally:
@@ -461,6 +471,56 @@ class Router:
                 break
         if not result.attempts:
             self._nothing_could_take(task, run, result, decision)
+
+    async def _deferred(
+        self, task: AITask, run: RunInfo, strategy: str, plan: Plan, attempt: int, result: RoutedResult
+    ) -> tuple[bool, int]:
+        """Try the first provider in the plan whose vendor batch API may take the task. Returns whether that ended
+        the task (answered, or an error no other call can help) and the attempt number live calls go on from.
+
+        The wait holds no provider slot (it may last hours): the vendor batch is the vendor's capacity, not the
+        live endpoint's. Its attempt row records the batch price charged and the list price beside it."""
+        deferral = self._deferral
+        assert deferral is not None
+        st = next((s for s in plan.order if deferral.takes(s.provider, task)), None)
+        if st is None:
+            return False, attempt
+        provider = st.provider
+        context = ExecutionContext(
+            run_id=run.run_id, attempt=attempt, model=provider.model_for(task), timeout_s=provider.config.timeout_s
+        )
+        started, t0 = utc_now(), self._clock()
+        answer = await deferral.call(provider, task, context)
+        if answer is None:  # not answered in time: live calls, from the same attempt number
+            return False, attempt
+        record = {
+            "run_id": run.run_id,
+            "task_id": task.id,
+            "provider_id": provider.provider_id,
+            "task_type": task.type,
+            "attempt": attempt,
+            "team": task.team or run.team,
+            "strategy": strategy,
+            "started_at": started,
+        }
+        if isinstance(answer, ProviderError):
+            done = self._record(result, record, t0, outcome=answer.outcome, error=answer)
+            result.outcome, result.error = answer.outcome, str(answer)
+            self._count_spent(run, done.cost_usd)
+            # The same judgement as after a live call: a request the vendor refused is refused live too.
+            return isinstance(self._policy.decide(answer, 1), Stop), attempt + 1
+        done = self._record(result, record, t0, outcome="success", response=answer)
+        self._count_spent(run, done.cost_usd)
+        result.status, result.provider_id, result.response = TaskStatus.COMPLETED, provider.provider_id, answer
+        result.outcome = result.error = None
+        return True, attempt + 1
+
+    def _count_spent(self, run: RunInfo, cost: float) -> None:
+        """Count a vendor batch request's charge against the budgets, as a live call's settles."""
+        if self.budget.active:
+            self.budget.reserve(run.run_id, 0.0)
+            self.budget.settle(run.run_id, 0.0, cost)
+            self._admitter.budget_settled()
 
     def _ask_for(
         self, st: ProviderState, task: AITask, run: RunInfo, estimate: tuple[float, float], critical: bool

@@ -1,0 +1,207 @@
+"""Deferrable tasks through vendor batch APIs, the whole node path (spec -> runtime -> router -> vendor batch ->
+ledger) against stand-ins that speak the Anthropic Message Batches and OpenAI Batch formats: batch price, the
+vendor batch id in the ledger, deadlines that are too short or that pass (fall back live, vendor batch
+cancelled), expired and errored requests, and a restart that polls the batch instead of submitting it again."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from batches import close_runtime, forget_stop, open_runtime, parse_spec, run_nodes, run_stop
+from batches.run_state import NodeResult
+from batches.runtime import BatchRuntime
+from batches.stopping import StopReason
+from ledger import Ledger, NewTask, TaskStatus, VendorState, vendor_requests
+from routing import parse_config
+from tests.fakes.fake_batch_apis import ANSWER, LIVE_ANSWER, FakeAnthropicBatches, FakeOpenAIBatches
+
+KEY_ENV = "SWITCHBOARD_TEST_BATCH_KEY"
+FAST = {"gather_s": 0.05, "poll_initial_s": 0.02, "poll_max_s": 0.1, "min_wait_s": 0.5, "live_margin_s": 1.0}
+
+
+@pytest.fixture(autouse=True)
+def _key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(KEY_ENV, "sk-test-0123456789abcdef")
+
+
+def providers_doc(vendor: str, url: str, batch: dict[str, Any] | None = FAST) -> dict[str, Any]:
+    if vendor == "anthropic":
+        provider: dict[str, Any] = {"type": "anthropic", "base_url": url, "api_key_env": KEY_ENV}
+    else:
+        provider = {"type": "openai_compatible", "base_url": url + "/v1", "model": "gpt-4o", "api_key_env": KEY_ENV}
+    if batch is not None:
+        provider["batch"] = batch
+    return {"strategy": "priority_based", "providers": {"api": provider}}
+
+
+def spec_of(tasks: list[dict[str, Any]], **batch: Any) -> Any:
+    return parse_spec({"name": "deferred", "tasks": tasks, **batch}, "spec.yaml")
+
+
+def open_run(ledger: Ledger, spec: Any, doc: dict[str, Any], run_id: str | None = None) -> BatchRuntime:
+    if run_id is None:
+        run_id, _ = ledger.start_or_resume_run(
+            batch_name=spec.name,
+            batch_hash=spec.content_hash(),
+            team=None,
+            strategy="priority_based",
+            tasks=[NewTask(task_id=t.id, task_type=t.type, priority="normal") for t in spec.tasks],
+        )
+    return open_runtime(spec, parse_config(doc, "providers.yaml"), "priority_based", run_id=run_id, ledger=ledger)
+
+
+def run_all(runtime: BatchRuntime) -> dict[str, NodeResult]:
+    try:
+        return {r.task_id: r for r in run_nodes(runtime, [t.id for t in runtime.spec.tasks])}
+    finally:
+        close_runtime(runtime.run.run_id)
+
+
+@pytest.fixture(params=["anthropic", "openai"])
+def vendor(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def fake_for(vendor: str, polls_to_end: int | None = 1) -> FakeAnthropicBatches | FakeOpenAIBatches:
+    return FakeAnthropicBatches(polls_to_end) if vendor == "anthropic" else FakeOpenAIBatches(polls_to_end)
+
+
+@pytest.fixture
+def ledger(sqlite_url: str) -> Iterator[Ledger]:
+    ledger = Ledger(url=sqlite_url)
+    yield ledger
+    ledger.close()
+
+
+def test_deferrable_tasks_go_out_as_one_vendor_batch_at_its_price(vendor: str, ledger: Ledger) -> None:
+    tasks = [{"id": f"t{i}", "type": "summarization", "prompt": f"Summarize {i}", "deadline": "12h"} for i in range(3)]
+    with fake_for(vendor) as fake:
+        runtime = open_run(ledger, spec_of(tasks), providers_doc(vendor, fake.url))
+        run_id = runtime.run.run_id
+        results = run_all(runtime)
+    assert {r.status for r in results.values()} == {TaskStatus.COMPLETED}
+    assert {r.output for r in results.values()} == {ANSWER}
+    assert fake.created == 1 and fake.live_calls == 0  # gathered into one vendor batch
+    (batch_id,) = fake.batches
+    attempts = ledger.attempts(run_id)
+    assert len(attempts) == 3
+    for attempt in attempts:
+        assert attempt.outcome == "success"
+        assert attempt.list_price_usd is not None and attempt.list_price_usd > 0
+        assert attempt.cost_usd == pytest.approx(attempt.list_price_usd / 2)  # the batch price, list beside it
+    rows = vendor_requests(ledger, run_id)
+    assert {(r.vendor_batch_id, r.state) for r in rows} == {(batch_id, VendorState.DONE)}
+
+
+def test_tasks_that_cannot_wait_go_live(vendor: str, ledger: Ledger) -> None:
+    tasks = [
+        {"id": "plain", "type": "summarization", "prompt": "no deadline, batch not deferrable"},
+        {"id": "soon", "type": "summarization", "prompt": "due too soon", "deadline": "0.2s"},
+    ]
+    with fake_for(vendor) as fake:
+        runtime = open_run(ledger, spec_of(tasks), providers_doc(vendor, fake.url))
+        results = run_all(runtime)
+    assert {r.output for r in results.values()} == {LIVE_ANSWER}
+    assert fake.created == 0 and fake.live_calls == 2
+
+
+def test_a_provider_without_batch_answers_deferrable_work_live(vendor: str, ledger: Ledger) -> None:
+    tasks = [{"id": "t", "type": "summarization", "prompt": "p"}]
+    with fake_for(vendor) as fake:
+        runtime = open_run(ledger, spec_of(tasks, deferrable=True), providers_doc(vendor, fake.url, batch=None))
+        assert runtime.deferred is None
+        results = run_all(runtime)
+    assert results["t"].output == LIVE_ANSWER and fake.created == 0
+
+
+def test_deferred_work_that_would_miss_its_deadline_falls_back_live(vendor: str, ledger: Ledger) -> None:
+    # The vendor never finishes; the task must leave 1 s (live_margin_s) before its 2.5 s deadline.
+    tasks = [{"id": "late", "type": "summarization", "prompt": "slow batch", "deadline": "2.5s"}]
+    with fake_for(vendor, polls_to_end=None) as fake:
+        runtime = open_run(ledger, spec_of(tasks), providers_doc(vendor, fake.url))
+        run_id = runtime.run.run_id
+        started = time.monotonic()
+        results = run_all(runtime)
+        took = time.monotonic() - started
+    assert results["late"].status == TaskStatus.COMPLETED and results["late"].output == LIVE_ANSWER
+    assert 1.0 <= took < 2.5  # left before the deadline, not a poll later
+    (batch_id,) = fake.batches
+    assert fake.cancelled == [batch_id]  # nobody waits on it any more
+    (row,) = vendor_requests(ledger, run_id)
+    assert (row.state, row.detail) == (VendorState.FELL_BACK, "deadline")
+    (attempt,) = ledger.attempts(run_id)
+    assert attempt.list_price_usd is None and attempt.cost_usd > 0  # the live call at list price
+
+
+def test_a_whole_deferrable_batch_without_deadlines_waits(vendor: str, ledger: Ledger) -> None:
+    tasks = [{"id": "a", "type": "summarization", "prompt": "one"}, {"id": "b", "type": "summarization", "prompt": "2"}]
+    with fake_for(vendor) as fake:
+        results = run_all(open_run(ledger, spec_of(tasks, deferrable=True), providers_doc(vendor, fake.url)))
+    assert {r.output for r in results.values()} == {ANSWER} and fake.created == 1
+
+
+def test_expired_requests_are_answered_live(vendor: str, ledger: Ledger) -> None:
+    tasks = [
+        {"id": "ok", "type": "summarization", "prompt": "fine", "deadline": "12h"},
+        {"id": "exp", "type": "summarization", "prompt": "this one [expired]", "deadline": "12h"},
+    ]
+    with fake_for(vendor) as fake:
+        runtime = open_run(ledger, spec_of(tasks), providers_doc(vendor, fake.url))
+        run_id = runtime.run.run_id
+        results = run_all(runtime)
+    assert results["ok"].output == ANSWER and results["exp"].output == LIVE_ANSWER
+    assert fake.live_calls == 1
+    states = {r.task_id: (r.state, r.detail) for r in vendor_requests(ledger, run_id)}
+    assert states == {"ok": (VendorState.DONE, None), "exp": (VendorState.FELL_BACK, "expired")}
+
+
+def test_errored_requests_map_to_the_live_outcomes(vendor: str, ledger: Ledger) -> None:
+    refused = "[errored:invalid_request_error]" if vendor == "anthropic" else "[errored:400]"
+    busy = "[errored:overloaded_error]" if vendor == "anthropic" else "[errored:503]"
+    tasks = [
+        {"id": "bad", "type": "summarization", "prompt": f"refused {refused}", "deadline": "12h"},
+        {"id": "busy", "type": "summarization", "prompt": f"busy {busy}", "deadline": "12h"},
+    ]
+    with fake_for(vendor) as fake:
+        runtime = open_run(ledger, spec_of(tasks), providers_doc(vendor, fake.url))
+        run_id = runtime.run.run_id
+        results = run_all(runtime)
+    # A bad request fails as it would live (no call can help); an overload is tried again live.
+    assert results["bad"].status == TaskStatus.FAILED
+    assert results["busy"].status == TaskStatus.COMPLETED and results["busy"].output == LIVE_ANSWER
+    outcomes = {(a.task_id, a.attempt): a.outcome for a in ledger.attempts(run_id)}
+    assert outcomes == {("bad", 1): "bad_request", ("busy", 1): "overloaded", ("busy", 2): "success"}
+    assert fake.live_calls == 1
+
+
+def test_a_restarted_run_polls_its_vendor_batch_instead_of_submitting_again(vendor: str, ledger: Ledger) -> None:
+    tasks = [{"id": "t", "type": "summarization", "prompt": "wait for me", "deadline": "12h"}]
+    spec = spec_of(tasks)
+    with fake_for(vendor, polls_to_end=None) as fake:
+        doc = providers_doc(vendor, fake.url)
+        first = open_run(ledger, spec, doc)
+        run_id = first.run.run_id
+        results: dict[str, NodeResult] = {}
+        worker = threading.Thread(target=lambda: results.update(run_all(first)))
+        worker.start()
+        deadline = time.monotonic() + 10
+        while not vendor_requests(ledger, run_id) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        run_stop(run_id).request(StopReason.INTERRUPTED, "test: the process stops")
+        worker.join(10)
+        assert results["t"].status == TaskStatus.CANCELLED
+        (row,) = vendor_requests(ledger, run_id)
+        assert row.state == VendorState.WAITING and fake.cancelled == []  # the vendor batch runs on
+        forget_stop(run_id)
+
+        fake.end(row.vendor_batch_id)
+        again = run_all(open_run(ledger, spec, doc, run_id=run_id))
+    assert again["t"].status == TaskStatus.COMPLETED and again["t"].output == ANSWER
+    assert fake.created == 1 and fake.live_calls == 0  # polled, never submitted twice
+    (row,) = vendor_requests(ledger, run_id)
+    assert row.state == VendorState.DONE
