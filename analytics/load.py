@@ -270,13 +270,16 @@ def load_quota_failures(conn: Connection, f: ReportFilter) -> int:
     return int(conn.execute(last).scalar_one()) + int(conn.execute(refused).scalar_one())
 
 
-def load_cache_savings(conn: Connection, f: ReportFilter) -> tuple[int, float]:
-    """Tasks served from the response cache in the window, and what their answers cost when they were made (what
-    the hits saved), pruned ones included (from their kept totals)."""
-    stmt = select(func.count(), func.coalesce(func.sum(_U.c.cache_saved_usd), 0.0)).where(
-        _U.c.cache_hit.is_(True), *_usage_where(f)
+def load_cache_savings(conn: Connection, f: ReportFilter) -> pd.DataFrame:
+    """Per team (None: no team): tasks served from the response cache in the window (`cache_hits`), and what
+    their answers cost when they were made (`cache_savings_usd`, what the hits saved), pruned ones included
+    (from their kept totals). Teams without a hit have no row."""
+    team = _U.c.team.label("team")
+    stmt = (
+        select(team, func.count().label("hits"), func.coalesce(func.sum(_U.c.cache_saved_usd), 0.0).label("saved"))
+        .where(_U.c.cache_hit.is_(True), *_usage_where(f))
+        .group_by(_U.c.team)
     )
-    hits, saved = conn.execute(stmt).one()
     # Pruned days (`switchboard db prune`), whole days starting inside the window, as `_kept_totals` counts them.
     clauses = [
         _T.c.provider_id == CACHE_PROVIDER,
@@ -285,9 +288,27 @@ def load_cache_savings(conn: Connection, f: ReportFilter) -> tuple[int, float]:
     ]
     if f.team is not None:
         clauses.append(_T.c.team == f.team)
-    kept = select(func.coalesce(func.sum(_T.c.attempts), 0), func.coalesce(func.sum(_T.c.cache_saved_usd), 0.0))
-    kept_hits, kept_saved = conn.execute(kept.where(*clauses)).one()
-    return int(hits) + int(kept_hits or 0), float(saved or 0.0) + float(kept_saved or 0.0)
+    kept = (
+        select(
+            _T.c.team.label("team"),
+            func.coalesce(func.sum(_T.c.attempts), 0).label("hits"),
+            func.coalesce(func.sum(_T.c.cache_saved_usd), 0.0).label("saved"),
+        )
+        .where(*clauses)
+        .group_by(_T.c.team)
+    )
+    by_team: dict[str | None, tuple[int, float]] = {}
+    for rows in (conn.execute(stmt), conn.execute(kept)):
+        for name, hits, saved in rows:
+            before = by_team.get(name, (0, 0.0))
+            by_team[name] = (before[0] + int(hits or 0), before[1] + float(saved or 0.0))
+    return pd.DataFrame(
+        {
+            "team": pd.Series(list(by_team), dtype="object"),
+            "cache_hits": pd.Series([v[0] for v in by_team.values()], dtype="int64"),
+            "cache_savings_usd": pd.Series([v[1] for v in by_team.values()], dtype="float64"),
+        }
+    )
 
 
 def load_events(conn: Connection, f: ReportFilter) -> pd.DataFrame:

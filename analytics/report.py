@@ -42,6 +42,7 @@ from analytics.tables import (
     routing_efficiency,
     totals,
     with_successes,
+    with_team_savings,
 )
 from analytics.window import ReportWindow
 from ledger import CACHE_PROVIDER
@@ -54,7 +55,7 @@ TABLES: dict[str, str] = {
     "by_subscription": "Cost, tokens and attempts per provider subscription",
     "by_model": "Cost, tokens and attempts per provider model",
     "by_task_type": "Cost, tokens and attempts per task type",
-    "by_team": "Cost, tokens and attempts per team",
+    "by_team": "Cost, tokens and attempts per team, and what subscriptions and the response cache saved it",
     "by_day": "Cost, tokens and attempts per UTC day",
     "cost_over_time": "Cost per UTC day and provider",
     "performance": "Success rate, latency percentiles (successful attempts), failovers, retries, circuit time",
@@ -156,7 +157,10 @@ def build_report(
     summary = totals(cube, transitions)
     # Failed tasks that failed for quota, counted apart (ledger.quota_failures).
     summary["quota_failures"] = _on_connection(engine, load_quota_failures, f)
-    summary["cache_hits"], summary["cache_savings_usd"] = _on_connection(engine, load_cache_savings, f)
+    cache_by_team = _on_connection(engine, load_cache_savings, f)
+    summary["cache_hits"] = int(cache_by_team["cache_hits"].sum())
+    summary["cache_savings_usd"] = float(cache_by_team["cache_savings_usd"].sum())
+    tables["by_team"] = with_team_savings(tables["by_team"], cache_by_team)
     recommendations = [
         # Answers served from the response cache are free and always succeed: no provider to move work to.
         *cheaper_providers(cube[cube["provider_id"] != CACHE_PROVIDER], settings.prices, settings.policy),

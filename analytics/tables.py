@@ -69,6 +69,28 @@ def cost_table(cube: pd.DataFrame, keys: tuple[str, ...]) -> pd.DataFrame:
     return grouped[columns].reset_index(drop=True)
 
 
+def with_team_savings(by_team: pd.DataFrame, cache_by_team: pd.DataFrame) -> pd.DataFrame:
+    """The by-team cost table plus what each team saved: `subscription_savings_usd` (its calls on subscription
+    logins at list price, less what they were charged: nothing at the margin), `cache_hits` and
+    `cache_savings_usd` (`load.load_cache_savings`), and `savings_usd`, the two savings together."""
+    out = by_team.copy()
+    cache = {
+        _team_key(t): (int(h), float(s))
+        for t, h, s in cache_by_team[["team", "cache_hits", "cache_savings_usd"]].itertuples(index=False)
+    }
+    found = [cache.get(_team_key(t), (0, 0.0)) for t in out["team"].tolist()]
+    out["subscription_savings_usd"] = (out["list_price_usd"] - out["cost_usd"]).clip(lower=0.0).astype("float64")
+    out["cache_hits"] = pd.Series([f[0] for f in found], index=out.index, dtype="int64")
+    out["cache_savings_usd"] = pd.Series([f[1] for f in found], index=out.index, dtype="float64")
+    out["savings_usd"] = out["subscription_savings_usd"] + out["cache_savings_usd"]
+    return out
+
+
+def _team_key(team: object) -> str | None:
+    # The cube groups a missing team as NaN, the cache query as None: one key for "no team".
+    return None if team is None or (isinstance(team, float) and np.isnan(team)) else str(team)
+
+
 def cost_over_time(cube: pd.DataFrame) -> pd.DataFrame:
     """Cost and attempts per UTC day and provider (the cost chart's data)."""
     if cube.empty:

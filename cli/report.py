@@ -58,7 +58,7 @@ _COLUMNS = {
         "retries",
         "circuit_open_s",
     ],
-    "by_team": ["team", "attempts", "success_rate", "cost_usd", "tokens_input", "tokens_output"],
+    "by_team": ["team", "attempts", "success_rate", "cost_usd", "list_price_usd", "savings_usd", "cache_hits"],
     "by_task_type": ["task_type", "attempts", "success_rate", "cost_usd", "tokens_input", "tokens_output"],
     "by_day": ["day", "attempts", "success_rate", "cost_usd", "tokens_input", "tokens_output"],
     "quota": ["provider_id", "subscription", "limit", "utilisation", "peak_utilisation", "forecast_exhaustion_h"],

@@ -218,3 +218,16 @@ def test_a_file_that_is_not_a_database_exits_2_like_every_command(tmp_path: Path
     message = " ".join(result.stderr.split())
     assert f"SWITCHBOARD_DATABASE_URL=sqlite:///{garbage}" in message and "file is not a database" in message
     assert "Traceback" not in result.stderr
+
+
+def test_the_team_table_shows_list_price_and_savings(filled_db: Path, tmp_path: Path) -> None:
+    result = report(filled_db, tmp_path, *PERIOD, "--format", "json")
+    assert result.returncode == 0, result.stderr
+    teams = {r["team"]: r for r in json.loads(result.stdout)["by_team"]}
+    for row in teams.values():
+        assert row["savings_usd"] == pytest.approx(row["subscription_savings_usd"] + row["cache_savings_usd"])
+        assert row["subscription_savings_usd"] == pytest.approx(max(0.0, row["list_price_usd"] - row["cost_usd"]))
+    shown = report(filled_db, tmp_path, *PERIOD)
+    assert shown.returncode == 0, shown.stderr
+    team_table = shown.stdout[shown.stdout.index("Cost by team") : shown.stdout.index("Cost by task type")]
+    assert "savings_usd" in team_table and "list_price_usd" in team_table
