@@ -12,11 +12,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from rich.console import Console
 
-from batches import close_runtime, forget_stop, open_runtime, parse_spec, run_nodes, run_stop
+from batches import close_runtime, forget_stop, open_runtime, parse_spec, run_nodes, run_stop, run_summary
 from batches.run_state import NodeResult
 from batches.runtime import BatchRuntime
 from batches.stopping import StopReason
+from cli.render import render_run
 from ledger import Ledger, NewTask, TaskStatus, VendorState, vendor_requests
 from routing import parse_config
 from tests.fakes.fake_batch_apis import ANSWER, LIVE_ANSWER, FakeAnthropicBatches, FakeOpenAIBatches
@@ -199,6 +201,22 @@ def test_a_restarted_run_polls_its_vendor_batch_instead_of_submitting_again(vend
         (row,) = vendor_requests(ledger, run_id)
         assert row.state == VendorState.WAITING and fake.cancelled == []  # the vendor batch runs on
         forget_stop(run_id)
+        # `show`, the run summary (`--json`) and the API say where it waits, with the vendor's batch id.
+        summary = run_summary(ledger, run_id)
+        assert summary.totals.waiting_in_vendor_batches == 1
+        document = summary.model_dump(mode="json")
+        assert document["tasks"][0]["vendor_batch"] == {
+            "id": row.vendor_batch_id,
+            "provider": "api",
+            "state": "waiting",
+            "detail": None,
+        }
+        assert document["totals"]["waiting_in_vendor_batches"] == 1
+        console = Console(record=True, width=200)
+        render_run(console, summary)
+        shown = console.export_text()
+        assert f"waiting in vendor batch {row.vendor_batch_id} (api): t" in shown
+        assert "waiting in vendor batches 1" in shown
 
         fake.end(row.vendor_batch_id)
         fake.polls_to_end = 0  # a batch submitted again would end too (and be counted), not hang the test
@@ -207,6 +225,9 @@ def test_a_restarted_run_polls_its_vendor_batch_instead_of_submitting_again(vend
     assert fake.created == 1 and fake.live_calls == 0  # polled, never submitted twice
     (row,) = vendor_requests(ledger, run_id)
     assert row.state == VendorState.DONE
+    finished = run_summary(ledger, run_id).model_dump(mode="json")
+    assert "waiting_in_vendor_batches" not in finished["totals"]  # only while some wait
+    assert finished["tasks"][0]["vendor_batch"]["state"] == "done"
 
 
 async def test_a_task_cancelled_while_waiting_leaves_the_vendor_batch_running(ledger: Ledger) -> None:
