@@ -257,3 +257,30 @@ async def test_a_task_cancelled_while_waiting_leaves_the_vendor_batch_running(le
     assert fake.cancelled == []  # ... and left the vendor batch to finish
     (row,) = vendor_requests(ledger, run_id)
     assert row.state == VendorState.WAITING
+
+
+async def test_polling_backs_off_up_to_its_cap(ledger: Ledger) -> None:
+    from batches.deferred import DeferredCalls
+    from providers import AnthropicConfig, AnthropicProvider, ExecutionContext
+
+    spec = spec_of([{"id": "t", "type": "summarization", "prompt": "p", "deadline": "12h"}])
+    run_id, _ = ledger.start_or_resume_run(
+        batch_name="deferred", batch_hash="h", team=None, strategy="priority_based",
+        tasks=[NewTask(task_id="t", task_type="summarization", priority="normal")],
+    )  # fmt: skip
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        await asyncio.sleep(0)
+
+    settings = {**FAST, "poll_initial_s": 10.0, "poll_factor": 3.0, "poll_max_s": 60.0, "gather_s": 1.0}
+    with FakeAnthropicBatches(polls_to_end=5) as fake:
+        provider = AnthropicProvider("api", AnthropicConfig(base_url=fake.url, api_key_env=KEY_ENV, batch=settings))  # type: ignore[arg-type]
+        run = ledger.get_run(run_id)
+        assert run is not None
+        deferred = DeferredCalls(ledger, run_id, run.started_at, sleep=sleep)
+        answer = await deferred.call(provider, spec.to_ai_task(spec.tasks[0]), ExecutionContext(run_id=run_id))
+        await provider.aclose()
+    assert getattr(answer, "text", None) == ANSWER
+    assert slept == [1.0, 10.0, 30.0, 60.0, 60.0, 60.0]  # the gathering window, then 10 s x3 up to 60 s
