@@ -116,6 +116,14 @@ def postgres_schema_url(base: str) -> Iterator[str]:
         admin.dispose()
 
 
+@pytest.fixture
+def postgres_ledger_url() -> Iterator[str]:
+    """A ledger URL on a PostgreSQL schema of the test's own (skipped without PostgreSQL); the URL carries the
+    schema, so processes the test starts share it."""
+    with postgres_schema_url(postgres_url_or_skip()) as url:
+        yield url
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def either_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A ledger URL on SQLite, then on PostgreSQL (a schema of the test's own; skipped without PostgreSQL)."""

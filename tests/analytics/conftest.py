@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine
 
 from ledger import create_ledger_engine
-from tests.conftest import postgres_url_or_skip
 
 
 @pytest.fixture
@@ -20,16 +18,8 @@ def engine(sqlite_url: str) -> Iterator[Engine]:
 
 
 @pytest.fixture
-def pg_engine() -> Iterator[Engine]:
+def pg_engine(postgres_ledger_url: str) -> Iterator[Engine]:
     """A ledger in its own PostgreSQL schema, so figures never mix with other tests' rows."""
-    base = postgres_url_or_skip()
-    schema = f"a_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(base)
-    with admin.begin() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
-    engine = create_ledger_engine(base + ("&" if "?" in base else "?") + f"options=-csearch_path%3D{schema}")
+    engine = create_ledger_engine(postgres_ledger_url)
     yield engine
     engine.dispose()
-    with admin.begin() as conn:
-        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-    admin.dispose()

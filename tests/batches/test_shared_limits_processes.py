@@ -10,17 +10,14 @@ import json
 import subprocess
 import sys
 import time
-import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
 from ledger import UTC_DAY, LimitStore, create_ledger_engine
-from tests.conftest import postgres_url_or_skip
 
 ROOT = Path(__file__).resolve().parents[2]
 PROCESSES = 4
@@ -31,24 +28,6 @@ LIMITS = {"a": 100, "b": 120, "c": 80}
 # $1 per thousand tokens: each call is estimated at $0.041 and costs $0.029 (see test_money_guards).
 PRICES = {"*": {"input": 1000.0, "output": 1000.0}}
 DAY_CAP = 5.0
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'ledger.db'}"
-        return
-    base = postgres_url_or_skip()
-    schema = f"p_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(base)
-    with admin.begin() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
-    try:
-        yield base + ("&" if "?" in base else "?") + f"options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
 
 
 def _write(path: Path, doc: dict[str, Any]) -> str:
@@ -98,7 +77,7 @@ def _ledger_rows(url: str, sql: str) -> list[Any]:
         engine.dispose()
 
 
-def test_four_processes_never_pass_request_limits_that_add_up_to_300(ledger_url: str, tmp_path: Path) -> None:
+def test_four_processes_never_pass_request_limits_that_add_up_to_300(either_database_url: str, tmp_path: Path) -> None:
     providers = {
         "reserve_for_critical": 0,
         "providers": {
@@ -106,7 +85,7 @@ def test_four_processes_never_pass_request_limits_that_add_up_to_300(ledger_url:
             for i, (name, limit) in enumerate(LIMITS.items())
         },
     }
-    outputs = _run_processes(ledger_url, tmp_path, providers)
+    outputs = _run_processes(either_database_url, tmp_path, providers)
     statuses = Counter(status for out in outputs for _, status, _ in out["tasks"])
     assert statuses == {"completed": 300, "failed": 100}
     for out in outputs:
@@ -115,27 +94,29 @@ def test_four_processes_never_pass_request_limits_that_add_up_to_300(ledger_url:
                 assert error.startswith("every provider is out of quota or rate limited now"), (task_id, error)
                 assert "quota: requests_per_hour" in error, (task_id, error)
     assert sum(out["quota_failures"] for out in outputs) == 100  # the run summaries count them apart
-    calls = dict(_ledger_rows(ledger_url, "select provider_id, count(*) from provider_usage group by provider_id"))
+    calls = dict(
+        _ledger_rows(either_database_url, "select provider_id, count(*) from provider_usage group by provider_id")
+    )
     assert calls == LIMITS  # each provider exactly at its limit, never past it
-    outcomes = _ledger_rows(ledger_url, "select distinct outcome from provider_usage")
+    outcomes = _ledger_rows(either_database_url, "select distinct outcome from provider_usage")
     assert outcomes == [("success",)]
-    done = _ledger_rows(ledger_url, "select count(*) from tasks where status = 'completed'")
+    done = _ledger_rows(either_database_url, "select count(*) from tasks where status = 'completed'")
     assert done == [(300,)]
     # Nothing left in flight, and the shared counters agree with the ledger.
-    engine = create_ledger_engine(ledger_url, migrate_schema=False)
+    engine = create_ledger_engine(either_database_url, migrate_schema=False)
     store = LimitStore(engine, owner="check")
     assert store.in_flight() == 0
     engine.dispose()
 
 
-def test_four_processes_never_pass_a_day_budget_and_spend_it(ledger_url: str, tmp_path: Path) -> None:
+def test_four_processes_never_pass_a_day_budget_and_spend_it(either_database_url: str, tmp_path: Path) -> None:
     providers = {
         "budget": {"max_cost_usd_per_day": DAY_CAP},
         "providers": {"m": {"type": "local_mock", "latency_ms": 2, "prices": PRICES, "max_concurrency": 16}},
     }
-    outputs = _run_processes(ledger_url, tmp_path, providers)
+    outputs = _run_processes(either_database_url, tmp_path, providers)
     statuses = Counter(status for out in outputs for _, status, _ in out["tasks"])
-    [(spent, calls)] = _ledger_rows(ledger_url, "select sum(cost_usd), count(*) from provider_usage")
+    [(spent, calls)] = _ledger_rows(either_database_url, "select sum(cost_usd), count(*) from provider_usage")
     assert spent <= DAY_CAP
     # Calls held back by others' estimates waited for them to settle: the budget is used up to one estimate.
     assert spent > DAY_CAP - 0.041
@@ -146,7 +127,7 @@ def test_four_processes_never_pass_a_day_budget_and_spend_it(ledger_url: str, tm
             if status == "failed":
                 assert "budget: day would reach" in (error or ""), (task_id, error)
     assert sum(out["quota_failures"] for out in outputs) == 0  # a budget is not a quota
-    engine = create_ledger_engine(ledger_url, migrate_schema=False)
+    engine = create_ledger_engine(either_database_url, migrate_schema=False)
     store = LimitStore(engine, owner="check")
     assert store.in_flight() == 0
     requests, _, cost, reserved_requests, _, reserved_cost = store.usage("budget:day", UTC_DAY)

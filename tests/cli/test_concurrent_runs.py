@@ -9,13 +9,10 @@ import sqlite3
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
-
-from tests.conftest import postgres_url_or_skip
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -68,14 +65,9 @@ def test_the_same_spec_run_twice_at_once_is_refused_not_run_twice(tmp_path: Path
 
 
 def test_two_runs_of_different_specs_started_at_once_on_a_fresh_postgresql_ledger_both_complete(
-    tmp_path: Path,
+    postgres_ledger_url: str, tmp_path: Path
 ) -> None:
-    base = postgres_url_or_skip()
-    schema = f"runs_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(base)
-    with admin.begin() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
-    url = base + ("&" if "?" in base else "?") + f"options=-csearch_path%3D{schema}"
+    url = postgres_ledger_url
     providers = tmp_path / "providers.yaml"
     providers.write_text("providers:\n  mock: {type: local_mock, latency_ms: 5}\n")
     procs = []
@@ -99,13 +91,12 @@ def test_two_runs_of_different_specs_started_at_once_on_a_fresh_postgresql_ledge
         for proc, (out, err) in zip(procs, results, strict=True):
             assert proc.returncode == 0, err[-3000:]
             assert json.loads(out)["totals"]["completed"] == 3
-        with admin.connect() as conn:
-            names = conn.execute(text(f"select batch_name, status from {schema}.runs order by batch_name")).all()
+        ledger = create_engine(url)
+        with ledger.connect() as conn:
+            names = conn.execute(text("select batch_name, status from runs order by batch_name")).all()
+        ledger.dispose()
         assert [tuple(r) for r in names] == [("first", "completed"), ("second", "completed")]
     finally:
         for proc in procs:
             if proc.poll() is None:
                 proc.kill()
-        with admin.begin() as conn:
-            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import threading
-import uuid
-from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, text
 
 from ledger import (
     FOREVER,
@@ -19,10 +17,8 @@ from ledger import (
     Reservation,
     ReservationAsk,
     Settlement,
-    create_ledger_engine,
     sliding,
 )
-from tests.conftest import postgres_url_or_skip
 
 # 2026-12-06 23:59:00 UTC on the store's clock.
 T0 = 1_796_601_540.0
@@ -34,26 +30,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, sqlite_url: str) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        engine = create_ledger_engine(sqlite_url)
-        yield engine
-        engine.dispose()
-        return
-    base = postgres_url_or_skip()
-    schema = f"l_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(base)
-    with admin.begin() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
-    engine = create_ledger_engine(base + ("&" if "?" in base else "?") + f"options=-csearch_path%3D{schema}")
-    yield engine
-    engine.dispose()
-    with admin.begin() as conn:
-        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-    admin.dispose()
 
 
 def _requests(limit: float, span_s: float = 3600, scope: str = "provider:m") -> LimitCheck:

@@ -6,15 +6,12 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
 
 from ledger import create_ledger_engine
 from ledger.db import current_revision, head_revision
-from tests.conftest import postgres_url_or_skip
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKERS = 6
@@ -53,29 +50,14 @@ def _open_at_once(url: str, tmp_path: Path) -> list[subprocess.CompletedProcess[
     return results
 
 
-@pytest.fixture
-def fresh_postgres_url() -> Iterator[str]:
-    base = postgres_url_or_skip()
-    schema = f"race_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(base)
-    with admin.begin() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
-    try:
-        yield base + ("&" if "?" in base else "?") + f"options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
-
-
 @pytest.mark.slow
 def test_processes_opening_a_fresh_postgresql_ledger_at_once_all_come_up(
-    fresh_postgres_url: str, tmp_path: Path
+    postgres_ledger_url: str, tmp_path: Path
 ) -> None:
-    results = _open_at_once(fresh_postgres_url, tmp_path)
+    results = _open_at_once(postgres_ledger_url, tmp_path)
     assert [r.returncode for r in results] == [0] * WORKERS, "\n".join(r.stderr[-800:] for r in results)
     assert [r.stdout.strip() for r in results] == ["0"] * WORKERS
-    engine = create_ledger_engine(fresh_postgres_url, migrate_schema=False)
+    engine = create_ledger_engine(postgres_ledger_url, migrate_schema=False)
     assert current_revision(engine) == head_revision()
     engine.dispose()
 

@@ -3,12 +3,10 @@ one transaction; on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import Engine, create_engine, func, select, text, update
+from sqlalchemy import Engine, func, select, update
 
 from ledger import (
     AttemptRecord,
@@ -17,35 +15,13 @@ from ledger import (
     ProviderUsage,
     RunStatus,
     UsageTotal,
-    create_ledger_engine,
     prune,
 )
 from ledger.models import ProviderEvent, Run, TaskRow
 from providers import TokenUsage
-from tests.conftest import postgres_url_or_skip
 
 OLD = datetime(2026, 10, 1, 9, tzinfo=UTC)
 NEW = datetime(2026, 11, 20, 9, tzinfo=UTC)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, sqlite_url: str) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        engine = create_ledger_engine(sqlite_url)
-        yield engine
-        engine.dispose()
-        return
-    base = postgres_url_or_skip()
-    schema = f"r_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(base)
-    with admin.begin() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
-    engine = create_ledger_engine(base + ("&" if "?" in base else "?") + f"options=-csearch_path%3D{schema}")
-    yield engine
-    engine.dispose()
-    with admin.begin() as conn:
-        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-    admin.dispose()
 
 
 def _run(ledger: Ledger, engine: Engine, name: str, when: datetime, finished: bool) -> str:

@@ -4,13 +4,12 @@ every migration goes up and comes back down, and the ledger at head is exactly t
 from __future__ import annotations
 
 import itertools
-import uuid
 from collections.abc import Iterator
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, create_engine, inspect, text
+from sqlalchemy import Engine, inspect, text
 
 from ledger import (
     SchemaError,
@@ -22,28 +21,14 @@ from ledger import (
     upgrade_schema,
 )
 from ledger.models import Base
-from tests.conftest import postgres_url_or_skip
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(request: pytest.FixtureRequest, sqlite_url: str) -> Iterator[tuple[str, Engine]]:
-    if request.param == "sqlite":
-        engine = schema_engine(sqlite_url)
-        yield sqlite_url, engine
-        engine.dispose()
-        return
-    base = postgres_url_or_skip()
-    schema = f"t_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(base)
-    with admin.begin() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
-    url = base + ("&" if "?" in base else "?") + f"options=-csearch_path%3D{schema}"
-    engine = schema_engine(url)
-    yield url, engine
+@pytest.fixture
+def database(either_database_url: str) -> Iterator[tuple[str, Engine]]:
+    """An empty database (no migration run yet) on SQLite, then on PostgreSQL: its URL and an engine on it."""
+    engine = schema_engine(either_database_url)
+    yield either_database_url, engine
     engine.dispose()
-    with admin.begin() as conn:
-        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-    admin.dispose()
 
 
 def _tables(engine: Engine) -> set[str]:
