@@ -22,7 +22,7 @@ from routing import parse_config
 from tests.fakes.fake_batch_apis import ANSWER, LIVE_ANSWER, FakeAnthropicBatches, FakeOpenAIBatches
 
 KEY_ENV = "SWITCHBOARD_TEST_BATCH_KEY"
-FAST = {"gather_s": 0.05, "poll_initial_s": 0.02, "poll_max_s": 0.1, "min_wait_s": 0.5, "live_margin_s": 1.0}
+FAST = {"gather_s": 0.05, "poll_initial_s": 0.02, "poll_max_s": 0.1, "min_wait_s": 1.0, "live_margin_s": 1.0}
 
 
 @pytest.fixture(autouse=True)
