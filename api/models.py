@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
-from batches import AttemptSummary
+from batches import AttemptSummary, VendorBatchRef
 from providers import Priority
 from routing import ProviderLiveView, StrategyName
 
@@ -132,6 +132,9 @@ class TaskOut(BaseModel):
     latency_ms: float = 0.0
     decision: dict[str, Any] | None = None
     preference: dict[str, str | None] | None = None
+    # The vendor batch the task was sent to (`id` is the vendor's batch id; `state` waiting | done | fell_back |
+    # failed); null for a task that never waited in one.
+    vendor_batch: VendorBatchRef | None = None
 
 
 class ProviderPreference(_Body):

@@ -52,6 +52,7 @@ def _task_out(run_id: str, summary: TaskSummary, pref: TaskPreference | None = N
         latency_ms=summary.latency_ms,
         decision=decision,
         preference=_preference(pref),
+        vendor_batch=summary.vendor_batch,
     )
 
 

@@ -55,7 +55,16 @@ from batches.stopping import (
     run_stop,
 )
 from batches.story import routing_story
-from batches.summary import AttemptSummary, RunHeader, RunSummary, RunTotals, TaskSummary, run_summary, task_summary
+from batches.summary import (
+    AttemptSummary,
+    RunHeader,
+    RunSummary,
+    RunTotals,
+    TaskSummary,
+    VendorBatchRef,
+    run_summary,
+    task_summary,
+)
 
 __all__ = [
     "API_BATCH_NAME",
@@ -90,6 +99,7 @@ __all__ = [
     "TaskIdTaken",
     "TaskSpec",
     "TaskSummary",
+    "VendorBatchRef",
     "api_run_id",
     "check_same_spec",
     "claim_renewed",

@@ -20,10 +20,13 @@ from ledger import (
     RunStatus,
     TaskState,
     TaskStatus,
+    VendorState,
+    VendorWait,
     count_failovers,
     count_rotations,
     is_quota_failure,
     pending_rows,
+    vendor_requests,
 )
 from providers import TokenUsage
 
@@ -84,6 +87,23 @@ class AttemptSummary(_Summary):
         )
 
 
+class VendorBatchRef(_Summary):
+    """The vendor batch a task was sent to (batches.deferred): `state` waiting | done | fell_back | failed."""
+
+    id: str
+    provider: str
+    state: VendorState
+    detail: str | None = None
+
+    @classmethod
+    def of(cls, w: VendorWait) -> VendorBatchRef:
+        return cls.model_construct(id=w.vendor_batch_id, provider=w.provider_id, state=w.state, detail=w.detail)
+
+    @property
+    def waiting(self) -> bool:
+        return self.state == VendorState.WAITING
+
+
 class TaskSummary(_Summary):
     """A task's `provider` is the one that answered (None unless it completed); its `cost_usd` sums all its
     attempts; its `latency_ms` runs from its first attempt's start to its last attempt's end."""
@@ -98,12 +118,22 @@ class TaskSummary(_Summary):
     cost_usd: float = 0.0
     latency_ms: float = 0.0
     decision: RouteDecision | None = None  # in the JSON only when given (`--explain`), null or not
+    # The vendor batch it was sent to (the latest, if several); in the JSON only for such a task.
+    vendor_batch: VendorBatchRef | None = None
+
+    @property
+    def waits_in_vendor_batch(self) -> bool:
+        """Sent to a vendor batch and not finished: pending, or cancelled with its run (the next start polls it)."""
+        unfinished = self.status in (TaskStatus.PENDING, TaskStatus.CANCELLED)
+        return unfinished and self.vendor_batch is not None and self.vendor_batch.waiting
 
     @model_serializer(mode="wrap")
     def _decision_when_explained(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         data: dict[str, Any] = handler(self)
         if "decision" not in self.model_fields_set:
             data.pop("decision", None)
+        if data.get("vendor_batch") is None:
+            data.pop("vendor_batch", None)
         return data
 
 
@@ -148,6 +178,15 @@ class RunTotals(_Summary):
     # Rows of this run the ledger did not take (it was away), kept in the local spool until they are written
     # (ledger.spool); the counts and cost above leave them out until then.
     spooled_rows: int = 0
+    # Tasks waiting in a vendor batch API now (batches.deferred); in the JSON only when there are some.
+    waiting_in_vendor_batches: int = 0
+
+    @model_serializer(mode="wrap")
+    def _vendor_waits_when_some(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if not data.get("waiting_in_vendor_batches"):
+            data.pop("waiting_in_vendor_batches", None)
+        return data
 
     def count(self, status: TaskStatus) -> int:
         return int(getattr(self, status.value))
@@ -163,7 +202,9 @@ class RunSummary(_Summary):
         return self.model_copy(update={"run": self.run.model_copy(update={"ui_url": url})})
 
 
-def _task_summary(state: TaskState, attempts: list[AttemptRecord], explain: bool) -> TaskSummary:
+def _task_summary(
+    state: TaskState, attempts: list[AttemptRecord], explain: bool, vendor: VendorWait | None = None
+) -> TaskSummary:
     cost = sum(a.cost_usd for a in attempts)
     latency = (
         (max(a.finished_at for a in attempts) - min(a.started_at for a in attempts)).total_seconds() * 1000
@@ -183,7 +224,13 @@ def _task_summary(state: TaskState, attempts: list[AttemptRecord], explain: bool
     }
     if explain:
         fields["decision"] = state.decision
+    fields["vendor_batch"] = VendorBatchRef.of(vendor) if vendor is not None else None
     return TaskSummary.model_construct(**fields)
+
+
+def _latest_vendor_requests(ledger: Ledger, run_id: str, task_ids: list[str] | None = None) -> dict[str, VendorWait]:
+    """Each task's latest vendor batch request (rows come oldest first, so a later one replaces an earlier one)."""
+    return {w.task_id: w for w in vendor_requests(ledger, run_id, task_ids)}
 
 
 def task_summary(ledger: Ledger, run_id: str, task_id: str) -> TaskSummary | None:
@@ -192,7 +239,8 @@ def task_summary(ledger: Ledger, run_id: str, task_id: str) -> TaskSummary | Non
     if state is None:
         return None
     attempts = sorted(ledger.attempts(run_id, task_id), key=lambda a: a.attempt)
-    return _task_summary(state, attempts, explain=True)
+    vendor = _latest_vendor_requests(ledger, run_id, [task_id]).get(task_id)
+    return _task_summary(state, attempts, explain=True, vendor=vendor)
 
 
 def run_summary(ledger: Ledger, run_id: str, *, explain: bool = False) -> RunSummary:
@@ -206,6 +254,7 @@ def run_summary(ledger: Ledger, run_id: str, *, explain: bool = False) -> RunSum
         by_task[a.task_id].append(a)
         if a.cache_hit:
             hits.append(a)
+    vendor = _latest_vendor_requests(ledger, run_id)
     tasks: list[TaskSummary] = []
     counts = dict.fromkeys(TaskStatus, 0)
     failovers, rotations, quota_failures, total_cost = 0, 0, 0, 0.0
@@ -213,7 +262,7 @@ def run_summary(ledger: Ledger, run_id: str, *, explain: bool = False) -> RunSum
     # summary is built at the end of every run).
     for state in ledger.task_states(run_id, decisions=explain).values():
         attempts = sorted(by_task.get(state.task_id, []), key=lambda a: a.attempt)
-        tasks.append(_task_summary(state, attempts, explain))
+        tasks.append(_task_summary(state, attempts, explain, vendor.get(state.task_id)))
         counts[state.status] += 1
         failovers += count_failovers(attempts)
         rotations += count_rotations(attempts)
@@ -239,8 +288,18 @@ def run_summary(ledger: Ledger, run_id: str, *, explain: bool = False) -> RunSum
         cache_hits=len(hits),
         cache_savings_usd=sum(a.cache_saved_usd or 0.0 for a in hits),
         spooled_rows=pending_rows(ledger.url, run_id),
+        waiting_in_vendor_batches=sum(1 for t in tasks if t.waits_in_vendor_batch),
     )
     return RunSummary.model_construct(run=header, tasks=tasks, totals=totals)
 
 
-__all__ = ["AttemptSummary", "RunHeader", "RunSummary", "RunTotals", "TaskSummary", "run_summary", "task_summary"]
+__all__ = [
+    "AttemptSummary",
+    "RunHeader",
+    "RunSummary",
+    "RunTotals",
+    "TaskSummary",
+    "VendorBatchRef",
+    "run_summary",
+    "task_summary",
+]

@@ -128,7 +128,7 @@ def render_run(
     for t in summary.tasks:
         table.add_row(
             shown(t.id),
-            _status(t.status),
+            _status(t.status) if not t.waits_in_vendor_batch else Text("waiting (vendor batch)", style="cyan"),
             shown(t.provider or "-"),
             _attempts_text(t.attempts),
             f"{t.cost_usd:.6f}",
@@ -136,6 +136,7 @@ def render_run(
         )
     print_whole(console, table, breakable=(0, 2))  # task ids, then the provider column, break before attempts
     _totals_and_link(console, summary)
+    _vendor_waits(console, summary)
     for t in summary.tasks:
         if explain and t.decision:
             console.print(_decision_line(t.id, t.decision), highlight=False)
@@ -211,6 +212,17 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:,.0f}"
 
 
+def _vendor_waits(console: Console, summary: RunSummary) -> None:
+    """Which tasks wait in which vendor batch (its id, as the vendor's console shows it)."""
+    waiting: dict[tuple[str, str], list[str]] = {}
+    for t in summary.tasks:
+        if t.waits_in_vendor_batch and t.vendor_batch is not None:
+            waiting.setdefault((t.vendor_batch.provider, t.vendor_batch.id), []).append(t.id)
+    for (provider, batch_id), task_ids in waiting.items():
+        line = f"waiting in vendor batch {batch_id} ({provider}): {', '.join(task_ids)}"
+        console.print(shown(line), highlight=False, soft_wrap=True)
+
+
 def _totals_and_link(console: Console, summary: RunSummary) -> None:
     run, totals = summary.run, summary.totals
     console.print(
@@ -219,6 +231,11 @@ def _totals_and_link(console: Console, summary: RunSummary) -> None:
         + f" · failovers {totals.failovers}"
         + (f" · rotations {totals.rotations}" if totals.rotations else "")
         + (f" · quota failures {totals.quota_failures}" if totals.quota_failures else "")
+        + (
+            f" · waiting in vendor batches {totals.waiting_in_vendor_batches}"
+            if totals.waiting_in_vendor_batches
+            else ""
+        )
         + f" · cost ${totals.cost_usd:.6f}"
         + (
             f" · from the cache {totals.cache_hits} (saved ${totals.cache_savings_usd:.6f})"

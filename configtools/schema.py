@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 from configtools.problems import Fix, Path_, Problem, ProblemKind, field_name
 from configtools.similar import close_matches, did_you_mean
 from configtools.source import Source
-from providers import TASK_TYPES, Limits, ProviderConfig
+from providers import TASK_TYPES, Limits, ProviderConfig, VendorBatchSettings
 from routing import ConfigError, SwitchboardConfig, parse_config, provider_class, provider_type_names
 
 # `1000/hour`, `1000 per hour`, `50/min`, `2000/d`: the seed plan's way of writing a limit.
@@ -298,6 +298,15 @@ def _walk(check: _Check, annotation: Any, value: Any, path: Path_) -> None:
 def _walk_model(check: _Check, model: type[BaseModel], value: Any, path: Path_) -> None:
     if issubclass(model, Limits):
         _check_limits(check, value, path)
+    if issubclass(model, VendorBatchSettings) and isinstance(value, bool):
+        entry = {"enabled": value}
+        check.add(
+            path,
+            "invalid_value",
+            f"{path[-1]}: {str(value).lower()} is not how the batch API is turned on: it is a mapping of settings",
+            f"write `{path[-1]}: {{enabled: {str(value).lower()}}}` (other keys: {', '.join(_fields(model))})",
+            Fix(path=path, value=entry, set_value=True, summary=f"{path[-1]}: {entry}"),
+        )
     if not isinstance(value, dict):
         return
     fields = _fields(model)

@@ -176,7 +176,23 @@ def render_providers_file(proposals: list[Proposal], *, strategy: str = "priorit
         entry = {proposal.name: proposal.settings}
         body = yaml.safe_dump(entry, sort_keys=False, default_flow_style=None, width=110)
         lines += ["  " + line for line in body.splitlines()]
+        if _offers_batch_api(proposal.settings):
+            lines.append(f"    {BATCH_HINT}")
     return "\n".join(lines) + "\n"
+
+
+# The vendors' batch APIs (Anthropic Message Batches, OpenAI Batch) answer within 24 h at half price.
+BATCH_HINT = (
+    "# batch: {enabled: true}   # uncomment: tasks with a `deadline` (or a `deferrable` batch) may wait for the "
+    "vendor's batch API at half price"
+)
+
+
+def _offers_batch_api(settings: dict[str, Any]) -> bool:
+    """The vendor's own API (not a local server or a gateway that speaks the same chat format)."""
+    if settings.get("type") == "anthropic":
+        return True
+    return settings.get("type") == "openai_compatible" and "api.openai.com" in str(settings.get("base_url", ""))
 
 
 @dataclass(frozen=True)

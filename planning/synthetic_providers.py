@@ -338,10 +338,40 @@ class SyntheticProvider(AIProvider):
             return
         wait = self._minute.wait_s(now, b, spec.prompt_tokens, spec.output_tokens)
         if wait is not None:
+            self._report_minute(now)
             raise RateLimited(
                 "per-minute limit", provider_id=self.provider_id, error_type="rate_limit_error", retry_after_s=wait
             )
         self._minute.calls.append((now, spec.prompt_tokens, spec.output_tokens))
+        self._report_minute(now)
+
+    def _report_minute(self, now: float) -> None:
+        """What the vendor's rate-limit headers tell on every response, a 429 included, as the real providers parse
+        them: each per-minute limit, what is left of it, and when the window frees (the oldest counted call
+        leaves). Anthropic sends `anthropic-ratelimit-{requests,input-tokens,output-tokens}-*` (providers.anthropic),
+        OpenAI `x-ratelimit-{limit,remaining}-{requests,tokens}` (providers.openai_compatible)."""
+        b, calls = self.behaviour, self._minute.calls
+        reset_at = self._wall() + timedelta(seconds=(calls[0][0] + 60 - now) if calls else 0.0)
+        requests, prompt, output = len(calls), sum(c[1] for c in calls), sum(c[2] for c in calls)
+        if b.vendor == "anthropic":
+            used = {
+                "requests": (b.requests_per_minute, requests),
+                "input_tokens": (b.input_tokens_per_minute, prompt),
+                "output_tokens": (b.output_tokens_per_minute, output),
+            }
+        else:
+            used = {"requests": (b.requests_per_minute, requests), "tokens": (b.input_tokens_per_minute, prompt)}
+        for kind, (limit, count) in used.items():
+            if limit is not None:
+                self.report_quota(
+                    QuotaSignal(
+                        provider_id=self.provider_id,
+                        limit_kind=kind,
+                        limit=float(limit),
+                        remaining=float(max(0, limit - count)),
+                        reset_at=reset_at,
+                    )
+                )
 
     def _take_seat(self, now: float, named: str | None) -> _Seat | None:
         """The subscription that serves the call (the one routing named, else the next in rotation that is in)."""

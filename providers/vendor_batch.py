@@ -18,7 +18,7 @@ from enum import StrEnum
 from typing import ClassVar
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from providers.errors import MalformedResponse, ProviderError
 from providers.models import AITask, ExecutionContext, ProviderResponse
@@ -43,6 +43,17 @@ class VendorBatchSettings(BaseModel):
     min_wait_s: float = Field(default=3600.0, ge=0)
     # ... and is taken back (cancelled there, answered live) this long before its deadline.
     live_margin_s: float = Field(default=600.0, ge=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> VendorBatchSettings:
+        if self.poll_max_s < self.poll_initial_s:
+            raise ValueError(f"poll_max_s ({self.poll_max_s:g}) must not be less than poll_initial_s "
+                             f"({self.poll_initial_s:g})")  # fmt: skip
+        if self.min_wait_s < self.live_margin_s:
+            # A task let in with less than the margin left would leave the vendor batch at once.
+            raise ValueError(f"min_wait_s ({self.min_wait_s:g}) must be at least live_margin_s "
+                             f"({self.live_margin_s:g})")  # fmt: skip
+        return self
 
 
 class VendorBatchStatus(StrEnum):

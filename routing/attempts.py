@@ -9,10 +9,11 @@ here, once, to the outage they amount to.
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Any
 
 from ledger import AttemptRecord
-from providers import AIProvider, MalformedResponse, ProviderError, ProviderResponse, TokenUsage, Unavailable, utc_now
+from providers import AIProvider, MalformedResponse, ProviderError, ProviderResponse, TokenUsage, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -25,15 +26,16 @@ def attempt_record(
     record: dict[str, Any],
     latency_ms: float,
     *,
+    finished_at: datetime,
     outcome: str,
     error: ProviderError | None = None,
     response: ProviderResponse | None = None,
 ) -> AttemptRecord:
     """The ledger row of a finished call; `record` holds what was known when it started, `latency_ms` how long it
-    took on the engine's clock."""
+    took on the engine's clock, `finished_at` when it ended on the engine's wall clock."""
     return AttemptRecord(
         **record,
-        finished_at=utc_now(),
+        finished_at=finished_at,
         outcome=outcome,
         error_type=error.error_type if error else None,
         error_message=str(error)[:500] if error else None,

@@ -116,6 +116,11 @@ class Planner:
             if st.health.status is _UNHEALTHY:
                 skipped[provider_id] = st.health.refusal() or "unhealthy"
                 continue
+            if st.quota.input_tokens_limit is not None:
+                too_large = st.quota.too_large(prompt_tokens)
+                if too_large is not None:
+                    skipped[provider_id] = too_large
+                    continue
             if st.prices is None:
                 try:
                     estimate = st.provider.estimate_cost(task)

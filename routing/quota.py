@@ -30,6 +30,11 @@ rate-limit signal without a reset blocks for a minute. A rate limit whose retry-
 until then; a short (or absent) one starts a cool-off instead: the retry-after, or 1 s doubling to 60 s, reset
 by the next success. A subscription whose credential was refused (`authentication` naming it) is blocked until
 the re-probe time the error carries, or until the provider reports its credentials changed.
+
+A provider that reports a per-minute input-token limit (Anthropic's `anthropic-ratelimit-input-tokens-limit`,
+sent on every response) can never take a prompt larger than that limit, however long the call waits: the vendor
+answers it with a rate limit every time. `too_large` says so, and the planner leaves such a provider out of that
+task's plan rather than spend one of its attempts on a refusal.
 """
 
 from __future__ import annotations
@@ -61,6 +66,10 @@ NO_RESET_BLOCK_S = 3600.0
 REJECTED_BLOCK_S = 60.0
 _AUTH_REASON = "authentication"
 _SPEND_KINDS = frozenset({"spend"})
+# The limit kind of a per-minute input-token limit (providers.anthropic names its header family so).
+INPUT_TOKENS = "input_tokens"
+# The planner's skip reason for a provider whose reported input-token limit a prompt exceeds.
+TOO_LARGE = "prompt_too_large"
 _MAX_AFFINITY_KEYS = 10_000
 # The forecast walks every window's entries: at most once a second per provider, not per call.
 FORECAST_EVERY_S = 1.0
@@ -135,6 +144,8 @@ class ProviderQuota:
         # Name the subscription of every call, not only when some are out: the router sets it when subscription
         # limits are shared across processes, since a call's usage counts against the subscription it uses.
         self.name_subscriptions = False
+        # The per-minute input-token limit the provider last reported (None: never reported); see `too_large`.
+        self.input_tokens_limit: float | None = None
 
     # --- what the router asks ---------------------------------------------------------------------
 
@@ -291,8 +302,19 @@ class ProviderQuota:
                 seconds = error.retry_after_s if error.retry_after_s is not None else NO_RESET_BLOCK_S
             self._block(scope, self._clock() + max(0.0, seconds), _AUTH_REASON, error.reset_at)
 
+    def too_large(self, prompt_tokens: int) -> str | None:
+        """Why a prompt this large can never be sent here (it exceeds the reported per-minute input-token limit),
+        or None."""
+        limit = self.input_tokens_limit
+        if limit is None or prompt_tokens <= limit:
+            return None
+        return f"{TOO_LARGE}: {prompt_tokens:,} input tokens, over its limit of {limit:,.0f} a minute"
+
     def on_signal(self, signal: QuotaSignal) -> None:
         self._below = False
+        if signal.limit_kind == INPUT_TOKENS and signal.limit:
+            # The latest report wins: a limit rises with the account's tier.
+            self.input_tokens_limit = signal.limit
         scope = self._scope_for(signal.subscription)
         if signal.limit_kind == CREDENTIALS_CHANGED:
             # The provider saw a refused subscription's credentials change: it may be tried again at once.

@@ -346,7 +346,7 @@ class Router:
         cache, team = self._cache, task.team or run.team
         key = cache.key_for(task, team) if cache is not None else None
         if cache is not None and key is not None:
-            started, t0 = utc_now(), self._clock()
+            started, t0 = self._wall_clock(), self._clock()
             hit = await cache.find(key, team)
             if hit is not None:
                 self._served_from_cache(task, run, strategy_name, first_attempt, key, hit, started, t0, result)
@@ -489,7 +489,7 @@ class Router:
         context = ExecutionContext(
             run_id=run.run_id, attempt=attempt, model=provider.model_for(task), timeout_s=provider.config.timeout_s
         )
-        started, t0 = utc_now(), self._clock()
+        started, t0 = self._wall_clock(), self._clock()
         answer = await deferral.call(provider, task, context)
         if answer is None:  # not answered in time: live calls, from the same attempt number
             return False, attempt
@@ -676,7 +676,7 @@ class Router:
         )
         # On the engine's clock, as circuits and windows are: a virtual clock (what-if replay, the outcome
         # benchmark) then measures simulated latencies, which fastest_response and adaptive learn from.
-        started, t0 = utc_now(), self._clock()
+        started, t0 = self._wall_clock(), self._clock()
         record = {
             "run_id": run.run_id,
             "task_id": task.id,
@@ -787,7 +787,7 @@ class Router:
             attempt=attempt,
             outcome="success",
             started_at=started,
-            finished_at=utc_now(),
+            finished_at=self._wall_clock(),
             model=hit.model,
             team=task.team or run.team,
             strategy=strategy,
@@ -814,7 +814,9 @@ class Router:
         response: ProviderResponse | None = None,
     ) -> AttemptRecord:
         latency_ms = (self._clock() - t0) * 1000
-        attempt = attempt_record(record, latency_ms, outcome=outcome, error=error, response=response)
+        attempt = attempt_record(
+            record, latency_ms, finished_at=self._wall_clock(), outcome=outcome, error=error, response=response
+        )
         self._keep(result, attempt)
         return attempt
 

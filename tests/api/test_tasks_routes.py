@@ -146,3 +146,32 @@ async def test_with_the_cache_on_a_repeated_task_is_answered_from_it_unless_it_o
     assert hit["provider"] == "cache" and hit["output"] == first["output"] and hit["cost_usd"] == 0
     assert hit["decision"]["cache"]["task_id"] == first["task_id"]
     assert opted_out.json()["provider"] == "fast"
+
+
+async def test_a_task_waiting_in_a_vendor_batch_says_so_with_the_vendors_batch_id(
+    client: httpx.AsyncClient, ledger: Ledger
+) -> None:
+    from ledger import NewTask, VendorState, record_vendor_submission, settle_vendor_request
+
+    run_id, _ = ledger.start_or_resume_run(
+        batch_name="nightly",
+        batch_hash="h",
+        team=None,
+        strategy="priority_based",
+        tasks=[NewTask(task_id=t, task_type="summarization", priority="normal") for t in ("waits", "done", "live")],
+    )
+    record_vendor_submission(ledger, run_id, "claude-api", "msgbatch_013Zva2CMHLNnXjNJJKqJ2EF", {"waits": "sb-1"})
+    record_vendor_submission(ledger, run_id, "claude-api", "msgbatch_01other", {"live": "sb-2"})
+    settle_vendor_request(ledger, run_id, "live", "claude-api", VendorState.FELL_BACK, "deadline")
+    waits = (await client.get(f"/api/v1/tasks/{run_id}:waits", headers=auth(READ_TOKEN))).json()
+    assert waits["status"] == "pending"
+    assert waits["vendor_batch"] == {
+        "id": "msgbatch_013Zva2CMHLNnXjNJJKqJ2EF",
+        "provider": "claude-api",
+        "state": "waiting",
+        "detail": None,
+    }
+    live = (await client.get(f"/api/v1/tasks/{run_id}:live", headers=auth(READ_TOKEN))).json()
+    assert live["vendor_batch"]["state"] == "fell_back" and live["vendor_batch"]["detail"] == "deadline"
+    done = (await client.get(f"/api/v1/tasks/{run_id}:done", headers=auth(READ_TOKEN))).json()
+    assert done["vendor_batch"] is None

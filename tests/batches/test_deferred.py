@@ -5,6 +5,7 @@ cancelled), expired and errored requests, and a restart that polls the batch ins
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Iterator
@@ -12,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from batches import close_runtime, forget_stop, open_runtime, parse_spec, run_nodes, run_stop
+from batches import close_runtime, forget_stop, open_runtime, parse_spec, run_nodes, run_stop, run_summary
 from batches.run_state import NodeResult
 from batches.runtime import BatchRuntime
 from batches.stopping import StopReason
@@ -21,7 +22,7 @@ from routing import parse_config
 from tests.fakes.fake_batch_apis import ANSWER, LIVE_ANSWER, FakeAnthropicBatches, FakeOpenAIBatches
 
 KEY_ENV = "SWITCHBOARD_TEST_BATCH_KEY"
-FAST = {"gather_s": 0.05, "poll_initial_s": 0.02, "poll_max_s": 0.1, "min_wait_s": 0.5, "live_margin_s": 1.0}
+FAST = {"gather_s": 0.05, "poll_initial_s": 0.02, "poll_max_s": 0.1, "min_wait_s": 1.0, "live_margin_s": 1.0}
 
 
 @pytest.fixture(autouse=True)
@@ -198,10 +199,88 @@ def test_a_restarted_run_polls_its_vendor_batch_instead_of_submitting_again(vend
         (row,) = vendor_requests(ledger, run_id)
         assert row.state == VendorState.WAITING and fake.cancelled == []  # the vendor batch runs on
         forget_stop(run_id)
+        # `show`, the run summary (`--json`) and the API say where it waits, with the vendor's batch id.
+        summary = run_summary(ledger, run_id)
+        assert summary.totals.waiting_in_vendor_batches == 1
+        document = summary.model_dump(mode="json")
+        assert document["tasks"][0]["vendor_batch"] == {
+            "id": row.vendor_batch_id,
+            "provider": "api",
+            "state": "waiting",
+            "detail": None,
+        }
+        assert document["totals"]["waiting_in_vendor_batches"] == 1  # tests/cli/test_render.py: how show draws it
 
         fake.end(row.vendor_batch_id)
+        fake.polls_to_end = 0  # a batch submitted again would end too (and be counted), not hang the test
         again = run_all(open_run(ledger, spec, doc, run_id=run_id))
     assert again["t"].status == TaskStatus.COMPLETED and again["t"].output == ANSWER
     assert fake.created == 1 and fake.live_calls == 0  # polled, never submitted twice
     (row,) = vendor_requests(ledger, run_id)
     assert row.state == VendorState.DONE
+    finished = run_summary(ledger, run_id).model_dump(mode="json")
+    assert "waiting_in_vendor_batches" not in finished["totals"]  # only while some wait
+    assert finished["tasks"][0]["vendor_batch"]["state"] == "done"
+
+
+async def test_a_task_cancelled_while_waiting_leaves_the_vendor_batch_running(ledger: Ledger) -> None:
+    """The run stopped (its routing cancelled) while the process lives on: the vendor batch is not cancelled, so
+    the next start can collect what was paid for."""
+    from batches.deferred import DeferredCalls
+    from providers import AITask, AnthropicConfig, AnthropicProvider, ExecutionContext
+
+    spec = spec_of([{"id": "t", "type": "summarization", "prompt": "p", "deadline": "12h"}])
+    run_id, _ = ledger.start_or_resume_run(
+        batch_name="deferred", batch_hash="h", team=None, strategy="priority_based",
+        tasks=[NewTask(task_id="t", task_type="summarization", priority="normal")],
+    )  # fmt: skip
+    with FakeAnthropicBatches(polls_to_end=None) as fake:
+        config = AnthropicConfig(base_url=fake.url, api_key_env=KEY_ENV, batch=FAST)  # type: ignore[arg-type]
+        provider = AnthropicProvider("api", config)
+        run = ledger.get_run(run_id)
+        assert run is not None
+        deferred = DeferredCalls(ledger, run_id, run.started_at)
+        task: AITask = spec.to_ai_task(spec.tasks[0])
+        assert deferred.takes(provider, task)
+        waiting = asyncio.ensure_future(deferred.call(provider, task, ExecutionContext(run_id=run_id)))
+        for _ in range(200):
+            await asyncio.sleep(0.02)
+            if vendor_requests(ledger, run_id):
+                break
+        waiting.cancel()
+        await asyncio.sleep(0.4)  # several polls: the poller notices nobody waits any more
+        polls = fake.batches[next(iter(fake.batches))].polls
+        await asyncio.sleep(0.3)
+        assert fake.batches[next(iter(fake.batches))].polls == polls  # it stopped polling ...
+        await deferred.aclose()
+        await provider.aclose()
+    assert fake.cancelled == []  # ... and left the vendor batch to finish
+    (row,) = vendor_requests(ledger, run_id)
+    assert row.state == VendorState.WAITING
+
+
+async def test_polling_backs_off_up_to_its_cap(ledger: Ledger) -> None:
+    from batches.deferred import DeferredCalls
+    from providers import AnthropicConfig, AnthropicProvider, ExecutionContext
+
+    spec = spec_of([{"id": "t", "type": "summarization", "prompt": "p", "deadline": "12h"}])
+    run_id, _ = ledger.start_or_resume_run(
+        batch_name="deferred", batch_hash="h", team=None, strategy="priority_based",
+        tasks=[NewTask(task_id="t", task_type="summarization", priority="normal")],
+    )  # fmt: skip
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        await asyncio.sleep(0)
+
+    settings = {**FAST, "poll_initial_s": 10.0, "poll_factor": 3.0, "poll_max_s": 60.0, "gather_s": 1.0}
+    with FakeAnthropicBatches(polls_to_end=5) as fake:
+        provider = AnthropicProvider("api", AnthropicConfig(base_url=fake.url, api_key_env=KEY_ENV, batch=settings))  # type: ignore[arg-type]
+        run = ledger.get_run(run_id)
+        assert run is not None
+        deferred = DeferredCalls(ledger, run_id, run.started_at, sleep=sleep)
+        answer = await deferred.call(provider, spec.to_ai_task(spec.tasks[0]), ExecutionContext(run_id=run_id))
+        await provider.aclose()
+    assert getattr(answer, "text", None) == ANSWER
+    assert slept == [1.0, 10.0, 30.0, 60.0, 60.0, 60.0]  # the gathering window, then 10 s x3 up to 60 s

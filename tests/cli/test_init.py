@@ -122,6 +122,12 @@ def test_init_by_flags_for_scripts(machine: dict[str, str], tmp_path: Path) -> N
     assert SECRET not in text and SECRET not in result.stdout + result.stderr
     assert "api_key_env: ANTHROPIC_API_KEY" in text and "claude_cli" not in text
     assert switchboard("config", "validate", str(out), env=machine).returncode == 0
+    # The vendor batch API is offered where the vendor has one (the Anthropic API, not a local Ollama), and the
+    # line, uncommented, is a valid file.
+    assert text.count("# batch: {enabled: true}") == 1
+    uncommented = tmp_path / "with-batch.yaml"
+    uncommented.write_text(text.replace("# batch: {enabled: true}", "batch: {enabled: true}"))
+    assert switchboard("config", "validate", str(uncommented), env=machine).returncode == 0
     before = out.read_bytes()
     again = switchboard(*base, "--strategy", "cost_based", env=machine)  # --yes replaces, kept for rollback
     assert again.returncode == 0 and "strategy: cost_based" in out.read_text()

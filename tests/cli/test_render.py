@@ -7,7 +7,7 @@ from typing import Any
 
 from rich.console import Console
 
-from batches import AttemptSummary, RunHeader, RunSummary, RunTotals, TaskSummary
+from batches import AttemptSummary, RunHeader, RunSummary, RunTotals, TaskSummary, VendorBatchRef
 from cli.render import render_run, render_runs
 from ledger import DecisionCache, RouteDecision
 
@@ -172,3 +172,19 @@ def test_a_cache_hit_says_where_its_answer_came_from_and_the_run_what_the_cache_
     text = out.getvalue()
     assert "answered from the cache: claude's answer to r20261129-1:review, saved $0.042100" in text
     assert "from the cache 1 (saved $0.042100)" in text
+
+
+def test_show_names_the_vendor_batch_a_task_waits_in() -> None:
+    waiting = VendorBatchRef(id="msgbatch_013Zva2CMHLNnXjNJJKqJ2EF", provider="claude-api", state="waiting")
+    summary = _summary(status="cancelled", provider=None, attempts=[], output=None, vendor_batch=waiting)
+    summary = summary.model_copy(update={"totals": summary.totals.model_copy(update={"waiting_in_vendor_batches": 1})})
+    console, out = _console(160, terminal=False)
+    render_run(console, summary)
+    text = out.getvalue()
+    assert "waiting (vendor batch)" in text
+    assert "waiting in vendor batch msgbatch_013Zva2CMHLNnXjNJJKqJ2EF (claude-api): review-frontend-and-backend" in text
+    assert "waiting in vendor batches 1" in text
+    done = _summary(vendor_batch=waiting.model_copy(update={"state": "done"}))
+    console, out = _console(160, terminal=False)
+    render_run(console, done)
+    assert "vendor batch" not in out.getvalue()  # answered: nothing waits

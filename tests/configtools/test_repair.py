@@ -54,6 +54,13 @@ CORPUS: dict[str, tuple[str, str, list[str]]] = {
         "  o: {type: local_mock, capabilities: [lint_c_py]}\n",
         ["providers.o.capabilities[0]"],
     ),
+    "vendor batch: a bare true becomes its mapping, a misspelt setting its key": (
+        "version: 1\nproviders:\n  o:\n    type: openai_compatible\n    base_url: http://127.0.0.1:9/v1\n"
+        "    model: m\n    batch: true\n  a:\n    type: anthropic\n    batch: {discout: 0.5}\n",
+        "version: 1\nproviders:\n  o:\n    type: openai_compatible\n    base_url: http://127.0.0.1:9/v1\n"
+        "    model: m\n    batch: {enabled: true}\n  a:\n    type: anthropic\n    batch: {discount: 0.5}\n",
+        [],
+    ),
     "a JSON file stays JSON": (
         '{\n  "providers": {\n    "m": {"type": "local_mok", "priorty": 1}\n  }\n}\n',
         '{\n  "version": 1,\n  "providers": {\n    "m": {"type": "local_mock", "priority": 1}\n  }\n}\n',

@@ -196,6 +196,21 @@ CORPUS: dict[str, tuple[str, list[str]]] = {
             "or set `enabled: false` on this provider",
         ],
     ),
+    "vendor batch settings: a typo, a bare true, settings that contradict": (
+        "providers:\n  a:\n    type: anthropic\n    api_key_env: K\n    batch: {enabled: true, discout: 0.4}\n"
+        "  o:\n    type: openai_compatible\n    base_url: http://127.0.0.1:9/v1\n    model: m\n    batch: true\n"
+        "  p:\n    type: openai_compatible\n    base_url: http://127.0.0.1:9/v1\n    model: m\n"
+        "    batch: {poll_initial_s: 60, poll_max_s: 30}\n",
+        [
+            "p.yaml:5: providers.a.batch.discout: unknown key 'discout' in providers.a.batch; did you mean "
+            "'discount'?\n    fix: rename it to 'discount'",
+            "p.yaml:10: providers.o.batch: batch: true is not how the batch API is turned on: it is a mapping of "
+            "settings\n    fix: write `batch: {enabled: true}` (other keys: enabled, discount, gather_s, "
+            "max_requests, poll_initial_s, poll_max_s, poll_factor, min_wait_s, live_margin_s)",
+            "p.yaml:15: providers.p.batch: poll_max_s (30) must not be less than poll_initial_s (60)\n"
+            "    fix: see docs/providers.md for this key's values",
+        ],
+    ),
 }
 
 
