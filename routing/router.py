@@ -482,6 +482,7 @@ class Router:
         live endpoint's. Its attempt row records the batch price charged and the list price beside it."""
         deferral = self._deferral
         assert deferral is not None
+        # The plan already left out providers the budget, circuits or quotas refuse: none of them gets the task.
         st = next((s for s in plan.order if deferral.takes(s.provider, task)), None)
         if st is None:
             return False, attempt

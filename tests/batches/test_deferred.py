@@ -284,3 +284,12 @@ async def test_polling_backs_off_up_to_its_cap(ledger: Ledger) -> None:
         await provider.aclose()
     assert getattr(answer, "text", None) == ANSWER
     assert slept == [1.0, 10.0, 30.0, 60.0, 60.0, 60.0]  # the gathering window, then 10 s x3 up to 60 s
+
+
+def test_a_spent_budget_submits_nothing_to_the_vendor(ledger: Ledger) -> None:
+    tasks = [{"id": "t", "type": "summarization", "prompt": "p", "deadline": "12h"}]
+    with FakeAnthropicBatches() as fake:
+        doc = {**providers_doc("anthropic", fake.url), "budget": {"max_cost_usd_per_run": 0.000001}}
+        results = run_all(open_run(ledger, spec_of(tasks), doc))
+    assert results["t"].status == TaskStatus.FAILED and "budget" in (results["t"].error or "")
+    assert fake.created == 0 and fake.live_calls == 0
