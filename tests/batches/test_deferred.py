@@ -293,3 +293,19 @@ def test_a_spent_budget_submits_nothing_to_the_vendor(ledger: Ledger) -> None:
         results = run_all(open_run(ledger, spec_of(tasks), doc))
     assert results["t"].status == TaskStatus.FAILED and "budget" in (results["t"].error or "")
     assert fake.created == 0 and fake.live_calls == 0
+
+
+def test_a_vendor_batch_that_cannot_be_submitted_sends_its_tasks_live(ledger: Ledger) -> None:
+    from tests.fakes.fake_llm_servers import anthropic_error
+
+    tasks = [{"id": f"t{i}", "type": "summarization", "prompt": f"p{i}", "deadline": "12h"} for i in range(2)]
+    with FakeAnthropicBatches() as fake:
+        fake.script(anthropic_error(500, "api_error", "Internal server error"), path="/v1/messages/batches")
+        runtime = open_run(ledger, spec_of(tasks), providers_doc("anthropic", fake.url))
+        run_id = runtime.run.run_id
+        results = run_all(runtime)
+    assert {r.output for r in results.values()} == {LIVE_ANSWER}
+    assert fake.created == 0 and fake.live_calls == 2
+    assert vendor_requests(ledger, run_id) == []  # nothing waits anywhere
+    # Not the tasks' failure: no attempt is charged to them for the batch endpoint's trouble.
+    assert [a.outcome for a in ledger.attempts(run_id)] == ["success", "success"]
