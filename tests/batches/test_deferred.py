@@ -309,3 +309,25 @@ def test_a_vendor_batch_that_cannot_be_submitted_sends_its_tasks_live(ledger: Le
     assert vendor_requests(ledger, run_id) == []  # nothing waits anywhere
     # Not the tasks' failure: no attempt is charged to them for the batch endpoint's trouble.
     assert [a.outcome for a in ledger.attempts(run_id)] == ["success", "success"]
+
+
+def test_polling_outlasts_the_batch_endpoints_own_errors(vendor: str, ledger: Ledger) -> None:
+    tasks = [{"id": "t", "type": "summarization", "prompt": "p", "deadline": "12h"}]
+    with fake_for(vendor) as fake:
+        fake.retrieve_errors = 3  # three 500s from GET batch, then it answers
+        results = run_all(open_run(ledger, spec_of(tasks), providers_doc(vendor, fake.url)))
+    assert results["t"].output == ANSWER and fake.created == 1 and fake.live_calls == 0
+
+
+def test_a_batch_the_vendor_refuses_as_a_whole_goes_live(ledger: Ledger) -> None:
+    # A short deadline, so a batch taken for still running ends the test by the deadline (a different detail).
+    tasks = [{"id": "t", "type": "summarization", "prompt": "p", "deadline": "3s"}]
+    with FakeOpenAIBatches() as fake:
+        fake.fail_batches = True
+        runtime = open_run(ledger, spec_of(tasks), providers_doc("openai", fake.url))
+        run_id = runtime.run.run_id
+        results = run_all(runtime)
+    assert results["t"].output == LIVE_ANSWER and fake.created == 1 and fake.live_calls == 1
+    (row,) = vendor_requests(ledger, run_id)
+    assert (row.state, row.detail) == (VendorState.FELL_BACK, "vendor batch failed")
+    assert [a.outcome for a in ledger.attempts(run_id)] == ["success"]
