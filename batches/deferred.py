@@ -48,6 +48,9 @@ log = logging.getLogger(__name__)
 
 # What a waiter is resolved with when its own deadline (less the live margin) comes before the batch ends.
 DEADLINE = Unanswered(reason="deadline")
+# Errors reading a vendor batch that asking again cannot fix (it is gone, e.g. archived, or the key is refused):
+# its tasks go live rather than poll forever.
+_UNREADABLE = frozenset({"bad_request", "authentication", "malformed_response"})
 
 
 @dataclass(eq=False)
@@ -187,8 +190,12 @@ class DeferredCalls:
                         for waiter in poll.waiters.values():
                             _resolve(waiter, Unanswered(reason=f"vendor batch {batch.vendor_status}"))
                         return
-                except ProviderError as exc:  # the batch endpoint's own trouble: ask again later
-                    log.warning("vendor batch %s: %s", batch_id, exc)
+                except ProviderError as exc:
+                    if exc.outcome in _UNREADABLE:
+                        for waiter in poll.waiters.values():
+                            _resolve(waiter, Unanswered(reason=f"vendor batch unreadable: {exc.outcome}"))
+                        return
+                    log.warning("vendor batch %s: %s", batch_id, exc)  # the endpoint's own trouble: ask again later
                 await self._sleep(self._next_sleep(poll, delay))
                 delay = min(delay * settings.poll_factor, settings.poll_max_s)
         finally:

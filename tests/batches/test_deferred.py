@@ -342,3 +342,20 @@ def test_a_batch_the_vendor_refuses_as_a_whole_goes_live(ledger: Ledger) -> None
     (row,) = vendor_requests(ledger, run_id)
     assert (row.state, row.detail) == (VendorState.FELL_BACK, "vendor batch failed")
     assert [a.outcome for a in ledger.attempts(run_id)] == ["success"]
+
+
+def test_a_vendor_batch_that_is_gone_sends_its_waiting_tasks_live(ledger: Ledger) -> None:
+    from ledger import record_vendor_submission
+
+    tasks = [{"id": "t", "type": "summarization", "prompt": "p"}]
+    spec = spec_of(tasks, deferrable=True)  # no deadline: only the vendor's answer could end the wait
+    with FakeAnthropicBatches() as fake:
+        doc = providers_doc("anthropic", fake.url)
+        run_id = open_run(ledger, spec, doc).run.run_id
+        close_runtime(run_id)
+        # An earlier start of the run submitted t to a vendor batch the vendor no longer has (archived).
+        record_vendor_submission(ledger, run_id, "api", "msgbatch_archived_long_ago", {"t": "sb-1"})
+        results = run_all(open_run(ledger, spec, doc, run_id=run_id))
+    assert results["t"].output == LIVE_ANSWER and fake.created == 0
+    (row,) = vendor_requests(ledger, run_id)
+    assert (row.state, row.detail) == (VendorState.FELL_BACK, "vendor batch unreadable: bad_request")
