@@ -491,7 +491,7 @@ class Router:
             run_id=run.run_id, attempt=attempt, model=provider.model_for(task), timeout_s=provider.config.timeout_s
         )
         started, t0 = self._wall_clock(), self._clock()
-        answer = await deferral.call(provider, task, context)
+        answer, vendor_batch_id = await deferral.call(provider, task, context)
         if answer is None:  # not answered in time: live calls, from the same attempt number
             return False, attempt
         record = {
@@ -503,6 +503,7 @@ class Router:
             "team": task.team or run.team,
             "strategy": strategy,
             "started_at": started,
+            "vendor_batch_id": vendor_batch_id,
         }
         if isinstance(answer, ProviderError):
             done = self._record(result, record, t0, outcome=answer.outcome, error=answer)

@@ -9,6 +9,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -95,6 +96,9 @@ def test_deferrable_tasks_go_out_as_one_vendor_batch_at_its_price(vendor: str, l
         assert attempt.outcome == "success"
         assert attempt.list_price_usd is not None and attempt.list_price_usd > 0
         assert attempt.cost_usd == pytest.approx(attempt.list_price_usd / 2)  # the batch price, list beside it
+        assert attempt.vendor_batch_id == batch_id
+    # Hours of waiting by choice say nothing of the provider's speed: the adaptive memory leaves them out.
+    assert ledger.history(attempts[0].started_at - timedelta(hours=1)) == []
     rows = vendor_requests(ledger, run_id)
     assert {(r.vendor_batch_id, r.state) for r in rows} == {(batch_id, VendorState.DONE)}
 
@@ -137,6 +141,7 @@ def test_deferred_work_that_would_miss_its_deadline_falls_back_live(vendor: str,
     assert (row.state, row.detail) == (VendorState.FELL_BACK, "deadline")
     (attempt,) = ledger.attempts(run_id)
     assert attempt.list_price_usd is None and attempt.cost_usd > 0  # the live call at list price
+    assert attempt.vendor_batch_id is None
 
 
 def test_a_whole_deferrable_batch_without_deadlines_waits(vendor: str, ledger: Ledger) -> None:
@@ -175,8 +180,12 @@ def test_errored_requests_map_to_the_live_outcomes(vendor: str, ledger: Ledger) 
     # A bad request fails as it would live (no call can help); an overload is tried again live.
     assert results["bad"].status == TaskStatus.FAILED
     assert results["busy"].status == TaskStatus.COMPLETED and results["busy"].output == LIVE_ANSWER
-    outcomes = {(a.task_id, a.attempt): a.outcome for a in ledger.attempts(run_id)}
-    assert outcomes == {("bad", 1): "bad_request", ("busy", 1): "overloaded", ("busy", 2): "success"}
+    outcomes = {(a.task_id, a.attempt): (a.outcome, a.vendor_batch_id is not None) for a in ledger.attempts(run_id)}
+    assert outcomes == {
+        ("bad", 1): ("bad_request", True),
+        ("busy", 1): ("overloaded", True),
+        ("busy", 2): ("success", False),
+    }
     assert fake.live_calls == 1
 
 
@@ -280,9 +289,11 @@ async def test_polling_backs_off_up_to_its_cap(ledger: Ledger) -> None:
         run = ledger.get_run(run_id)
         assert run is not None
         deferred = DeferredCalls(ledger, run_id, run.started_at, sleep=sleep)
-        answer = await deferred.call(provider, spec.to_ai_task(spec.tasks[0]), ExecutionContext(run_id=run_id))
+        answer, batch_id = await deferred.call(
+            provider, spec.to_ai_task(spec.tasks[0]), ExecutionContext(run_id=run_id)
+        )
         await provider.aclose()
-    assert getattr(answer, "text", None) == ANSWER
+    assert getattr(answer, "text", None) == ANSWER and batch_id in fake.batches
     assert slept == [1.0, 10.0, 30.0, 60.0, 60.0, 60.0]  # the gathering window, then 10 s x3 up to 60 s
 
 
