@@ -1,5 +1,5 @@
-"""Helpers for tests that run batches as Prefect deployments: a server of the module's own (free port, temporary
-Prefect home) with the project's deployments on it, a worker on its pool, and waiting for a flow run's end."""
+"""Helpers for tests that run batches on a Prefect server of the module's own (free port, temporary Prefect home):
+the server, the project's deployments on it, a worker on its pool, and waiting for a flow run's end."""
 
 from __future__ import annotations
 
@@ -32,6 +32,40 @@ def run_ok(command: list[str], env: dict[str, str], timeout: float = 300) -> sub
 
 
 @dataclass(frozen=True)
+class PrefectServer:
+    """A running server; its state (pid files, logs) under `data_dir`, its Prefect settings under `prefect_home`."""
+
+    api_url: str
+    data_dir: Path
+    prefect_home: Path
+
+
+@contextlib.contextmanager
+def prefect_server(
+    tmp: Path, *, server_database_url: str | None = None, timeout: float = server.STARTUP_TIMEOUT_S
+) -> Iterator[PrefectServer]:
+    """A Prefect server on a free port under `tmp`, stopped afterwards. It keeps its own state in SQLite under
+    `tmp`, or in `server_database_url` (a PostgreSQL database, for several workers at once)."""
+    port = free_port()
+    dirs = {"data_dir": tmp / "switchboard", "prefect_home": tmp / "prefect-home"}
+    saved = os.environ.get(SERVER_DATABASE_ENV)
+    if server_database_url is not None:
+        os.environ[SERVER_DATABASE_ENV] = server_database_url  # the server reads it from its environment
+    try:
+        info = server.start_server(port, **dirs, timeout=timeout)
+    finally:
+        if saved is None:
+            os.environ.pop(SERVER_DATABASE_ENV, None)
+        else:
+            os.environ[SERVER_DATABASE_ENV] = saved
+    try:
+        print(f"server start-up {info.startup_s:.1f} s")
+        yield PrefectServer(api_url=info.api_url, **dirs)
+    finally:
+        server.stop_server(port, **dirs)
+
+
+@dataclass(frozen=True)
 class PrefectStack:
     """A running server with deployments on it; `env` is for the processes that use it (CLI, workers)."""
 
@@ -48,40 +82,25 @@ def prefect_stack(
     server_database_url: str | None = None,
     timeout: float = server.STARTUP_TIMEOUT_S,
 ) -> Iterator[PrefectStack]:
-    """A Prefect server under `tmp`, the `switchboard` process pool and `prefect deploy <deploy>` on it; stopped
-    afterwards. Its processes write to `ledger_url`; the server keeps its own state in SQLite under `tmp`, or in
-    `server_database_url` (a PostgreSQL database for several workers at once)."""
-    port = free_port()
-    dirs = {"data_dir": tmp / "switchboard", "prefect_home": tmp / "prefect-home"}
-    saved = os.environ.get(SERVER_DATABASE_ENV)
-    if server_database_url is not None:
-        os.environ[SERVER_DATABASE_ENV] = server_database_url  # the server reads it from its environment
-    try:
-        info = server.start_server(port, **dirs, timeout=timeout)
-    finally:
-        if saved is None:
-            os.environ.pop(SERVER_DATABASE_ENV, None)
-        else:
-            os.environ[SERVER_DATABASE_ENV] = saved
-    env = dict(
-        os.environ,
-        PREFECT_HOME=str(dirs["prefect_home"]),
-        PREFECT_API_URL=info.api_url,
-        SWITCHBOARD_HOME=str(dirs["data_dir"]),
-        SWITCHBOARD_DATABASE_URL=ledger_url,
-    )
-    env.pop("SWITCHBOARD_PROVIDERS", None)
-    # PREFECT_API_URL names the server, which the ephemeral mode the session sets would otherwise refuse for
-    # the Dask runner; with the URL set it changes nothing else.
-    env.pop(server.PREFECT_MODE_ENV, None)
-    try:
+    """`prefect_server` with the `switchboard` process pool and `prefect deploy <deploy>` on it; its processes
+    write to `ledger_url`."""
+    with prefect_server(tmp, server_database_url=server_database_url, timeout=timeout) as running:
+        env = dict(
+            os.environ,
+            PREFECT_HOME=str(running.prefect_home),
+            PREFECT_API_URL=running.api_url,
+            SWITCHBOARD_HOME=str(running.data_dir),
+            SWITCHBOARD_DATABASE_URL=ledger_url,
+        )
+        env.pop("SWITCHBOARD_PROVIDERS", None)
+        # PREFECT_API_URL names the server, which the ephemeral mode the session sets would otherwise refuse for
+        # the Dask runner; with the URL set it changes nothing else.
+        env.pop(server.PREFECT_MODE_ENV, None)
         began = time.monotonic()
         run_ok([*PREFECT, "work-pool", "create", server.POOL_NAME, "--type", "process"], env)  # as docs/prefect.md
         run_ok([*PREFECT, "--no-prompt", "deploy", *deploy], env)
-        print(f"server start-up {info.startup_s:.1f} s, deploy {time.monotonic() - began:.1f} s")
-        yield PrefectStack(env=env, api_url=info.api_url)
-    finally:
-        server.stop_server(port, **dirs)
+        print(f"deploy {time.monotonic() - began:.1f} s")
+        yield PrefectStack(env=env, api_url=running.api_url)
 
 
 @contextlib.contextmanager
@@ -129,9 +148,11 @@ __all__ = [
     "PREFECT",
     "ROOT",
     "SWITCHBOARD",
+    "PrefectServer",
     "PrefectStack",
     "final_flow_run",
     "prefect_client",
+    "prefect_server",
     "prefect_stack",
     "prefect_worker",
     "run_ok",
