@@ -22,6 +22,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from ledger import (
     Ledger,
     VendorState,
@@ -136,8 +138,14 @@ class DeferredCalls:
         del self._gatherers[provider_id]
         waiters = [w for w in self._gathering.pop(provider_id, []) if not w.future.done()]
         size = client.settings.max_requests
-        for start in range(0, len(waiters), size):
-            await self._submit(provider_id, client, waiters[start : start + size])
+        try:
+            for start in range(0, len(waiters), size):
+                await self._submit(provider_id, client, waiters[start : start + size])
+        except Exception as exc:  # a bug must not leave tasks waiting forever: they go live
+            log.exception("%s: vendor batch submission failed", provider_id)
+            for w in waiters:
+                if w.batch_id is None:
+                    _resolve(w, Unanswered(reason=f"not submitted: {type(exc).__name__}"))
 
     async def _submit(self, provider_id: str, client: VendorBatchClient, waiters: list[_Waiter]) -> None:
         try:
@@ -148,11 +156,17 @@ class DeferredCalls:
                 _resolve(w, Unanswered(reason=f"not submitted: {exc}"))
             return
         ids = {w.task.id: w.custom_id for w in waiters}
+        # Durable before anyone waits: a restart from here on polls this batch instead of paying for it twice.
+        try:
+            await asyncio.to_thread(
+                record_vendor_submission, self._ledger, self._run_id, provider_id, batch.batch_id, ids
+            )
+        except SQLAlchemyError:
+            # Paid for already: this process still collects the answers; only a restart would not find them.
+            log.exception("%s: vendor batch %s not recorded in the ledger", provider_id, batch.batch_id)
+        log.info("%s: %d tasks wait in vendor batch %s", provider_id, len(waiters), batch.batch_id)
         for w in waiters:
             w.batch_id = batch.batch_id
-        # Durable before anyone waits: a restart from here on polls this batch instead of paying for it twice.
-        await asyncio.to_thread(record_vendor_submission, self._ledger, self._run_id, provider_id, batch.batch_id, ids)
-        log.info("%s: %d tasks wait in vendor batch %s", provider_id, len(waiters), batch.batch_id)
         self._watch(client, batch.batch_id, waiters)
 
     # --- polling ------------------------------------------------------------------------------------------
@@ -234,7 +248,12 @@ class DeferredCalls:
             state, detail, answer = VendorState.FAILED, f"{result.outcome}: {result}", result
         else:
             state, detail, answer = VendorState.FELL_BACK, result.reason, None
-        await asyncio.to_thread(settle_vendor_request, self._ledger, self._run_id, task_id, provider_id, state, detail)
+        try:
+            await asyncio.to_thread(
+                settle_vendor_request, self._ledger, self._run_id, task_id, provider_id, state, detail
+            )
+        except SQLAlchemyError:  # the answer stands (its attempt goes through the writer, which spools)
+            log.exception("vendor batch request of task %s not settled in the ledger", task_id)
         return answer
 
     # --- helpers ------------------------------------------------------------------------------------------

@@ -359,3 +359,14 @@ def test_a_vendor_batch_that_is_gone_sends_its_waiting_tasks_live(ledger: Ledger
     assert results["t"].output == LIVE_ANSWER and fake.created == 0
     (row,) = vendor_requests(ledger, run_id)
     assert (row.state, row.detail) == (VendorState.FELL_BACK, "vendor batch unreadable: bad_request")
+
+
+def test_a_ledger_that_cannot_keep_the_vendor_batch_still_gets_the_answers(ledger: Ledger) -> None:
+    tasks = [{"id": "t", "type": "summarization", "prompt": "p", "deadline": "12h"}]
+    with FakeAnthropicBatches() as fake:
+        runtime = open_run(ledger, spec_of(tasks), providers_doc("anthropic", fake.url))
+        with ledger.engine.begin() as conn:  # the table refuses every write from here on
+            conn.exec_driver_sql("DROP TABLE vendor_batch_requests")
+        results = run_all(runtime)
+    # Paid for already: collected by this process (only a restart could not have found it).
+    assert results["t"].output == ANSWER and fake.created == 1 and fake.live_calls == 0
