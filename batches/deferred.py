@@ -48,6 +48,9 @@ log = logging.getLogger(__name__)
 
 # What a waiter is resolved with when its own deadline (less the live margin) comes before the batch ends.
 DEADLINE = Unanswered(reason="deadline")
+# Errors reading a vendor batch that asking again cannot fix (it is gone, e.g. archived, or the key is refused):
+# its tasks go live rather than poll forever.
+_UNREADABLE = frozenset({"bad_request", "authentication", "malformed_response"})
 
 
 @dataclass(eq=False)
@@ -58,6 +61,7 @@ class _Waiter:
     leave_at: datetime | None
     future: asyncio.Future[BatchResult] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
     custom_id: str = field(default_factory=lambda: "sb-" + uuid.uuid4().hex[:24])
+    batch_id: str | None = None  # once submitted
 
 
 @dataclass(eq=False)
@@ -107,18 +111,18 @@ class DeferredCalls:
 
     async def call(
         self, provider: AIProvider, task: AITask, context: ExecutionContext
-    ) -> ProviderResponse | ProviderError | None:
+    ) -> tuple[ProviderResponse | ProviderError | None, str | None]:
         client = self._client(provider)
         assert client is not None  # routing asked `takes` first
         waiter = _Waiter(task, context, self._leave_at(task, client))
         resumed = self._resumed.pop(task.id, None)
         if resumed is not None and resumed.provider_id == provider.provider_id:
-            waiter.custom_id = resumed.custom_id
+            waiter.custom_id, waiter.batch_id = resumed.custom_id, resumed.vendor_batch_id
             self._watch(client, resumed.vendor_batch_id, [waiter])
         else:
             self._gather(provider.provider_id, client, waiter)
         result = await waiter.future  # cancelled with the run: its row stays `waiting`, for the next start
-        return await self._settle(provider.provider_id, task.id, result)
+        return await self._settle(provider.provider_id, task.id, result), waiter.batch_id
 
     # --- gathering and submitting -----------------------------------------------------------------------
 
@@ -144,6 +148,8 @@ class DeferredCalls:
                 _resolve(w, Unanswered(reason=f"not submitted: {exc}"))
             return
         ids = {w.task.id: w.custom_id for w in waiters}
+        for w in waiters:
+            w.batch_id = batch.batch_id
         # Durable before anyone waits: a restart from here on polls this batch instead of paying for it twice.
         await asyncio.to_thread(record_vendor_submission, self._ledger, self._run_id, provider_id, batch.batch_id, ids)
         log.info("%s: %d tasks wait in vendor batch %s", provider_id, len(waiters), batch.batch_id)
@@ -184,8 +190,12 @@ class DeferredCalls:
                         for waiter in poll.waiters.values():
                             _resolve(waiter, Unanswered(reason=f"vendor batch {batch.vendor_status}"))
                         return
-                except ProviderError as exc:  # the batch endpoint's own trouble: ask again later
-                    log.warning("vendor batch %s: %s", batch_id, exc)
+                except ProviderError as exc:
+                    if exc.outcome in _UNREADABLE:
+                        for waiter in poll.waiters.values():
+                            _resolve(waiter, Unanswered(reason=f"vendor batch unreadable: {exc.outcome}"))
+                        return
+                    log.warning("vendor batch %s: %s", batch_id, exc)  # the endpoint's own trouble: ask again later
                 await self._sleep(self._next_sleep(poll, delay))
                 delay = min(delay * settings.poll_factor, settings.poll_max_s)
         finally:

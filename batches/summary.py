@@ -51,11 +51,13 @@ class AttemptSummary(_Summary):
     # Served from the response cache (provider `cache`, no call made): what that answer cost when it was made,
     # saved now. In the JSON only on cache hits.
     cache_saved_usd: float | None = None
+    # Answered (or refused) through a vendor batch API: the vendor's batch id. In the JSON only then.
+    vendor_batch_id: str | None = None
 
     @model_serializer(mode="wrap")
     def _optional_only_when_given(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         data: dict[str, Any] = handler(self)
-        for optional in ("list_price_usd", "cache_saved_usd"):
+        for optional in ("list_price_usd", "cache_saved_usd", "vendor_batch_id"):
             if data.get(optional) is None:
                 data.pop(optional, None)
         return data
@@ -84,6 +86,7 @@ class AttemptSummary(_Summary):
             tokens=a.usage,
             list_price_usd=a.list_price_usd,
             cache_saved_usd=(a.cache_saved_usd or 0.0) if a.cache_hit else None,
+            vendor_batch_id=a.vendor_batch_id,
         )
 
 

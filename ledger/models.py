@@ -135,6 +135,8 @@ class ProviderUsage(Base):
     cache_hit: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     cache_source: Mapped[str | None] = mapped_column(String(300))
     cache_saved_usd: Mapped[float | None] = mapped_column(Float)
+    # The vendor batch the attempt was answered (or refused) in (migration 0012); None for a live call.
+    vendor_batch_id: Mapped[str | None] = mapped_column(String(200))
 
     __table_args__ = (
         Index("ix_usage_run_task_attempt", "run_id", "task_id", "attempt"),

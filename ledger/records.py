@@ -162,6 +162,8 @@ class AttemptRecord(_Record):
     cache_hit: bool = False
     cache_source: str | None = None
     cache_saved_usd: float | None = None
+    # The vendor batch API's batch the attempt went through (batches.deferred); None for a live call.
+    vendor_batch_id: str | None = None
 
     @property
     def list_price(self) -> float:

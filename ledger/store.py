@@ -462,11 +462,13 @@ class Ledger:
                 func.avg(case((ProviderUsage.outcome == "success", ProviderUsage.cost_usd))),
             )
             # The same attempts the engine scores live: the caller's own faults say nothing about the provider.
-            # Nor do cache hits: no provider was called.
+            # Nor do cache hits: no provider was called. Nor vendor batch answers: their latency is hours of
+            # waiting by choice, and their price the batch's, neither what a live call on the provider gives.
             .where(
                 ProviderUsage.started_at >= since,
                 ProviderUsage.outcome.not_in(sorted(NOT_ABOUT_THE_PROVIDER)),
                 ProviderUsage.cache_hit.is_(False),
+                ProviderUsage.vendor_batch_id.is_(None),
             )
             .group_by(ProviderUsage.provider_id, ProviderUsage.task_type)
         )
@@ -722,6 +724,7 @@ def _usage_values(a: AttemptRecord, nul_ok: bool = True) -> dict[str, Any]:
         "cache_hit": a.cache_hit,
         "cache_source": a.cache_source,
         "cache_saved_usd": a.cache_saved_usd,
+        "vendor_batch_id": a.vendor_batch_id,
     }
 
 
@@ -758,6 +761,7 @@ def _attempt_record(r: Any) -> AttemptRecord:
         cache_source=r.cache_source,
         cache_saved_usd=r.cache_saved_usd,
         list_price_usd=r.list_price_usd,
+        vendor_batch_id=r.vendor_batch_id,
     )
 
 

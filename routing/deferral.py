@@ -16,10 +16,10 @@ class Deferral(Protocol):
 
     async def call(
         self, provider: AIProvider, task: AITask, context: ExecutionContext
-    ) -> ProviderResponse | ProviderError | None:
+    ) -> tuple[ProviderResponse | ProviderError | None, str | None]:
         """The task's answer through the vendor batch (charged at the batch price), the request's own error (the
         same classes a live call raises), or None: not answered in time (deadline, expiry, cancellation) and
-        routing must call live."""
+        routing must call live; with the vendor's batch id (None if it never got one)."""
         ...
 
 

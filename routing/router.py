@@ -482,6 +482,7 @@ class Router:
         live endpoint's. Its attempt row records the batch price charged and the list price beside it."""
         deferral = self._deferral
         assert deferral is not None
+        # The plan already left out providers the budget, circuits or quotas refuse: none of them gets the task.
         st = next((s for s in plan.order if deferral.takes(s.provider, task)), None)
         if st is None:
             return False, attempt
@@ -490,7 +491,7 @@ class Router:
             run_id=run.run_id, attempt=attempt, model=provider.model_for(task), timeout_s=provider.config.timeout_s
         )
         started, t0 = self._wall_clock(), self._clock()
-        answer = await deferral.call(provider, task, context)
+        answer, vendor_batch_id = await deferral.call(provider, task, context)
         if answer is None:  # not answered in time: live calls, from the same attempt number
             return False, attempt
         record = {
@@ -502,6 +503,7 @@ class Router:
             "team": task.team or run.team,
             "strategy": strategy,
             "started_at": started,
+            "vendor_batch_id": vendor_batch_id,
         }
         if isinstance(answer, ProviderError):
             done = self._record(result, record, t0, outcome=answer.outcome, error=answer)

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, make_url, text
 
 POSTGRES_ENV = "SWITCHBOARD_TEST_POSTGRES_URL"
 # Prefect's servers (the test harness's included) would otherwise run a telemetry service that posts to the
@@ -113,6 +113,21 @@ def postgres_schema_url(base: str) -> Iterator[str]:
     finally:
         with admin.begin() as conn:
             conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+
+@contextlib.contextmanager
+def postgres_database_url(base: str) -> Iterator[str]:
+    """A URL like `base` on a fresh database of its own, dropped afterwards (its connections closed first)."""
+    name = f"t_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")  # CREATE DATABASE cannot run in a transaction
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    try:
+        yield make_url(base).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         admin.dispose()
 
 

@@ -21,6 +21,7 @@ from routing import parse_config
 from tests.api.api_kit import ADMIN_TOKEN, auth
 from tests.cli.test_cancel import db, write_batch
 from tests.flows import test_worker_cancel as on_worker
+from tests.flows.prefect_kit import final_flow_run
 
 pytestmark = pytest.mark.slow
 stack = on_worker.stack  # a Prefect server with the process-batch deployment and a worker on its pool
@@ -71,7 +72,7 @@ async def test_the_http_api_runs_a_batch_through_the_deployment_and_cancels_it(
     finally:
         app.state.switchboard.close()
 
-    final = await asyncio.to_thread(on_worker._final_state, stack["api_url"], flow_run_id)
+    final = (await asyncio.to_thread(final_flow_run, stack["api_url"], flow_run_id, 120)).state
     assert final.type == StateType.CANCELLED, (final, stack["worker_log"].read_text()[-3000:])
     deadline = time.monotonic() + 30
     while conn.execute("select status from runs where run_id = ?", (run_id,)).fetchone()[0] == "running":

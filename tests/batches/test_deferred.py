@@ -9,6 +9,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -95,6 +96,9 @@ def test_deferrable_tasks_go_out_as_one_vendor_batch_at_its_price(vendor: str, l
         assert attempt.outcome == "success"
         assert attempt.list_price_usd is not None and attempt.list_price_usd > 0
         assert attempt.cost_usd == pytest.approx(attempt.list_price_usd / 2)  # the batch price, list beside it
+        assert attempt.vendor_batch_id == batch_id
+    # Hours of waiting by choice say nothing of the provider's speed: the adaptive memory leaves them out.
+    assert ledger.history(attempts[0].started_at - timedelta(hours=1)) == []
     rows = vendor_requests(ledger, run_id)
     assert {(r.vendor_batch_id, r.state) for r in rows} == {(batch_id, VendorState.DONE)}
 
@@ -137,6 +141,7 @@ def test_deferred_work_that_would_miss_its_deadline_falls_back_live(vendor: str,
     assert (row.state, row.detail) == (VendorState.FELL_BACK, "deadline")
     (attempt,) = ledger.attempts(run_id)
     assert attempt.list_price_usd is None and attempt.cost_usd > 0  # the live call at list price
+    assert attempt.vendor_batch_id is None
 
 
 def test_a_whole_deferrable_batch_without_deadlines_waits(vendor: str, ledger: Ledger) -> None:
@@ -175,8 +180,12 @@ def test_errored_requests_map_to_the_live_outcomes(vendor: str, ledger: Ledger) 
     # A bad request fails as it would live (no call can help); an overload is tried again live.
     assert results["bad"].status == TaskStatus.FAILED
     assert results["busy"].status == TaskStatus.COMPLETED and results["busy"].output == LIVE_ANSWER
-    outcomes = {(a.task_id, a.attempt): a.outcome for a in ledger.attempts(run_id)}
-    assert outcomes == {("bad", 1): "bad_request", ("busy", 1): "overloaded", ("busy", 2): "success"}
+    outcomes = {(a.task_id, a.attempt): (a.outcome, a.vendor_batch_id is not None) for a in ledger.attempts(run_id)}
+    assert outcomes == {
+        ("bad", 1): ("bad_request", True),
+        ("busy", 1): ("overloaded", True),
+        ("busy", 2): ("success", False),
+    }
     assert fake.live_calls == 1
 
 
@@ -257,3 +266,96 @@ async def test_a_task_cancelled_while_waiting_leaves_the_vendor_batch_running(le
     assert fake.cancelled == []  # ... and left the vendor batch to finish
     (row,) = vendor_requests(ledger, run_id)
     assert row.state == VendorState.WAITING
+
+
+async def test_polling_backs_off_up_to_its_cap(ledger: Ledger) -> None:
+    from batches.deferred import DeferredCalls
+    from providers import AnthropicConfig, AnthropicProvider, ExecutionContext
+
+    spec = spec_of([{"id": "t", "type": "summarization", "prompt": "p", "deadline": "12h"}])
+    run_id, _ = ledger.start_or_resume_run(
+        batch_name="deferred", batch_hash="h", team=None, strategy="priority_based",
+        tasks=[NewTask(task_id="t", task_type="summarization", priority="normal")],
+    )  # fmt: skip
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        await asyncio.sleep(0)
+
+    settings = {**FAST, "poll_initial_s": 10.0, "poll_factor": 3.0, "poll_max_s": 60.0, "gather_s": 1.0}
+    with FakeAnthropicBatches(polls_to_end=5) as fake:
+        provider = AnthropicProvider("api", AnthropicConfig(base_url=fake.url, api_key_env=KEY_ENV, batch=settings))  # type: ignore[arg-type]
+        run = ledger.get_run(run_id)
+        assert run is not None
+        deferred = DeferredCalls(ledger, run_id, run.started_at, sleep=sleep)
+        answer, batch_id = await deferred.call(
+            provider, spec.to_ai_task(spec.tasks[0]), ExecutionContext(run_id=run_id)
+        )
+        await provider.aclose()
+    assert getattr(answer, "text", None) == ANSWER and batch_id in fake.batches
+    assert slept == [1.0, 10.0, 30.0, 60.0, 60.0, 60.0]  # the gathering window, then 10 s x3 up to 60 s
+
+
+def test_a_spent_budget_submits_nothing_to_the_vendor(ledger: Ledger) -> None:
+    tasks = [{"id": "t", "type": "summarization", "prompt": "p", "deadline": "12h"}]
+    with FakeAnthropicBatches() as fake:
+        doc = {**providers_doc("anthropic", fake.url), "budget": {"max_cost_usd_per_run": 0.000001}}
+        results = run_all(open_run(ledger, spec_of(tasks), doc))
+    assert results["t"].status == TaskStatus.FAILED and "budget" in (results["t"].error or "")
+    assert fake.created == 0 and fake.live_calls == 0
+
+
+def test_a_vendor_batch_that_cannot_be_submitted_sends_its_tasks_live(ledger: Ledger) -> None:
+    from tests.fakes.fake_llm_servers import anthropic_error
+
+    tasks = [{"id": f"t{i}", "type": "summarization", "prompt": f"p{i}", "deadline": "12h"} for i in range(2)]
+    with FakeAnthropicBatches() as fake:
+        fake.script(anthropic_error(500, "api_error", "Internal server error"), path="/v1/messages/batches")
+        runtime = open_run(ledger, spec_of(tasks), providers_doc("anthropic", fake.url))
+        run_id = runtime.run.run_id
+        results = run_all(runtime)
+    assert {r.output for r in results.values()} == {LIVE_ANSWER}
+    assert fake.created == 0 and fake.live_calls == 2
+    assert vendor_requests(ledger, run_id) == []  # nothing waits anywhere
+    # Not the tasks' failure: no attempt is charged to them for the batch endpoint's trouble.
+    assert [a.outcome for a in ledger.attempts(run_id)] == ["success", "success"]
+
+
+def test_polling_outlasts_the_batch_endpoints_own_errors(vendor: str, ledger: Ledger) -> None:
+    tasks = [{"id": "t", "type": "summarization", "prompt": "p", "deadline": "12h"}]
+    with fake_for(vendor) as fake:
+        fake.retrieve_errors = 3  # three 500s from GET batch, then it answers
+        results = run_all(open_run(ledger, spec_of(tasks), providers_doc(vendor, fake.url)))
+    assert results["t"].output == ANSWER and fake.created == 1 and fake.live_calls == 0
+
+
+def test_a_batch_the_vendor_refuses_as_a_whole_goes_live(ledger: Ledger) -> None:
+    # A short deadline, so a batch taken for still running ends the test by the deadline (a different detail).
+    tasks = [{"id": "t", "type": "summarization", "prompt": "p", "deadline": "3s"}]
+    with FakeOpenAIBatches() as fake:
+        fake.fail_batches = True
+        runtime = open_run(ledger, spec_of(tasks), providers_doc("openai", fake.url))
+        run_id = runtime.run.run_id
+        results = run_all(runtime)
+    assert results["t"].output == LIVE_ANSWER and fake.created == 1 and fake.live_calls == 1
+    (row,) = vendor_requests(ledger, run_id)
+    assert (row.state, row.detail) == (VendorState.FELL_BACK, "vendor batch failed")
+    assert [a.outcome for a in ledger.attempts(run_id)] == ["success"]
+
+
+def test_a_vendor_batch_that_is_gone_sends_its_waiting_tasks_live(ledger: Ledger) -> None:
+    from ledger import record_vendor_submission
+
+    tasks = [{"id": "t", "type": "summarization", "prompt": "p"}]
+    spec = spec_of(tasks, deferrable=True)  # no deadline: only the vendor's answer could end the wait
+    with FakeAnthropicBatches() as fake:
+        doc = providers_doc("anthropic", fake.url)
+        run_id = open_run(ledger, spec, doc).run.run_id
+        close_runtime(run_id)
+        # An earlier start of the run submitted t to a vendor batch the vendor no longer has (archived).
+        record_vendor_submission(ledger, run_id, "api", "msgbatch_archived_long_ago", {"t": "sb-1"})
+        results = run_all(open_run(ledger, spec, doc, run_id=run_id))
+    assert results["t"].output == LIVE_ANSWER and fake.created == 0
+    (row,) = vendor_requests(ledger, run_id)
+    assert (row.state, row.detail) == (VendorState.FELL_BACK, "vendor batch unreadable: bad_request")

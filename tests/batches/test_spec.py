@@ -194,3 +194,32 @@ def test_nul_and_control_characters_in_names_are_refused_naming_the_field(where:
 def test_prompts_keep_newlines_tabs_and_escapes() -> None:
     spec = parse_spec(_spec({"id": "a", "type": "t", "prompt": "line\n\tcolour \x1b[31m"}), "spec.json")
     assert spec.task("a").prompt == "line\n\tcolour \x1b[31m"
+
+
+@pytest.mark.parametrize(
+    ("deadline", "seconds"), [("12h", 43200), ("90m", 5400), ("1h30m", 5400), ("45s", 45), ("1d", 86400), ("2.5s", 2.5)]
+)
+def test_a_deadline_is_a_duration_and_makes_the_task_deferrable(deadline: str, seconds: float) -> None:
+    spec = parse_spec({"name": "n", "tasks": [{"id": "a", "type": "t", "prompt": "p", "deadline": deadline}]}, "s")
+    assert spec.tasks[0].deadline_s == seconds
+    assert spec.to_ai_task(spec.tasks[0]).metadata == {"deferrable": "true", "deadline_s": f"{seconds:g}"}
+
+
+@pytest.mark.parametrize("deadline", ["soon", "12", "h", "-1h", "0s", "12h tomorrow", ""])
+def test_a_deadline_that_is_not_a_duration_is_refused_naming_the_task(deadline: str) -> None:
+    doc = {"name": "n", "tasks": [{"id": "a", "type": "t", "prompt": "p", "deadline": deadline}]}
+    with pytest.raises(SpecError, match=r"s: tasks\[0\] \(id 'a'\)\.deadline: .*(not a duration|longer than 0)"):
+        parse_spec(doc, "s")
+
+
+def test_a_deferrable_batch_lets_every_task_wait_and_only_a_true_or_false_is_taken() -> None:
+    tasks = [{"id": "a", "type": "t", "prompt": "p"}, {"id": "b", "type": "t", "prompt": "p", "provider": "x"}]
+    spec = parse_spec({"name": "n", "deferrable": True, "tasks": tasks}, "s")
+    assert [spec.to_ai_task(t).metadata for t in spec.tasks] == [
+        {"deferrable": "true"},
+        {"provider": "x", "deferrable": "true"},
+    ]
+    plain = parse_spec({"name": "n", "tasks": tasks}, "s")
+    assert [plain.to_ai_task(t).metadata for t in plain.tasks] == [{}, {"provider": "x"}]
+    with pytest.raises(SpecError, match=r"s: deferrable: Input should be a valid boolean"):
+        parse_spec({"name": "n", "deferrable": "sometimes", "tasks": tasks}, "s")

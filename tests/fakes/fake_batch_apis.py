@@ -10,7 +10,9 @@ POST /v1/chat/completions.
 How a request ends is chosen by a marker in its prompt: `[errored:<anthropic error type>]` or
 `[errored:<http status>]` (OpenAI) fails it as the vendor would, `[expired]` expires it, anything else succeeds.
 A batch stays `in_progress` for `polls_to_end` retrieves (None: until `end()`), then ends; `expire()` ends it with
-every unanswered request expired; a cancel ends it with every unanswered request cancelled.
+every unanswered request expired; a cancel ends it with every unanswered request cancelled. `retrieve_errors`
+answers that many retrieves with the vendor's 500 first; OpenAI's `fail_batches` makes new batches `failed` (the
+vendor refused the input as a whole).
 """
 
 from __future__ import annotations
@@ -62,7 +64,14 @@ class _BatchFake(FakeServer):
         self.created = 0
         self.cancelled: list[str] = []
         self.live_calls = 0
+        self.retrieve_errors = 0
         self.batch_lock = threading.Lock()
+
+    def _retrieve_error(self) -> bool:
+        if self.retrieve_errors > 0:
+            self.retrieve_errors -= 1
+            return True
+        return False
 
     def end(self, batch_id: str | None = None) -> None:
         """End a batch (the only one if not named): its requests get their planned results."""
@@ -110,6 +119,8 @@ class FakeAnthropicBatches(_BatchFake):
             if batch is None:
                 return Scripted(404, {"type": "error", "error": {"type": "not_found_error", "message": "no batch"}})
             if request.method == "GET" and len(parts) == 1:
+                if self._retrieve_error():
+                    return Scripted(500, {"type": "error", "error": {"type": "api_error", "message": "Internal"}})
                 self._poll(batch)
                 return Scripted(200, self._object(batch))
             if request.method == "GET" and parts[1:] == ["results"]:
@@ -194,6 +205,7 @@ class FakeOpenAIBatches(_BatchFake):
         super().__init__(polls_to_end)
         self.files: dict[str, bytes] = {}
         self.uploads: list[dict[str, str]] = []
+        self.fail_batches = False
 
     def default(self, request: Received) -> Scripted:
         path, method = request.path, request.method
@@ -215,6 +227,8 @@ class FakeOpenAIBatches(_BatchFake):
             if batch is None:
                 return Scripted(404, {"error": {"message": "no batch", "type": "invalid_request_error"}})
             if method == "GET" and len(parts) == 1:
+                if self._retrieve_error():
+                    return Scripted(500, {"error": {"message": "internal error", "type": "server_error"}})
                 self._poll(batch)
                 return Scripted(200, self._object(batch))
             if method == "POST" and parts[1:] == ["cancel"]:
@@ -261,11 +275,19 @@ class FakeOpenAIBatches(_BatchFake):
             models[item["custom_id"]] = item["body"].get("model", "")
         batch = FakeBatch(f"batch_{uuid.uuid4().hex[:24]}", prompts, models, time.time())
         batch.extra["input_file_id"] = body["input_file_id"]
+        batch.extra["failed"] = self.fail_batches
         self.batches[batch.batch_id] = batch
         self.created += 1
         return Scripted(200, self._object(batch))
 
     def _object(self, batch: FakeBatch) -> dict[str, Any]:
+        if batch.extra.get("failed"):
+            error = {"code": "invalid_json_line", "message": "the input file could not be read", "line": 1}
+            return {"id": batch.batch_id, "object": "batch", "endpoint": "/v1/chat/completions", "status": "failed",
+                    "input_file_id": batch.extra["input_file_id"], "completion_window": "24h",
+                    "output_file_id": None, "error_file_id": None, "created_at": int(batch.created_at),
+                    "errors": {"object": "list", "data": [error]},
+                    "request_counts": {"total": 0, "completed": 0, "failed": 0}}  # fmt: skip
         if batch.ended and "output_file_id" not in batch.extra:
             self._write_files(batch)
         done = [k for k in batch.results.values() if k == "succeeded"]

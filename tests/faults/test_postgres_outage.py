@@ -8,7 +8,6 @@ import json
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from sqlalchemy.engine import make_url
 
 from ledger import Ledger
 from tests.cli.cli_kit import ROOT, cli_env, switchboard
-from tests.conftest import postgres_url_or_skip
+from tests.conftest import postgres_database_url, postgres_url_or_skip
 from tests.faults.invariants import check_invariants
 
 pytestmark = pytest.mark.slow
@@ -28,15 +27,8 @@ TASKS = 12
 @pytest.fixture
 def database() -> Iterator[tuple[str, str]]:
     """A database of the test's own: (its URL, its name)."""
-    base = postgres_url_or_skip()
-    name = f"sb_outage_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f"CREATE DATABASE {name}"))
-    yield make_url(base).set(database=name).render_as_string(hide_password=False), name
-    with admin.connect() as conn:
-        conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-    admin.dispose()
+    with postgres_database_url(postgres_url_or_skip()) as url:
+        yield url, str(make_url(url).database)
 
 
 def _admin(sql: str) -> None:

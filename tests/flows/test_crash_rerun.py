@@ -25,10 +25,9 @@ from uuid import UUID
 import pytest
 
 from batches import load_spec
-from flows import server
 from flows.batch import chunks
 from ledger import AttemptRecord, Ledger, NewTask, TaskOutcome
-from tests.ports import free_port
+from tests.flows.prefect_kit import prefect_server
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -47,14 +46,8 @@ MODES = {
 @pytest.fixture(scope="module")
 def api_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real server: the embedded default for `switchboard run` (ephemeral mode would lose task history)."""
-    tmp = tmp_path_factory.mktemp("crash-server")
-    port = free_port()
-    dirs = {"data_dir": tmp / "switchboard", "prefect_home": tmp / "prefect-home"}
-    info = server.start_server(port, **dirs)
-    try:
-        yield info.api_url
-    finally:
-        server.stop_server(port, **dirs)
+    with prefect_server(tmp_path_factory.mktemp("crash-server")) as running:
+        yield running.api_url
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.ports import free_port
+from tests.flows.prefect_kit import prefect_server
 
 psutil = pytest.importorskip("psutil")  # a dependency of distributed
 pytest.importorskip("prefect_dask")
@@ -33,13 +33,12 @@ if __name__ == "__main__":  # Dask starts worker processes that import this file
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    from flows.server import start_server, stop_server
-
-    port = free_port()
-    home, prefect_home = tmp_path_factory.mktemp("home"), tmp_path_factory.mktemp("prefect")
-    info = start_server(port, data_dir=home, prefect_home=prefect_home)
-    yield {"PREFECT_API_URL": info.api_url, "PREFECT_HOME": str(prefect_home), "SWITCHBOARD_HOME": str(home)}
-    stop_server(port, data_dir=home, prefect_home=prefect_home)
+    with prefect_server(tmp_path_factory.mktemp("dask-server")) as running:
+        yield {
+            "PREFECT_API_URL": running.api_url,
+            "PREFECT_HOME": str(running.prefect_home),
+            "SWITCHBOARD_HOME": str(running.data_dir),
+        }
 
 
 @pytest.mark.parametrize("mode", ["per_node", "chunked"])

@@ -6,7 +6,6 @@ One server for the module (free port, temporary Prefect home); the worker runs `
 from __future__ import annotations
 
 import json
-import os
 import re
 import sqlite3
 import subprocess
@@ -20,75 +19,41 @@ from uuid import UUID
 import pytest
 
 from flows import server
-from tests.ports import free_port
+from tests.flows.prefect_kit import (
+    PREFECT,
+    ROOT,
+    SWITCHBOARD,
+    final_flow_run,
+    prefect_client,
+    prefect_stack,
+    run_ok,
+)
 
-ROOT = Path(__file__).resolve().parents[2]
-PREFECT = [sys.executable, "-m", "prefect"]
-SWITCHBOARD = [sys.executable, "-m", "cli"]
 pytestmark = pytest.mark.slow
-
-
-def _run(command: list[str], env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout, cwd=ROOT)
-    assert result.returncode == 0, f"{command}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    return result
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """A started server with the project's deployments on it."""
     tmp = tmp_path_factory.mktemp("deployments")
-    port = free_port()
-    dirs = {"data_dir": tmp / "switchboard", "prefect_home": tmp / "prefect-home"}
-    info = server.start_server(port, **dirs)
-    env = dict(
-        os.environ,
-        PREFECT_HOME=str(dirs["prefect_home"]),
-        PREFECT_API_URL=info.api_url,
-        SWITCHBOARD_HOME=str(dirs["data_dir"]),
-        SWITCHBOARD_DATABASE_URL=f"sqlite:///{tmp / 'ledger.db'}",
-    )
-    env.pop("SWITCHBOARD_PROVIDERS", None)
-    try:
-        # usage_report's flow file comes from another change; deploy what exists.
-        has_report = (ROOT / "flows" / "report_flow.py").exists()
-        names = ["--all"] if has_report else ["--name", "process-batch", "--name", "provider-health"]
-        began = time.monotonic()
-        _run([*PREFECT, "work-pool", "create", server.POOL_NAME, "--type", "process"], env)  # as docs/prefect.md
-        _run([*PREFECT, "--no-prompt", "deploy", *names], env)
-        print(f"server start-up {info.startup_s:.1f} s, deploy {time.monotonic() - began:.1f} s")
-        yield {"env": env, "api_url": info.api_url, "ledger": tmp / "ledger.db", "has_report": has_report}
-    finally:
-        server.stop_server(port, **dirs)
+    # usage_report's flow file comes from another change; deploy what exists.
+    has_report = (ROOT / "flows" / "report_flow.py").exists()
+    names = ["--all"] if has_report else ["--name", "process-batch", "--name", "provider-health"]
+    with prefect_stack(tmp, ledger_url=f"sqlite:///{tmp / 'ledger.db'}", deploy=names) as prefect:
+        yield {"env": prefect.env, "api_url": prefect.api_url, "ledger": tmp / "ledger.db", "has_report": has_report}
 
 
 def _run_worker_once(env: dict[str, str]) -> str:
     began = time.monotonic()
-    out = _run([*PREFECT, "worker", "start", "--pool", server.POOL_NAME, "--run-once"], env, timeout=300)
+    out = run_ok([*PREFECT, "worker", "start", "--pool", server.POOL_NAME, "--run-once"], env, timeout=300)
     print(f"worker --run-once: {time.monotonic() - began:.1f} s")
     return out.stdout + out.stderr
-
-
-def _client(api_url: str) -> Any:
-    from prefect.client.orchestration import SyncPrefectClient
-
-    return SyncPrefectClient(api_url)
-
-
-def _final_flow_run(api_url: str, flow_run_id: str, timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    with _client(api_url) as client:
-        while True:
-            flow_run = client.read_flow_run(UUID(flow_run_id))
-            if flow_run.state.is_final() or time.monotonic() > deadline:
-                return flow_run
-            time.sleep(0.5)
 
 
 def _artifacts(api_url: str, flow_run_id: str) -> list[Any]:
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-    with _client(api_url) as client:
+    with prefect_client(api_url) as client:
         return client.read_artifacts(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(flow_run_id)])))
 
 
@@ -101,7 +66,7 @@ def _ledger_tasks(path: Path, flow_run_id: str) -> list[tuple[str, str]]:
 
 
 def test_deployments_are_stored_with_schedules_pull_step_and_typed_parameters(stack: dict[str, Any]) -> None:
-    with _client(stack["api_url"]) as client:
+    with prefect_client(stack["api_url"]) as client:
         batch = client.read_deployment_by_name("process-batch/process-batch")
         health = client.read_deployment_by_name("provider-health/provider-health")
         pool = client.read_work_pool(server.POOL_NAME)
@@ -123,7 +88,7 @@ def test_deployments_are_stored_with_schedules_pull_step_and_typed_parameters(st
 def test_deployment_run_from_the_cli_completes_on_a_worker(stack: dict[str, Any]) -> None:
     spec = ROOT / "examples" / "pr-review.yaml"
     failing_first = ROOT / "examples" / "providers-failover.yaml"  # its top provider always fails
-    triggered = _run(
+    triggered = run_ok(
         [
             *PREFECT,
             "deployment",
@@ -141,7 +106,7 @@ def test_deployment_run_from_the_cli_completes_on_a_worker(stack: dict[str, Any]
     flow_run_id = match.group(1)
 
     log = _run_worker_once(stack["env"])
-    flow_run = _final_flow_run(stack["api_url"], flow_run_id)
+    flow_run = final_flow_run(stack["api_url"], flow_run_id, timeout=30)
     assert flow_run.state.is_completed(), log[-3000:]
     assert flow_run.parameters == {"spec": str(spec), "providers": str(failing_first)}
 
@@ -197,11 +162,11 @@ def test_submit_batch_triggers_the_deployment(stack: dict[str, Any], tmp_path: P
     with temporary_settings(updates={PREFECT_API_URL: stack["api_url"]}):
         flow_run_id = submit_batch(spec, providers=providers)
     print(f"submit_batch returned in {time.monotonic() - began:.2f} s")
-    with _client(stack["api_url"]) as client:
+    with prefect_client(stack["api_url"]) as client:
         assert client.read_flow_run(UUID(flow_run_id)).state.is_scheduled()
 
     log = _run_worker_once(stack["env"])
-    flow_run = _final_flow_run(stack["api_url"], flow_run_id)
+    flow_run = final_flow_run(stack["api_url"], flow_run_id, timeout=30)
     assert flow_run.state.is_completed(), log[-3000:]
     assert flow_run.parameters["spec"]["name"] == spec["name"]
     assert flow_run.parameters["providers"] == str(providers)
@@ -211,7 +176,7 @@ def test_submit_batch_triggers_the_deployment(stack: dict[str, Any], tmp_path: P
 
 def test_switchboard_run_with_deployment_submits_the_checked_spec(stack: dict[str, Any]) -> None:
     spec = ROOT / "examples" / "pr-review.yaml"
-    done = _run(
+    done = run_ok(
         [
             sys.executable,
             "-m",
@@ -228,7 +193,7 @@ def test_switchboard_run_with_deployment_submits_the_checked_spec(stack: dict[st
     out = json.loads(done.stdout)
     assert out["deployment"] == "process-batch/process-batch"
     assert out["ui_url"].endswith(f"/runs/flow-run/{out['flow_run_id']}")
-    with _client(stack["api_url"]) as client:
+    with prefect_client(stack["api_url"]) as client:
         flow_run = client.read_flow_run(UUID(out["flow_run_id"]))
         assert flow_run.state.is_scheduled()
         assert flow_run.parameters["spec"] == str(spec)  # made absolute, so the worker reads the same file
@@ -245,13 +210,13 @@ def test_switchboard_run_with_deployment_submits_the_checked_spec(stack: dict[st
 
 
 def _flow_run_count(api_url: str) -> int:
-    with _client(api_url) as client:
+    with prefect_client(api_url) as client:
         return len(client.read_flow_runs(limit=200))
 
 
 def test_switchboard_run_with_deployment_passes_fresh_and_mode(stack: dict[str, Any]) -> None:
     """--fresh and --mode were dropped on the way to the deployment; they are process_batch's parameters."""
-    done = _run(
+    done = run_ok(
         [
             *SWITCHBOARD,
             "run",
@@ -266,7 +231,7 @@ def test_switchboard_run_with_deployment_passes_fresh_and_mode(stack: dict[str, 
         stack["env"],
     )
     out = json.loads(done.stdout)
-    with _client(stack["api_url"]) as client:
+    with prefect_client(stack["api_url"]) as client:
         flow_run = client.read_flow_run(UUID(out["flow_run_id"]))
         client.delete_flow_run(flow_run.id)  # leave nothing for another test's worker to pick up
     assert flow_run.parameters["fresh"] is True and flow_run.parameters["mode"] == "chunked"

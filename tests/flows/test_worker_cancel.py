@@ -6,10 +6,7 @@ finishes the rest without charging anything twice)."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -18,7 +15,6 @@ from typing import Any
 
 import pytest
 
-from flows import server
 from tests.cli.test_cancel import (
     SEEN_WITHIN_S,
     check_resumed_without_charging_twice,
@@ -27,76 +23,26 @@ from tests.cli.test_cancel import (
     wait_for_calls,
     write_batch,
 )
-from tests.ports import free_port
+from tests.flows.prefect_kit import (
+    ROOT,
+    SWITCHBOARD,
+    final_flow_run,
+    prefect_client,
+    prefect_stack,
+    prefect_worker,
+    run_ok,
+)
 
-ROOT = Path(__file__).resolve().parents[2]
-PREFECT = [sys.executable, "-m", "prefect"]
-SWITCHBOARD = [sys.executable, "-m", "cli"]
 pytestmark = pytest.mark.slow
-
-
-def _run(command: list[str], env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout, cwd=ROOT)
-    assert result.returncode == 0, f"{command}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    return result
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """A started server with the process-batch deployment, and a long-running worker on its pool."""
     tmp = tmp_path_factory.mktemp("worker-cancel")
-    port = free_port()
-    dirs = {"data_dir": tmp / "switchboard", "prefect_home": tmp / "prefect-home"}
-    info = server.start_server(port, **dirs)
-    env = dict(
-        os.environ,
-        PREFECT_HOME=str(dirs["prefect_home"]),
-        PREFECT_API_URL=info.api_url,
-        SWITCHBOARD_HOME=str(dirs["data_dir"]),
-        SWITCHBOARD_DATABASE_URL=f"sqlite:///{tmp / 'ledger.db'}",
-    )
-    env.pop("SWITCHBOARD_PROVIDERS", None)
-    worker: subprocess.Popen[str] | None = None
-    try:
-        _run([*PREFECT, "work-pool", "create", server.POOL_NAME, "--type", "process"], env)
-        _run([*PREFECT, "--no-prompt", "deploy", "--name", "process-batch"], env)
-        log = (tmp / "worker.log").open("w")
-        worker = subprocess.Popen(
-            [*PREFECT, "worker", "start", "--pool", server.POOL_NAME],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=env,
-            cwd=ROOT,
-            start_new_session=True,
-        )
-        yield {"env": env, "api_url": info.api_url, "tmp": tmp, "worker_log": tmp / "worker.log"}
-    finally:
-        if worker is not None:
-            os.killpg(worker.pid, signal.SIGTERM)
-            try:
-                worker.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(worker.pid, signal.SIGKILL)
-        server.stop_server(port, **dirs)
-
-
-def _client(api_url: str) -> Any:
-    from prefect.client.orchestration import SyncPrefectClient
-
-    return SyncPrefectClient(api_url)
-
-
-def _final_state(api_url: str, flow_run_id: str, timeout: float = 120) -> Any:
-    from uuid import UUID
-
-    deadline = time.monotonic() + timeout
-    with _client(api_url) as client:
-        while True:
-            state = client.read_flow_run(UUID(flow_run_id)).state
-            if state.is_final() or time.monotonic() > deadline:
-                return state
-            time.sleep(0.5)
+    log = tmp / "worker.log"
+    with prefect_stack(tmp, ledger_url=f"sqlite:///{tmp / 'ledger.db'}") as prefect, prefect_worker(prefect.env, log):
+        yield {"env": prefect.env, "api_url": prefect.api_url, "tmp": tmp, "worker_log": log}
 
 
 def _watch(flow_run_id: str, env: dict[str, str]) -> subprocess.Popen[str]:
@@ -119,22 +65,22 @@ def test_a_cancel_in_prefect_stops_a_deployment_run_on_a_worker(stack: dict[str,
     env, ledger_dir = stack["env"], stack["tmp"]  # the worker's ledger is the one its environment names
     spec, slow, fast = write_batch(tmp_path, 80)
     deployment = ["--deployment", "process-batch/process-batch", "--json"]
-    submitted = _run([*SWITCHBOARD, "run", str(spec), "--providers", str(slow), *deployment], env)
+    submitted = run_ok([*SWITCHBOARD, "run", str(spec), "--providers", str(slow), *deployment], env)
     flow_run_id = json.loads(submitted.stdout)["flow_run_id"]
     watcher = _watch(flow_run_id, env)
     try:
         assert wait_for_calls(ledger_dir, 6, timeout=180) == flow_run_id
     except AssertionError:
         raise AssertionError(stack["worker_log"].read_text()[-5000:]) from None
-    with _client(stack["api_url"]) as client:
+    with prefect_client(stack["api_url"]) as client:
         answer = client.set_flow_run_state(UUID(flow_run_id), State(type=StateType.CANCELLING))
         assert answer.status.value == "ACCEPT"
         history = client.read_flow_run_states(UUID(flow_run_id))
     cancelling_at = min(s.timestamp for s in history if s.type == StateType.CANCELLING)
 
-    final = _final_state(stack["api_url"], flow_run_id)
+    final = final_flow_run(stack["api_url"], flow_run_id, timeout=120).state
     assert final.type == StateType.CANCELLED, (final, stack["worker_log"].read_text()[-3000:])
-    with _client(stack["api_url"]) as client:
+    with prefect_client(stack["api_url"]) as client:
         history = client.read_flow_run_states(UUID(flow_run_id))
     ours = [s for s in history if s.message and "(seen at " in s.message]
     assert ours, [(s.type, s.message) for s in history]
@@ -201,7 +147,7 @@ def test_watch_follows_a_deployment_run_on_a_worker_to_its_end(stack: dict[str, 
         "circuit: {failure_threshold: 1000, error_rate_threshold: 1.0}\n"
     )
     deployment = ["--deployment", "process-batch/process-batch", "--json"]
-    submitted = _run([*SWITCHBOARD, "run", str(spec), "--providers", str(providers), *deployment], env)
+    submitted = run_ok([*SWITCHBOARD, "run", str(spec), "--providers", str(providers), *deployment], env)
     flow_run_id = json.loads(submitted.stdout)["flow_run_id"]
     watcher = _watch(flow_run_id, env)  # at once: the worker has not picked the run up yet
     watched, notes = watcher.communicate(timeout=300)

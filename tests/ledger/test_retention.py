@@ -16,6 +16,8 @@ from ledger import (
     RunStatus,
     UsageTotal,
     prune,
+    record_vendor_submission,
+    vendor_requests,
 )
 from ledger.models import ProviderEvent, Run, TaskRow
 from providers import TokenUsage
@@ -71,6 +73,8 @@ def test_prune_keeps_totals_and_recent_and_unfinished_runs(engine: Engine) -> No
             ProviderEvent.__table__.insert(),
             [{"provider_id": "p", "kind": "circuit_opened", "detail": {}, "at": at} for at in (OLD, NEW)],
         )
+    for run_id in (old, recent):  # a task of each answered through a vendor batch
+        record_vendor_submission(ledger, run_id, "p", f"msgbatch_{run_id}", {"a": "sb-1"})
     cutoff = datetime(2026, 11, 1, tzinfo=UTC)
     dry = prune(engine, cutoff, dry_run=True)
     assert (dry.runs, dry.attempts, dry.tasks, dry.events, dry.unfinished_kept) == (1, 3, 2, 1, 1)
@@ -79,6 +83,7 @@ def test_prune_keeps_totals_and_recent_and_unfinished_runs(engine: Engine) -> No
     assert result.cost_usd == pytest.approx(1.0) and result.total_rows == 2  # success and timeout rows
     assert ledger.get_run(old) is None and ledger.get_run(stuck) is not None and ledger.get_run(recent) is not None
     assert _count(engine, ProviderUsage) == 6 and _count(engine, TaskRow) == 4 and _count(engine, ProviderEvent) == 1
+    assert [w.run_id for w in vendor_requests(ledger, old) + vendor_requests(ledger, recent)] == [recent]
     with engine.connect() as conn:
         rows = conn.execute(
             select(UsageTotal.day, UsageTotal.outcome, UsageTotal.attempts, UsageTotal.first_attempts,

@@ -113,3 +113,17 @@ async def test_cancel_and_expiry_leave_requests_unanswered(vendor: str) -> None:
     assert cancelled == {"a": Unanswered(reason="canceled")}
     assert expired == {"b": Unanswered(reason="expired")}
     assert fake.cancelled == [first.batch_id]
+
+
+def test_a_results_file_that_breaks_its_format_is_malformed() -> None:
+    import httpx
+
+    from providers import MalformedResponse
+    from providers.vendor_batch import jsonl
+
+    assert jsonl(httpx.Response(200, text='{"custom_id": "a"}\n\n{"custom_id": "b"}\n')) == [
+        {"custom_id": "a"},
+        {"custom_id": "b"},
+    ]
+    with pytest.raises(MalformedResponse, match="results line 2 is not a JSON object"):
+        jsonl(httpx.Response(200, text='{"custom_id": "a"}\n[1, 2]\n'))
