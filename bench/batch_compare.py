@@ -57,8 +57,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--runs", type=int, default=3, help="timed runs per side per round")
     parser.add_argument("--latency", default="0,200", help="mock latencies in ms, comma-separated")
+    parser.add_argument("--shape", action="append", help="only these cases (e.g. wide1000); repeatable; default all")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
+    shapes = [s for s in SHAPES if not args.shape or f"{s[0]}{s[1]}" in args.shape]
+    if not shapes:
+        parser.error(f"--shape: none of {args.shape} is one of {', '.join(f'{s[0]}{s[1]}' for s in SHAPES)}")
     sides = {"before": args.before.resolve(), "after": args.after.resolve()}
     for name, path in sides.items():
         if not (path / "batches").is_dir() and not (path / "flows").is_dir():
@@ -86,7 +90,7 @@ def main() -> None:
             batch.wait_healthy(port, time.perf_counter())
             for round_number in range(args.rounds):
                 order = list(sides) if round_number % 2 == 0 else list(reversed(sides))
-                for shape, size, width in SHAPES:
+                for shape, size, width in shapes:
                     spec, _ = batch.dag(size, width)
                     for latency in latencies:
                         providers = batch.providers_file(tmp, latency)
@@ -105,7 +109,7 @@ def main() -> None:
             server.terminate()
             server.wait(30)
     rows = []
-    for shape, size, _ in SHAPES:
+    for shape, size, _ in shapes:
         for latency in latencies:
             before = statistics.median(times[f"{shape}{size}-{latency}ms-before"])
             after = statistics.median(times[f"{shape}{size}-{latency}ms-after"])
