@@ -370,3 +370,21 @@ def test_a_ledger_that_cannot_keep_the_vendor_batch_still_gets_the_answers(ledge
         results = run_all(runtime)
     # Paid for already: collected by this process (only a restart could not have found it).
     assert results["t"].output == ANSWER and fake.created == 1 and fake.live_calls == 0
+
+
+def test_a_vendor_batch_that_expires_sends_its_tasks_live(vendor: str, ledger: Ledger) -> None:
+    tasks = [{"id": "t", "type": "summarization", "prompt": "p"}]
+    with fake_for(vendor, polls_to_end=None) as fake:
+        runtime = open_run(ledger, spec_of(tasks, deferrable=True), providers_doc(vendor, fake.url))
+        run_id = runtime.run.run_id
+        results: dict[str, NodeResult] = {}
+        worker = threading.Thread(target=lambda: results.update(run_all(runtime)))
+        worker.start()
+        deadline = time.monotonic() + 10
+        while not vendor_requests(ledger, run_id) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        fake.expire()  # the vendor's 24 hours pass with the request unanswered
+        worker.join(10)
+    assert results["t"].output == LIVE_ANSWER and fake.live_calls == 1
+    (row,) = vendor_requests(ledger, run_id)
+    assert (row.state, row.detail) == (VendorState.FELL_BACK, "expired")
