@@ -4,6 +4,7 @@ connection, owner and state), as `switchboard run`, Prefect and Dask workers and
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -313,11 +314,15 @@ async def test_a_process_started_after_a_reset_does_not_restore_what_came_before
         await router.registry.aclose()
 
 
+# Long enough for every process to see the circuit open on a loaded machine before it half-opens.
+PROBE_COOLDOWN_S = 2.0
+
+
 async def test_one_probe_for_every_process_when_a_shared_circuit_half_opens(tmp_path: Path, ledger: Ledger) -> None:
     config = _config(
         tmp_path,
         {
-            "circuit": {"failure_threshold": 2, "cooldown_s": 0.6, "probe_in_flight": 1},
+            "circuit": {"failure_threshold": 2, "cooldown_s": PROBE_COOLDOWN_S, "probe_in_flight": 1},
             "providers": {
                 "down": {
                     "type": "local_mock",
@@ -335,9 +340,15 @@ async def test_one_probe_for_every_process_when_a_shared_circuit_half_opens(tmp_
         await p.route(f"warm-up-{id(p)}", type_="summarization")  # up and watching; never called `down`
     for i in range(3):
         await processes[0].route(f"a{i}")
-    await asyncio.sleep(0.3)
+    opened = time.monotonic()  # the circuit opened during a1, in the first process
+    # The others learn it from the store (refreshed every 0.5 s), each holding it open as long as the first does;
+    # on a loaded machine that takes longer than one refresh, so wait for it, well inside the cooldown.
+    deadline = opened + PROBE_COOLDOWN_S - 0.5
+    while not all(p.router.state("down").breaker.state == "open" for p in processes) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
     assert all(p.router.state("down").breaker.state == "open" for p in processes)
-    await asyncio.sleep(0.6)  # the cooldown is over in every process: each would send its own probe
+    # The cooldown is over in every process: each would send its own probe.
+    await asyncio.sleep(opened + PROBE_COOLDOWN_S + 0.2 - time.monotonic())
     results = await asyncio.gather(*(p.route(f"b{n}-{i}") for n, p in enumerate(processes) for i in range(2)))
     probes = [a for r in results for a in r.attempts if a.provider_id == "down"]
     assert len(probes) == 1, [r.decision.skipped for r in results]
