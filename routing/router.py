@@ -494,17 +494,9 @@ class Router:
         answer, vendor_batch_id = await deferral.call(provider, task, context)
         if answer is None:  # not answered in time: live calls, from the same attempt number
             return False, attempt
-        record = {
-            "run_id": run.run_id,
-            "task_id": task.id,
-            "provider_id": provider.provider_id,
-            "task_type": task.type,
-            "attempt": attempt,
-            "team": task.team or run.team,
-            "strategy": strategy,
-            "started_at": started,
-            "vendor_batch_id": vendor_batch_id,
-        }
+        record = _attempt_start(
+            task, run, provider.provider_id, attempt, strategy, started, vendor_batch_id=vendor_batch_id
+        )
         if isinstance(answer, ProviderError):
             done = self._record(result, record, t0, outcome=answer.outcome, error=answer)
             result.outcome, result.error = answer.outcome, str(answer)
@@ -679,17 +671,8 @@ class Router:
         # On the engine's clock, as circuits and windows are: a virtual clock (what-if replay, the outcome
         # benchmark) then measures simulated latencies, which fastest_response and adaptive learn from.
         started, t0 = self._wall_clock(), self._clock()
-        record = {
-            "run_id": run.run_id,
-            "task_id": task.id,
-            "provider_id": provider.provider_id,
-            "task_type": task.type,
-            "attempt": attempt,
-            "team": task.team or run.team,
-            "strategy": strategy,
-            "started_at": started,
-            "cache_key": cache_key,  # a success is what a later identical task may be served
-        }
+        # The cache key: a success is what a later identical task may be served.
+        record = _attempt_start(task, run, provider.provider_id, attempt, strategy, started, cache_key=cache_key)
         error: ProviderError | None = None
         response: ProviderResponse | None = None
         done: AttemptRecord | None = None
@@ -860,3 +843,21 @@ class Router:
     def _emit(self, event: RoutingEvent) -> None:
         if self._observer is not None:
             self._observer(event)
+
+
+def _attempt_start(
+    task: AITask, run: RunInfo, provider_id: str, attempt: int, strategy: str, started: datetime, **extra: Any
+) -> dict[str, Any]:
+    """What an attempt's ledger row knows when its call starts (live or through a vendor batch); `attempt_record`
+    completes it when the call ends."""
+    return {
+        "run_id": run.run_id,
+        "task_id": task.id,
+        "provider_id": provider_id,
+        "task_type": task.type,
+        "attempt": attempt,
+        "team": task.team or run.team,
+        "strategy": strategy,
+        "started_at": started,
+        **extra,
+    }
