@@ -147,21 +147,11 @@ def main() -> None:
         tmp = Path(tmp_name)
         port = free_port()
         env = {
-            **os.environ,
-            "PREFECT_HOME": str(tmp / "prefect"),
-            "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "PREFECT_LOGGING_LEVEL": "WARNING",
+            **prefect_env(tmp, port),
             "SWITCHBOARD_HOME": str(tmp / "home"),
             "SWITCHBOARD_DATABASE_URL": f"sqlite:///{tmp / 'ledger.db'}",
         }
-        server = subprocess.Popen(
-            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        server = start_prefect_server(env, port)
         started = time.perf_counter()
         try:
             startup = wait_healthy(port, started)
@@ -210,6 +200,28 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"\nPrefect server start-up: {startup:.1f} s (not included above); saved {args.out}")
+
+
+def prefect_env(tmp: Path, port: int) -> dict[str, str]:
+    """This environment pointed at a private Prefect server on `port`, its home under `tmp`, quiet logs."""
+    return {
+        **os.environ,
+        "PREFECT_HOME": str(tmp / "prefect"),
+        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+    }
+
+
+def start_prefect_server(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+    """A Prefect server on 127.0.0.1:`port` in its own session (stop it with terminate())."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
 def wait_healthy(port: int, started: float) -> float:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -72,20 +71,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="sb-batch-compare-") as tmp_name:
         tmp = Path(tmp_name)
         port = batch.free_port()
-        env = {
-            **os.environ,
-            "PREFECT_HOME": str(tmp / "prefect"),
-            "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "PREFECT_LOGGING_LEVEL": "WARNING",
-        }
-        server = subprocess.Popen(
-            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        env = batch.prefect_env(tmp, port)
+        server = batch.start_prefect_server(env, port)
         try:
             batch.wait_healthy(port, time.perf_counter())
             for round_number in range(args.rounds):
