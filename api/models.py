@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel
+from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator
 
-from batches import AttemptSummary, VendorBatchRef
+from batches import AttemptSummary, VendorBatchRef, duration_s
 from providers import Priority
 from routing import ProviderLiveView, StrategyName
 
@@ -98,7 +98,7 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 
 class TaskRequest(_Body):
-    """One task to route now."""
+    """One task to route: now (200 with its answer), or with a `deadline` in the background (202 at once)."""
 
     id: str | None = Field(
         default=None, min_length=1, max_length=MAX_NAME_CHARS, pattern=ID_PATTERN, description="default: generated"
@@ -114,6 +114,26 @@ class TaskRequest(_Body):
     max_attempts: int = Field(default=3, ge=1, le=50)
     max_output_tokens: int = Field(default=1024, ge=1, le=1_000_000)
     cache: bool = Field(default=True, strict=True, description="false: never answered from the response cache")
+    deadline: str | None = Field(
+        default=None,
+        max_length=40,
+        description="how long from now the answer is needed, as a batch spec's `deadline` (`12h`, `90m`, `1h30m`, "
+        "`45s`, `1d`): answered 202 at once and routed in the background, where it may wait in a provider's vendor "
+        "batch API (`batch: {enabled: true}`) at the batch price and goes live before the deadline; "
+        "read it with `GET /api/v1/tasks/{id}` (the `Location` header)",
+        examples=["12h"],
+    )
+
+    @field_validator("deadline")
+    @classmethod
+    def _a_duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            duration_s(value)  # the batch spec's parser: the same syntax and message
+        return value
+
+    @property
+    def deadline_s(self) -> float | None:
+        return None if self.deadline is None else duration_s(self.deadline)
 
 
 class TaskOut(BaseModel):

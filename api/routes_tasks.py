@@ -1,4 +1,5 @@
-"""`/api/v1/tasks`: route one task now (the single-call path), read a task and its routing decision.
+"""`/api/v1/tasks`: route one task now (the single-call path) or, with a `deadline`, in the background (where it
+may wait in a vendor batch API), read a task and its routing decision.
 
 A task's id is `<run id>:<task id>`, split at the first colon: tasks routed here live in the run of their UTC
 day (`api-20261206:t101530-1a2b3c4d`), a batch's tasks in their run (`r20261206-101500-ab12cd:review-1`).
@@ -7,9 +8,9 @@ day (`api-20261206:t101530-1a2b3c4d`), a batch's tasks in their run (`r20261206-
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Request
+from fastapi import APIRouter, HTTPException, Path, Request, Response
 
 from api.errors import unprocessable
 from api.models import ProviderPreference, TaskOut, TaskProvider, TaskRequest, errors
@@ -65,10 +66,24 @@ async def _read(state: ApiState, ref: str) -> tuple[str, TaskSummary, TaskPrefer
     return run_id, summary, prefs.get(task_id)
 
 
-@router.post("", responses=errors(409, 413, 422), response_model=TaskOut, summary="Route one task now")
-async def route_task(request: Request, body: TaskRequest, _: Admin) -> TaskOut:
+_ACCEPTED: dict[int | str, dict[str, Any]] = {
+    202: {
+        "model": TaskOut,
+        "description": "a task with a `deadline`: registered (`status` pending) and routed in the background",
+        "headers": {"Location": {"description": "where to read the task", "schema": {"type": "string"}}},
+    }
+}
+
+
+@router.post("", responses={**_ACCEPTED, **errors(409, 413, 422)}, response_model=TaskOut, summary="Route one task now")
+async def route_task(request: Request, response: Response, body: TaskRequest, _: Admin) -> TaskOut:
     """Routes the task through the same router, limits and ledger as batches and answers once its attempts are
-    committed. A task that no provider completed is still a 200: its `status` and `error` say why."""
+    committed. A task that no provider completed is still a 200: its `status` and `error` say why.
+
+    With a `deadline` the answer is a 202 at once, with the task `pending` and a `Location` to read it at: it
+    routes in the background, where it may wait in a vendor batch API (providers with `batch: {enabled: true}`;
+    `vendor_batch` in the task says which) and goes live shortly before its deadline; with no such provider it
+    routes live. A task still routing when the server stops is recorded `cancelled`, and is not routed again."""
     state = api_state(request)
     metadata = {k: v for k, v in (("strategy", body.strategy), ("provider", body.provider), ("model", body.model)) if v}
     task = AITask(
@@ -83,6 +98,9 @@ async def route_task(request: Request, body: TaskRequest, _: Admin) -> TaskOut:
         cache=body.cache,
         metadata=metadata,
     )
+    deadline_s = body.deadline_s
+    if deadline_s is not None:
+        return await _start(request, response, state, task, deadline_s)
     try:
         done = await state.engine.route(task)
     except TaskIdTaken as exc:
@@ -111,6 +129,17 @@ async def route_task(request: Request, body: TaskRequest, _: Admin) -> TaskOut:
         latency_ms=round(latency, 3),
         decision=decision.document() if decision is not None else None,
     )
+
+
+async def _start(request: Request, response: Response, state: ApiState, task: AITask, deadline_s: float) -> TaskOut:
+    try:
+        run_id, task_id = await state.engine.start(task, deadline_s)
+    except TaskIdTaken as exc:
+        raise HTTPException(409, str(exc)) from None
+    ref = f"{run_id}:{task_id}"
+    response.status_code = 202
+    response.headers["Location"] = request.app.url_path_for("get_task", task_ref=ref)
+    return TaskOut(id=ref, run_id=run_id, task_id=task_id, type=task.type, status=str(TaskStatus.PENDING))
 
 
 @router.get(

@@ -37,13 +37,14 @@ from batches.runtime import (
 from batches.single import (
     API_BATCH_NAME,
     API_RUN_PREFIX,
+    STOPPED,
     SingleResult,
     TaskEngine,
     TaskIdTaken,
     api_run_id,
     new_task_id,
 )
-from batches.spec import BatchSpec, SpecError, TaskSpec, load_spec, parse_spec
+from batches.spec import BatchSpec, SpecError, TaskSpec, duration_s, load_spec, parse_spec
 from batches.stopping import (
     RUN_STATUS,
     STOP_GRACE_S,
@@ -73,6 +74,7 @@ __all__ = [
     "DIGEST_ABOVE",
     "INTERRUPT_SIGNALS",
     "RUN_STATUS",
+    "STOPPED",
     "STOP_GRACE_S",
     "AttemptFeed",
     "AttemptSummary",
@@ -105,6 +107,7 @@ __all__ = [
     "claim_renewed",
     "close_runtime",
     "digest",
+    "duration_s",
     "end_run",
     "end_stopped_run",
     "execute_run",

@@ -2,6 +2,12 @@
 batches: one long-lived registry, router and ledger writer per process, every task recorded in the run of its
 UTC day (`api-20261206`), its attempts committed before its answer is returned.
 
+A task with a deadline (`start`) is registered at once and routed in the background: it may wait in a vendor
+batch API (batches.single_deferral) for hours, and is read back from the ledger meanwhile. Closing the engine
+cancels that work: the task is recorded `cancelled`, and a vendor batch it waits in stays `waiting` in the ledger
+and runs on at the vendor; nothing collects its answer later (the ledger does not keep the task's prompt, so a
+restart cannot route it again).
+
 The router starts from what the ledger remembers (quota windows, circuits, blocks, today's spend) and reserves
 against the same shared limits store as every batch's router (routing.shared), so what batches use counts
 against these tasks and what these tasks use counts against batches, also while both run.
@@ -10,13 +16,16 @@ against these tasks and what these tasks use counts against batches, also while 
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets as random_ids
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from batches.overlay import OverlayFollower
 from batches.ownership import this_owner
-from ledger import Ledger, LedgerWriter, LimitStore, NewTask, TaskOutcome
+from batches.single_deferral import RunDeferrals
+from batches.spec import deferral_metadata
+from ledger import Ledger, LedgerWriter, LimitStore, NewTask, TaskOutcome, TaskStatus
 from providers import AITask, SecretResolver, env_secrets, utc_now
 from routing import (
     ProviderRegistry,
@@ -33,8 +42,12 @@ from routing import (
     restore_router_state,
 )
 
+log = logging.getLogger(__name__)
+
 API_RUN_PREFIX = "api-"
 API_BATCH_NAME = "api"
+# The error a background task gets when the engine closes before it is answered.
+STOPPED = "the API stopped before the task was answered; it is not routed again (post it again)"
 
 
 def api_run_id(now: datetime | None = None) -> str:
@@ -71,7 +84,10 @@ class TaskEngine:
     observer: RoutingObserver
     follower: OverlayFollower
     shared: SharedLimits | None = None
+    deferrals: RunDeferrals | None = None
     _runs: set[str] = field(default_factory=set)
+    # Tasks routing in the background (`start`), on the engine loop.
+    _background: set[asyncio.Task[None]] = field(default_factory=set)
 
     @classmethod
     def open(
@@ -89,6 +105,8 @@ class TaskEngine:
         writer = LedgerWriter(ledger)
         # The same limits store as every batch's router: what either reserves, the other sees at once.
         shared = SharedLimits(LimitStore(ledger.engine, owner=this_owner()))
+        # Always there: providers may get `batch:` through the API later; tasks without a deadline never ask it.
+        deferrals = RunDeferrals(ledger)
         router = Router(
             registry,
             config,
@@ -96,9 +114,10 @@ class TaskEngine:
             observer=observer,
             shared=shared,
             cache_lookup=ledger_lookup(ledger),
+            deferral=deferrals,
         )
         restore_router_state(router, ledger, api_run_id(), scores=config.strategy == "adaptive")
-        return cls(config, ledger, registry, router, writer, observer, follower, shared)
+        return cls(config, ledger, registry, router, writer, observer, follower, shared, deferrals)
 
     async def follow(self, *, force: bool = False) -> None:
         """Adopt providers the API changed (here or in another process) since the last look."""
@@ -117,17 +136,77 @@ class TaskEngine:
         future = engine_loop().submit(self._route_on_engine(run_id, task))
         return SingleResult(run_id, task.id, await asyncio.wrap_future(future))
 
-    def _register(self, run_id: str, task: AITask) -> None:
+    async def start(self, task: AITask, deadline_s: float) -> tuple[str, str]:
+        """Register `task` in the day's run and route it in the background: it may wait in a vendor batch until
+        shortly before `deadline_s` from now, then goes live. Returns (run id, task id) once registered.
+
+        Call from any event loop; raises TaskIdTaken when the day's run already has the task's id."""
+        run_id = api_run_id()
+        await self.follow()
+        started_at = await asyncio.to_thread(self._register, run_id, task)
+        # DeferredCalls counts deadlines from the run's start (a batch's tasks share one); this task's from now.
+        due_s = (utc_now() - started_at).total_seconds() + deadline_s
+        task = task.model_copy(update={"metadata": {**task.metadata, **deferral_metadata(due_s)}})
+        await asyncio.wrap_future(engine_loop().submit(self._background_route(run_id, started_at, task)))
+        return run_id, task.id
+
+    async def _background_route(self, run_id: str, started_at: datetime, task: AITask) -> None:
+        """On the engine loop: start routing `task` as a job of its own, kept until it ends."""
+        deferrals = self.deferrals
+        assert deferrals is not None
+        deferrals.enter(run_id, started_at, task)  # a run's first deferred task reads its waiting rows once
+        job = asyncio.ensure_future(self._route_in_background(run_id, task))
+        self._background.add(job)
+        job.add_done_callback(self._background.discard)
+
+    async def _route_in_background(self, run_id: str, task: AITask) -> None:
+        assert self.deferrals is not None
+        try:
+            routed = await self.router.route(task, self._run_info(run_id, task), durable=False)
+        except asyncio.CancelledError:
+            # The engine closes: say so rather than leave the task `pending` for ever. A vendor batch row it
+            # waits in stays `waiting` (DeferredCalls), and the vendor batch runs on.
+            self.writer.submit_outcome(run_id, TaskOutcome(task_id=task.id, status=TaskStatus.CANCELLED, error=STOPPED))
+            raise
+        except Exception:  # nobody awaits this job: a bug must show in the log, and the task not stay pending
+            log.exception("task %s of run %s: background routing failed", task.id, run_id)
+            outcome = TaskOutcome(task_id=task.id, status=TaskStatus.FAILED, error="internal error while routing")
+            self.writer.submit_outcome(run_id, outcome)
+            return
+        finally:
+            self.deferrals.leave(task)
+        try:
+            await self._commit(run_id, task, routed)
+        except Exception:  # e.g. the ledger went away (the writer spools what it can): nobody else would say so
+            log.exception("task %s of run %s: outcome not committed", task.id, run_id)
+
+    async def _stop_background(self) -> None:
+        for job in list(self._background):
+            job.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        if self.deferrals is not None:
+            await self.deferrals.aclose()
+
+    def _register(self, run_id: str, task: AITask) -> datetime:
         if run_id not in self._runs:
             self.ledger.open_standing_run(run_id, batch_name=API_BATCH_NAME, strategy=self.config.strategy)
             self._runs.add(run_id)
         row = NewTask(task_id=task.id, task_type=task.type, priority=task.priority.value, team=task.team)
         if not self.ledger.add_task(run_id, row):
             raise TaskIdTaken(f"task id {task.id!r} is already taken in run {run_id}")
+        record = self.ledger.get_run(run_id)
+        return record.started_at if record is not None else utc_now()
+
+    def _run_info(self, run_id: str, task: AITask) -> RunInfo:
+        return RunInfo(run_id=run_id, strategy=self.config.strategy, team=task.team)
 
     async def _route_on_engine(self, run_id: str, task: AITask) -> RoutedResult:
-        run = RunInfo(run_id=run_id, strategy=self.config.strategy, team=task.team)
-        routed = await self.router.route(task, run, durable=False)
+        routed = await self.router.route(task, self._run_info(run_id, task), durable=False)
+        await self._commit(run_id, task, routed)
+        return routed
+
+    async def _commit(self, run_id: str, task: AITask, routed: RoutedResult) -> None:
+        """Record the task's outcome, and return once it and its attempts are committed."""
         outcome = TaskOutcome(
             task_id=task.id,
             status=routed.status,
@@ -139,9 +218,9 @@ class TaskEngine:
         done = self.writer.submit_outcome(run_id, outcome)
         await routed.committed()
         await asyncio.wrap_future(done) if not isinstance(done, asyncio.Future) else await done
-        return routed
 
     def close(self) -> None:
+        engine_loop().run(self._stop_background(), cleanup=True)  # before the writer closes: their outcomes
         engine_loop().run(self.registry.aclose(), cleanup=True)
         self.writer.close()
         if self.shared is not None:
@@ -151,4 +230,13 @@ class TaskEngine:
             close_observer()
 
 
-__all__ = ["API_BATCH_NAME", "API_RUN_PREFIX", "SingleResult", "TaskEngine", "TaskIdTaken", "api_run_id", "new_task_id"]
+__all__ = [
+    "API_BATCH_NAME",
+    "API_RUN_PREFIX",
+    "STOPPED",
+    "SingleResult",
+    "TaskEngine",
+    "TaskIdTaken",
+    "api_run_id",
+    "new_task_id",
+]

@@ -180,16 +180,21 @@ def _metadata(spec: TaskSpec, deferrable: bool = False) -> dict[str, str]:
         return {"deferrable": "true"} if deferrable else {}
     pairs = (("strategy", spec.strategy), ("provider", spec.provider), ("model", spec.model))
     metadata = {key: value for key, value in pairs if value is not None}
-    if spec.deadline_s is not None:
-        metadata["deferrable"] = "true"
-        metadata["deadline_s"] = f"{spec.deadline_s:g}"
-    elif deferrable:
-        metadata["deferrable"] = "true"
-    return metadata
+    return {**metadata, **deferral_metadata(spec.deadline_s, deferrable)}
+
+
+def deferral_metadata(deadline_s: float | None, deferrable: bool = False) -> dict[str, str]:
+    """How a task tells routing it may wait for a vendor batch (batches.deferred reads it): `deferrable`, and
+    `deadline_s`, counted from its run's start, when it has a deadline."""
+    if deadline_s is not None:
+        # 15 digits, not `g`'s 6: an API task's deadline counts from its day's run start, up to days later.
+        return {"deferrable": "true", "deadline_s": f"{deadline_s:.15g}"}
+    return {"deferrable": "true"} if deferrable else {}
 
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([dhms])")
 _UNIT_S = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
+MAX_DEADLINE_S = 366 * 86400.0
 
 
 def duration_s(text: str) -> float:
@@ -201,6 +206,8 @@ def duration_s(text: str) -> float:
     seconds = sum(float(n) * _UNIT_S[u] for n, u in parts)
     if seconds <= 0:
         raise ValueError(f"{text!r}: a deadline must be longer than 0 s")
+    if seconds > MAX_DEADLINE_S:  # far past any vendor's window; and a date that far out overflows
+        raise ValueError(f"{text!r}: a deadline must be at most 366d")
     return seconds
 
 
@@ -310,6 +317,7 @@ __all__ = [
     "SpecError",
     "TaskDefaults",
     "TaskSpec",
+    "deferral_metadata",
     "duration_s",
     "find_cycle",
     "graph_problems",

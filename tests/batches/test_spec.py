@@ -205,10 +205,12 @@ def test_a_deadline_is_a_duration_and_makes_the_task_deferrable(deadline: str, s
     assert spec.to_ai_task(spec.tasks[0]).metadata == {"deferrable": "true", "deadline_s": f"{seconds:g}"}
 
 
-@pytest.mark.parametrize("deadline", ["soon", "12", "h", "-1h", "0s", "12h tomorrow", ""])
+@pytest.mark.parametrize("deadline", ["soon", "12", "h", "-1h", "0s", "12h tomorrow", "", "367d"])
 def test_a_deadline_that_is_not_a_duration_is_refused_naming_the_task(deadline: str) -> None:
     doc = {"name": "n", "tasks": [{"id": "a", "type": "t", "prompt": "p", "deadline": deadline}]}
-    with pytest.raises(SpecError, match=r"s: tasks\[0\] \(id 'a'\)\.deadline: .*(not a duration|longer than 0)"):
+    with pytest.raises(
+        SpecError, match=r"s: tasks\[0\] \(id 'a'\)\.deadline: .*(not a duration|longer than 0|at most 366d)"
+    ):
         parse_spec(doc, "s")
 
 
