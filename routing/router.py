@@ -58,6 +58,7 @@ from providers import (
 from routing.admission import Admitter, AskFor
 from routing.affinity import AffinityMap
 from routing.attempts import HEALTH_FAILURES, attempt_record, internal_error, not_a_response
+from routing.batch_budget import BatchBudget
 from routing.budget import BudgetGuard, BudgetRefusal
 from routing.cache import CacheLookup, ResponseCache
 from routing.circuit import CircuitBreaker, CircuitState
@@ -180,6 +181,7 @@ class Router:
         hours = self.config.alerts.quota_forecast_hours
         self._forecast_horizon_s = hours * 3600.0 if hours is not None else None
         self._admitter = Admitter(self.budget, shared)
+        self._batch_budget = BatchBudget(self.budget, self._admitter, shared, self._asks)
         # The response cache, when the providers file turns it on and the caller can look answers up (the ledger).
         self._cache: ResponseCache | None = None
         if self.config.cache.enabled and cache_lookup is not None:
@@ -487,12 +489,31 @@ class Router:
         if st is None:
             return False, attempt
         provider = st.provider
+        # Counted in the budgets (here and, with shared limits, in every process) from now: the vendor charges it.
+        hold = await self._batch_budget.hold(
+            deferral,
+            provider,
+            task,
+            run_id=run.run_id,
+            team=task.team or run.team,
+            live_estimate=plan.estimates[provider.provider_id][1],
+        )
+        if hold is None:  # a budget has no room for it now: the live path waits for room or says which refused
+            return False, attempt
         context = ExecutionContext(
             run_id=run.run_id, attempt=attempt, model=provider.model_for(task), timeout_s=provider.config.timeout_s
         )
         started, t0 = self._wall_clock(), self._clock()
-        answer, vendor_batch_id = await deferral.call(provider, task, context)
+        try:
+            answer, vendor_batch_id = await deferral.call(provider, task, context)
+        except asyncio.CancelledError:
+            # Submitted: the vendor answers (and charges) it all the same, and the next start collects it; the
+            # hold stays. Never submitted: nothing will be charged.
+            if not deferral.submitted(task):
+                self._batch_budget.settle(hold, run_id=run.run_id, charged=0.0)
+            raise
         if answer is None:  # not answered in time: live calls, from the same attempt number
+            self._batch_budget.settle(hold, run_id=run.run_id, charged=0.0)
             return False, attempt
         record = _attempt_start(
             task, run, provider.provider_id, attempt, strategy, started, vendor_batch_id=vendor_batch_id
@@ -500,21 +521,14 @@ class Router:
         if isinstance(answer, ProviderError):
             done = self._record(result, record, t0, outcome=answer.outcome, error=answer)
             result.outcome, result.error = answer.outcome, str(answer)
-            self._count_spent(run, done.cost_usd)
+            self._batch_budget.settle(hold, run_id=run.run_id, charged=done.cost_usd)
             # The same judgement as after a live call: a request the vendor refused is refused live too.
             return isinstance(self._policy.decide(answer, 1), Stop), attempt + 1
         done = self._record(result, record, t0, outcome="success", response=answer)
-        self._count_spent(run, done.cost_usd)
+        self._batch_budget.settle(hold, run_id=run.run_id, charged=done.cost_usd)
         result.status, result.provider_id, result.response = TaskStatus.COMPLETED, provider.provider_id, answer
         result.outcome = result.error = None
         return True, attempt + 1
-
-    def _count_spent(self, run: RunInfo, cost: float) -> None:
-        """Count a vendor batch request's charge against the budgets, as a live call's settles."""
-        if self.budget.active:
-            self.budget.reserve(run.run_id, 0.0)
-            self.budget.settle(run.run_id, 0.0, cost)
-            self._admitter.budget_settled()
 
     def _ask_for(
         self, st: ProviderState, task: AITask, run: RunInfo, estimate: tuple[float, float], critical: bool
