@@ -361,11 +361,16 @@ class Router:
         plan = self._plan(task, run, strategy_name, critical, decision)
         try:
             if self._deferral is not None and task.metadata.get("deferrable") == "true":
-                answered, first_attempt = await self._deferred(task, run, strategy_name, plan, first_attempt, result)
+                answered, first_attempt, waited = await self._deferred(
+                    task, run, strategy_name, plan, first_attempt, result
+                )
                 if answered:
                     decision.chosen = result.provider_id
                     result.draft = decision
                     return result
+                if waited:
+                    # Perhaps for hours: providers, circuits, quotas and scores have moved on since the plan.
+                    plan = self._plan(task, run, strategy_name, critical, decision)
             await self._run(task, run, strategy_name, critical, plan, first_attempt, result, decision, key)
             result.draft = decision
         finally:
@@ -476,9 +481,10 @@ class Router:
 
     async def _deferred(
         self, task: AITask, run: RunInfo, strategy: str, plan: Plan, attempt: int, result: RoutedResult
-    ) -> tuple[bool, int]:
+    ) -> tuple[bool, int, bool]:
         """Try the first provider in the plan whose vendor batch API may take the task. Returns whether that ended
-        the task (answered, or an error no other call can help) and the attempt number live calls go on from.
+        the task (answered, or an error no other call can help), the attempt number live calls go on from, and
+        whether the task waited in a vendor batch (then live calls need a fresh plan).
 
         The wait holds no provider slot (it may last hours): the vendor batch is the vendor's capacity, not the
         live endpoint's. Its attempt row records the batch price charged and the list price beside it."""
@@ -487,7 +493,7 @@ class Router:
         # The plan already left out providers the budget, circuits or quotas refuse: none of them gets the task.
         st = next((s for s in plan.order if deferral.takes(s.provider, task)), None)
         if st is None:
-            return False, attempt
+            return False, attempt, False
         provider = st.provider
         # Counted in the budgets (here and, with shared limits, in every process) from now: the vendor charges it.
         hold = await self._batch_budget.hold(
@@ -499,7 +505,7 @@ class Router:
             live_estimate=plan.estimates[provider.provider_id][1],
         )
         if hold is None:  # a budget has no room for it now: the live path waits for room or says which refused
-            return False, attempt
+            return False, attempt, False
         context = ExecutionContext(
             run_id=run.run_id, attempt=attempt, model=provider.model_for(task), timeout_s=provider.config.timeout_s
         )
@@ -514,7 +520,7 @@ class Router:
             raise
         if answer is None:  # not answered in time: live calls, from the same attempt number
             self._batch_budget.settle(hold, run_id=run.run_id, charged=0.0)
-            return False, attempt
+            return False, attempt, True
         record = _attempt_start(
             task, run, provider.provider_id, attempt, strategy, started, vendor_batch_id=vendor_batch_id
         )
@@ -523,12 +529,12 @@ class Router:
             result.outcome, result.error = answer.outcome, str(answer)
             self._batch_budget.settle(hold, run_id=run.run_id, charged=done.cost_usd)
             # The same judgement as after a live call: a request the vendor refused is refused live too.
-            return isinstance(self._policy.decide(answer, 1), Stop), attempt + 1
+            return isinstance(self._policy.decide(answer, 1), Stop), attempt + 1, True
         done = self._record(result, record, t0, outcome="success", response=answer)
         self._batch_budget.settle(hold, run_id=run.run_id, charged=done.cost_usd)
         result.status, result.provider_id, result.response = TaskStatus.COMPLETED, provider.provider_id, answer
         result.outcome = result.error = None
-        return True, attempt + 1
+        return True, attempt + 1, True
 
     def _ask_for(
         self, st: ProviderState, task: AITask, run: RunInfo, estimate: tuple[float, float], critical: bool
