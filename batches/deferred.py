@@ -45,6 +45,7 @@ from providers import (
     utc_now,
     vendor_batch_client,
 )
+from routing import BatchTerms
 
 log = logging.getLogger(__name__)
 
@@ -98,15 +99,29 @@ class DeferredCalls:
         # Tasks this run left waiting in vendor batches before a restart: polled, never submitted again.
         self._resumed: dict[str, VendorWait] = waiting_in_vendor_batches(ledger, run_id)
         self._jobs: set[asyncio.Task[None]] = set()
+        # The waiter of each task waiting now (or whose wait was cancelled), by task id.
+        self._waiting: dict[str, _Waiter] = {}
 
     # --- routing.Deferral --------------------------------------------------------------------------------
+
+    def resumes(self, provider: AIProvider, task: AITask) -> bool:
+        waiting = self._resumed.get(task.id)
+        return waiting is not None and waiting.provider_id == provider.provider_id
+
+    def terms(self, provider: AIProvider) -> BatchTerms:
+        client = self._client(provider)
+        assert client is not None  # routing asked `takes` first
+        return BatchTerms(client.settings.discount, client.settings.longest_wait_s)
+
+    def submitted(self, task: AITask) -> bool:
+        waiter = self._waiting.get(task.id)
+        return waiter is not None and waiter.batch_id is not None
 
     def takes(self, provider: AIProvider, task: AITask) -> bool:
         client = self._client(provider)
         if client is None or task.metadata.get("deferrable") != "true":
             return False
-        waiting = self._resumed.get(task.id)
-        if waiting is not None and waiting.provider_id == provider.provider_id:
+        if self.resumes(provider, task):
             return True
         leave_at = self._leave_at(task, client)
         return leave_at is None or (leave_at - self._now()).total_seconds() >= client.settings.min_wait_s
@@ -123,7 +138,10 @@ class DeferredCalls:
             self._watch(client, resumed.vendor_batch_id, [waiter])
         else:
             self._gather(provider.provider_id, client, waiter)
+        # Kept when the wait is cancelled (the run stopped): routing then asks `submitted`.
+        self._waiting[task.id] = waiter
         result = await waiter.future  # cancelled with the run: its row stays `waiting`, for the next start
+        del self._waiting[task.id]
         return await self._settle(provider.provider_id, task.id, result), waiter.batch_id
 
     # --- gathering and submitting -----------------------------------------------------------------------
@@ -155,6 +173,8 @@ class DeferredCalls:
             for w in waiters:
                 _resolve(w, Unanswered(reason=f"not submitted: {exc}"))
             return
+        for w in waiters:  # the vendor has them: paid for, whoever waits for the answers
+            w.batch_id = batch.batch_id
         ids = {w.task.id: w.custom_id for w in waiters}
         # Durable before anyone waits: a restart from here on polls this batch instead of paying for it twice.
         try:
@@ -165,8 +185,6 @@ class DeferredCalls:
             # Paid for already: this process still collects the answers; only a restart would not find them.
             log.exception("%s: vendor batch %s not recorded in the ledger", provider_id, batch.batch_id)
         log.info("%s: %d tasks wait in vendor batch %s", provider_id, len(waiters), batch.batch_id)
-        for w in waiters:
-            w.batch_id = batch.batch_id
         self._watch(client, batch.batch_id, waiters)
 
     # --- polling ------------------------------------------------------------------------------------------

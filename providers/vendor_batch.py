@@ -23,6 +23,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from providers.errors import MalformedResponse, ProviderError
 from providers.models import AITask, ExecutionContext, ProviderResponse
 
+# Both vendors end a batch at most this long after it was created (Anthropic: 24 h; OpenAI: completion_window 24h).
+VENDOR_WINDOW_S = 86_400.0
+
 
 class VendorBatchSettings(BaseModel):
     """`batch:` in an `anthropic` or `openai_compatible` provider's config."""
@@ -43,6 +46,12 @@ class VendorBatchSettings(BaseModel):
     min_wait_s: float = Field(default=3600.0, ge=0)
     # ... and is taken back (cancelled there, answered live) this long before its deadline.
     live_margin_s: float = Field(default=600.0, ge=0)
+
+    @property
+    def longest_wait_s(self) -> float:
+        """From a task's handing over to the latest its answer or expiry is seen: gathering, the vendor's window
+        and the last poll."""
+        return self.gather_s + VENDOR_WINDOW_S + self.poll_max_s
 
     @model_validator(mode="after")
     def _consistent(self) -> VendorBatchSettings:

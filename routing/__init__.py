@@ -27,6 +27,7 @@ from routing.config import (
     parse_config,
     parse_provider,
 )
+from routing.deferral import BatchTerms, Deferral
 from routing.documents import load_document
 from routing.errors import ConfigError, InputError, describe_validation_error
 from routing.events import (
@@ -91,6 +92,7 @@ __all__ = [
     "AlertSettings",
     "ApiSettings",
     "ApiToken",
+    "BatchTerms",
     "Budget",
     "BudgetExhaustedDetail",
     "BudgetRefusal",
@@ -99,6 +101,7 @@ __all__ = [
     "Candidate",
     "CircuitView",
     "ConfigError",
+    "Deferral",
     "EngineLoop",
     "FailoverPolicy",
     "HealthStateView",

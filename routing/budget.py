@@ -115,6 +115,14 @@ class BudgetGuard:
         self._roll()
         self._day_spent += actual
 
+    def charge(self, run_id: str, amount: float) -> None:
+        """Count money as spent outside a call's reserve and settle: a request sent to a vendor batch, counted
+        at its estimate while it waits for hours, then corrected by what it was charged (`amount` < 0 gives
+        back)."""
+        self._roll()
+        self._run_spent[run_id] = max(0.0, self._run_spent[run_id] + amount)
+        self._day_spent = max(0.0, self._day_spent + amount)
+
     def run_spent(self, run_id: str) -> float:
         return self._run_spent[run_id]
 

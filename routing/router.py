@@ -58,6 +58,7 @@ from providers import (
 from routing.admission import Admitter, AskFor
 from routing.affinity import AffinityMap
 from routing.attempts import HEALTH_FAILURES, attempt_record, internal_error, not_a_response
+from routing.batch_budget import BatchBudget
 from routing.budget import BudgetGuard, BudgetRefusal
 from routing.cache import CacheLookup, ResponseCache
 from routing.circuit import CircuitBreaker, CircuitState
@@ -180,6 +181,7 @@ class Router:
         hours = self.config.alerts.quota_forecast_hours
         self._forecast_horizon_s = hours * 3600.0 if hours is not None else None
         self._admitter = Admitter(self.budget, shared)
+        self._batch_budget = BatchBudget(self.budget, self._admitter, shared, self._asks)
         # The response cache, when the providers file turns it on and the caller can look answers up (the ledger).
         self._cache: ResponseCache | None = None
         if self.config.cache.enabled and cache_lookup is not None:
@@ -359,11 +361,16 @@ class Router:
         plan = self._plan(task, run, strategy_name, critical, decision)
         try:
             if self._deferral is not None and task.metadata.get("deferrable") == "true":
-                answered, first_attempt = await self._deferred(task, run, strategy_name, plan, first_attempt, result)
+                answered, first_attempt, waited = await self._deferred(
+                    task, run, strategy_name, plan, first_attempt, result
+                )
                 if answered:
                     decision.chosen = result.provider_id
                     result.draft = decision
                     return result
+                if waited:
+                    # Perhaps for hours: providers, circuits, quotas and scores have moved on since the plan.
+                    plan = self._plan(task, run, strategy_name, critical, decision)
             await self._run(task, run, strategy_name, critical, plan, first_attempt, result, decision, key)
             result.draft = decision
         finally:
@@ -474,9 +481,10 @@ class Router:
 
     async def _deferred(
         self, task: AITask, run: RunInfo, strategy: str, plan: Plan, attempt: int, result: RoutedResult
-    ) -> tuple[bool, int]:
+    ) -> tuple[bool, int, bool]:
         """Try the first provider in the plan whose vendor batch API may take the task. Returns whether that ended
-        the task (answered, or an error no other call can help) and the attempt number live calls go on from.
+        the task (answered, or an error no other call can help), the attempt number live calls go on from, and
+        whether the task waited in a vendor batch (then live calls need a fresh plan).
 
         The wait holds no provider slot (it may last hours): the vendor batch is the vendor's capacity, not the
         live endpoint's. Its attempt row records the batch price charged and the list price beside it."""
@@ -485,36 +493,48 @@ class Router:
         # The plan already left out providers the budget, circuits or quotas refuse: none of them gets the task.
         st = next((s for s in plan.order if deferral.takes(s.provider, task)), None)
         if st is None:
-            return False, attempt
+            return False, attempt, False
         provider = st.provider
+        # Counted in the budgets (here and, with shared limits, in every process) from now: the vendor charges it.
+        hold = await self._batch_budget.hold(
+            deferral,
+            provider,
+            task,
+            run_id=run.run_id,
+            team=task.team or run.team,
+            live_estimate=plan.estimates[provider.provider_id][1],
+        )
+        if hold is None:  # a budget has no room for it now: the live path waits for room or says which refused
+            return False, attempt, False
         context = ExecutionContext(
             run_id=run.run_id, attempt=attempt, model=provider.model_for(task), timeout_s=provider.config.timeout_s
         )
         started, t0 = self._wall_clock(), self._clock()
-        answer, vendor_batch_id = await deferral.call(provider, task, context)
+        try:
+            answer, vendor_batch_id = await deferral.call(provider, task, context)
+        except asyncio.CancelledError:
+            # Submitted: the vendor answers (and charges) it all the same, and the next start collects it; the
+            # hold stays. Never submitted: nothing will be charged.
+            if not deferral.submitted(task):
+                self._batch_budget.settle(hold, run_id=run.run_id, charged=0.0)
+            raise
         if answer is None:  # not answered in time: live calls, from the same attempt number
-            return False, attempt
+            self._batch_budget.settle(hold, run_id=run.run_id, charged=0.0)
+            return False, attempt, True
         record = _attempt_start(
             task, run, provider.provider_id, attempt, strategy, started, vendor_batch_id=vendor_batch_id
         )
         if isinstance(answer, ProviderError):
             done = self._record(result, record, t0, outcome=answer.outcome, error=answer)
             result.outcome, result.error = answer.outcome, str(answer)
-            self._count_spent(run, done.cost_usd)
+            self._batch_budget.settle(hold, run_id=run.run_id, charged=done.cost_usd)
             # The same judgement as after a live call: a request the vendor refused is refused live too.
-            return isinstance(self._policy.decide(answer, 1), Stop), attempt + 1
+            return isinstance(self._policy.decide(answer, 1), Stop), attempt + 1, True
         done = self._record(result, record, t0, outcome="success", response=answer)
-        self._count_spent(run, done.cost_usd)
+        self._batch_budget.settle(hold, run_id=run.run_id, charged=done.cost_usd)
         result.status, result.provider_id, result.response = TaskStatus.COMPLETED, provider.provider_id, answer
         result.outcome = result.error = None
-        return True, attempt + 1
-
-    def _count_spent(self, run: RunInfo, cost: float) -> None:
-        """Count a vendor batch request's charge against the budgets, as a live call's settles."""
-        if self.budget.active:
-            self.budget.reserve(run.run_id, 0.0)
-            self.budget.settle(run.run_id, 0.0, cost)
-            self._admitter.budget_settled()
+        return True, attempt + 1, True
 
     def _ask_for(
         self, st: ProviderState, task: AITask, run: RunInfo, estimate: tuple[float, float], critical: bool

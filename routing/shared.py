@@ -19,6 +19,10 @@ it was made in, as if it had reserved alone). Its calls' real usage is added up 
 the lease retires; a spare it did not use is released at once, so other processes find it again within
 `LEASE_S`. A process that dies leaves its lease to expire, charged at its estimate for the calls it covered.
 The spare per set of limits follows the pace of its calls: what the last lease would have covered over `LEASE_S`.
+
+Holds are reservations without a lease, for work that waits for hours (a request in a vendor batch, which counts
+in the budgets from the moment it is submitted): each is its own reservation, asked in the same transactions,
+settled on its own when its answer comes.
 """
 
 from __future__ import annotations
@@ -115,6 +119,8 @@ class Ticket:
 
 Answer = Ticket | LimitRefusal | StoreUnavailable
 _Waiter = tuple[ReservationAsk, asyncio.AbstractEventLoop, "asyncio.Future[Answer]"]
+HoldAnswer = Reservation | LimitRefusal | StoreUnavailable
+_HoldWaiter = tuple[ReservationAsk, asyncio.AbstractEventLoop, "asyncio.Future[HoldAnswer]"]
 
 
 class SharedLimits:
@@ -126,6 +132,7 @@ class SharedLimits:
         self.refresh_s = refresh_s
         self._cv = threading.Condition()
         self._asks: list[_Waiter] = []
+        self._holds: list[_HoldWaiter] = []
         self._settles: list[Settlement] = []
         self._releases: list[Release] = []
         self._writes: list[Callable[[LimitStore], None]] = []
@@ -163,6 +170,36 @@ class SharedLimits:
             self._start()
             self._cv.notify()
         return await done
+
+    async def hold(self, ask: ReservationAsk) -> HoldAnswer:
+        """A reservation of its own, outside leases, for a wait that may last hours (a request in a vendor batch):
+        in a lease it would keep the lease from settling until its last call ends, and it would share the lease
+        with live calls that happen to ask for the same limits. Settle it with `settle_hold`; if this process dies
+        first, it expires after its `ttl_s`, charged at its estimate."""
+        with self._cv:
+            if self._stopping:
+                return StoreUnavailable(f"{self.store.describe_failure(RuntimeError('closed'))}")
+            loop = asyncio.get_running_loop()
+            done: asyncio.Future[HoldAnswer] = loop.create_future()
+            self._holds.append((ask, loop, done))
+            self._start()
+            self._cv.notify()
+        return await done
+
+    def settle_hold(
+        self,
+        reservation: Reservation,
+        *,
+        requests: float,
+        tokens: float,
+        cost: float,
+        list_cost: float | None = None,
+    ) -> None:
+        """Replace a `hold`'s estimate with what was really used (0 for work that never went out)."""
+        with self._cv:
+            self._settles.append(Settlement(reservation, requests, tokens, cost, list_cost))
+            self._start()
+            self._cv.notify()
 
     def settle(
         self, ticket: Ticket, *, requests: float, tokens: float, cost: float, list_cost: float | None = None
@@ -242,7 +279,7 @@ class SharedLimits:
     def _run(self) -> None:
         while True:
             with self._cv:
-                while not (self._asks or self._settles or self._writes or self._stopping):
+                while not (self._asks or self._holds or self._settles or self._writes or self._stopping):
                     wait = self._next_refresh - time.monotonic() if self._watchers else None
                     due = self._next_lease_end()
                     if due is not None:
@@ -253,6 +290,7 @@ class SharedLimits:
                 self._retire_leases(everything=self._stopping)
                 asks, self._asks = self._asks[:MAX_BATCH], self._asks[MAX_BATCH:]
                 groups = self._group(asks)
+                holds, self._holds = self._holds, []
                 settles, self._settles = self._settles, []
                 releases, self._releases = self._releases, []
                 writes, self._writes = self._writes, []
@@ -260,7 +298,9 @@ class SharedLimits:
             for write in writes:
                 self._guard(lambda w=write: w(self.store))  # type: ignore[misc]
             # One transaction: release and settle first (what calls really used frees room), then reserve.
-            failed = bool(groups or settles or releases) and not self._transact(settles, releases, groups)
+            failed = bool(groups or holds or settles or releases) and not self._transact(
+                settles, releases, groups, holds
+            )
             if failed and (settles or releases) and not stopping:
                 with self._cv:  # the store is down: settle them with a later batch
                     self._settles[:0] = settles
@@ -280,6 +320,18 @@ class SharedLimits:
         _, loop, done = waiter
         with contextlib.suppress(RuntimeError):  # the loop closed while the answer was on its way
             loop.call_soon_threadsafe(self._answer, done, answer)
+
+    def _hand_hold(self, waiter: _HoldWaiter, answer: HoldAnswer) -> None:
+        _, loop, done = waiter
+        with contextlib.suppress(RuntimeError):  # the loop closed while the answer was on its way
+            loop.call_soon_threadsafe(self._answer_hold, done, answer)
+
+    def _answer_hold(self, done: asyncio.Future[HoldAnswer], answer: HoldAnswer) -> None:
+        """On the asker's loop. An asker cancelled meanwhile never sends its work: the hold goes back."""
+        if not done.done():
+            done.set_result(answer)
+        elif isinstance(answer, Reservation):
+            self.settle_hold(answer, requests=0, tokens=0, cost=0)
 
     def _answer(self, done: asyncio.Future[Answer], answer: Answer) -> None:
         """On the asker's loop. An asker cancelled meanwhile never makes its call: its share goes back."""
@@ -390,11 +442,12 @@ class SharedLimits:
         settles: list[Settlement],
         releases: list[Release],
         groups: list[tuple[ReservationAsk, list[_Waiter]]],
+        holds: list[_HoldWaiter],
     ) -> bool:
         """Release, settle and reserve in one transaction; False when the store failed (the asks are refused)."""
         self.transactions += 1
         try:
-            answers = self.store.transact(settles, [ask for ask, _ in groups], releases)
+            answers = self.store.transact(settles, [ask for ask, _ in groups] + [h[0] for h in holds], releases)
             self.error = None
         except Exception as exc:  # any failure of the store refuses the calls: never overspend
             self.error = self._describe(exc)
@@ -404,11 +457,15 @@ class SharedLimits:
             for _, waiters in groups:
                 for waiter in waiters:
                     self._hand(waiter, refusal)
-            if not groups:
+            for held in holds:
+                self._hand_hold(held, refusal)
+            if not groups and not holds:
                 time.sleep(0.05)  # only settlements waiting on a store that is down: do not spin
             return False
+        for held, hold_answer in zip(holds, answers[len(groups) :], strict=True):
+            self._hand_hold(held, hold_answer)
         with self._cv:
-            for (ask, waiters), answer in zip(groups, answers, strict=True):
+            for (ask, waiters), answer in zip(groups, answers[: len(groups)], strict=True):
                 if isinstance(answer, Reservation):
                     self._lease_granted(ask, answer, waiters)
                 else:
@@ -461,4 +518,4 @@ def _resolve(done: asyncio.Future[Any], answer: object) -> None:
         done.set_result(answer)
 
 
-__all__ = ["Answer", "SharedLimits", "StoreUnavailable", "Ticket"]
+__all__ = ["Answer", "HoldAnswer", "SharedLimits", "StoreUnavailable", "Ticket"]

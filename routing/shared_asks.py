@@ -72,17 +72,29 @@ class SharedAsks:
         list_cost: float | None = None,
     ) -> ReservationAsk | None:
         """What this call must fit, or None when nothing limits it (then the store is not asked at all)."""
-        checks = self._provider(provider, subscription, critical) + self._day
+        checks = self._provider(provider, subscription, critical) + self._budgets(run_id, team)
+        if not checks:
+            return None
+        ttl = (provider.config.timeout_s or 120.0) + TTL_MARGIN_S
+        return ReservationAsk(checks, requests=1, tokens=tokens, cost=cost, ttl_s=ttl, list_cost=list_cost)
+
+    def budget_ask(self, *, run_id: str, team: str | None, cost: float, ttl_s: float) -> ReservationAsk | None:
+        """What a request sent to a vendor batch must fit: the run, day and team budgets only. The vendor's batch
+        capacity is not the live endpoint's, so the provider's and subscriptions' windows do not count it."""
+        checks = self._budgets(run_id, team)
+        if not checks:
+            return None
+        return ReservationAsk(checks, requests=1, tokens=0, cost=cost, ttl_s=ttl_s + TTL_MARGIN_S)
+
+    def _budgets(self, run_id: str, team: str | None) -> tuple[LimitCheck, ...]:
+        checks = self._day
         run_cap = self._config.budget.max_cost_usd_per_run
         if run_cap is not None:
             checks += (LimitCheck(f"budget:run:{run_id}", "run", "cost", FOREVER, run_cap),)
         team_check = self._teams.get(team) if team else None
         if team_check is not None:
             checks += (team_check,)
-        if not checks:
-            return None
-        ttl = (provider.config.timeout_s or 120.0) + TTL_MARGIN_S
-        return ReservationAsk(checks, requests=1, tokens=tokens, cost=cost, ttl_s=ttl, list_cost=list_cost)
+        return checks
 
     def _provider(self, provider: AIProvider, subscription: str | None, critical: bool) -> tuple[LimitCheck, ...]:
         key = (provider.provider_id, subscription, critical)

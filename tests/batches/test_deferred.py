@@ -388,3 +388,39 @@ def test_a_vendor_batch_that_expires_sends_its_tasks_live(vendor: str, ledger: L
     assert results["t"].output == LIVE_ANSWER and fake.live_calls == 1
     (row,) = vendor_requests(ledger, run_id)
     assert (row.state, row.detail) == (VendorState.FELL_BACK, "expired")
+
+
+async def test_a_task_back_from_a_long_wait_is_planned_again(ledger: Ledger) -> None:
+    """Hours in a vendor batch: the live calls after it follow the providers as they are now, not the old plan."""
+    from batches.deferred import DeferredCalls
+    from routing.registry import ProviderRegistry
+    from routing.router import Router, RunInfo
+
+    spec = spec_of([{"id": "late", "type": "summarization", "prompt": "slow batch", "deadline": "2.5s"}])
+    run_id, _ = ledger.start_or_resume_run(
+        batch_name="deferred", batch_hash="h", team=None, strategy="priority_based",
+        tasks=[NewTask(task_id="late", task_type="summarization", priority="normal")],
+    )  # fmt: skip
+    run = ledger.get_run(run_id)
+    assert run is not None
+    with FakeAnthropicBatches(polls_to_end=None) as fake:
+        doc = providers_doc("anthropic", fake.url)
+        config = parse_config(doc, "providers.yaml")
+        router = Router(
+            ProviderRegistry.from_configs(config.providers),
+            config,
+            deferral=DeferredCalls(ledger, run_id, run.started_at),
+            health_checks=False,
+        )
+        routing = asyncio.ensure_future(router.route(spec.to_ai_task(spec.tasks[0]), RunInfo(run_id=run_id)))
+        deadline = time.monotonic() + 10
+        while not vendor_requests(ledger, run_id) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        # While it waits, a provider that comes first is added (as the API's PUT /providers/{id} does).
+        fresh = parse_config({"providers": {"fresh": {"type": "local_mock", "priority": 0}}}, "overlay.yaml")
+        router.registry.add("fresh", fresh.providers["fresh"])
+        router.sync_providers()
+        result = await routing
+        await router.registry.aclose()
+    assert result.status == TaskStatus.COMPLETED
+    assert result.provider_id == "fresh" and fake.live_calls == 0
