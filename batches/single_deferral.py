@@ -13,6 +13,7 @@ from datetime import datetime
 from batches.deferred import DeferredCalls
 from ledger import Ledger
 from providers import AIProvider, AITask, ExecutionContext, ProviderError, ProviderResponse
+from routing import BatchTerms
 
 
 class RunDeferrals:
@@ -37,13 +38,29 @@ class RunDeferrals:
     # --- routing.Deferral --------------------------------------------------------------------------------
 
     def takes(self, provider: AIProvider, task: AITask) -> bool:
-        run_id = self._routing.get(id(task))
-        return run_id is not None and self._runs[run_id].takes(provider, task)
+        calls = self._of(task)
+        return calls is not None and calls.takes(provider, task)
+
+    def resumes(self, provider: AIProvider, task: AITask) -> bool:
+        calls = self._of(task)
+        return calls is not None and calls.resumes(provider, task)
+
+    def terms(self, provider: AIProvider) -> BatchTerms:
+        # The provider's `batch:` settings alone: every run's DeferredCalls answers the same (one took a task).
+        return next(iter(self._runs.values())).terms(provider)
+
+    def submitted(self, task: AITask) -> bool:
+        calls = self._of(task)
+        return calls is not None and calls.submitted(task)
 
     async def call(
         self, provider: AIProvider, task: AITask, context: ExecutionContext
     ) -> tuple[ProviderResponse | ProviderError | None, str | None]:
         return await self._runs[context.run_id].call(provider, task, context)
+
+    def _of(self, task: AITask) -> DeferredCalls | None:
+        run_id = self._routing.get(id(task))
+        return None if run_id is None else self._runs[run_id]
 
     async def aclose(self) -> None:
         """Stop polling: tasks still waiting stay `waiting` in the ledger (see TaskEngine.close)."""
