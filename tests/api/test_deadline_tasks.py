@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import update
 
 from batches import API_BATCH_NAME, STOPPED, api_run_id
-from ledger import Ledger, VendorState, vendor_requests
+from ledger import UTC_DAY, Ledger, LimitStore, VendorState, vendor_requests
 from ledger.models import Run
 from providers import utc_now
 from tests.api.api_kit import ADMIN_TOKEN, READ_TOKEN, auth
@@ -191,6 +191,28 @@ async def test_a_server_stop_cancels_the_task_and_leaves_its_vendor_batch_waitin
     (row,) = vendor_requests(ledger, stopped["run_id"])
     assert row.state == VendorState.WAITING
     assert after["status"] == "cancelled" and fake.created == 1 and fake.live_calls == 0
+
+
+async def test_a_waiting_task_holds_its_estimate_in_the_day_budget_also_after_a_server_stop(
+    make_client: MakeClient, fake: Fake, ledger: Ledger
+) -> None:
+    """The vendor charges a submitted request whoever waits for it: the API's stop keeps its budget hold."""
+    store = LimitStore(ledger.engine, owner="reader")
+
+    def held() -> float:
+        return store.usage("budget:day", UTC_DAY)[5]  # reserved cost
+
+    async with make_client({**vendor_doc(fake), "budget": {"max_cost_usd_per_day": 100.0}}) as client:
+        accepted = await post(client, {**TASK, "deadline": "12h"})
+        await read_until(client, accepted.headers["location"], lambda t: t["vendor_batch"] is not None, "a batch")
+        for _ in range(500):  # the shared store takes the hold on its own thread
+            if held() > 0:
+                break
+            await asyncio.sleep(0.02)
+        waiting = held()
+        await asyncio.to_thread(client._transport.app.state.switchboard.close)  # type: ignore[attr-defined]
+    assert waiting > 0
+    assert held() == pytest.approx(waiting)
 
 
 async def test_the_openapi_document_describes_the_deadline_and_the_202(client: httpx.AsyncClient) -> None:
