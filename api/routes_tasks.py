@@ -83,7 +83,8 @@ async def route_task(request: Request, response: Response, body: TaskRequest, _:
     With a `deadline` the answer is a 202 at once, with the task `pending` and a `Location` to read it at: it
     routes in the background, where it may wait in a vendor batch API (providers with `batch: {enabled: true}`;
     `vendor_batch` in the task says which) and goes live shortly before its deadline; with no such provider it
-    routes live. A task still routing when the server stops is recorded `cancelled`, and is not routed again."""
+    routes live. A task waiting in a vendor batch when the server stops stays `pending` and the next start routes
+    it again, polling that vendor batch; one not submitted yet is recorded `cancelled`."""
     state = api_state(request)
     metadata = {k: v for k, v in (("strategy", body.strategy), ("provider", body.provider), ("model", body.model)) if v}
     task = AITask(

@@ -39,6 +39,13 @@ def owner_active(owner: str, heartbeat_at: datetime | None) -> bool:
     return fresh
 
 
+def process_gone(owner: str) -> bool:
+    """Whether `owner` ("host:pid") is a process on this machine that has exited. One on another machine cannot be
+    told gone without a claim it renews (runs have one, see `owner_active`)."""
+    host, _, pid = owner.rpartition(":")
+    return host == socket.gethostname() and pid.isdigit() and not pid_alive(int(pid))
+
+
 @contextmanager
 def claim_renewed(ledger: Ledger, run_id: str, owner: str | None = None) -> Iterator[None]:
     """While the body runs, renew this process's claim on the run in the background."""
@@ -62,4 +69,4 @@ def claim_renewed(ledger: Ledger, run_id: str, owner: str | None = None) -> Iter
         stop.set()
 
 
-__all__ = ["RENEW_EVERY_S", "STALE_AFTER", "claim_renewed", "owner_active", "this_owner"]
+__all__ = ["RENEW_EVERY_S", "STALE_AFTER", "claim_renewed", "owner_active", "process_gone", "this_owner"]

@@ -3,10 +3,12 @@ batches: one long-lived registry, router and ledger writer per process, every ta
 UTC day (`api-20261206`), its attempts committed before its answer is returned.
 
 A task with a deadline (`start`) is registered at once and routed in the background: it may wait in a vendor
-batch API (batches.single_deferral) for hours, and is read back from the ledger meanwhile. Closing the engine
-cancels that work: the task is recorded `cancelled`, and a vendor batch it waits in stays `waiting` in the ledger
-and runs on at the vendor; nothing collects its answer later (the ledger does not keep the task's prompt, so a
-restart cannot route it again).
+batch API (batches.single_deferral) for hours, and is read back from the ledger meanwhile. The ledger keeps the
+task itself until its outcome is recorded (ledger.api_tasks). Closing the engine cancels that work: a task that
+waits in a vendor batch stays `pending` (its vendor batch row `waiting`) and is released, and the next engine to
+open (this API restarted, or another) routes it again, polling that vendor batch, never submitting it twice; a
+task not submitted to a vendor yet is recorded `cancelled`. A process that died (`kill -9`) leaves its tasks to
+the next start on the same machine; one on another machine cannot be told gone, so its tasks stay `pending`.
 
 The router starts from what the ledger remembers (quota windows, circuits, blocks, today's spend) and reserves
 against the same shared limits store as every batch's router (routing.shared), so what batches use counts
@@ -21,11 +23,24 @@ import secrets as random_ids
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from batches.overlay import OverlayFollower
-from batches.ownership import this_owner
+from batches.ownership import process_gone, this_owner
 from batches.single_deferral import RunDeferrals
 from batches.spec import deferral_metadata
-from ledger import Ledger, LedgerWriter, LimitStore, NewTask, TaskOutcome, TaskStatus
+from ledger import (
+    Ledger,
+    LedgerWriter,
+    LimitStore,
+    NewTask,
+    TaskOutcome,
+    TaskStatus,
+    claim_api_tasks,
+    forget_api_task,
+    keep_api_task,
+    release_api_task,
+)
 from providers import AITask, SecretResolver, env_secrets, utc_now
 from routing import (
     ProviderRegistry,
@@ -46,7 +61,7 @@ log = logging.getLogger(__name__)
 
 API_RUN_PREFIX = "api-"
 API_BATCH_NAME = "api"
-# The error a background task gets when the engine closes before it is answered.
+# The error a background task gets when the engine closes before it reached a vendor batch or was answered.
 STOPPED = "the API stopped before the task was answered; it is not routed again (post it again)"
 
 
@@ -117,7 +132,23 @@ class TaskEngine:
             deferral=deferrals,
         )
         restore_router_state(router, ledger, api_run_id(), scores=config.strategy == "adaptive")
-        return cls(config, ledger, registry, router, writer, observer, follower, shared, deferrals)
+        engine = cls(config, ledger, registry, router, writer, observer, follower, shared, deferrals)
+        engine.resume()
+        return engine
+
+    def resume(self) -> int:
+        """Route again, in the background, the deadline tasks a stopped API left (released, or of a process on this
+        machine that exited): one waiting in a vendor batch is polled there. Returns how many."""
+        kept = claim_api_tasks(self.ledger, this_owner(), process_gone)
+        for k in kept:
+            state, run = self.ledger.task_state(k.run_id, k.task_id), self.ledger.get_run(k.run_id)
+            if state is None or run is None or state.status != TaskStatus.PENDING:
+                forget_api_task(self.ledger, k.run_id, k.task_id)  # recorded already; only its row was left
+                continue
+            task = AITask.model_validate(k.task)
+            engine_loop().run(self._background_route(k.run_id, run.started_at, task))
+            log.info("task %s of run %s: routed again after a restart", k.task_id, k.run_id)
+        return len(kept)
 
     async def follow(self, *, force: bool = False) -> None:
         """Adopt providers the API changed (here or in another process) since the last look."""
@@ -147,6 +178,8 @@ class TaskEngine:
         # DeferredCalls counts deadlines from the run's start (a batch's tasks share one); this task's from now.
         due_s = (utc_now() - started_at).total_seconds() + deadline_s
         task = task.model_copy(update={"metadata": {**task.metadata, **deferral_metadata(due_s)}})
+        # Durable before the 202: a restart routes it again from here (its prompt is nowhere else).
+        await asyncio.to_thread(keep_api_task, self.ledger, run_id, task.id, task.model_dump(mode="json"), this_owner())
         await asyncio.wrap_future(engine_loop().submit(self._background_route(run_id, started_at, task)))
         return run_id, task.id
 
@@ -164,21 +197,33 @@ class TaskEngine:
         try:
             routed = await self.router.route(task, self._run_info(run_id, task), durable=False)
         except asyncio.CancelledError:
-            # The engine closes: say so rather than leave the task `pending` for ever. A vendor batch row it
-            # waits in stays `waiting` (DeferredCalls), and the vendor batch runs on.
-            self.writer.submit_outcome(run_id, TaskOutcome(task_id=task.id, status=TaskStatus.CANCELLED, error=STOPPED))
+            self._stopped(run_id, task, submitted=self.deferrals.submitted(task))
             raise
         except Exception:  # nobody awaits this job: a bug must show in the log, and the task not stay pending
             log.exception("task %s of run %s: background routing failed", task.id, run_id)
             outcome = TaskOutcome(task_id=task.id, status=TaskStatus.FAILED, error="internal error while routing")
             self.writer.submit_outcome(run_id, outcome)
+            await asyncio.to_thread(forget_api_task, self.ledger, run_id, task.id)
             return
         finally:
             self.deferrals.leave(task)
         try:
             await self._commit(run_id, task, routed)
+            await asyncio.to_thread(forget_api_task, self.ledger, run_id, task.id)
         except Exception:  # e.g. the ledger went away (the writer spools what it can): nobody else would say so
             log.exception("task %s of run %s: outcome not committed", task.id, run_id)
+
+    def _stopped(self, run_id: str, task: AITask, *, submitted: bool) -> None:
+        """The engine closes while the task routes (on the loop, at shutdown: blocking briefly is fine)."""
+        try:
+            if submitted:
+                # Paid for at the vendor: it stays `pending`, its vendor batch row `waiting`, for the next start.
+                release_api_task(self.ledger, run_id, task.id)
+                return
+            self.writer.submit_outcome(run_id, TaskOutcome(task_id=task.id, status=TaskStatus.CANCELLED, error=STOPPED))
+            forget_api_task(self.ledger, run_id, task.id)
+        except SQLAlchemyError:  # the next start finds the row still ours and this process gone: it routes it again
+            log.exception("task %s of run %s: not released in the ledger", task.id, run_id)
 
     async def _stop_background(self) -> None:
         for job in list(self._background):

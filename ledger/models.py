@@ -322,3 +322,20 @@ class VendorBatchRequest(Base):
     detail: Mapped[str | None] = mapped_column(Text)
     submitted_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+
+
+class ApiDeferredTask(Base):
+    """A task posted to the HTTP API with a deadline, kept while it routes in the background (it may wait hours in
+    a vendor batch): what a restarted API needs to route it again, prompt included (migration 0013). Deleted once
+    the task's outcome is recorded."""
+
+    __tablename__ = "api_deferred_tasks"
+
+    run_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    task_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    # The provider-facing task (providers.AITask) as a JSON document.
+    task: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # The API process routing it ("host:pid"); None: released by a clean stop, for the next start to take.
+    owner: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]

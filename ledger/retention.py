@@ -18,7 +18,7 @@ from typing import Any, cast
 
 from sqlalchemy import Connection, Engine, Table, delete, func, insert, select, update
 
-from ledger.models import ProviderEvent, ProviderUsage, Run, TaskRow, UsageTotal, VendorBatchRequest
+from ledger.models import ApiDeferredTask, ProviderEvent, ProviderUsage, Run, TaskRow, UsageTotal, VendorBatchRequest
 
 _U = cast(Table, ProviderUsage.__table__)
 _TOTALS = cast(Table, UsageTotal.__table__)
@@ -146,6 +146,7 @@ def _remove(conn: Connection, runs: list[str], before: datetime) -> None:
         conn.execute(delete(_U).where(_U.c.run_id.in_(chunk)))
         conn.execute(delete(TaskRow).where(TaskRow.run_id.in_(chunk)))
         conn.execute(delete(VendorBatchRequest).where(VendorBatchRequest.run_id.in_(chunk)))
+        conn.execute(delete(ApiDeferredTask).where(ApiDeferredTask.run_id.in_(chunk)))
         conn.execute(delete(Run).where(Run.run_id.in_(chunk)))
     conn.execute(delete(ProviderEvent).where(ProviderEvent.at < before))
 

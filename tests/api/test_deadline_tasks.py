@@ -5,17 +5,21 @@ live when the deadline is too near, and what a server stop leaves behind."""
 from __future__ import annotations
 
 import asyncio
+import socket
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
+from api.state import ApiState
 from batches import API_BATCH_NAME, STOPPED, api_run_id
 from ledger import UTC_DAY, Ledger, LimitStore, VendorState, vendor_requests
-from ledger.models import Run
+from ledger.models import ApiDeferredTask, Run
 from providers import utc_now
 from tests.api.api_kit import ADMIN_TOKEN, READ_TOKEN, auth
 from tests.fakes.fake_batch_apis import ANSWER, LIVE_ANSWER, FakeAnthropicBatches, FakeOpenAIBatches
@@ -171,26 +175,90 @@ async def test_a_taken_id_with_a_deadline_is_a_409_before_anything_routes(client
     assert first.status_code == 200 and again.status_code == 409
 
 
-async def test_a_server_stop_cancels_the_task_and_leaves_its_vendor_batch_waiting(
+def switchboard(client: httpx.AsyncClient) -> ApiState:
+    return client._transport.app.state.switchboard  # type: ignore[attr-defined,no-any-return]
+
+
+async def test_a_server_stop_leaves_a_waiting_task_to_the_next_start_which_polls_its_vendor_batch(
     make_client: MakeClient, fake: Fake, ledger: Ledger
 ) -> None:
     async with make_client(vendor_doc(fake)) as client:
         accepted = await post(client, {**TASK, "deadline": "12h"})
         location = accepted.headers["location"]
         await read_until(client, location, lambda t: t["vendor_batch"] is not None, "a vendor batch")
-        state = client._transport.app.state.switchboard  # type: ignore[attr-defined]
+        state = switchboard(client)
         await asyncio.to_thread(state.close)  # what the server's shutdown does
         stopped = (await client.get(location, headers=auth(READ_TOKEN))).json()
-        await asyncio.to_thread(state.reopen)  # a server start: the task is not routed again
+        (row,) = vendor_requests(ledger, stopped["run_id"])
+        assert row.state == VendorState.WAITING and fake.cancelled == []  # the vendor batch runs on
+        await asyncio.to_thread(state.reopen)  # a server start: it routes the task again
         fake.end()
-        await asyncio.sleep(0.3)  # several poll intervals: nothing polls the batch or submits it again
-        after = (await client.get(location, headers=auth(READ_TOKEN))).json()
-    assert stopped["status"] == "cancelled" and stopped["error"] == STOPPED
-    assert stopped["vendor_batch"]["state"] == "waiting"
-    assert fake.cancelled == []  # the vendor batch runs on at the vendor (its answer is not collected)
-    (row,) = vendor_requests(ledger, stopped["run_id"])
-    assert row.state == VendorState.WAITING
-    assert after["status"] == "cancelled" and fake.created == 1 and fake.live_calls == 0
+        done = await read_until(client, location, lambda t: t["status"] != "pending", "an answer")
+    assert stopped["status"] == "pending" and stopped["vendor_batch"]["state"] == "waiting"
+    assert done["status"] == "completed" and done["output"] == ANSWER
+    assert done["vendor_batch"] == {**stopped["vendor_batch"], "state": "done"}
+    assert fake.created == 1 and fake.live_calls == 0  # polled, never submitted twice
+    await until(lambda: kept_tasks(ledger) == [])  # the prompt leaves the ledger once the answer is in
+
+
+async def test_a_task_not_yet_in_a_vendor_batch_when_the_server_stops_is_cancelled(
+    make_client: MakeClient, fake: Fake, ledger: Ledger
+) -> None:
+    async with make_client(vendor_doc(fake, batch={**FAST, "gather_s": 60.0})) as client:
+        accepted = await post(client, {**TASK, "deadline": "12h"})  # gathered for a minute before it goes out
+        state = switchboard(client)
+        await asyncio.to_thread(state.close)
+        await asyncio.to_thread(state.reopen)
+        stopped = (await client.get(accepted.headers["location"], headers=auth(READ_TOKEN))).json()
+    assert stopped["status"] == "cancelled" and stopped["error"] == STOPPED and stopped["vendor_batch"] is None
+    assert fake.created == 0 and fake.live_calls == 0 and kept_tasks(ledger) == []
+
+
+def _exited_process() -> str:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return f"{socket.gethostname()}:{child.pid}"
+
+
+@pytest.mark.parametrize("owner", ["exited", "elsewhere"])
+async def test_the_tasks_of_an_api_that_died_are_taken_by_the_next_start_on_its_machine(
+    make_client: MakeClient, fake: Fake, ledger: Ledger, owner: str
+) -> None:
+    async with make_client(vendor_doc(fake)) as client:
+        accepted = await post(client, {**TASK, "deadline": "12h"})
+        location = accepted.headers["location"]
+        await read_until(client, location, lambda t: t["vendor_batch"] is not None, "a vendor batch")
+        state = switchboard(client)
+        await asyncio.to_thread(state.close)
+        # As if it had been killed instead: still its owner's. One on another machine may be alive.
+        dead = _exited_process() if owner == "exited" else "another-host:4242"
+        with ledger.engine.begin() as db:
+            db.execute(update(ApiDeferredTask).values(owner=dead))
+        await asyncio.to_thread(state.reopen)
+        fake.end()
+        if owner == "exited":
+            done = await read_until(client, location, lambda t: t["status"] != "pending", "an answer")
+            assert done["output"] == ANSWER
+            await until(lambda: kept_tasks(ledger) == [])
+        else:
+            await asyncio.sleep(0.3)  # several poll intervals: nobody here polls the batch
+            left = (await client.get(location, headers=auth(READ_TOKEN))).json()
+            assert left["status"] == "pending" and kept_tasks(ledger) == [dead]
+    assert fake.created == 1 and fake.live_calls == 0
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    for _ in range(500):
+        if condition():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("timed out")
+
+
+def kept_tasks(ledger: Ledger) -> list[str | None]:
+    """The owners of the API tasks the ledger keeps."""
+    with ledger.engine.connect() as db:
+        return list(db.execute(select(ApiDeferredTask.owner)).scalars())
 
 
 async def test_a_waiting_task_holds_its_estimate_in_the_day_budget_also_after_a_server_stop(
@@ -210,7 +278,7 @@ async def test_a_waiting_task_holds_its_estimate_in_the_day_budget_also_after_a_
                 break
             await asyncio.sleep(0.02)
         waiting = held()
-        await asyncio.to_thread(client._transport.app.state.switchboard.close)  # type: ignore[attr-defined]
+        await asyncio.to_thread(switchboard(client).close)
     assert waiting > 0
     assert held() == pytest.approx(waiting)
 

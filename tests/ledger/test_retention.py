@@ -15,11 +15,12 @@ from ledger import (
     ProviderUsage,
     RunStatus,
     UsageTotal,
+    keep_api_task,
     prune,
     record_vendor_submission,
     vendor_requests,
 )
-from ledger.models import ProviderEvent, Run, TaskRow
+from ledger.models import ApiDeferredTask, ProviderEvent, Run, TaskRow
 from providers import TokenUsage
 
 OLD = datetime(2026, 10, 1, 9, tzinfo=UTC)
@@ -73,8 +74,9 @@ def test_prune_keeps_totals_and_recent_and_unfinished_runs(engine: Engine) -> No
             ProviderEvent.__table__.insert(),
             [{"provider_id": "p", "kind": "circuit_opened", "detail": {}, "at": at} for at in (OLD, NEW)],
         )
-    for run_id in (old, recent):  # a task of each answered through a vendor batch
+    for run_id in (old, recent):  # a task of each answered through a vendor batch, kept as the API keeps one
         record_vendor_submission(ledger, run_id, "p", f"msgbatch_{run_id}", {"a": "sb-1"})
+        keep_api_task(ledger, run_id, "a", {"id": "a", "type": "t", "prompt": "p"}, "host:1")
     cutoff = datetime(2026, 11, 1, tzinfo=UTC)
     dry = prune(engine, cutoff, dry_run=True)
     assert (dry.runs, dry.attempts, dry.tasks, dry.events, dry.unfinished_kept) == (1, 3, 2, 1, 1)
@@ -84,6 +86,8 @@ def test_prune_keeps_totals_and_recent_and_unfinished_runs(engine: Engine) -> No
     assert ledger.get_run(old) is None and ledger.get_run(stuck) is not None and ledger.get_run(recent) is not None
     assert _count(engine, ProviderUsage) == 6 and _count(engine, TaskRow) == 4 and _count(engine, ProviderEvent) == 1
     assert [w.run_id for w in vendor_requests(ledger, old) + vendor_requests(ledger, recent)] == [recent]
+    with engine.connect() as conn:
+        assert conn.execute(select(ApiDeferredTask.run_id)).scalars().all() == [recent]  # no old prompt left
     with engine.connect() as conn:
         rows = conn.execute(
             select(UsageTotal.day, UsageTotal.outcome, UsageTotal.attempts, UsageTotal.first_attempts,
