@@ -19,7 +19,7 @@ from batches.run_state import NodeResult
 from batches.runtime import BatchRuntime
 from batches.stopping import StopReason
 from ledger import Ledger, NewTask, TaskStatus, VendorState, vendor_requests
-from routing import parse_config
+from routing import ProviderRegistry, Router, RunInfo, parse_config
 from tests.fakes.fake_batch_apis import ANSWER, LIVE_ANSWER, FakeAnthropicBatches, FakeOpenAIBatches
 
 KEY_ENV = "SWITCHBOARD_TEST_BATCH_KEY"
@@ -393,8 +393,6 @@ def test_a_vendor_batch_that_expires_sends_its_tasks_live(vendor: str, ledger: L
 async def test_a_task_back_from_a_long_wait_is_planned_again(ledger: Ledger) -> None:
     """Hours in a vendor batch: the live calls after it follow the providers as they are now, not the old plan."""
     from batches.deferred import DeferredCalls
-    from routing.registry import ProviderRegistry
-    from routing.router import Router, RunInfo
 
     spec = spec_of([{"id": "late", "type": "summarization", "prompt": "slow batch", "deadline": "2.5s"}])
     run_id, _ = ledger.start_or_resume_run(

@@ -12,18 +12,12 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import select
 
-import routing.admission
 from batches import parse_spec
 from batches.deferred import DeferredCalls
 from ledger import FOREVER, UTC_DAY, Ledger, LimitStore, NewTask, TaskStatus, vendor_requests
-from ledger.models import SharedReservation
 from providers import AITask
-from routing import parse_config
-from routing.registry import ProviderRegistry
-from routing.router import RoutedResult, Router, RunInfo
-from routing.shared import SharedLimits
+from routing import ProviderRegistry, RoutedResult, Router, RunInfo, SharedLimits, parse_config
 from tests.fakes.fake_batch_apis import ANSWER, LIVE_ANSWER, FakeAnthropicBatches
 
 KEY_ENV = "SWITCHBOARD_TEST_BATCH_KEY"
@@ -134,9 +128,8 @@ async def test_a_waiting_request_holds_its_batch_estimate_in_every_shared_budget
         for scope in _budget_scopes(run_id):
             assert _cost(store, scope) == (0.0, pytest.approx(estimate)), scope
         # It lives as long as the vendor's window, not a live call's timeout: it must outlive hours of waiting.
-        with ledger.engine.connect() as conn:
-            (expires_at,) = conn.execute(select(SharedReservation.expires_at)).scalars().all()
-        assert expires_at - store.now() > 24 * 3600
+        day_later = LimitStore(ledger.engine, owner="later", clock=lambda: store.now() + 24 * 3600)
+        assert day_later.expire() == 0 and store.in_flight() == 1
         fake.end()
         result = await waiting
         await one.close()
@@ -153,7 +146,7 @@ async def test_another_process_cannot_spend_what_a_waiting_request_holds(
     ledger: Ledger, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Money held by calls in flight may settle lower, so a refused call waits for it first; not for 30 s here.
-    monkeypatch.setattr(routing.admission, "SHARED_WAIT_S", 0.3)
+    monkeypatch.setattr("routing.admission.SHARED_WAIT_S", 0.3)
     run_id = _run(ledger, "deferred", "live")
     with FakeAnthropicBatches(polls_to_end=None) as fake:
         probe = Process(ledger, run_id, _doc(fake.url, budget={}), owner="probe", shared=False)
