@@ -50,7 +50,7 @@ from ledger.limit_store import (
     Window,
     sliding,
 )
-from ledger.models import ProviderEvent, ProviderUsage, TaskRow, UsageTotal
+from ledger.models import ApiDeferredTask, ProviderEvent, ProviderUsage, TaskRow, UsageTotal
 from ledger.opening import LedgerNotFound, LedgerUnreadable, open_existing_ledger, open_ledger, read_failure
 from ledger.quota_failures import QUOTA_OUTCOMES, QUOTA_REFUSED, is_quota_failure, is_quota_reason
 from ledger.records import (
@@ -109,6 +109,7 @@ __all__ = [
     "TOTAL_SUMS",
     "UTC_DAY",
     "AdminChangeRecord",
+    "ApiDeferredTask",
     "AttemptRecord",
     "CachedAnswer",
     "DecisionAffinity",

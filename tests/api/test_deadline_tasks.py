@@ -14,12 +14,11 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import DateTime, column, select, table, update
 
 from api.state import ApiState
 from batches import API_BATCH_NAME, STOPPED, api_run_id
-from ledger import UTC_DAY, Ledger, LimitStore, VendorState, vendor_requests
-from ledger.models import ApiDeferredTask, Run
+from ledger import UTC_DAY, ApiDeferredTask, Ledger, LimitStore, VendorState, vendor_requests
 from providers import utc_now
 from tests.api.api_kit import ADMIN_TOKEN, READ_TOKEN, auth
 from tests.fakes.fake_batch_apis import ANSWER, LIVE_ANSWER, FakeAnthropicBatches, FakeOpenAIBatches
@@ -35,6 +34,7 @@ FAST = {
     "live_margin_s": 1.0,
 }
 Fake = FakeAnthropicBatches | FakeOpenAIBatches
+RUNS = table("runs", column("run_id"), column("started_at", DateTime(timezone=True)))  # to move a run's start
 MakeClient = Callable[[dict[str, Any]], httpx.AsyncClient]
 
 
@@ -119,7 +119,7 @@ async def test_a_deadline_counts_from_the_request_not_from_the_start_of_the_days
     run_id = api_run_id()
     ledger.open_standing_run(run_id, batch_name=API_BATCH_NAME)
     with ledger.engine.begin() as db:  # the day's run began an hour ago (its first task)
-        db.execute(update(Run).where(Run.run_id == run_id).values(started_at=utc_now() - timedelta(hours=1)))
+        db.execute(update(RUNS).where(RUNS.c.run_id == run_id).values(started_at=utc_now() - timedelta(hours=1)))
     async with make_client(vendor_doc(fake)) as client:
         accepted = await post(client, {**TASK, "deadline": "30m"})  # past, counted from the run's start
         waiting = await read_until(
