@@ -57,6 +57,15 @@ def open_run(ledger: Ledger, spec: Any, doc: dict[str, Any], run_id: str | None 
     return open_runtime(spec, parse_config(doc, "providers.yaml"), "priority_based", run_id=run_id, ledger=ledger)
 
 
+def start_run(ledger: Ledger, task_id: str) -> str:
+    """A run of one summarization task, for tests that drive DeferredCalls or a router without a runtime."""
+    run_id, _ = ledger.start_or_resume_run(
+        batch_name="deferred", batch_hash="h", team=None, strategy="priority_based",
+        tasks=[NewTask(task_id=task_id, task_type="summarization", priority="normal")],
+    )  # fmt: skip
+    return run_id
+
+
 def run_all(runtime: BatchRuntime) -> dict[str, NodeResult]:
     try:
         return {r.task_id: r for r in run_nodes(runtime, [t.id for t in runtime.spec.tasks])}
@@ -239,10 +248,7 @@ async def test_a_task_cancelled_while_waiting_leaves_the_vendor_batch_running(le
     from providers import AITask, AnthropicConfig, AnthropicProvider, ExecutionContext
 
     spec = spec_of([{"id": "t", "type": "summarization", "prompt": "p", "deadline": "12h"}])
-    run_id, _ = ledger.start_or_resume_run(
-        batch_name="deferred", batch_hash="h", team=None, strategy="priority_based",
-        tasks=[NewTask(task_id="t", task_type="summarization", priority="normal")],
-    )  # fmt: skip
+    run_id = start_run(ledger, "t")
     with FakeAnthropicBatches(polls_to_end=None) as fake:
         config = AnthropicConfig(base_url=fake.url, api_key_env=KEY_ENV, batch=FAST)  # type: ignore[arg-type]
         provider = AnthropicProvider("api", config)
@@ -273,10 +279,7 @@ async def test_polling_backs_off_up_to_its_cap(ledger: Ledger) -> None:
     from providers import AnthropicConfig, AnthropicProvider, ExecutionContext
 
     spec = spec_of([{"id": "t", "type": "summarization", "prompt": "p", "deadline": "12h"}])
-    run_id, _ = ledger.start_or_resume_run(
-        batch_name="deferred", batch_hash="h", team=None, strategy="priority_based",
-        tasks=[NewTask(task_id="t", task_type="summarization", priority="normal")],
-    )  # fmt: skip
+    run_id = start_run(ledger, "t")
     slept: list[float] = []
 
     async def sleep(seconds: float) -> None:
@@ -395,10 +398,7 @@ async def test_a_task_back_from_a_long_wait_is_planned_again(ledger: Ledger) -> 
     from batches.deferred import DeferredCalls
 
     spec = spec_of([{"id": "late", "type": "summarization", "prompt": "slow batch", "deadline": "2.5s"}])
-    run_id, _ = ledger.start_or_resume_run(
-        batch_name="deferred", batch_hash="h", team=None, strategy="priority_based",
-        tasks=[NewTask(task_id="late", task_type="summarization", priority="normal")],
-    )  # fmt: skip
+    run_id = start_run(ledger, "late")
     run = ledger.get_run(run_id)
     assert run is not None
     with FakeAnthropicBatches(polls_to_end=None) as fake:

@@ -95,6 +95,14 @@ class Process:
             self.shared.close()
 
 
+async def _live_estimate(ledger: Ledger, run_id: str, url: str) -> float:
+    """What a live call of the test's task is estimated at: budgets below are set around it."""
+    probe = Process(ledger, run_id, _doc(url, budget={}), owner="probe", shared=False)
+    estimate = probe.provider.estimate_cost(_task("live", deadline=None)).cost_usd
+    await probe.close()
+    return estimate
+
+
 def _budget_scopes(run_id: str) -> list[str]:
     return ["budget:day", f"budget:run:{run_id}", f"budget:team:{TEAM}"]
 
@@ -149,9 +157,7 @@ async def test_another_process_cannot_spend_what_a_waiting_request_holds(
     monkeypatch.setattr("routing.admission.SHARED_WAIT_S", 0.3)
     run_id = _run(ledger, "deferred", "live")
     with FakeAnthropicBatches(polls_to_end=None) as fake:
-        probe = Process(ledger, run_id, _doc(fake.url, budget={}), owner="probe", shared=False)
-        live_estimate = probe.provider.estimate_cost(_task("live", deadline=None)).cost_usd
-        await probe.close()
+        live_estimate = await _live_estimate(ledger, run_id, fake.url)
         # Room for the live call alone (1.0) or the waiting request alone (0.5), not both (1.5).
         budget = {"max_cost_usd_per_day": live_estimate * 1.2}
         one = Process(ledger, run_id, _doc(fake.url, budget=budget), owner="one")
@@ -171,9 +177,7 @@ async def test_another_process_cannot_spend_what_a_waiting_request_holds(
 async def test_a_waiting_request_counts_in_its_own_process_budget_without_a_shared_store(ledger: Ledger) -> None:
     run_id = _run(ledger, "deferred", "live")
     with FakeAnthropicBatches(polls_to_end=None) as fake:
-        probe = Process(ledger, run_id, _doc(fake.url, budget={}), owner="probe", shared=False)
-        live_estimate = probe.provider.estimate_cost(_task("live", deadline=None)).cost_usd
-        await probe.close()
+        live_estimate = await _live_estimate(ledger, run_id, fake.url)
         budget = {"max_cost_usd_per_run": live_estimate * 1.2}
         one = Process(ledger, run_id, _doc(fake.url, budget=budget), owner="one", shared=False)
         waiting = one.route(_task("deferred"))
