@@ -37,12 +37,14 @@ def ledger(sqlite_url: str) -> Iterator[Ledger]:
     ledger.close()
 
 
-def _doc(url: str, *, budget: dict[str, float], batch: dict[str, Any] | None = None) -> dict[str, Any]:
+def _doc(
+    url: str, *, budget: dict[str, float], batch: dict[str, Any] | None = None, team_cap: float = 100.0
+) -> dict[str, Any]:
     provider = {"type": "anthropic", "base_url": url, "api_key_env": KEY_ENV, "batch": batch or FAST}
     return {
         "strategy": "priority_based",
         "budget": budget,
-        "teams": {TEAM: {"max_cost_usd_per_day": 100.0}},
+        "teams": {TEAM: {"max_cost_usd_per_day": team_cap}},
         "providers": {"api": provider},
     }
 
@@ -255,3 +257,19 @@ async def test_a_request_stopped_before_it_reached_the_vendor_gives_its_hold_bac
         await one.close()
     assert fake.created == 0
     assert _cost(store, "budget:day") == (0.0, 0.0)
+
+
+async def test_a_request_a_shared_budget_has_no_room_for_is_not_submitted(ledger: Ledger) -> None:
+    # Only the store knows team budgets: this process's own guard lets the request through, the store does not.
+    run_id = _run(ledger, "t")
+    store = LimitStore(ledger.engine, owner="reader")
+    with FakeAnthropicBatches(polls_to_end=1) as fake:  # a batch sent by mistake ends: the test fails, not hangs
+        live_estimate = await _live_estimate(ledger, run_id, fake.url)
+        doc = _doc(fake.url, budget={"max_cost_usd_per_day": 100.0}, team_cap=live_estimate * 0.25)
+        one = Process(ledger, run_id, doc, owner="one")
+        result = await one.route(_task("t"))
+        await one.close()
+    assert result.status == TaskStatus.FAILED and result.outcome == "budget_exceeded"
+    assert fake.created == 0 and fake.live_calls == 0
+    assert _cost(store, "budget:day") == (0.0, 0.0)  # nothing held: the local charge was given back too
+    assert one.router.budget.run_spent(run_id) == 0.0
