@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, make_url, text
 
+from ledger import Ledger
+
 POSTGRES_ENV = "SWITCHBOARD_TEST_POSTGRES_URL"
 # Prefect's servers (the test harness's included) would otherwise run a telemetry service that posts to the
 # internet; set before anything imports prefect.
@@ -84,6 +86,14 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'ledger.db'}"
+
+
+@pytest.fixture
+def ledger(sqlite_url: str) -> Iterator[Ledger]:
+    """A fresh SQLite ledger, closed after the test (tests/api and others that need another kind define their own)."""
+    ledger = Ledger(url=sqlite_url)
+    yield ledger
+    ledger.close()
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -66,6 +65,13 @@ def start_run(ledger: Ledger, task_id: str) -> str:
     return run_id
 
 
+def wait_until_submitted(ledger: Ledger, run_id: str, seconds: float = 10.0) -> None:
+    """Until the run's first vendor batch is in the ledger (the test's next assertions say if it never came)."""
+    deadline = time.monotonic() + seconds
+    while not vendor_requests(ledger, run_id) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
 def run_all(runtime: BatchRuntime) -> dict[str, NodeResult]:
     try:
         return {r.task_id: r for r in run_nodes(runtime, [t.id for t in runtime.spec.tasks])}
@@ -80,13 +86,6 @@ def vendor(request: pytest.FixtureRequest) -> str:
 
 def fake_for(vendor: str, polls_to_end: int | None = 1) -> FakeAnthropicBatches | FakeOpenAIBatches:
     return FakeAnthropicBatches(polls_to_end) if vendor == "anthropic" else FakeOpenAIBatches(polls_to_end)
-
-
-@pytest.fixture
-def ledger(sqlite_url: str) -> Iterator[Ledger]:
-    ledger = Ledger(url=sqlite_url)
-    yield ledger
-    ledger.close()
 
 
 def test_deferrable_tasks_go_out_as_one_vendor_batch_at_its_price(vendor: str, ledger: Ledger) -> None:
@@ -208,9 +207,7 @@ def test_a_restarted_run_polls_its_vendor_batch_instead_of_submitting_again(vend
         results: dict[str, NodeResult] = {}
         worker = threading.Thread(target=lambda: results.update(run_all(first)))
         worker.start()
-        deadline = time.monotonic() + 10
-        while not vendor_requests(ledger, run_id) and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_until_submitted(ledger, run_id)
         run_stop(run_id).request(StopReason.INTERRUPTED, "test: the process stops")
         worker.join(10)
         assert results["t"].status == TaskStatus.CANCELLED
@@ -258,10 +255,7 @@ async def test_a_task_cancelled_while_waiting_leaves_the_vendor_batch_running(le
         task: AITask = spec.to_ai_task(spec.tasks[0])
         assert deferred.takes(provider, task)
         waiting = asyncio.ensure_future(deferred.call(provider, task, ExecutionContext(run_id=run_id)))
-        for _ in range(200):
-            await asyncio.sleep(0.02)
-            if vendor_requests(ledger, run_id):
-                break
+        await asyncio.to_thread(wait_until_submitted, ledger, run_id, 4.0)
         waiting.cancel()
         await asyncio.sleep(0.4)  # several polls: the poller notices nobody waits any more
         polls = fake.batches[next(iter(fake.batches))].polls
@@ -383,9 +377,7 @@ def test_a_vendor_batch_that_expires_sends_its_tasks_live(vendor: str, ledger: L
         results: dict[str, NodeResult] = {}
         worker = threading.Thread(target=lambda: results.update(run_all(runtime)))
         worker.start()
-        deadline = time.monotonic() + 10
-        while not vendor_requests(ledger, run_id) and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_until_submitted(ledger, run_id)
         fake.expire()  # the vendor's 24 hours pass with the request unanswered
         worker.join(10)
     assert results["t"].output == LIVE_ANSWER and fake.live_calls == 1
@@ -411,9 +403,7 @@ async def test_a_task_back_from_a_long_wait_is_planned_again(ledger: Ledger) -> 
             health_checks=False,
         )
         routing = asyncio.ensure_future(router.route(spec.to_ai_task(spec.tasks[0]), RunInfo(run_id=run_id)))
-        deadline = time.monotonic() + 10
-        while not vendor_requests(ledger, run_id) and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
+        await asyncio.to_thread(wait_until_submitted, ledger, run_id)
         # While it waits, a provider that comes first is added (as the API's PUT /providers/{id} does).
         fresh = parse_config({"providers": {"fresh": {"type": "local_mock", "priority": 0}}}, "overlay.yaml")
         router.registry.add("fresh", fresh.providers["fresh"])

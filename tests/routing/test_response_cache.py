@@ -35,13 +35,6 @@ def server() -> Iterator[FakeOpenAI]:
         yield fake
 
 
-@pytest.fixture
-def ledger(sqlite_url: str) -> Iterator[Ledger]:
-    ledger = Ledger(url=sqlite_url)
-    yield ledger
-    ledger.close()
-
-
 def _router(
     server: FakeOpenAI,
     ledger: Ledger,

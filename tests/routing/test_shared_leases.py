@@ -4,11 +4,8 @@ limits hold exactly across processes, spare comes back, and each call counts in 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from ledger import Ledger, LimitCheck, LimitStore, ReservationAsk, sliding
 from providers import AITask
@@ -16,13 +13,6 @@ from routing.config import SwitchboardConfig, parse_config
 from routing.registry import ProviderRegistry
 from routing.router import RoutedResult, Router, RunInfo
 from routing.shared import LEASE_S, SharedLimits, Ticket
-
-
-@pytest.fixture
-def ledger(sqlite_url: str) -> Iterator[Ledger]:
-    ledger = Ledger(url=sqlite_url)
-    yield ledger
-    ledger.close()
 
 
 class Process:

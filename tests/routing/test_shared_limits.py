@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import create_engine
 
 from ledger import Ledger, LimitStore
@@ -22,13 +20,6 @@ from routing.router import RoutedResult, Router, RunInfo
 from routing.shared import SharedLimits
 
 PRICES = {"*": {"input": 1000.0, "output": 1000.0}}  # estimate $0.041, actual $0.029 (test_money_guards)
-
-
-@pytest.fixture
-def ledger(sqlite_url: str) -> Iterator[Ledger]:
-    ledger = Ledger(url=sqlite_url)
-    yield ledger
-    ledger.close()
 
 
 def _config(tmp_path: Path, doc: dict[str, Any]) -> SwitchboardConfig:
